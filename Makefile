@@ -1,0 +1,37 @@
+# dptrain top-level Makefile: the two set-up commands of README.md.
+#   make run    install dependencies, build, train fmnist-cnn on Fashion-MNIST (the default)
+#   make test   install dependencies, build, run every test (ctest)
+#   make build  build only (binary at build/dptrain)
+#   make asan   build with ASan+UBSan in build-asan and run the unit tests there
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
+RUN_FLAGS ?=
+
+.PHONY: deps build run test asan bench clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	$(BUILD)/dptrain train --model models/fmnist-cnn.cfg --data fashion-mnist \
+	  --metrics $(BUILD)/metrics.jsonl $(RUN_FLAGS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j 2
+
+asan: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDPT_SANITIZE=address,undefined -DDPT_WERROR=ON
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j 2 -L unit
+
+bench: build
+	@bash scripts/install-deps.sh --bench
+	bash benchmarks/train_vs_torch.sh
+
+clean:
+	rm -rf $(BUILD) build-asan

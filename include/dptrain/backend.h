@@ -1,0 +1,126 @@
+/* backend.h: the ops interface every compute backend implements (ref, cpu, later cuda).
+ *
+ * An op is one layer's computation with its shapes fixed at setup (oneDNN primitive / cuDNN
+ * descriptor style): op_create() builds everything it needs once (primitives, scratch, saved
+ * statistics, pooling indices), forward()/backward() then run with no allocation.
+ *
+ * Conventions shared by all backends (so the model, the optimizer and checkpoints never depend on
+ * the backend):
+ *  - Parameters and gradients are plain float32 in the flat arenas, in this order per op:
+ *      conv2d:    weight (O, I, KH, KW), then bias (O) if has_bias
+ *      fc:        weight (OUT, IN) row-major, then bias (OUT) if has_bias; IN = C*H*W of the input
+ *                 taken in NCHW order (flatten order)
+ *      batchnorm: gamma (C), then beta (C); running mean (C) and running var (C) live in the
+ *                 separate "buffers" arena (not trained, part of checkpoints and param_crc)
+ *  - backward() overwrites dW (it never accumulates) and writes dX when dx is non-NULL.
+ *  - Activations may be in a backend-private layout; op_create() reports the output layout and
+ *    byte size it wants, and the gradient of a tensor always has the tensor's own layout.
+ */
+#ifndef DPT_BACKEND_H
+#define DPT_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dptrain/status.h"
+#include "dptrain/tensor.h"
+
+typedef enum {
+    DPT_OP_CONV2D = 0,
+    DPT_OP_BATCHNORM,
+    DPT_OP_RELU,
+    DPT_OP_CELU,
+    DPT_OP_MAXPOOL,
+    DPT_OP_GAP,          /* global average pool: (N,C,H,W) -> (N,C,1,1) */
+    DPT_OP_FC,           /* fully connected: (N,C,H,W) -> (N,OUT,1,1), output plain NCHW */
+    DPT_OP_ADD,          /* y = x0 + x1 (same shape and layout); backward: dx0 = dx1 = dy */
+    DPT_OP_FLATTEN,      /* (N,C,H,W) -> (N,C*H*W,1,1) plain; backward restores the layout */
+    DPT_OP_SCALE,        /* y = alpha * x */
+    DPT_OP_XENT,         /* softmax cross-entropy with label smoothing on (N,K,1,1) logits */
+    DPT_OP_COUNT_
+} dpt_op_kind_t;
+
+/* Name of an op kind ("conv2d"). */
+const char *dpt_op_kind_name(dpt_op_kind_t k);
+
+/* What to build. `in` holds shapes and layouts only (data unused). Batch size is in[0].n. */
+typedef struct dpt_op_desc {
+    dpt_op_kind_t kind;
+    dpt_tensor_t in[2];
+    int n_in;             /* 2 for ADD, else 1 */
+    /* conv2d */
+    int out_c, kh, kw, stride, pad;
+    int has_bias;         /* conv2d, fc */
+    /* maxpool */
+    int pool_k, pool_stride, pool_pad;
+    /* fc */
+    int out_features;
+    /* batchnorm: y = gamma * (x - mean) / sqrt(var + eps) + beta; running = (1-m)*running + m*batch
+     * (PyTorch convention: m = 0.1; running var uses the unbiased batch variance) */
+    float bn_eps, bn_momentum;
+    int fuse_relu;        /* batchnorm: apply ReLU after (the model fuses BN+ReLU when asked) */
+    /* celu: alpha; scale: alpha */
+    float alpha;
+    /* xent */
+    float label_smoothing;
+} dpt_op_desc_t;
+
+/* What op_create tells the caller. */
+typedef struct dpt_op_info {
+    dpt_tensor_t out;     /* output shape, layout and nbytes (data NULL) */
+    size_t n_params;      /* floats of trainable parameters (weights then bias) */
+    size_t n_weights;     /* of which weights (the rest is bias/BN beta: no weight decay) */
+    size_t n_buffers;     /* floats of non-trained state (BN running mean+var) */
+    double flops_fwd;     /* multiply-adds*2 of forward (for GFLOP/s reports) */
+} dpt_op_info_t;
+
+/* Run-time arguments. All pointers borrowed for the call. */
+typedef struct dpt_op_args {
+    const dpt_tensor_t *x[2];   /* inputs (forward and backward) */
+    dpt_tensor_t *y;            /* output (forward; backward reads it when useful, e.g. ReLU) */
+    const dpt_tensor_t *dy;     /* gradient of the output (backward) */
+    dpt_tensor_t *dx[2];        /* gradient of the inputs (backward); NULL = not needed */
+    const float *w;             /* parameters (n_params floats) */
+    float *dw;                  /* parameter gradients (n_params floats), overwritten */
+    float *buf;                 /* buffers (n_buffers floats): BN running mean then var */
+    const int32_t *labels;      /* XENT: N labels in [0, K) */
+    float *loss;                /* XENT forward: mean loss over the batch (one float) */
+    int32_t *correct;           /* XENT forward, optional: count of argmax == label */
+    int n_valid;                /* XENT: only the first n_valid samples count (0 = all N) */
+    int training;               /* BN: batch statistics + update running stats when 1 */
+} dpt_op_args_t;
+
+typedef struct dpt_backend dpt_backend_t;   /* opaque, per backend */
+typedef struct dpt_op dpt_op_t;             /* opaque, per backend */
+
+typedef struct dpt_backend_config {
+    int threads;          /* compute threads (0 = leave as is) */
+    int blocked_layout;   /* cpu: keep activations in oneDNN blocked layouts (1) or plain NCHW (0) */
+} dpt_backend_config_t;
+
+typedef struct dpt_backend_ops {
+    const char *name;
+    dpt_status_t (*create)(const dpt_backend_config_t *cfg, dpt_backend_t **out);
+    void (*destroy)(dpt_backend_t *be);
+    dpt_status_t (*op_create)(dpt_backend_t *be, const dpt_op_desc_t *desc, dpt_op_t **out,
+                              dpt_op_info_t *info);
+    void (*op_destroy)(dpt_op_t *op);
+    dpt_status_t (*forward)(dpt_op_t *op, const dpt_op_args_t *a);
+    dpt_status_t (*backward)(dpt_op_t *op, const dpt_op_args_t *a);
+    /* Memory for activations (host memory for ref/cpu). */
+    void *(*alloc)(dpt_backend_t *be, size_t nbytes);
+    void (*free)(dpt_backend_t *be, void *p);
+    /* Copy a plain NCHW host array into tensor `dst` (any layout this backend made) and back. */
+    dpt_status_t (*import_nchw)(dpt_backend_t *be, const float *src, dpt_tensor_t *dst);
+    dpt_status_t (*export_nchw)(dpt_backend_t *be, const dpt_tensor_t *src, float *dst);
+} dpt_backend_ops_t;
+
+/* Registry: "ref", "cpu" (when built with oneDNN). NULL if unknown. */
+const dpt_backend_ops_t *dpt_backend_find(const char *name);
+/* Comma-separated names of the compiled-in backends (static string). */
+const char *dpt_backend_list(void);
+
+extern const dpt_backend_ops_t dpt_backend_ref;
+extern const dpt_backend_ops_t dpt_backend_cpu;
+
+#endif

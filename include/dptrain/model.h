@@ -1,0 +1,73 @@
+/* model.h: a layer graph read from a text model file (models/NAME.cfg), built on one backend with
+ * the batch size fixed at setup. Parameters, gradients and buffers (BN running statistics) each
+ * live in one flat float32 arena, so the optimizer, the all-reduce and checkpoints see one
+ * contiguous buffer. Forward and backward allocate nothing.
+ *
+ * Model file: sections `[type]` with `key = value` lines, `#` comments. The first section is
+ * `[net]` (input = C,H,W; classes = K). Layer types: conv, batchnorm, relu, celu, maxpool, gap,
+ * fc, add, flatten, scale, softmax_xent. Every layer may set `name =` and `input =` (the name of
+ * an earlier layer; default: the previous layer); `add` takes `inputs = a, b`. A softmax_xent
+ * layer is appended when the file has none. See docs/MODELS.md for every key. */
+#ifndef DPT_MODEL_H
+#define DPT_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dptrain/backend.h"
+#include "dptrain/status.h"
+
+typedef struct dpt_model dpt_model_t;
+
+/* A run of parameters with one weight-decay rule (weights decay; biases and BN do not). */
+typedef struct dpt_param_segment {
+    size_t offset, count;   /* in floats, into the params/grads arenas */
+    int decay;              /* 1 = apply weight decay */
+    int layer;              /* index of the owning layer */
+} dpt_param_segment_t;
+
+/* Called during backward as soon as a layer's parameter gradients are final (backward order):
+ * grads[offset .. offset+count) will not change again in this step. */
+typedef void (*dpt_grad_ready_fn)(void *ctx, size_t offset, size_t count);
+
+typedef struct dpt_model_options {
+    int batch;                    /* per-rank batch size */
+    float label_smoothing;        /* for an appended softmax_xent (a layer's own key wins) */
+    int fuse_bn_relu;             /* fuse batchnorm + relu when the backend can */
+    dpt_grad_ready_fn grad_ready; /* optional */
+    void *grad_ready_ctx;
+} dpt_model_options_t;
+
+/* Parse `path` and build every op on backend `be` (borrowed; must outlive the model).
+ * Errors name the file and line: unknown layer or key, bad value, impossible shape. */
+dpt_status_t dpt_model_create(const char *path, const dpt_backend_ops_t *ops, dpt_backend_t *be,
+                              const dpt_model_options_t *opt, dpt_model_t **out);
+void dpt_model_destroy(dpt_model_t *m);
+
+/* Initialize parameters from the seed (PyTorch's default uniform(+-1/sqrt(fan_in)) for conv and
+ * fc, gamma = 1, beta = 0, running mean 0, var 1). Depends only on (seed, model). */
+void dpt_model_init_params(dpt_model_t *m, uint64_t seed);
+
+/* Arenas (borrowed, valid for the model's life). */
+float *dpt_model_params(dpt_model_t *m, size_t *count);
+float *dpt_model_grads(dpt_model_t *m, size_t *count);
+float *dpt_model_buffers(dpt_model_t *m, size_t *count);
+const dpt_param_segment_t *dpt_model_segments(const dpt_model_t *m, int *n);
+
+/* Input shape (C, H, W), class count, and forward FLOPs for one batch. */
+void dpt_model_input_shape(const dpt_model_t *m, int *c, int *h, int *w);
+int dpt_model_classes(const dpt_model_t *m);
+double dpt_model_flops_fwd(const dpt_model_t *m);
+int dpt_model_batch(const dpt_model_t *m);
+
+/* Forward one batch: x is plain NCHW host floats (batch, C, H, W), labels (batch). Only the first
+ * n_valid samples count in loss and correct (0 = all). training selects BN batch statistics. */
+dpt_status_t dpt_model_forward(dpt_model_t *m, const float *x, const int32_t *labels, int n_valid,
+                               int training, float *loss, int32_t *correct);
+/* Backward of the last forward (must have been training): writes the grads arena. */
+dpt_status_t dpt_model_backward(dpt_model_t *m);
+
+/* Human-readable summary (one line per layer) into buf. */
+void dpt_model_summary(const dpt_model_t *m, char *buf, size_t len);
+
+#endif

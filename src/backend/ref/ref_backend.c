@@ -1,0 +1,355 @@
+/* ref_backend.c: the `ref` backend: plain NCHW, plain C kernels (ref_kernels.inc), the oracle
+ * every other backend is tested against. Per-op state (BN batch statistics, pooling argmax,
+ * softmax probabilities) is allocated once in op_create. */
+#include <string.h>
+
+#include "backend/internal.h"
+#include "backend/ref/ref_kernels.h"
+#include "dptrain/alloc.h"
+#include "dptrain/backend.h"
+
+struct dpt_backend {
+    int unused;
+};
+
+struct dpt_op {
+    dpt_op_desc_t d;
+    dpt_op_info_t info;
+    float *save;        /* BN: batch mean (C) then var (C); XENT: probabilities (N*K) */
+    int32_t *argmax;    /* MAXPOOL */
+};
+
+static dpt_status_t ref_create(const dpt_backend_config_t *cfg, dpt_backend_t **out)
+{
+    (void)cfg;
+    dpt_backend_t *be = dpt_calloc(sizeof *be);
+    if (!be)
+        return dpt_error_set(DPT_ERR_NOMEM, "ref backend: out of memory");
+    *out = be;
+    return DPT_OK;
+}
+
+static void ref_destroy(dpt_backend_t *be) { dpt_free(be); }
+
+/* Shape checks and output shapes shared by every backend's op_create. */
+static dpt_status_t ref_op_shape(const dpt_op_desc_t *d, dpt_op_info_t *info)
+{
+    const dpt_tensor_t *x = &d->in[0];
+    memset(info, 0, sizeof *info);
+    if (x->n <= 0 || x->c <= 0 || x->h <= 0 || x->w <= 0)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "%s: empty input shape %dx%dx%dx%d",
+                             dpt_op_kind_name(d->kind), x->n, x->c, x->h, x->w);
+    int n = x->n, c = x->c, h = x->h, w = x->w;
+    double hw = (double)h * w;
+    switch (d->kind) {
+    case DPT_OP_CONV2D: {
+        if (d->out_c <= 0 || d->kh <= 0 || d->kw <= 0 || d->stride <= 0 || d->pad < 0)
+            return dpt_error_set(DPT_ERR_INVALID_ARG, "conv2d: bad parameters (filters=%d "
+                                 "size=%dx%d stride=%d pad=%d)", d->out_c, d->kh, d->kw,
+                                 d->stride, d->pad);
+        int oh = (h + 2 * d->pad - d->kh) / d->stride + 1;
+        int ow = (w + 2 * d->pad - d->kw) / d->stride + 1;
+        if (h + 2 * d->pad < d->kh || w + 2 * d->pad < d->kw)
+            return dpt_error_set(DPT_ERR_INVALID_ARG, "conv2d: kernel %dx%d larger than padded "
+                                 "input %dx%d", d->kh, d->kw, h + 2 * d->pad, w + 2 * d->pad);
+        info->out = dpt_tensor_shape(n, d->out_c, oh, ow);
+        info->n_weights = (size_t)d->out_c * c * d->kh * d->kw;
+        info->n_params = info->n_weights + (d->has_bias ? (size_t)d->out_c : 0);
+        info->flops_fwd = 2.0 * n * d->out_c * (double)oh * ow * c * d->kh * d->kw;
+        break;
+    }
+    case DPT_OP_BATCHNORM:
+        info->out = dpt_tensor_shape(n, c, h, w);
+        info->n_params = 2 * (size_t)c;
+        info->n_weights = 0;   /* gamma and beta: no weight decay */
+        info->n_buffers = 2 * (size_t)c;
+        info->flops_fwd = 4.0 * n * c * hw;
+        break;
+    case DPT_OP_RELU:
+    case DPT_OP_CELU:
+    case DPT_OP_SCALE:
+        info->out = dpt_tensor_shape(n, c, h, w);
+        info->flops_fwd = (double)n * c * hw;
+        break;
+    case DPT_OP_MAXPOOL: {
+        if (d->pool_k <= 0 || d->pool_stride <= 0 || d->pool_pad < 0 || 2 * d->pool_pad >= d->pool_k)
+            return dpt_error_set(DPT_ERR_INVALID_ARG, "maxpool: bad parameters (size=%d stride=%d "
+                                 "pad=%d)", d->pool_k, d->pool_stride, d->pool_pad);
+        if (h + 2 * d->pool_pad < d->pool_k || w + 2 * d->pool_pad < d->pool_k)
+            return dpt_error_set(DPT_ERR_INVALID_ARG, "maxpool: window %d larger than input %dx%d",
+                                 d->pool_k, h, w);
+        int oh = (h + 2 * d->pool_pad - d->pool_k) / d->pool_stride + 1;
+        int ow = (w + 2 * d->pool_pad - d->pool_k) / d->pool_stride + 1;
+        info->out = dpt_tensor_shape(n, c, oh, ow);
+        info->flops_fwd = (double)n * c * oh * ow * d->pool_k * d->pool_k;
+        break;
+    }
+    case DPT_OP_GAP:
+        info->out = dpt_tensor_shape(n, c, 1, 1);
+        info->flops_fwd = (double)n * c * hw;
+        break;
+    case DPT_OP_FC: {
+        if (d->out_features <= 0)
+            return dpt_error_set(DPT_ERR_INVALID_ARG, "fc: bad output size %d", d->out_features);
+        size_t in = (size_t)c * h * w;
+        info->out = dpt_tensor_shape(n, d->out_features, 1, 1);
+        info->n_weights = (size_t)d->out_features * in;
+        info->n_params = info->n_weights + (d->has_bias ? (size_t)d->out_features : 0);
+        info->flops_fwd = 2.0 * n * (double)in * d->out_features;
+        break;
+    }
+    case DPT_OP_ADD: {
+        const dpt_tensor_t *x1 = &d->in[1];
+        if (d->n_in != 2 || x1->n != n || x1->c != c || x1->h != h || x1->w != w)
+            return dpt_error_set(DPT_ERR_INVALID_ARG, "add: inputs differ in shape (%dx%dx%dx%d vs "
+                                 "%dx%dx%dx%d)", n, c, h, w, x1->n, x1->c, x1->h, x1->w);
+        info->out = dpt_tensor_shape(n, c, h, w);
+        info->flops_fwd = (double)n * c * hw;
+        break;
+    }
+    case DPT_OP_FLATTEN:
+        info->out = dpt_tensor_shape(n, c * h * w, 1, 1);
+        break;
+    case DPT_OP_XENT:
+        if (h != 1 || w != 1 || c < 2)
+            return dpt_error_set(DPT_ERR_INVALID_ARG, "softmax_xent: needs (N, K>=2, 1, 1) logits, "
+                                 "got %dx%dx%dx%d", n, c, h, w);
+        if (d->label_smoothing < 0 || d->label_smoothing >= 1)
+            return dpt_error_set(DPT_ERR_INVALID_ARG, "softmax_xent: label smoothing %g not in "
+                                 "[0, 1)", d->label_smoothing);
+        info->out = dpt_tensor_shape(n, c, 1, 1);
+        info->flops_fwd = 3.0 * n * c;
+        break;
+    default:
+        return dpt_error_set(DPT_ERR_UNSUPPORTED, "unknown op kind %d", (int)d->kind);
+    }
+    return DPT_OK;
+}
+
+static dpt_status_t ref_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dpt_op_t **out,
+                                  dpt_op_info_t *info)
+{
+    (void)be;
+    for (int i = 0; i < (d->kind == DPT_OP_ADD ? 2 : 1); i++)
+        if (d->in[i].layout != DPT_LAYOUT_NCHW)
+            return dpt_error_set(DPT_ERR_UNSUPPORTED, "ref backend: %s input must be plain NCHW",
+                                 dpt_op_kind_name(d->kind));
+    DPT_CHECK(ref_op_shape(d, info));
+    dpt_op_t *op = dpt_calloc(sizeof *op);
+    if (!op)
+        return dpt_error_set(DPT_ERR_NOMEM, "ref backend: out of memory");
+    op->d = *d;
+    op->info = *info;
+    size_t nsave = 0;
+    if (d->kind == DPT_OP_BATCHNORM)
+        nsave = 2 * (size_t)d->in[0].c;
+    else if (d->kind == DPT_OP_XENT)
+        nsave = dpt_tensor_count(&d->in[0]);
+    if (nsave && !(op->save = dpt_calloc(nsave * sizeof(float))))
+        goto nomem;
+    if (d->kind == DPT_OP_MAXPOOL &&
+        !(op->argmax = dpt_calloc(dpt_tensor_count(&info->out) * sizeof(int32_t))))
+        goto nomem;
+    *out = op;
+    return DPT_OK;
+nomem:
+    dpt_free(op->save);
+    dpt_free(op);
+    return dpt_error_set(DPT_ERR_NOMEM, "ref backend: out of memory");
+}
+
+static void ref_op_destroy(dpt_op_t *op)
+{
+    if (!op)
+        return;
+    dpt_free(op->save);
+    dpt_free(op->argmax);
+    dpt_free(op);
+}
+
+static dpt_status_t ref_forward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    const dpt_op_desc_t *d = &op->d;
+    const dpt_tensor_t *x = a->x[0];
+    float *y = a->y->data;
+    int N = x->n, C = x->c, H = x->h, W = x->w;
+    long cnt = (long)dpt_tensor_count(x);
+    const dpt_tensor_t *o = &op->info.out;
+    switch (d->kind) {
+    case DPT_OP_CONV2D:
+        dpt__ref_conv_fwd_f32(x->data, a->w, d->has_bias ? a->w + op->info.n_weights : NULL, y, N,
+                              C, H, W, d->out_c, d->kh, d->kw, d->stride, d->pad, o->h, o->w);
+        break;
+    case DPT_OP_BATCHNORM: {
+        const float *g = a->w, *b = a->w + C;
+        float *rm = a->buf, *rv = a->buf + C;
+        if (a->training) {
+            float *mean = op->save, *var = op->save + C;
+            dpt__ref_bn_fwd_train_f32(x->data, g, b, y, mean, var, N, C, H * W, d->bn_eps,
+                                      d->fuse_relu);
+            double m = d->bn_momentum, M = (double)N * H * W;
+            for (int c = 0; c < C; c++) {
+                rm[c] = (float)((1 - m) * rm[c] + m * mean[c]);
+                rv[c] = (float)((1 - m) * rv[c] + m * var[c] * (M > 1 ? M / (M - 1) : 1.0));
+            }
+        } else {
+            dpt__ref_bn_fwd_eval_f32(x->data, g, b, rm, rv, y, N, C, H * W, d->bn_eps,
+                                     d->fuse_relu);
+        }
+        break;
+    }
+    case DPT_OP_RELU:
+        dpt__ref_relu_fwd_f32(x->data, y, cnt);
+        break;
+    case DPT_OP_CELU:
+        dpt__ref_celu_fwd_f32(x->data, y, cnt, d->alpha);
+        break;
+    case DPT_OP_SCALE:
+        for (long i = 0; i < cnt; i++)
+            y[i] = d->alpha * x->data[i];
+        break;
+    case DPT_OP_MAXPOOL:
+        dpt__ref_maxpool_fwd_f32(x->data, y, op->argmax, N, C, H, W, d->pool_k, d->pool_stride,
+                                 d->pool_pad, o->h, o->w);
+        break;
+    case DPT_OP_GAP:
+        dpt__ref_gap_fwd_f32(x->data, y, N, C, H * W);
+        break;
+    case DPT_OP_FC:
+        dpt__ref_fc_fwd_f32(x->data, a->w, d->has_bias ? a->w + op->info.n_weights : NULL, y, N,
+                            C * H * W, d->out_features);
+        break;
+    case DPT_OP_ADD:
+        for (long i = 0; i < cnt; i++)
+            y[i] = x->data[i] + a->x[1]->data[i];
+        break;
+    case DPT_OP_FLATTEN:
+        memcpy(y, x->data, (size_t)cnt * sizeof(float));
+        break;
+    case DPT_OP_XENT: {
+        double l = dpt__ref_xent_fwd_f32(x->data, a->labels, op->save, N, C, a->n_valid,
+                                         d->label_smoothing, a->correct);
+        if (a->loss)
+            *a->loss = (float)l;
+        memcpy(y, op->save, (size_t)cnt * sizeof(float));   /* y = probabilities */
+        break;
+    }
+    default:
+        return dpt_error_set(DPT_ERR_UNSUPPORTED, "ref: op %d", (int)d->kind);
+    }
+    return DPT_OK;
+}
+
+static dpt_status_t ref_backward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    const dpt_op_desc_t *d = &op->d;
+    const dpt_tensor_t *x = a->x[0];
+    float *dx = a->dx[0] ? a->dx[0]->data : NULL;
+    const float *dy = a->dy ? a->dy->data : NULL;
+    int N = x->n, C = x->c, H = x->h, W = x->w;
+    long cnt = (long)dpt_tensor_count(x);
+    const dpt_tensor_t *o = &op->info.out;
+    switch (d->kind) {
+    case DPT_OP_CONV2D:
+        dpt__ref_conv_bwd_f32(x->data, a->w, dy, dx, a->dw,
+                              d->has_bias ? a->dw + op->info.n_weights : NULL, N, C, H, W,
+                              d->out_c, d->kh, d->kw, d->stride, d->pad, o->h, o->w);
+        break;
+    case DPT_OP_BATCHNORM:
+        dpt__ref_bn_bwd_f32(x->data, a->w, op->save, op->save + C, a->y->data, dy, dx, a->dw,
+                            a->dw + C, N, C, H * W, d->bn_eps, d->fuse_relu);
+        break;
+    case DPT_OP_RELU:
+        if (dx)
+            dpt__ref_relu_bwd_f32(a->y->data, dy, dx, cnt);
+        break;
+    case DPT_OP_CELU:
+        if (dx)
+            dpt__ref_celu_bwd_f32(x->data, dy, dx, cnt, d->alpha);
+        break;
+    case DPT_OP_SCALE:
+        if (dx)
+            for (long i = 0; i < cnt; i++)
+                dx[i] = d->alpha * dy[i];
+        break;
+    case DPT_OP_MAXPOOL:
+        if (dx)
+            dpt__ref_maxpool_bwd_f32(op->argmax, dy, dx, N, C, H, W, o->h, o->w);
+        break;
+    case DPT_OP_GAP:
+        if (dx)
+            dpt__ref_gap_bwd_f32(dy, dx, N, C, H * W);
+        break;
+    case DPT_OP_FC:
+        dpt__ref_fc_bwd_f32(x->data, a->w, dy, dx, a->dw,
+                            d->has_bias ? a->dw + op->info.n_weights : NULL, N, C * H * W,
+                            d->out_features);
+        break;
+    case DPT_OP_ADD:
+        for (int i = 0; i < 2; i++)
+            if (a->dx[i])
+                memcpy(a->dx[i]->data, dy, (size_t)cnt * sizeof(float));
+        break;
+    case DPT_OP_FLATTEN:
+        if (dx)
+            memcpy(dx, dy, (size_t)cnt * sizeof(float));
+        break;
+    case DPT_OP_XENT:
+        if (dx)
+            dpt__ref_xent_bwd_f32(op->save, a->labels, dx, N, C, a->n_valid, d->label_smoothing);
+        break;
+    default:
+        return dpt_error_set(DPT_ERR_UNSUPPORTED, "ref: op %d", (int)d->kind);
+    }
+    return DPT_OK;
+}
+
+static void *ref_alloc(dpt_backend_t *be, size_t nbytes)
+{
+    (void)be;
+    return dpt_calloc(nbytes);
+}
+
+static void ref_free(dpt_backend_t *be, void *p)
+{
+    (void)be;
+    dpt_free(p);
+}
+
+static dpt_status_t ref_import(dpt_backend_t *be, const float *src, dpt_tensor_t *dst)
+{
+    (void)be;
+    if (dst->layout != DPT_LAYOUT_NCHW)
+        return dpt_error_set(DPT_ERR_UNSUPPORTED, "ref backend: tensor layout %d", dst->layout);
+    memcpy(dst->data, src, dpt_tensor_count(dst) * sizeof(float));
+    return DPT_OK;
+}
+
+static dpt_status_t ref_export(dpt_backend_t *be, const dpt_tensor_t *src, float *dst)
+{
+    (void)be;
+    if (src->layout != DPT_LAYOUT_NCHW)
+        return dpt_error_set(DPT_ERR_UNSUPPORTED, "ref backend: tensor layout %d", src->layout);
+    memcpy(dst, src->data, dpt_tensor_count(src) * sizeof(float));
+    return DPT_OK;
+}
+
+const dpt_backend_ops_t dpt_backend_ref = {
+    .name = "ref",
+    .create = ref_create,
+    .destroy = ref_destroy,
+    .op_create = ref_op_create,
+    .op_destroy = ref_op_destroy,
+    .forward = ref_forward,
+    .backward = ref_backward,
+    .alloc = ref_alloc,
+    .free = ref_free,
+    .import_nchw = ref_import,
+    .export_nchw = ref_export,
+};
+
+/* Exposed so other backends share one definition of op shapes and validation. */
+dpt_status_t dpt__op_shape(const dpt_op_desc_t *d, dpt_op_info_t *info)
+{
+    return ref_op_shape(d, info);
+}

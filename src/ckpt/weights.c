@@ -1,0 +1,202 @@
+/* weights.c: save and load model weights (params + BN buffers) as one checksummed zstd frame,
+ * written atomically (tmp file, fsync, rename, fsync of the directory). */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "dptrain/alloc.h"
+#include "dptrain/checkpoint.h"
+
+#define HDR_BYTES 64
+static const char MAGIC[8] = {'D', 'P', 'T', 'W', 'G', 'H', 'T', '1'};
+enum { VERSION = 1 };
+
+typedef struct header {
+    char magic[8];
+    uint32_t version, reserved;
+    uint64_t n_params, n_buffers, payload_nbytes;
+    uint32_t payload_crc, raw_crc;
+    uint8_t pad[12];
+    uint32_t header_crc;
+} header_t;
+_Static_assert(sizeof(header_t) == HDR_BYTES, "weights header must be 64 bytes");
+
+static uint32_t crc_bytes(uint32_t crc, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    while (n > 0) {   /* zlib's crc32 takes a uInt length */
+        uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        crc = (uint32_t)crc32(crc, b, chunk);
+        b += chunk;
+        n -= chunk;
+    }
+    return crc;
+}
+
+uint32_t dpt_param_crc(const float *params, size_t n_params, const float *buffers,
+                       size_t n_buffers)
+{
+    uint32_t c = crc_bytes(0, params, n_params * sizeof(float));
+    return crc_bytes(c, buffers, n_buffers * sizeof(float));
+}
+
+static dpt_status_t write_all(int fd, const void *p, size_t n, const char *path)
+{
+    const char *b = p;
+    while (n > 0) {
+        ssize_t w = write(fd, b, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return dpt_error_set(DPT_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        b += w;
+        n -= (size_t)w;
+    }
+    return DPT_OK;
+}
+
+dpt_status_t dpt_weights_save(const char *path, const float *params, size_t n_params,
+                              const float *buffers, size_t n_buffers)
+{
+    size_t raw_n = (n_params + n_buffers) * sizeof(float);
+    float *raw = dpt_malloc(raw_n ? raw_n : 1);
+    size_t cap = ZSTD_compressBound(raw_n);
+    void *z = dpt_malloc(cap);
+    char tmp[4096];
+    int fd = -1;
+    dpt_status_t st = DPT_OK;
+    if (!raw || !z) {
+        st = dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    memcpy(raw, params, n_params * sizeof(float));
+    memcpy(raw + n_params, buffers, n_buffers * sizeof(float));
+    size_t zn = ZSTD_compress(z, cap, raw, raw_n, 3);
+    if (ZSTD_isError(zn)) {
+        st = dpt_error_set(DPT_ERR_INTERNAL, "%s: zstd: %s", path, ZSTD_getErrorName(zn));
+        goto done;
+    }
+    header_t h = {.version = VERSION, .n_params = n_params, .n_buffers = n_buffers,
+                  .payload_nbytes = zn};
+    memcpy(h.magic, MAGIC, sizeof MAGIC);
+    h.payload_crc = crc_bytes(0, z, zn);
+    h.raw_crc = crc_bytes(0, raw, raw_n);
+    h.header_crc = crc_bytes(0, &h, offsetof(header_t, header_crc));
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        st = dpt_error_set(DPT_ERR_INVALID_ARG, "%s: path too long", path);
+        goto done;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        st = dpt_error_set(DPT_ERR_IO, "%s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    DPT_CHECK_GOTO(write_all(fd, &h, sizeof h, tmp), st, done);
+    DPT_CHECK_GOTO(write_all(fd, z, zn, tmp), st, done);
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        fd = -1;
+        st = dpt_error_set(DPT_ERR_IO, "%s: fsync/close failed: %s", tmp, strerror(errno));
+        goto done;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        st = dpt_error_set(DPT_ERR_IO, "%s: rename from %s failed: %s", path, tmp, strerror(errno));
+        goto done;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+done:
+    if (fd >= 0) {
+        close(fd);
+        unlink(tmp);
+    }
+    dpt_free(raw);
+    dpt_free(z);
+    return st;
+}
+
+dpt_status_t dpt_weights_load(const char *path, float *params, size_t n_params, float *buffers,
+                              size_t n_buffers)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return dpt_error_set(DPT_ERR_IO, "%s: %s", path, strerror(errno));
+    header_t h;
+    void *z = NULL;
+    float *raw = NULL;
+    dpt_status_t st = DPT_OK;
+    if (fread(&h, 1, sizeof h, f) != sizeof h) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: truncated header (not a dptrain weights file?)",
+                           path);
+        goto done;
+    }
+    if (memcmp(h.magic, MAGIC, sizeof MAGIC)) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: bad magic (not a dptrain weights file)", path);
+        goto done;
+    }
+    if (crc_bytes(0, &h, offsetof(header_t, header_crc)) != h.header_crc) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: header checksum mismatch (corrupt file)", path);
+        goto done;
+    }
+    if (h.version != VERSION) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: version %u, this build reads version %d", path,
+                           h.version, VERSION);
+        goto done;
+    }
+    if (h.n_params != n_params || h.n_buffers != n_buffers) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: holds %llu parameters + %llu buffers, the model "
+                           "has %zu + %zu (different model?)", path,
+                           (unsigned long long)h.n_params, (unsigned long long)h.n_buffers,
+                           n_params, n_buffers);
+        goto done;
+    }
+    size_t raw_n = (n_params + n_buffers) * sizeof(float);
+    if (h.payload_nbytes == 0 || h.payload_nbytes > ZSTD_compressBound(raw_n)) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: bad payload size %llu", path,
+                           (unsigned long long)h.payload_nbytes);
+        goto done;
+    }
+    z = dpt_malloc(h.payload_nbytes);
+    raw = dpt_malloc(raw_n ? raw_n : 1);
+    if (!z || !raw) {
+        st = dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    size_t got = fread(z, 1, h.payload_nbytes, f);
+    if (got != h.payload_nbytes) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: truncated: payload has %zu of %llu bytes", path,
+                           got, (unsigned long long)h.payload_nbytes);
+        goto done;
+    }
+    if (fgetc(f) != EOF) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: trailing bytes after the payload", path);
+        goto done;
+    }
+    if (crc_bytes(0, z, h.payload_nbytes) != h.payload_crc) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: payload checksum mismatch (corrupt file)", path);
+        goto done;
+    }
+    size_t dn = ZSTD_decompress(raw, raw_n, z, h.payload_nbytes);
+    if (ZSTD_isError(dn) || dn != raw_n || crc_bytes(0, raw, raw_n) != h.raw_crc) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: payload does not decompress to the weights", path);
+        goto done;
+    }
+    memcpy(params, raw, n_params * sizeof(float));
+    memcpy(buffers, raw + n_params, n_buffers * sizeof(float));
+done:
+    fclose(f);
+    dpt_free(z);
+    dpt_free(raw);
+    return st;
+}

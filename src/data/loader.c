@@ -1,0 +1,343 @@
+/* loader.c: turns a uint8 dataset into this rank's float batches (the step after the readers on
+ * the data path). Per epoch a permutation of [0, N) is drawn from Philox keyed by (seed, epoch);
+ * global batch g is permutation positions [g*B*P, (g+1)*B*P) and rank r takes the contiguous
+ * slice [g*B*P + r*B, +B). Crop/flip randomness is keyed by (seed, epoch, position), so a sample
+ * looks the same whatever the rank count or thread. An optional prefetch thread assembles the
+ * next batch into a second buffer while the caller trains on the current one. */
+#include <pthread.h>
+#include <string.h>
+
+#include "dptrain/alloc.h"
+#include "dptrain/loader.h"
+#include "dptrain/rng.h"
+
+/*
+ * Layout of one epoch (B = batch, P = nranks, N = samples), e.g. B = 2, P = 3, N = 14,
+ * drop_last = 0: steps = ceil(14 / 6) = 3, positions 14..17 are padding.
+ *
+ *   permutation position:  0  1 | 2  3 | 4  5 || 6  7 | 8  9 | 10 11 || 12 13 | 14 15 | 16 17
+ *   rank:                  r0   | r1   | r2   || r0   | r1   | r2    || r0    | r1    | r2
+ *   step:                  ------ 0 ---------- ------- 1 ------------ -------- 2 ------------
+ *   n_valid on step 2:     r0 = 2, r1 = 0, r2 = 0 (padding: zero images, label 0)
+ *
+ * Augmentation (when crop_pad > 0 or flip): one Philox block keyed (seed, epoch, position) gives
+ * the crop offsets dy, dx in [0, 2*pad] and the flip bit. Output pixel (y, x) is the normalized
+ * source pixel (y + dy - pad, x' + dx - pad), x' = W-1-x when flipped, else x; a source pixel
+ * outside the image (the padding) is 0.0 in the normalized output, i.e. the padding is the
+ * dataset mean rather than black, which keeps padded borders neutral for the first layer.
+ *
+ * Prefetch: NBUF slots, each FREE -> FILLING (worker, unlocked) -> READY -> HELD (handed to the
+ * caller) -> FREE (on the caller's next dpt_loader_next). The worker fills steps in order, so
+ * with two slots it runs one batch ahead. One mutex and one condition variable guard the slot
+ * states and the step counters; the permutation only changes while no slot is FILLING.
+ */
+
+#define LOADER_NBUF 2
+
+enum { SLOT_FREE, SLOT_FILLING, SLOT_READY, SLOT_HELD };
+
+struct dpt_loader {
+    const dpt_dataset_t *ds;   /* borrowed; must outlive the loader */
+    dpt_loader_config_t cfg;
+    int steps;                 /* per epoch, identical on every rank */
+    size_t sample_count;       /* C * H * W */
+    uint32_t *perm;            /* (N) permutation of the current epoch */
+    float lut[3][256];         /* normalized value of each pixel value, per channel */
+
+    int epoch;                 /* current epoch, -1 before the first start_epoch */
+    int next_step;             /* the step dpt_loader_next hands out next */
+    dpt_batch_t slot[LOADER_NBUF];   /* x: (batch, C, H, W), y: (batch) */
+    int state[LOADER_NBUF];
+
+    /* Prefetch thread (cfg.prefetch); the fields below are guarded by mu. */
+    int threaded;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int fill_step;             /* the next step the worker assembles */
+    int stop;
+};
+
+/* Uniform in [0, n) from one 32-bit word (multiply-shift; the bias, n / 2^32, is negligible). */
+static int word_below(uint32_t word, int n)
+{
+    return (int)(((uint64_t)word * (uint64_t)n) >> 32);
+}
+
+/* Sample at permutation position `pos` of `epoch`, normalized and augmented, into x (C, H, W). */
+static void assemble_sample(const dpt_loader_t *ld, int epoch, int64_t pos, float *x,
+                            int32_t *y)
+{
+    const dpt_dataset_t *ds = ld->ds;
+    uint32_t idx = ld->perm[pos];
+    const uint8_t *src = ds->images + (size_t)idx * ld->sample_count;
+    const int pad = ld->cfg.crop_pad, H = ds->h, W = ds->w;
+    *y = ds->labels[idx];
+
+    int dy = pad, dx = pad, flip = 0;
+    if (pad > 0 || ld->cfg.flip) {
+        uint32_t r[4];
+        dpt_philox4x32(ld->cfg.seed, (uint64_t)(uint32_t)epoch << 32 | DPT_RNG_STREAM_AUGMENT,
+                       (uint64_t)pos, r);
+        if (pad > 0) {
+            dy = word_below(r[0], 2 * pad + 1);
+            dx = word_below(r[1], 2 * pad + 1);
+        }
+        flip = ld->cfg.flip && (r[2] >> 31);
+    }
+
+    for (int c = 0; c < ds->c; c++) {
+        const float *lut = ld->lut[c];
+        const uint8_t *plane = src + (size_t)c * H * W;
+        float *out = x + (size_t)c * H * W;
+        if (dy == pad && dx == pad && !flip) {
+            for (int i = 0; i < H * W; i++)
+                out[i] = lut[plane[i]];
+            continue;
+        }
+        for (int oy = 0; oy < H; oy++) {
+            int sy = oy + dy - pad;
+            float *orow = out + (size_t)oy * W;
+            if (sy < 0 || sy >= H) {
+                memset(orow, 0, (size_t)W * sizeof *orow);
+                continue;
+            }
+            const uint8_t *srow = plane + (size_t)sy * W;
+            for (int ox = 0; ox < W; ox++) {
+                int sx = (flip ? W - 1 - ox : ox) + dx - pad;
+                orow[ox] = (sx >= 0 && sx < W) ? lut[srow[sx]] : 0.0f;
+            }
+        }
+    }
+}
+
+/* This rank's shard of global batch `step` into b. Reads perm; allocates nothing. */
+static void assemble_batch(const dpt_loader_t *ld, int epoch, int step, dpt_batch_t *b)
+{
+    const int B = ld->cfg.batch;
+    const int64_t first = ((int64_t)step * ld->cfg.nranks + ld->cfg.rank) * B;
+    int valid = 0;
+    for (int i = 0; i < B; i++) {
+        float *x = b->x + (size_t)i * ld->sample_count;
+        int64_t pos = first + i;
+        if (pos < ld->ds->n) {
+            assemble_sample(ld, epoch, pos, x, &b->y[i]);
+            valid++;
+        } else {
+            memset(x, 0, ld->sample_count * sizeof *x);
+            b->y[i] = 0;
+        }
+    }
+    b->n_valid = valid;
+    b->epoch = epoch;
+    b->step = step;
+}
+
+static void *prefetch_main(void *arg)
+{
+    dpt_loader_t *ld = arg;
+    pthread_mutex_lock(&ld->mu);
+    while (!ld->stop) {
+        int s = -1;
+        if (ld->epoch >= 0 && ld->fill_step < ld->steps)
+            for (int i = 0; i < LOADER_NBUF && s < 0; i++)
+                if (ld->state[i] == SLOT_FREE)
+                    s = i;
+        if (s < 0) {
+            pthread_cond_wait(&ld->cv, &ld->mu);
+            continue;
+        }
+        int step = ld->fill_step++, epoch = ld->epoch;
+        ld->state[s] = SLOT_FILLING;
+        pthread_mutex_unlock(&ld->mu);
+        assemble_batch(ld, epoch, step, &ld->slot[s]);
+        pthread_mutex_lock(&ld->mu);
+        ld->state[s] = SLOT_READY;
+        pthread_cond_broadcast(&ld->cv);
+    }
+    pthread_mutex_unlock(&ld->mu);
+    return NULL;
+}
+
+dpt_status_t dpt_loader_create(const dpt_dataset_t *ds, const dpt_loader_config_t *cfg,
+                               dpt_loader_t **out)
+{
+    if (!out)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "dpt_loader_create: out is NULL");
+    *out = NULL;
+    if (!ds || !cfg || !ds->images || !ds->labels)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "dpt_loader_create: NULL dataset or config");
+    if (ds->n < 1 || ds->c < 1 || ds->c > 3 || ds->h < 1 || ds->w < 1)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "%s: loader needs N >= 1, C in 1..3, H, W >= 1 "
+                             "(got %d x %d x %d x %d)", ds->name, ds->n, ds->c, ds->h, ds->w);
+    if (cfg->batch < 1 || cfg->nranks < 1 || cfg->rank < 0 || cfg->rank >= cfg->nranks ||
+        cfg->crop_pad < 0 || cfg->crop_pad > ds->h || cfg->crop_pad > ds->w)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "%s: bad loader config: batch %d, rank %d of "
+                             "%d, crop_pad %d (need batch >= 1, 0 <= rank < nranks, 0 <= crop_pad "
+                             "<= image side)", ds->name, cfg->batch, cfg->rank, cfg->nranks,
+                             cfg->crop_pad);
+    for (int c = 0; c < ds->c; c++)
+        if (!(ds->std[c] > 0.0f))
+            return dpt_error_set(DPT_ERR_INVALID_ARG, "%s: std of channel %d is %g, must be > 0",
+                                 ds->name, c, (double)ds->std[c]);
+    int64_t global = (int64_t)cfg->batch * cfg->nranks;
+    int64_t steps = cfg->drop_last ? ds->n / global : (ds->n + global - 1) / global;
+    if (steps < 1)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "%s: %d samples are fewer than one global batch "
+                             "(%d x %d ranks) with drop_last: no steps", ds->name, ds->n,
+                             cfg->batch, cfg->nranks);
+
+    dpt_loader_t *ld = dpt_calloc(sizeof *ld);
+    if (!ld)
+        return dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory for the loader", ds->name);
+    ld->ds = ds;
+    ld->cfg = *cfg;
+    ld->steps = (int)steps;
+    ld->sample_count = (size_t)ds->c * ds->h * ds->w;
+    ld->epoch = -1;
+    for (int c = 0; c < ds->c; c++)
+        for (int v = 0; v < 256; v++)
+            ld->lut[c][v] = ((float)v / 255.0f - ds->mean[c]) / ds->std[c];
+
+    ld->perm = dpt_malloc((size_t)ds->n * sizeof *ld->perm);
+    int ok = ld->perm != NULL;
+    for (int i = 0; i < LOADER_NBUF && ok; i++) {
+        ld->slot[i].x = dpt_malloc((size_t)cfg->batch * ld->sample_count * sizeof(float));
+        ld->slot[i].y = dpt_malloc((size_t)cfg->batch * sizeof(int32_t));
+        ok = ld->slot[i].x && ld->slot[i].y;
+    }
+    if (!ok) {
+        dpt_loader_destroy(ld);
+        return dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory for loader buffers (batch %d)",
+                             ds->name, cfg->batch);
+    }
+
+    if (cfg->prefetch) {
+        pthread_mutex_init(&ld->mu, NULL);
+        pthread_cond_init(&ld->cv, NULL);
+        int rc = pthread_create(&ld->thread, NULL, prefetch_main, ld);
+        if (rc != 0) {
+            pthread_cond_destroy(&ld->cv);
+            pthread_mutex_destroy(&ld->mu);
+            dpt_loader_destroy(ld);
+            return dpt_error_set(DPT_ERR_INTERNAL, "%s: cannot start the prefetch thread: %s",
+                                 ds->name, strerror(rc));
+        }
+        ld->threaded = 1;
+    }
+    *out = ld;
+    return DPT_OK;
+}
+
+int dpt_loader_steps(const dpt_loader_t *ld)
+{
+    return ld ? ld->steps : 0;
+}
+
+/* Fisher-Yates over Philox keyed by (seed, epoch), or the identity without shuffle. */
+static void build_perm(dpt_loader_t *ld, int epoch)
+{
+    uint32_t n = (uint32_t)ld->ds->n;
+    for (uint32_t i = 0; i < n; i++)
+        ld->perm[i] = i;
+    if (!ld->cfg.shuffle)
+        return;
+    dpt_rng_t rng;
+    dpt_rng_init(&rng, ld->cfg.seed, (uint64_t)(uint32_t)epoch << 32 | DPT_RNG_STREAM_SHUFFLE);
+    for (uint32_t i = n - 1; i > 0; i--) {
+        uint32_t j = dpt_rng_below(&rng, i + 1);
+        uint32_t t = ld->perm[i];
+        ld->perm[i] = ld->perm[j];
+        ld->perm[j] = t;
+    }
+}
+
+dpt_status_t dpt_loader_start_epoch(dpt_loader_t *ld, int epoch)
+{
+    if (!ld || epoch < 0)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "dpt_loader_start_epoch: bad loader or epoch %d",
+                             epoch);
+    if (!ld->threaded) {
+        build_perm(ld, epoch);
+        ld->epoch = epoch;
+        ld->next_step = 0;
+        return DPT_OK;
+    }
+    pthread_mutex_lock(&ld->mu);
+    /* The worker reads perm while FILLING: let it finish before reshuffling (restart mid-epoch). */
+    for (;;) {
+        int filling = 0;
+        for (int i = 0; i < LOADER_NBUF; i++)
+            filling |= ld->state[i] == SLOT_FILLING;
+        if (!filling)
+            break;
+        pthread_cond_wait(&ld->cv, &ld->mu);
+    }
+    build_perm(ld, epoch);
+    ld->epoch = epoch;
+    ld->next_step = 0;
+    ld->fill_step = 0;
+    for (int i = 0; i < LOADER_NBUF; i++)
+        ld->state[i] = SLOT_FREE;
+    pthread_cond_broadcast(&ld->cv);
+    pthread_mutex_unlock(&ld->mu);
+    return DPT_OK;
+}
+
+dpt_status_t dpt_loader_next(dpt_loader_t *ld, const dpt_batch_t **out)
+{
+    if (!ld || !out)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "dpt_loader_next: NULL argument");
+    *out = NULL;
+    if (ld->epoch < 0)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "%s: dpt_loader_next before "
+                             "dpt_loader_start_epoch", ld->ds->name);
+    if (ld->next_step >= ld->steps)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "%s: epoch %d has only %d steps", ld->ds->name,
+                             ld->epoch, ld->steps);
+    if (!ld->threaded) {
+        assemble_batch(ld, ld->epoch, ld->next_step++, &ld->slot[0]);
+        *out = &ld->slot[0];
+        return DPT_OK;
+    }
+    pthread_mutex_lock(&ld->mu);
+    for (int i = 0; i < LOADER_NBUF; i++)
+        if (ld->state[i] == SLOT_HELD)
+            ld->state[i] = SLOT_FREE;
+    pthread_cond_broadcast(&ld->cv);
+    int s = -1;
+    for (;;) {
+        for (int i = 0; i < LOADER_NBUF && s < 0; i++)
+            if (ld->state[i] == SLOT_READY && ld->slot[i].step == ld->next_step)
+                s = i;
+        if (s >= 0)
+            break;
+        pthread_cond_wait(&ld->cv, &ld->mu);
+    }
+    ld->state[s] = SLOT_HELD;
+    ld->next_step++;
+    pthread_mutex_unlock(&ld->mu);
+    *out = &ld->slot[s];
+    return DPT_OK;
+}
+
+void dpt_loader_destroy(dpt_loader_t *ld)
+{
+    if (!ld)
+        return;
+    if (ld->threaded) {
+        pthread_mutex_lock(&ld->mu);
+        ld->stop = 1;
+        pthread_cond_broadcast(&ld->cv);
+        pthread_mutex_unlock(&ld->mu);
+        pthread_join(ld->thread, NULL);
+        pthread_cond_destroy(&ld->cv);
+        pthread_mutex_destroy(&ld->mu);
+    }
+    for (int i = 0; i < LOADER_NBUF; i++) {
+        dpt_free(ld->slot[i].x);
+        dpt_free(ld->slot[i].y);
+    }
+    dpt_free(ld->perm);
+    dpt_free(ld);
+}

@@ -1,0 +1,33 @@
+/* internal.h: the parsed form of a model file, shared by model_parse.c and model.c. */
+#ifndef DPT_MODEL_INTERNAL_H
+#define DPT_MODEL_INTERNAL_H
+
+#include "dptrain/backend.h"
+#include "dptrain/model.h"
+
+typedef struct dpt_layer_spec {
+    dpt_op_kind_t kind;
+    char name[32];
+    int line;                 /* line of the section header, for messages */
+    int inputs[2];            /* earlier layer indices; -1 = model input */
+    int n_inputs;
+    int filters, size, stride, pad, bias;   /* conv (filters), fc (filters = outputs), maxpool */
+    float eps, momentum;      /* batchnorm */
+    float alpha;              /* celu, scale */
+    float smoothing;          /* softmax_xent */
+    int fuse_relu;            /* batchnorm followed by a fused relu */
+} dpt_layer_spec_t;
+
+typedef struct dpt_model_spec {
+    char path[512];
+    int in_c, in_h, in_w, classes;
+    dpt_layer_spec_t *layers;
+    int n_layers;
+} dpt_model_spec_t;
+
+/* Parse a model file; errors name path:line. Free with dpt__model_spec_free. */
+dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
+                              dpt_model_spec_t *out);
+void dpt__model_spec_free(dpt_model_spec_t *s);
+
+#endif

@@ -1,0 +1,392 @@
+/* model.c: builds the layer graph from a parsed model file (model_parse.c) on one backend, owns
+ * the flat parameter / gradient / buffer arenas and the activation tensors, and runs forward and
+ * backward through the backend's ops. Nothing here allocates after dpt_model_create. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dptrain/alloc.h"
+#include "dptrain/rng.h"
+#include "model/internal.h"
+
+typedef struct node {
+    dpt_layer_spec_t spec;
+    dpt_op_t *op;
+    dpt_op_info_t info;
+    int in[2];                 /* producer node index, -1 = the model input */
+    int n_in;
+    dpt_tensor_t out;          /* activation */
+    dpt_tensor_t grad;         /* gradient of out (same layout) */
+    dpt_tensor_t extra[3];     /* extra gradient buffers, one per extra consumer */
+    int n_extra;
+    dpt_op_t *sum_op;          /* ADD op summing extra gradients into grad */
+    int n_consumers;
+    int edge_slot[2];          /* where this node's backward writes dx[i]: -1 = producer's grad,
+                                  k >= 0 = producer's extra[k] */
+    size_t p_off, b_off;       /* offsets into params/grads and buffers arenas */
+} node_t;
+
+struct dpt_model {
+    const dpt_backend_ops_t *ops;
+    dpt_backend_t *be;
+    dpt_model_options_t opt;
+    int in_c, in_h, in_w, classes;
+    dpt_tensor_t input;
+    node_t *nodes;
+    int n_nodes;
+    float *params, *grads, *buffers;
+    size_t n_params, n_buffers;
+    dpt_param_segment_t *segs;
+    int n_segs;
+    int32_t *labels;           /* copy of the last forward's labels (the XENT backward reads them) */
+    int n_valid;
+    double flops;
+};
+
+static dpt_tensor_t *node_input(dpt_model_t *m, node_t *nd, int i)
+{
+    return nd->in[i] < 0 ? &m->input : &m->nodes[nd->in[i]].out;
+}
+
+/* Fill the op descriptor of a layer from its spec and input tensors. */
+static void spec_to_desc(const dpt_layer_spec_t *s, dpt_op_desc_t *d)
+{
+    memset(d, 0, sizeof *d);
+    d->kind = s->kind;
+    d->out_c = s->filters;
+    d->kh = d->kw = s->size;
+    d->stride = s->stride;
+    d->pad = s->pad;
+    d->has_bias = s->bias;
+    d->pool_k = s->size;
+    d->pool_stride = s->stride;
+    d->pool_pad = s->pad;
+    d->out_features = s->filters;
+    d->bn_eps = s->eps;
+    d->bn_momentum = s->momentum;
+    d->fuse_relu = s->fuse_relu;
+    d->alpha = s->alpha;
+    d->label_smoothing = s->smoothing;
+}
+
+static dpt_status_t alloc_tensor(dpt_model_t *m, const dpt_tensor_t *shape, dpt_tensor_t *t)
+{
+    *t = *shape;
+    t->data = m->ops->alloc(m->be, shape->nbytes);
+    if (!t->data)
+        return dpt_error_set(DPT_ERR_NOMEM, "model: out of memory for activations (%zu bytes)",
+                             shape->nbytes);
+    return DPT_OK;
+}
+
+static dpt_status_t build(dpt_model_t *m, const dpt_model_spec_t *spec)
+{
+    m->n_nodes = spec->n_layers;
+    m->nodes = dpt_calloc((size_t)m->n_nodes * sizeof(node_t));
+    m->segs = dpt_calloc((size_t)m->n_nodes * 2 * sizeof(dpt_param_segment_t));
+    m->labels = dpt_calloc((size_t)m->opt.batch * sizeof(int32_t));
+    if (!m->nodes || !m->segs || !m->labels)
+        return dpt_error_set(DPT_ERR_NOMEM, "model: out of memory");
+    DPT_CHECK(alloc_tensor(m, &(dpt_tensor_t){.n = m->opt.batch, .c = m->in_c, .h = m->in_h,
+                                              .w = m->in_w, .nbytes = (size_t)m->opt.batch *
+                                              m->in_c * m->in_h * m->in_w * sizeof(float)},
+                           &m->input));
+    for (int i = 0; i < m->n_nodes; i++) {
+        node_t *nd = &m->nodes[i];
+        nd->spec = spec->layers[i];
+        nd->n_in = nd->spec.n_inputs;
+        for (int k = 0; k < nd->n_in; k++) {
+            nd->in[k] = nd->spec.inputs[k];
+            if (nd->in[k] >= 0)
+                m->nodes[nd->in[k]].n_consumers++;
+        }
+    }
+    size_t p_off = 0, b_off = 0;
+    for (int i = 0; i < m->n_nodes; i++) {
+        node_t *nd = &m->nodes[i];
+        dpt_op_desc_t d;
+        spec_to_desc(&nd->spec, &d);
+        d.n_in = nd->n_in;
+        for (int k = 0; k < nd->n_in; k++) {
+            d.in[k] = *node_input(m, nd, k);
+            d.in[k].data = NULL;
+        }
+        dpt_status_t st = m->ops->op_create(m->be, &d, &nd->op, &nd->info);
+        if (st != DPT_OK) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", dpt_error_get());
+            return dpt_error_set(st, "%s:%d: layer '%s' (%s): %s", spec->path, nd->spec.line,
+                                 nd->spec.name, dpt_op_kind_name(nd->spec.kind), why);
+        }
+        nd->p_off = p_off;
+        nd->b_off = b_off;
+        if (nd->info.n_weights)
+            m->segs[m->n_segs++] = (dpt_param_segment_t){p_off, nd->info.n_weights, 1, i};
+        if (nd->info.n_params > nd->info.n_weights)
+            m->segs[m->n_segs++] = (dpt_param_segment_t){p_off + nd->info.n_weights,
+                                                         nd->info.n_params - nd->info.n_weights,
+                                                         0, i};
+        p_off += nd->info.n_params;
+        b_off += nd->info.n_buffers;
+        m->flops += nd->info.flops_fwd;
+        DPT_CHECK(alloc_tensor(m, &nd->info.out, &nd->out));
+        DPT_CHECK(alloc_tensor(m, &nd->info.out, &nd->grad));
+    }
+    node_t *last = &m->nodes[m->n_nodes - 1];
+    if (last->spec.kind != DPT_OP_XENT)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "%s: the last layer must be softmax_xent",
+                             spec->path);
+    if (last->info.out.c != m->classes)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "%s: the network outputs %d values but [net] "
+                             "classes = %d", spec->path, last->info.out.c, m->classes);
+    /* Gradient routing: the first consumer of a tensor in backward order (the last layer that
+     * reads it) writes its grad; every further consumer writes an extra buffer, summed in before
+     * the producer's own backward. */
+    int *assigned = dpt_calloc((size_t)m->n_nodes * sizeof(int));
+    if (!assigned)
+        return dpt_error_set(DPT_ERR_NOMEM, "model: out of memory");
+    dpt_status_t st = DPT_OK;
+    for (int i = m->n_nodes - 1; i >= 0 && st == DPT_OK; i--) {
+        node_t *nd = &m->nodes[i];
+        for (int k = 0; k < nd->n_in && st == DPT_OK; k++) {
+            if (nd->in[k] < 0)
+                continue;
+            node_t *p = &m->nodes[nd->in[k]];
+            if (assigned[nd->in[k]]++ == 0)
+                continue;
+            if (p->n_extra == 3) {
+                st = dpt_error_set(DPT_ERR_UNSUPPORTED, "%s:%d: layer '%s' feeds more than 4 "
+                                   "layers", spec->path, p->spec.line, p->spec.name);
+                break;
+            }
+            nd->edge_slot[k] = p->n_extra;
+            st = alloc_tensor(m, &p->info.out, &p->extra[p->n_extra++]);
+        }
+    }
+    dpt_free(assigned);
+    DPT_CHECK(st);
+    for (int i = 0; i < m->n_nodes; i++) {
+        node_t *nd = &m->nodes[i];
+        if (!nd->n_extra)
+            continue;
+        dpt_op_desc_t d = {.kind = DPT_OP_ADD, .n_in = 2};
+        d.in[0] = d.in[1] = nd->info.out;
+        d.in[0].data = d.in[1].data = NULL;
+        dpt_op_info_t info;
+        DPT_CHECK(m->ops->op_create(m->be, &d, &nd->sum_op, &info));
+    }
+    m->n_params = p_off;
+    m->n_buffers = b_off;
+    m->params = dpt_calloc((p_off ? p_off : 1) * sizeof(float));
+    m->grads = dpt_calloc((p_off ? p_off : 1) * sizeof(float));
+    m->buffers = dpt_calloc((b_off ? b_off : 1) * sizeof(float));
+    if (!m->params || !m->grads || !m->buffers)
+        return dpt_error_set(DPT_ERR_NOMEM, "model: out of memory for %zu parameters", p_off);
+    return DPT_OK;
+}
+
+dpt_status_t dpt_model_create(const char *path, const dpt_backend_ops_t *ops, dpt_backend_t *be,
+                              const dpt_model_options_t *opt, dpt_model_t **out)
+{
+    *out = NULL;
+    if (opt->batch <= 0)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "model: batch size must be > 0 (got %d)",
+                             opt->batch);
+    dpt_model_spec_t spec;
+    DPT_CHECK(dpt__model_parse(path, opt, &spec));
+    dpt_model_t *m = dpt_calloc(sizeof *m);
+    if (!m) {
+        dpt__model_spec_free(&spec);
+        return dpt_error_set(DPT_ERR_NOMEM, "model: out of memory");
+    }
+    m->ops = ops;
+    m->be = be;
+    m->opt = *opt;
+    m->in_c = spec.in_c;
+    m->in_h = spec.in_h;
+    m->in_w = spec.in_w;
+    m->classes = spec.classes;
+    dpt_status_t st = build(m, &spec);
+    dpt__model_spec_free(&spec);
+    if (st != DPT_OK) {
+        dpt_model_destroy(m);
+        return st;
+    }
+    *out = m;
+    return DPT_OK;
+}
+
+static void free_tensor(dpt_model_t *m, dpt_tensor_t *t)
+{
+    if (t->data)
+        m->ops->free(m->be, t->data);
+    t->data = NULL;
+}
+
+void dpt_model_destroy(dpt_model_t *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; m->nodes && i < m->n_nodes; i++) {
+        node_t *nd = &m->nodes[i];
+        if (nd->op)
+            m->ops->op_destroy(nd->op);
+        if (nd->sum_op)
+            m->ops->op_destroy(nd->sum_op);
+        free_tensor(m, &nd->out);
+        free_tensor(m, &nd->grad);
+        for (int k = 0; k < nd->n_extra; k++)
+            free_tensor(m, &nd->extra[k]);
+    }
+    free_tensor(m, &m->input);
+    dpt_free(m->nodes);
+    dpt_free(m->segs);
+    dpt_free(m->labels);
+    dpt_free(m->params);
+    dpt_free(m->grads);
+    dpt_free(m->buffers);
+    dpt_free(m);
+}
+
+void dpt_model_init_params(dpt_model_t *m, uint64_t seed)
+{
+    for (int i = 0; i < m->n_nodes; i++) {
+        node_t *nd = &m->nodes[i];
+        float *p = m->params + nd->p_off;
+        dpt_rng_t r;
+        dpt_rng_init(&r, seed, ((uint64_t)DPT_RNG_STREAM_INIT << 32) | (uint64_t)i);
+        if (nd->spec.kind == DPT_OP_CONV2D || nd->spec.kind == DPT_OP_FC) {
+            size_t fan_out = nd->spec.kind == DPT_OP_CONV2D ? (size_t)nd->spec.filters
+                                                             : (size_t)nd->info.out.c;
+            double fan_in = (double)nd->info.n_weights / (double)fan_out;
+            float bound = (float)(1.0 / sqrt(fan_in));
+            for (size_t k = 0; k < nd->info.n_params; k++)
+                p[k] = bound * (2.0f * dpt_rng_uniform(&r) - 1.0f);
+        } else if (nd->spec.kind == DPT_OP_BATCHNORM) {
+            int c = nd->info.out.c;
+            float *b = m->buffers + nd->b_off;
+            for (int k = 0; k < c; k++) {
+                p[k] = 1.0f;
+                p[c + k] = 0.0f;
+                b[k] = 0.0f;
+                b[c + k] = 1.0f;
+            }
+        }
+    }
+}
+
+float *dpt_model_params(dpt_model_t *m, size_t *count)
+{
+    if (count)
+        *count = m->n_params;
+    return m->params;
+}
+
+float *dpt_model_grads(dpt_model_t *m, size_t *count)
+{
+    if (count)
+        *count = m->n_params;
+    return m->grads;
+}
+
+float *dpt_model_buffers(dpt_model_t *m, size_t *count)
+{
+    if (count)
+        *count = m->n_buffers;
+    return m->buffers;
+}
+
+const dpt_param_segment_t *dpt_model_segments(const dpt_model_t *m, int *n)
+{
+    *n = m->n_segs;
+    return m->segs;
+}
+
+void dpt_model_input_shape(const dpt_model_t *m, int *c, int *h, int *w)
+{
+    *c = m->in_c;
+    *h = m->in_h;
+    *w = m->in_w;
+}
+
+int dpt_model_classes(const dpt_model_t *m) { return m->classes; }
+double dpt_model_flops_fwd(const dpt_model_t *m) { return m->flops; }
+int dpt_model_batch(const dpt_model_t *m) { return m->opt.batch; }
+
+dpt_status_t dpt_model_forward(dpt_model_t *m, const float *x, const int32_t *labels, int n_valid,
+                               int training, float *loss, int32_t *correct)
+{
+    DPT_CHECK(m->ops->import_nchw(m->be, x, &m->input));
+    memcpy(m->labels, labels, (size_t)m->opt.batch * sizeof(int32_t));
+    m->n_valid = n_valid;
+    for (int i = 0; i < m->n_nodes; i++) {
+        node_t *nd = &m->nodes[i];
+        dpt_op_args_t a = {
+            .x = {node_input(m, nd, 0), nd->n_in > 1 ? node_input(m, nd, 1) : NULL},
+            .y = &nd->out,
+            .w = m->params + nd->p_off,
+            .buf = m->buffers + nd->b_off,
+            .labels = m->labels,
+            .loss = loss,
+            .correct = correct,
+            .n_valid = n_valid,
+            .training = training,
+        };
+        DPT_CHECK(m->ops->forward(nd->op, &a));
+    }
+    return DPT_OK;
+}
+
+dpt_status_t dpt_model_backward(dpt_model_t *m)
+{
+    for (int i = m->n_nodes - 1; i >= 0; i--) {
+        node_t *nd = &m->nodes[i];
+        if (nd->n_extra) {
+            /* Sum the gradients of the extra consumers into grad. */
+            for (int k = 0; k < nd->n_extra; k++) {
+                dpt_op_args_t s = {.x = {&nd->grad, &nd->extra[k]}, .y = &nd->grad};
+                DPT_CHECK(m->ops->forward(nd->sum_op, &s));
+            }
+        }
+        dpt_op_args_t a = {
+            .x = {node_input(m, nd, 0), nd->n_in > 1 ? node_input(m, nd, 1) : NULL},
+            .y = &nd->out,
+            .dy = &nd->grad,
+            .w = m->params + nd->p_off,
+            .dw = m->grads + nd->p_off,
+            .buf = m->buffers + nd->b_off,
+            .labels = m->labels,
+            .n_valid = m->n_valid,
+            .training = 1,
+        };
+        for (int k = 0; k < nd->n_in; k++) {
+            if (nd->in[k] < 0)
+                continue;   /* no gradient for the model input */
+            node_t *p = &m->nodes[nd->in[k]];
+            a.dx[k] = nd->edge_slot[k] < 0 ? &p->grad : &p->extra[nd->edge_slot[k]];
+        }
+        DPT_CHECK(m->ops->backward(nd->op, &a));
+        if (nd->info.n_params && m->opt.grad_ready)
+            m->opt.grad_ready(m->opt.grad_ready_ctx, nd->p_off, nd->info.n_params);
+    }
+    return DPT_OK;
+}
+
+void dpt_model_summary(const dpt_model_t *m, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < m->n_nodes && used < len; i++) {
+        const node_t *nd = &m->nodes[i];
+        const dpt_tensor_t *o = &nd->info.out;
+        int w = snprintf(buf + used, len - used, "  %-12s %-12s -> %4d x %3d x %3d  params %8zu%s\n",
+                         nd->spec.name, dpt_op_kind_name(nd->spec.kind), o->c, o->h, o->w,
+                         nd->info.n_params, nd->spec.fuse_relu ? "  (+relu fused)" : "");
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+    if (used < len)
+        snprintf(buf + used, len - used, "  total parameters %zu, forward %.1f MFLOP per sample\n",
+                 m->n_params, m->flops / m->opt.batch / 1e6);
+}

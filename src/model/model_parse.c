@@ -1,0 +1,355 @@
+/* model_parse.c: reads the text model files of models/ ([type] sections of key = value lines)
+ * into a dpt_model_spec_t: layer kinds, hyper-parameters and input wiring, with BN+ReLU fusion.
+ * Every error names the file and line. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dptrain/alloc.h"
+#include "model/internal.h"
+
+#define MAX_LAYERS 256
+
+static const struct {
+    const char *name;
+    dpt_op_kind_t kind;
+} layer_types[] = {
+    {"conv", DPT_OP_CONV2D},   {"batchnorm", DPT_OP_BATCHNORM}, {"relu", DPT_OP_RELU},
+    {"celu", DPT_OP_CELU},     {"maxpool", DPT_OP_MAXPOOL},     {"gap", DPT_OP_GAP},
+    {"fc", DPT_OP_FC},         {"add", DPT_OP_ADD},             {"flatten", DPT_OP_FLATTEN},
+    {"scale", DPT_OP_SCALE},   {"softmax_xent", DPT_OP_XENT},
+};
+
+typedef struct parser {
+    const char *path;
+    int line;
+    dpt_model_spec_t *spec;
+    char (*input_names)[2][32];   /* unresolved input names per layer */
+    int have_net;
+} parser_t;
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+static dpt_status_t perr(const parser_t *p, const char *fmt, const char *a, const char *b)
+{
+    char msg[384];
+    snprintf(msg, sizeof msg, fmt, a, b);
+    return dpt_error_set(DPT_ERR_FORMAT, "%s:%d: %s", p->path, p->line, msg);
+}
+
+static dpt_status_t parse_int(const parser_t *p, const char *key, const char *v, int lo, int hi,
+                              int *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        char range[64];
+        snprintf(range, sizeof range, "'%s' is not an integer in [%d, %d]", v, lo, hi);
+        return perr(p, "%s: %s", key, range);
+    }
+    *out = (int)x;
+    return DPT_OK;
+}
+
+static dpt_status_t parse_float(const parser_t *p, const char *key, const char *v, float *out)
+{
+    char *end;
+    errno = 0;
+    float x = strtof(v, &end);
+    if (errno || end == v || *end || x != x)
+        return perr(p, "%s: '%s' is not a number", key, v);
+    *out = x;
+    return DPT_OK;
+}
+
+/* "a, b" -> up to 2 names. */
+static dpt_status_t parse_names(const parser_t *p, const char *v, char names[2][32], int *n)
+{
+    char tmp[128];
+    snprintf(tmp, sizeof tmp, "%s", v);
+    *n = 0;
+    for (char *tok = strtok(tmp, ","); tok; tok = strtok(NULL, ",")) {
+        tok = trim(tok);
+        if (*n == 2 || !*tok || strlen(tok) >= 32)
+            return perr(p, "bad input list '%s'%s", v, "");
+        snprintf(names[(*n)++], 32, "%s", tok);
+    }
+    return DPT_OK;
+}
+
+static dpt_status_t set_key(parser_t *p, dpt_layer_spec_t *l, int li, const char *key,
+                            const char *v)
+{
+    dpt_op_kind_t k = l->kind;
+    if (!strcmp(key, "name")) {
+        if (strlen(v) >= sizeof l->name || !*v)
+            return perr(p, "name '%s' is empty or longer than 31 characters%s", v, "");
+        snprintf(l->name, sizeof l->name, "%s", v);
+        return DPT_OK;
+    }
+    if (!strcmp(key, "input") || !strcmp(key, "inputs")) {
+        int n;
+        DPT_CHECK(parse_names(p, v, p->input_names[li], &n));
+        int want = k == DPT_OP_ADD ? 2 : 1;
+        if (n != want)
+            return perr(p, "%s takes %s input(s)", key, want == 2 ? "two" : "one");
+        l->n_inputs = n;
+        return DPT_OK;
+    }
+    if (!strcmp(key, "filters") && k == DPT_OP_CONV2D)
+        return parse_int(p, key, v, 1, 1 << 16, &l->filters);
+    if (!strcmp(key, "output") && k == DPT_OP_FC)
+        return parse_int(p, key, v, 1, 1 << 20, &l->filters);
+    if (!strcmp(key, "size") && (k == DPT_OP_CONV2D || k == DPT_OP_MAXPOOL))
+        return parse_int(p, key, v, 1, 64, &l->size);
+    if (!strcmp(key, "stride") && (k == DPT_OP_CONV2D || k == DPT_OP_MAXPOOL))
+        return parse_int(p, key, v, 1, 64, &l->stride);
+    if (!strcmp(key, "pad") && (k == DPT_OP_CONV2D || k == DPT_OP_MAXPOOL))
+        return parse_int(p, key, v, 0, 64, &l->pad);
+    if (!strcmp(key, "bias") && (k == DPT_OP_CONV2D || k == DPT_OP_FC))
+        return parse_int(p, key, v, 0, 1, &l->bias);
+    if (!strcmp(key, "eps") && k == DPT_OP_BATCHNORM)
+        return parse_float(p, key, v, &l->eps);
+    if (!strcmp(key, "momentum") && k == DPT_OP_BATCHNORM)
+        return parse_float(p, key, v, &l->momentum);
+    if (!strcmp(key, "alpha") && k == DPT_OP_CELU)
+        return parse_float(p, key, v, &l->alpha);
+    if (!strcmp(key, "factor") && k == DPT_OP_SCALE)
+        return parse_float(p, key, v, &l->alpha);
+    if (!strcmp(key, "label_smoothing") && k == DPT_OP_XENT)
+        return parse_float(p, key, v, &l->smoothing);
+    return perr(p, "unknown key '%s' for layer type %s", key, dpt_op_kind_name(k));
+}
+
+static dpt_status_t set_net_key(parser_t *p, const char *key, const char *v)
+{
+    dpt_model_spec_t *s = p->spec;
+    if (!strcmp(key, "input")) {
+        int c, h, w;
+        char tail;
+        if (sscanf(v, "%d , %d , %d %c", &c, &h, &w, &tail) != 3 || c < 1 || c > 4096 || h < 1 ||
+            h > 8192 || w < 1 || w > 8192)
+            return perr(p, "input: '%s' is not C,H,W (e.g. 1,28,28)%s", v, "");
+        s->in_c = c;
+        s->in_h = h;
+        s->in_w = w;
+        return DPT_OK;
+    }
+    if (!strcmp(key, "classes"))
+        return parse_int(p, key, v, 2, 1 << 20, &s->classes);
+    return perr(p, "unknown key '%s' in [net]%s", key, "");
+}
+
+static void layer_defaults(dpt_layer_spec_t *l, dpt_op_kind_t kind, int line, int idx,
+                           const dpt_model_options_t *opt)
+{
+    memset(l, 0, sizeof *l);
+    l->kind = kind;
+    l->line = line;
+    l->n_inputs = kind == DPT_OP_ADD ? 2 : 1;
+    l->size = kind == DPT_OP_MAXPOOL ? 2 : 3;
+    l->stride = -1;   /* resolved after parsing: conv 1, maxpool = size */
+    l->pad = -1;      /* conv: size / 2 ("same"), maxpool: 0 */
+    l->bias = 1;
+    l->eps = 1e-5f;
+    l->momentum = 0.1f;
+    l->alpha = kind == DPT_OP_SCALE ? 0.0f : 1.0f;
+    l->smoothing = opt->label_smoothing;
+    snprintf(l->name, sizeof l->name, "%s%d", dpt_op_kind_name(kind), idx);
+}
+
+static int find_layer(const dpt_model_spec_t *s, int before, const char *name)
+{
+    for (int i = before - 1; i >= 0; i--)
+        if (!strcmp(s->layers[i].name, name))
+            return i;
+    return -2;
+}
+
+/* Resolve defaults that depend on other keys, input names, and check required keys. */
+static dpt_status_t finish(parser_t *p, const dpt_model_options_t *opt)
+{
+    dpt_model_spec_t *s = p->spec;
+    for (int i = 0; i < s->n_layers; i++) {
+        dpt_layer_spec_t *l = &s->layers[i];
+        p->line = l->line;
+        if (l->stride < 0)
+            l->stride = l->kind == DPT_OP_MAXPOOL ? l->size : 1;
+        if (l->pad < 0)
+            l->pad = l->kind == DPT_OP_CONV2D ? l->size / 2 : 0;
+        if (l->kind == DPT_OP_CONV2D && l->filters == 0)
+            return perr(p, "conv needs 'filters'%s%s", "", "");
+        if (l->kind == DPT_OP_FC && l->filters == 0)
+            return perr(p, "fc needs 'output'%s%s", "", "");
+        if (l->kind == DPT_OP_SCALE && l->alpha == 0.0f)
+            return perr(p, "scale needs a non-zero 'factor'%s%s", "", "");
+        if (l->kind == DPT_OP_XENT && i != s->n_layers - 1)
+            return perr(p, "softmax_xent must be the last layer%s%s", "", "");
+        if (find_layer(s, i, l->name) != -2)
+            return perr(p, "duplicate layer name '%s'%s", l->name, "");
+        for (int k = 0; k < l->n_inputs; k++) {
+            const char *nm = p->input_names[i][k];
+            if (!nm[0]) {
+                l->inputs[k] = i - 1;   /* previous layer, or -1 = model input */
+                if (l->kind == DPT_OP_ADD)
+                    return perr(p, "add needs 'inputs = a, b'%s%s", "", "");
+                continue;
+            }
+            l->inputs[k] = !strcmp(nm, "data") ? -1 : find_layer(s, i, nm);
+            if (l->inputs[k] == -2)
+                return perr(p, "input '%s' is not the name of an earlier layer (or 'data')%s",
+                            nm, "");
+        }
+    }
+    if (!opt->fuse_bn_relu)
+        return DPT_OK;
+    /* Fuse relu into a batchnorm that feeds only that relu. */
+    int consumers[MAX_LAYERS] = {0};
+    for (int i = 0; i < s->n_layers; i++)
+        for (int k = 0; k < s->layers[i].n_inputs; k++)
+            if (s->layers[i].inputs[k] >= 0)
+                consumers[s->layers[i].inputs[k]]++;
+    int remap[MAX_LAYERS];
+    int n = 0;
+    for (int i = 0; i < s->n_layers; i++) {
+        dpt_layer_spec_t *l = &s->layers[i];
+        int src = l->inputs[0];
+        if (l->kind == DPT_OP_RELU && src >= 0 && s->layers[src].kind == DPT_OP_BATCHNORM &&
+            consumers[src] == 1 && !s->layers[src].fuse_relu) {
+            s->layers[remap[src]].fuse_relu = 1;
+            remap[i] = remap[src];
+            continue;
+        }
+        dpt_layer_spec_t tmp = *l;
+        for (int k = 0; k < tmp.n_inputs; k++)
+            if (tmp.inputs[k] >= 0)
+                tmp.inputs[k] = remap[tmp.inputs[k]];
+        remap[i] = n;
+        s->layers[n++] = tmp;
+    }
+    s->n_layers = n;
+    return DPT_OK;
+}
+
+dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
+                              dpt_model_spec_t *s)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->path, sizeof s->path, "%s", path);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return dpt_error_set(DPT_ERR_IO, "%s: %s", path, strerror(errno));
+    parser_t p = {.path = s->path, .spec = s};
+    s->layers = dpt_calloc(MAX_LAYERS * sizeof *s->layers);
+    p.input_names = dpt_calloc(MAX_LAYERS * sizeof *p.input_names);
+    dpt_status_t st = DPT_OK;
+    if (!s->layers || !p.input_names) {
+        st = dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    char raw[1024];
+    int cur = -2;   /* -2 = before any section, -1 = [net], >= 0 = layer index */
+    while (fgets(raw, sizeof raw, f)) {
+        p.line++;
+        if (!strchr(raw, '\n') && !feof(f)) {
+            st = perr(&p, "line longer than %s characters%s", "1023", "");
+            goto done;
+        }
+        char *hash = strchr(raw, '#');
+        if (hash)
+            *hash = '\0';
+        char *line = trim(raw);
+        if (!*line)
+            continue;
+        if (*line == '[') {
+            char *end = strchr(line, ']');
+            if (!end || end[1]) {
+                st = perr(&p, "bad section header '%s'%s", line, "");
+                goto done;
+            }
+            *end = '\0';
+            char *type = trim(line + 1);
+            if (!strcmp(type, "net")) {
+                if (p.have_net || cur != -2) {
+                    st = perr(&p, "[net] must come once, first%s%s", "", "");
+                    goto done;
+                }
+                p.have_net = 1;
+                cur = -1;
+                continue;
+            }
+            if (!p.have_net) {
+                st = perr(&p, "the file must start with a [net] section%s%s", "", "");
+                goto done;
+            }
+            size_t t = 0;
+            while (t < sizeof layer_types / sizeof layer_types[0] && strcmp(layer_types[t].name, type))
+                t++;
+            if (t == sizeof layer_types / sizeof layer_types[0]) {
+                st = perr(&p, "unknown layer type '%s' (known: conv, batchnorm, relu, celu, "
+                          "maxpool, gap, fc, add, flatten, scale, softmax_xent)%s", type, "");
+                goto done;
+            }
+            if (s->n_layers == MAX_LAYERS - 1) {
+                st = perr(&p, "more than %s layers%s", "254", "");
+                goto done;
+            }
+            cur = s->n_layers++;
+            layer_defaults(&s->layers[cur], layer_types[t].kind, p.line, cur, opt);
+            continue;
+        }
+        char *eq = strchr(line, '=');
+        if (!eq || cur == -2) {
+            st = perr(&p, cur == -2 ? "'%s' outside a section%s" : "expected key = value, got '%s'%s",
+                      line, "");
+            goto done;
+        }
+        *eq = '\0';
+        char *key = trim(line), *val = trim(eq + 1);
+        st = cur == -1 ? set_net_key(&p, key, val) : set_key(&p, &s->layers[cur], cur, key, val);
+        if (st != DPT_OK)
+            goto done;
+    }
+    if (ferror(f)) {
+        st = dpt_error_set(DPT_ERR_IO, "%s: read error", path);
+        goto done;
+    }
+    if (!p.have_net || s->in_c == 0 || s->classes == 0) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: missing [net] section with input = C,H,W and "
+                           "classes = K", path);
+        goto done;
+    }
+    if (s->n_layers == 0) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: no layers", path);
+        goto done;
+    }
+    if (s->layers[s->n_layers - 1].kind != DPT_OP_XENT) {
+        int i = s->n_layers++;
+        layer_defaults(&s->layers[i], DPT_OP_XENT, p.line, i, opt);
+    }
+    st = finish(&p, opt);
+done:
+    fclose(f);
+    dpt_free(p.input_names);
+    if (st != DPT_OK)
+        dpt__model_spec_free(s);
+    return st;
+}
+
+void dpt__model_spec_free(dpt_model_spec_t *s)
+{
+    dpt_free(s->layers);
+    s->layers = NULL;
+    s->n_layers = 0;
+}

@@ -1,0 +1,44 @@
+/* internal.h: metrics (JSON lines) and progress output used by the trainer. */
+#ifndef DPT_TRAIN_INTERNAL_H
+#define DPT_TRAIN_INTERNAL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dptrain/status.h"
+
+/* Monotonic seconds. */
+double dpt__now(void);
+
+/* JSON-lines metrics writer (field names are read by scripts: keep them stable). */
+typedef struct dpt_metrics {
+    FILE *f;
+} dpt_metrics_t;
+
+dpt_status_t dpt_metrics_open(dpt_metrics_t *m, const char *path);   /* NULL path: no output */
+void dpt_metrics_step(dpt_metrics_t *m, int epoch, long step, double loss, double lr,
+                      double img_s, double t_compute_s, double t_comm_exposed_s,
+                      double bytes_sent);
+void dpt_metrics_epoch(dpt_metrics_t *m, int epoch, double train_loss, double train_acc,
+                       double test_loss, double test_acc, double img_s, double wall_s,
+                       uint32_t param_crc);
+void dpt_metrics_final(dpt_metrics_t *m, double test_acc, double wall_s, double img_s, int ranks,
+                       int threads, uint32_t param_crc);
+void dpt_metrics_close(dpt_metrics_t *m);
+
+/* Progress: a one-line bar on a terminal (loss, accuracy, img/s, ETA), plain lines otherwise. */
+typedef struct dpt_progress {
+    int bar;            /* 1 = redraw a bar on stderr, 0 = plain lines on stdout, -1 = silent */
+    int log_every;
+    long total_steps;
+    double t_start, t_last;
+    int drawn;
+} dpt_progress_t;
+
+void dpt_progress_init(dpt_progress_t *p, int mode, int log_every, long total_steps);
+void dpt_progress_update(dpt_progress_t *p, int epoch, int epochs, int step, int steps,
+                         long global_step, double loss, double acc, double img_s);
+/* Erase the bar before other output. */
+void dpt_progress_clear(dpt_progress_t *p);
+
+#endif

@@ -1,0 +1,457 @@
+/* main.c: the dptrain command line. Parses subcommands and flags (from a --config file first,
+ * then argv, which wins), fills a dpt_train_config_t and calls the trainer. Only main decides to
+ * exit: usage errors exit 2, run-time errors (files, shapes) exit 1, each with one clear line. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dptrain/backend.h"
+#include "dptrain/config.h"
+#include "dptrain/log.h"
+#include "dptrain/optim.h"
+#include "dptrain/trainer.h"
+
+enum { CMD_TRAIN = 1, CMD_EVAL = 2, CMD_BENCH = 4 };
+enum { T_INT, T_U64, T_DOUBLE, T_FLOAT, T_STR, T_BOOL, T_SCHED, T_LAYOUT };
+
+typedef struct opts {
+    dpt_train_config_t cfg;
+    const char *weights;
+    const char *config_file;
+    int warmup_steps, bench_steps;
+    int help;
+} opts_t;
+
+typedef struct option_def {
+    const char *name;
+    int type;
+    size_t off;          /* offset into opts_t */
+    double lo, hi;       /* numeric range */
+    int cmds;            /* subcommands that accept it */
+    const char *arg;     /* argument name in --help */
+    const char *help;
+} option_def_t;
+
+#define C(field) offsetof(opts_t, cfg.field)
+#define O(field) offsetof(opts_t, field)
+#define ALL (CMD_TRAIN | CMD_EVAL | CMD_BENCH)
+
+static const option_def_t options[] = {
+    {"model", T_STR, C(model_path), 0, 0, ALL, "FILE", "model definition (default models/fmnist-cnn.cfg)"},
+    {"data", T_STR, C(data_spec), 0, 0, CMD_TRAIN | CMD_EVAL, "SPEC",
+     "fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | synthetic:N:C:H:W:K (default fashion-mnist, "
+     "read from " DPT_FASHION_MNIST_DIR ")"},
+    {"weights", T_STR, O(weights), 0, 0, CMD_EVAL, "FILE", "weights written by train --save (required)"},
+    {"backend", T_STR, C(backend), 0, 0, ALL, "NAME", "compute backend: cpu (oneDNN + OpenBLAS) or ref (plain C)"},
+    {"device", T_STR, C(backend), 0, 0, ALL, "NAME", "alias of --backend (cpu)"},
+    {"threads", T_INT, C(threads), 0, 1024, ALL, "T", "compute threads per process (0 = OMP_NUM_THREADS or all cores)"},
+    {"layout", T_LAYOUT, C(blocked_layout), 0, 0, ALL, "blocked|nchw",
+     "cpu backend activation layout between layers (default blocked)"},
+    {"fuse-bn-relu", T_BOOL, C(fuse_bn_relu), 0, 0, ALL, NULL, "fuse batchnorm + relu (default on; --no-fuse-bn-relu)"},
+    {"epochs", T_INT, C(epochs), 1, 100000, CMD_TRAIN, "N", "training epochs (default 8)"},
+    {"batch", T_INT, C(batch), 1, 1 << 20, ALL, "B", "batch size per rank (default 128)"},
+    {"lr", T_DOUBLE, C(lr), 0, 1e6, CMD_TRAIN, "X", "peak learning rate (default 0.1)"},
+    {"warmup-epochs", T_DOUBLE, C(warmup_epochs), 0, 1e5, CMD_TRAIN, "W", "linear warmup length in epochs (default 0.5)"},
+    {"schedule", T_SCHED, C(schedule), 0, 0, CMD_TRAIN, "NAME",
+     "LR after warmup: cosine (default), linear, step, onecycle, constant"},
+    {"final-lr-frac", T_DOUBLE, C(final_lr_frac), 0, 1, CMD_TRAIN, "F", "cosine/linear: final LR as a fraction of --lr (default 0)"},
+    {"step-epochs", T_DOUBLE, C(step_epochs), 0.001, 1e5, CMD_TRAIN, "E", "step schedule: epochs between decays (default 3)"},
+    {"step-gamma", T_DOUBLE, C(step_gamma), 0, 1, CMD_TRAIN, "G", "step schedule: decay factor (default 0.1)"},
+    {"onecycle-peak", T_DOUBLE, C(onecycle_peak), 0.001, 0.999, CMD_TRAIN, "F", "onecycle: fraction of training at the peak (default 0.25)"},
+    {"optimizer", T_STR, 0, 0, 0, CMD_TRAIN, "NAME", "sgd (the only optimizer of this build)"},
+    {"momentum", T_FLOAT, C(sgd.momentum), 0, 0.9999, CMD_TRAIN, "M", "SGD momentum (default 0.9)"},
+    {"nesterov", T_BOOL, C(sgd.nesterov), 0, 0, CMD_TRAIN, NULL, "Nesterov momentum (default on; --no-nesterov)"},
+    {"weight-decay", T_FLOAT, C(sgd.weight_decay), 0, 1, CMD_TRAIN, "WD",
+     "L2 weight decay on conv/fc weights, never on BN or bias (default 5e-4)"},
+    {"label-smoothing", T_FLOAT, C(label_smoothing), 0, 0.999, CMD_TRAIN, "E", "label smoothing (default 0.1)"},
+    {"seed", T_U64, C(seed), 0, 0, ALL, "S", "seed for init, shuffle and augmentation (default 1)"},
+    {"crop-pad", T_INT, C(crop_pad), 0, 64, CMD_TRAIN, "P", "random crop after padding by P pixels (default 0 = off)"},
+    {"flip", T_BOOL, C(flip), 0, 0, CMD_TRAIN, NULL, "random horizontal flip (default on; --no-flip)"},
+    {"prefetch", T_BOOL, C(prefetch), 0, 0, CMD_TRAIN | CMD_EVAL, NULL, "assemble batches on a background thread (default on)"},
+    {"metrics", T_STR, C(metrics_path), 0, 0, CMD_TRAIN, "FILE", "write JSON-lines metrics (step, epoch, final records)"},
+    {"save", T_STR, C(save_path), 0, 0, CMD_TRAIN, "FILE", "write the trained weights (atomically) at the end"},
+    {"progress", T_BOOL, C(progress), 0, 0, CMD_TRAIN, NULL,
+     "force the progress bar on (--progress) or plain lines (--no-progress); default: bar on a terminal"},
+    {"log-every", T_INT, C(log_every), 1, 1 << 30, CMD_TRAIN, "N", "steps between step metrics and plain progress lines (default 50)"},
+    {"max-steps", T_INT, C(max_steps), 0, INT_MAX, CMD_TRAIN, "N", "stop after N steps in total (default 0 = all epochs)"},
+    {"eval", T_BOOL, C(eval_every_epoch), 0, 0, CMD_TRAIN, NULL, "evaluate on the test split after every epoch (default on)"},
+    {"quiet", T_BOOL, C(quiet), 0, 0, CMD_TRAIN, NULL, "print only the final line"},
+    {"warmup-steps", T_INT, O(warmup_steps), 0, 100000, CMD_BENCH, "N", "bench train: untimed steps first (default 5)"},
+    {"steps", T_INT, O(bench_steps), 1, 100000, CMD_BENCH, "N", "bench train: timed steps (default 30)"},
+    {"config", T_STR, O(config_file), 0, 0, ALL, "FILE", "read flags from FILE (lines 'name = value'); command-line flags win"},
+    {"help", T_BOOL, O(help), 0, 0, ALL, NULL, "this help"},
+};
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+static const char *cmd_name(int cmd)
+{
+    return cmd == CMD_TRAIN ? "train" : cmd == CMD_EVAL ? "eval" : "bench train";
+}
+
+static void usage_error(int cmd, const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "dptrain %s: ", cmd_name(cmd));
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, " (see 'dptrain %s --help')\n", cmd_name(cmd));
+}
+
+static void print_help(int cmd)
+{
+    static const char *what[] = {
+        [CMD_TRAIN] = "train a model (single process; ranks come with mpirun in a later build)",
+        [CMD_EVAL] = "evaluate saved weights on the test split",
+        [CMD_BENCH] = "time training steps on a fixed synthetic batch (img/s, GFLOP/s)",
+    };
+    printf("usage: dptrain %s [flags]\n  %s\n\nflags:\n", cmd_name(cmd), what[cmd]);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const option_def_t *o = &options[i];
+        if (!(o->cmds & cmd))
+            continue;
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        printf("  %-26s %s\n", left, o->help);
+    }
+}
+
+static void print_main_help(void)
+{
+    printf("dptrain: data-parallel neural-network trainer\n\n"
+           "usage: dptrain COMMAND [flags]\n\n"
+           "commands:\n"
+           "  train        train a model (see 'dptrain train --help')\n"
+           "  eval         evaluate saved weights ('dptrain eval --help')\n"
+           "  bench train  training-step throughput ('dptrain bench train --help')\n"
+           "  info         build features and backends\n"
+           "  help         this text\n");
+}
+
+/* Set one option from its text value. Returns 0 or prints an error and returns 2. */
+static int set_option(opts_t *o, int cmd, const option_def_t *d, const char *val, int negated)
+{
+    void *p = (char *)o + d->off;
+    char *end;
+    errno = 0;
+    if (!(d->cmds & cmd)) {
+        usage_error(cmd, "flag '--%s' does not apply here%s", d->name, "");
+        return 2;
+    }
+    if (d->type == T_BOOL) {
+        int v = !negated;
+        if (val) {
+            if (!strcmp(val, "1") || !strcmp(val, "true") || !strcmp(val, "yes") || !strcmp(val, "on"))
+                v = !negated;
+            else if (!strcmp(val, "0") || !strcmp(val, "false") || !strcmp(val, "no") || !strcmp(val, "off"))
+                v = negated;
+            else {
+                usage_error(cmd, "--%s: '%s' is not a boolean (1/0, true/false)", d->name, val);
+                return 2;
+            }
+        }
+        *(int *)p = v;
+        return 0;
+    }
+    if (!val) {
+        usage_error(cmd, "--%s needs a value%s", d->name, "");
+        return 2;
+    }
+    if (negated) {
+        usage_error(cmd, "unknown flag '--no-%s'%s", d->name, "");
+        return 2;
+    }
+    char range[96];
+    snprintf(range, sizeof range, "out of range [%g, %g]", d->lo, d->hi);
+    switch (d->type) {
+    case T_INT: {
+        long v = strtol(val, &end, 10);
+        if (errno || end == val || *end) {
+            usage_error(cmd, "--%s: '%s' is not an integer", d->name, val);
+            return 2;
+        }
+        if (v < d->lo || v > d->hi) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%ld is %s", v, range);
+            usage_error(cmd, "--%s: %s", d->name, msg);
+            return 2;
+        }
+        if (d->off == C(max_steps))
+            *(long *)p = v;
+        else
+            *(int *)p = (int)v;
+        return 0;
+    }
+    case T_U64: {
+        if (val[0] == '-') {
+            usage_error(cmd, "--%s: '%s' is not a non-negative integer", d->name, val);
+            return 2;
+        }
+        unsigned long long v = strtoull(val, &end, 0);
+        if (errno || end == val || *end) {
+            usage_error(cmd, "--%s: '%s' is not a non-negative integer", d->name, val);
+            return 2;
+        }
+        *(uint64_t *)p = v;
+        return 0;
+    }
+    case T_DOUBLE:
+    case T_FLOAT: {
+        double v = strtod(val, &end);
+        if (errno || end == val || *end || !isfinite(v)) {
+            usage_error(cmd, "--%s: '%s' is not a number", d->name, val);
+            return 2;
+        }
+        if (v < d->lo || v > d->hi) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%g is %s", v, range);
+            usage_error(cmd, "--%s: %s", d->name, msg);
+            return 2;
+        }
+        if (d->type == T_FLOAT)
+            *(float *)p = (float)v;
+        else
+            *(double *)p = v;
+        return 0;
+    }
+    case T_STR:
+        if (!*val) {
+            usage_error(cmd, "--%s: empty value%s", d->name, "");
+            return 2;
+        }
+        if (!strcmp(d->name, "optimizer")) {
+            if (strcmp(val, "sgd")) {
+                usage_error(cmd, "--optimizer: '%s' is not available (sgd)%s", val, "");
+                return 2;
+            }
+            return 0;
+        }
+        *(const char **)p = val;
+        return 0;
+    case T_SCHED:
+        if (dpt_schedule_parse(val, (dpt_sched_kind_t *)p) != DPT_OK) {
+            usage_error(cmd, "--schedule: unknown schedule '%s' (cosine, linear, step, onecycle, "
+                        "constant)%s", val, "");
+            return 2;
+        }
+        return 0;
+    case T_LAYOUT:
+        if (!strcmp(val, "blocked"))
+            *(int *)p = 1;
+        else if (!strcmp(val, "nchw"))
+            *(int *)p = 0;
+        else {
+            usage_error(cmd, "--layout: '%s' is not blocked or nchw%s", val, "");
+            return 2;
+        }
+        return 0;
+    }
+    return 2;
+}
+
+static const option_def_t *find_option(const char *name, int *negated)
+{
+    *negated = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < N_OPTIONS; i++)
+            if (!strcmp(options[i].name, name) && (!pass || options[i].type == T_BOOL))
+                return &options[i];
+        if (strncmp(name, "no-", 3))
+            break;
+        name += 3;
+        *negated = 1;
+    }
+    return NULL;
+}
+
+/* Parse argv flags ("--name value", "--name=value", "--flag", "--no-flag"). */
+static int parse_args(opts_t *o, int cmd, int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) || !a[2]) {
+            usage_error(cmd, "unexpected argument '%s'%s", a, "");
+            return 2;
+        }
+        char name[64];
+        const char *eq = strchr(a + 2, '=');
+        size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (len >= sizeof name) {
+            usage_error(cmd, "unknown flag '%s'%s", a, "");
+            return 2;
+        }
+        memcpy(name, a + 2, len);
+        name[len] = '\0';
+        int neg;
+        const option_def_t *d = find_option(name, &neg);
+        if (!d) {
+            usage_error(cmd, "unknown flag '--%s'%s", name, "");
+            return 2;
+        }
+        const char *val = eq ? eq + 1 : NULL;
+        if (!val && d->type != T_BOOL) {
+            if (i + 1 >= argc) {
+                usage_error(cmd, "--%s needs a value%s", d->name, "");
+                return 2;
+            }
+            val = argv[++i];
+        }
+        int rc = set_option(o, cmd, d, val, neg);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Config file: "name = value" or "name value" per line, '#' comments, names without "--". The
+ * strings live until exit (they are referenced by the config). */
+static int parse_config_file(opts_t *o, int cmd, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "dptrain %s: --config: %s: %s\n", cmd_name(cmd), path, strerror(errno));
+        return 1;
+    }
+    char line[1024];
+    int ln = 0, rc = 0;
+    while (!rc && fgets(line, sizeof line, f)) {
+        ln++;
+        char *h = strchr(line, '#');
+        if (h)
+            *h = '\0';
+        char *s = line;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        char *e = s + strlen(s);
+        while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+            *--e = '\0';
+        if (!*s)
+            continue;
+        if (!strncmp(s, "--", 2))
+            s += 2;
+        size_t klen = strcspn(s, " \t=");
+        char *v = s + klen;
+        while (*v == ' ' || *v == '\t' || *v == '=')
+            v++;
+        s[klen] = '\0';
+        int neg;
+        const option_def_t *d = find_option(s, &neg);
+        if (!d || !strcmp(s, "config")) {
+            fprintf(stderr, "dptrain %s: %s:%d: unknown flag '%s'\n", cmd_name(cmd), path, ln, s);
+            rc = 2;
+            break;
+        }
+        char *val = *v ? strdup(v) : NULL;   /* kept for the life of the process */
+        if (set_option(o, cmd, d, val, neg)) {
+            fprintf(stderr, "  (in %s:%d)\n", path, ln);
+            rc = 2;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+static int parse_command(opts_t *o, int cmd, int argc, char **argv)
+{
+    memset(o, 0, sizeof *o);
+    dpt_train_config_default(&o->cfg);
+    o->warmup_steps = 5;
+    o->bench_steps = 30;
+    /* The config file first, so that command-line flags win. */
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            print_help(cmd);
+            exit(0);
+        }
+        const char *path = NULL;
+        if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            path = argv[i + 1];
+        else if (!strncmp(argv[i], "--config=", 9))
+            path = argv[i] + 9;
+        if (path) {
+            int rc = parse_config_file(o, cmd, path);
+            if (rc)
+                return rc;
+        }
+    }
+    return parse_args(o, cmd, argc, argv);
+}
+
+static int fail(const char *what, dpt_status_t st)
+{
+    const char *msg = dpt_error_get();
+    fprintf(stderr, "dptrain %s: error: %s\n", what, *msg ? msg : dpt_status_str(st));
+    return 1;
+}
+
+static int cmd_info(void)
+{
+    printf("dptrain build features\n");
+    printf("  backends:   %s\n", dpt_backend_list());
+    printf("  oneDNN:     %s\n", DPT_HAVE_DNNL ? "yes" : "no");
+    printf("  CUDA:       %s (compiled; no CUDA backend in this build yet)\n",
+           DPT_HAVE_CUDA ? "toolkit found" : "no");
+    printf("  NCCL:       %s\n", DPT_HAVE_NCCL ? "found" : "no");
+    printf("  schedules:  constant, cosine, linear, step, onecycle\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        print_main_help();
+        return argc < 2 ? 2 : 0;
+    }
+    opts_t o;
+    const char *sub = argv[1];
+    if (!strcmp(sub, "info"))
+        return cmd_info();
+    if (!strcmp(sub, "train")) {
+        int rc = parse_command(&o, CMD_TRAIN, argc - 2, argv + 2);
+        if (rc)
+            return rc;
+        dpt_train_result_t res;
+        dpt_status_t st = dpt_train(&o.cfg, &res);
+        return st == DPT_OK ? 0 : fail("train", st);
+    }
+    if (!strcmp(sub, "eval")) {
+        int rc = parse_command(&o, CMD_EVAL, argc - 2, argv + 2);
+        if (rc)
+            return rc;
+        if (!o.weights) {
+            usage_error(CMD_EVAL, "--weights FILE is required%s%s", "", "");
+            return 2;
+        }
+        dpt_train_result_t res;
+        dpt_status_t st = dpt_evaluate(&o.cfg, o.weights, &res);
+        if (st != DPT_OK)
+            return fail("eval", st);
+        printf("test accuracy: %.2f%% (%ld/%ld)  test loss %.4f  param_crc %08x\n",
+               100.0 * res.test_acc, res.test_correct, res.test_total, res.test_loss,
+               res.param_crc);
+        return 0;
+    }
+    if (!strcmp(sub, "bench")) {
+        if (argc < 3 || strcmp(argv[2], "train")) {
+            fprintf(stderr, "dptrain bench: expected 'train' (see 'dptrain help')\n");
+            return 2;
+        }
+        int rc = parse_command(&o, CMD_BENCH, argc - 3, argv + 3);
+        if (rc)
+            return rc;
+        dpt_bench_result_t b;
+        dpt_status_t st = dpt_bench_train(&o.cfg, o.warmup_steps, o.bench_steps, &b);
+        if (st != DPT_OK)
+            return fail("bench train", st);
+        printf("{\"bench\":\"train\",\"impl\":\"dptrain\",\"model\":\"%s\",\"backend\":\"%s\","
+               "\"layout\":\"%s\",\"batch\":%d,\"threads\":%d,\"steps\":%d,"
+               "\"img_s\":%.1f,\"img_s_min\":%.1f,\"img_s_max\":%.1f,\"gflops\":%.2f}\n",
+               o.cfg.model_path, o.cfg.backend, o.cfg.blocked_layout ? "blocked" : "nchw",
+               o.cfg.batch, o.cfg.threads, b.steps, b.img_s_median, b.img_s_min, b.img_s_max,
+               b.gflops);
+        return 0;
+    }
+    fprintf(stderr, "dptrain: unknown command '%s' (see 'dptrain help')\n", sub);
+    return 2;
+}

@@ -1,0 +1,389 @@
+/* check_ref_grad.c: every layer's backward on the ref backend against central finite
+ * differences in float64 (the double instantiation of ref_kernels.inc), for several shapes
+ * including odd sizes, strides and paddings. Loss L = sum(y * r) for a fixed random r, so the
+ * analytic gradient is backward(dy = r). Error: |num - ana| / max(1e-3, |num| + |ana|). */
+#include <check.h>
+#include <math.h>
+#include <string.h>
+
+#include "backend/ref/ref_kernels.h"
+#include "check_main.h"
+#include "dptrain/alloc.h"
+#include "dptrain/backend.h"
+#include "dptrain/rng.h"
+
+#define H_STEP 1e-5
+#define TOL 1e-6
+
+static double *randv(dpt_rng_t *r, long n, double scale)
+{
+    double *v = dpt_malloc((size_t)n * sizeof(double));
+    for (long i = 0; i < n; i++)
+        v[i] = scale * (2.0 * dpt_rng_uniform(r) - 1.0);
+    return v;
+}
+
+static double *zeros(long n) { return dpt_calloc((size_t)n * sizeof(double)); }
+
+static double dot(const double *a, const double *b, long n)
+{
+    double s = 0;
+    for (long i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+/* Largest relative error between finite differences of loss() w.r.t. var and grad. */
+static double fd_error(double (*loss)(void *), void *ctx, double *var, long n, const double *grad)
+{
+    double worst = 0;
+    for (long i = 0; i < n; i++) {
+        double save = var[i];
+        var[i] = save + H_STEP;
+        double lp = loss(ctx);
+        var[i] = save - H_STEP;
+        double lm = loss(ctx);
+        var[i] = save;
+        double num = (lp - lm) / (2 * H_STEP);
+        double err = fabs(num - grad[i]) / fmax(1e-3, fabs(num) + fabs(grad[i]));
+        if (err > worst)
+            worst = err;
+    }
+    return worst;
+}
+
+/* ---- conv2d ---------------------------------------------------------------------------- */
+typedef struct conv_case {
+    int N, C, H, W, O, K, stride, pad, bias;
+} conv_case_t;
+
+static const conv_case_t conv_cases[] = {
+    {2, 3, 5, 5, 4, 3, 1, 1, 1}, {1, 2, 7, 6, 3, 3, 2, 0, 0}, {3, 5, 4, 4, 2, 1, 1, 0, 1},
+    {2, 1, 6, 6, 3, 5, 2, 2, 1}, {1, 4, 3, 5, 5, 3, 3, 1, 0},
+};
+
+typedef struct conv_ctx {
+    conv_case_t k;
+    int OH, OW;
+    double *x, *w, *b, *y, *r;
+} conv_ctx_t;
+
+static double conv_loss(void *p)
+{
+    conv_ctx_t *c = p;
+    dpt__ref_conv_fwd_f64(c->x, c->w, c->k.bias ? c->b : NULL, c->y, c->k.N, c->k.C, c->k.H,
+                          c->k.W, c->k.O, c->k.K, c->k.K, c->k.stride, c->k.pad, c->OH, c->OW);
+    return dot(c->y, c->r, (long)c->k.N * c->k.O * c->OH * c->OW);
+}
+
+START_TEST(test_conv_grad)
+{
+    conv_ctx_t c = {.k = conv_cases[_i]};
+    conv_case_t *k = &c.k;
+    c.OH = (k->H + 2 * k->pad - k->K) / k->stride + 1;
+    c.OW = (k->W + 2 * k->pad - k->K) / k->stride + 1;
+    dpt_rng_t r;
+    dpt_rng_init(&r, 7, (uint64_t)_i);
+    long nx = (long)k->N * k->C * k->H * k->W, nw = (long)k->O * k->C * k->K * k->K;
+    long ny = (long)k->N * k->O * c.OH * c.OW;
+    c.x = randv(&r, nx, 1);
+    c.w = randv(&r, nw, 1);
+    c.b = randv(&r, k->O, 1);
+    c.y = zeros(ny);
+    c.r = randv(&r, ny, 1);
+    double *dx = zeros(nx), *dw = zeros(nw), *db = zeros(k->O);
+    dpt__ref_conv_bwd_f64(c.x, c.w, c.r, dx, dw, k->bias ? db : NULL, k->N, k->C, k->H, k->W,
+                          k->O, k->K, k->K, k->stride, k->pad, c.OH, c.OW);
+    ck_assert_double_lt(fd_error(conv_loss, &c, c.x, nx, dx), TOL);
+    ck_assert_double_lt(fd_error(conv_loss, &c, c.w, nw, dw), TOL);
+    if (k->bias)
+        ck_assert_double_lt(fd_error(conv_loss, &c, c.b, k->O, db), TOL);
+    dpt_free(c.x); dpt_free(c.w); dpt_free(c.b); dpt_free(c.y); dpt_free(c.r);
+    dpt_free(dx); dpt_free(dw); dpt_free(db);
+}
+END_TEST
+
+/* ---- batch norm (training mode, batch statistics), with and without fused relu ---------- */
+typedef struct bn_ctx {
+    int N, C, HW, relu;
+    double *x, *g, *b, *y, *r, *mean, *var;
+} bn_ctx_t;
+
+static double bn_loss(void *p)
+{
+    bn_ctx_t *c = p;
+    dpt__ref_bn_fwd_train_f64(c->x, c->g, c->b, c->y, c->mean, c->var, c->N, c->C, c->HW, 1e-5,
+                              c->relu);
+    return dot(c->y, c->r, (long)c->N * c->C * c->HW);
+}
+
+START_TEST(test_bn_grad)
+{
+    static const int shapes[][3] = {{4, 3, 5}, {2, 5, 9}, {7, 1, 1}, {3, 2, 4}};
+    bn_ctx_t c = {.N = shapes[_i % 4][0], .C = shapes[_i % 4][1], .HW = shapes[_i % 4][2],
+                  .relu = _i / 4};
+    dpt_rng_t r;
+    dpt_rng_init(&r, 8, (uint64_t)_i);
+    long n = (long)c.N * c.C * c.HW;
+    c.x = randv(&r, n, 2);
+    c.g = randv(&r, c.C, 1.5);
+    c.b = randv(&r, c.C, 1);
+    c.y = zeros(n);
+    c.r = randv(&r, n, 1);
+    c.mean = zeros(c.C);
+    c.var = zeros(c.C);
+    double *dx = zeros(n), *dg = zeros(c.C), *dbeta = zeros(c.C);
+    bn_loss(&c);
+    dpt__ref_bn_bwd_f64(c.x, c.g, c.mean, c.var, c.y, c.r, dx, dg, dbeta, c.N, c.C, c.HW, 1e-5,
+                        c.relu);
+    ck_assert_double_lt(fd_error(bn_loss, &c, c.x, n, dx), 1e-5);
+    ck_assert_double_lt(fd_error(bn_loss, &c, c.g, c.C, dg), TOL);
+    ck_assert_double_lt(fd_error(bn_loss, &c, c.b, c.C, dbeta), TOL);
+    dpt_free(c.x); dpt_free(c.g); dpt_free(c.b); dpt_free(c.y); dpt_free(c.r);
+    dpt_free(c.mean); dpt_free(c.var); dpt_free(dx); dpt_free(dg); dpt_free(dbeta);
+}
+END_TEST
+
+/* ---- elementwise: relu, celu ------------------------------------------------------------- */
+typedef struct elt_ctx {
+    long n;
+    int celu;
+    double alpha;
+    double *x, *y, *r;
+} elt_ctx_t;
+
+static double elt_loss(void *p)
+{
+    elt_ctx_t *c = p;
+    if (c->celu)
+        dpt__ref_celu_fwd_f64(c->x, c->y, c->n, c->alpha);
+    else
+        dpt__ref_relu_fwd_f64(c->x, c->y, c->n);
+    return dot(c->y, c->r, c->n);
+}
+
+START_TEST(test_eltwise_grad)
+{
+    elt_ctx_t c = {.n = 37, .celu = _i > 0, .alpha = _i == 2 ? 0.3 : 1.0};
+    dpt_rng_t r;
+    dpt_rng_init(&r, 9, (uint64_t)_i);
+    c.x = randv(&r, c.n, 3);
+    c.y = zeros(c.n);
+    c.r = randv(&r, c.n, 1);
+    double *dx = zeros(c.n);
+    elt_loss(&c);
+    if (c.celu)
+        dpt__ref_celu_bwd_f64(c.x, c.r, dx, c.n, c.alpha);
+    else
+        dpt__ref_relu_bwd_f64(c.y, c.r, dx, c.n);
+    ck_assert_double_lt(fd_error(elt_loss, &c, c.x, c.n, dx), TOL);
+    dpt_free(c.x); dpt_free(c.y); dpt_free(c.r); dpt_free(dx);
+}
+END_TEST
+
+/* ---- max pool ------------------------------------------------------------------------------ */
+typedef struct pool_ctx {
+    int N, C, H, W, K, S, P, OH, OW;
+    double *x, *y, *r;
+    int32_t *am;
+} pool_ctx_t;
+
+static double pool_loss(void *p)
+{
+    pool_ctx_t *c = p;
+    dpt__ref_maxpool_fwd_f64(c->x, c->y, c->am, c->N, c->C, c->H, c->W, c->K, c->S, c->P, c->OH,
+                             c->OW);
+    return dot(c->y, c->r, (long)c->N * c->C * c->OH * c->OW);
+}
+
+START_TEST(test_maxpool_grad)
+{
+    static const int cases[][7] = {
+        {2, 3, 6, 6, 2, 2, 0}, {1, 2, 7, 5, 3, 2, 1}, {2, 1, 5, 5, 3, 1, 1}, {1, 3, 4, 4, 4, 4, 0},
+    };
+    const int *k = cases[_i];
+    pool_ctx_t c = {.N = k[0], .C = k[1], .H = k[2], .W = k[3], .K = k[4], .S = k[5], .P = k[6]};
+    c.OH = (c.H + 2 * c.P - c.K) / c.S + 1;
+    c.OW = (c.W + 2 * c.P - c.K) / c.S + 1;
+    dpt_rng_t r;
+    dpt_rng_init(&r, 10, (uint64_t)_i);
+    long nx = (long)c.N * c.C * c.H * c.W, ny = (long)c.N * c.C * c.OH * c.OW;
+    c.x = randv(&r, nx, 1);
+    c.y = zeros(ny);
+    c.r = randv(&r, ny, 1);
+    c.am = dpt_calloc((size_t)ny * sizeof(int32_t));
+    double *dx = zeros(nx);
+    pool_loss(&c);
+    dpt__ref_maxpool_bwd_f64(c.am, c.r, dx, c.N, c.C, c.H, c.W, c.OH, c.OW);
+    ck_assert_double_lt(fd_error(pool_loss, &c, c.x, nx, dx), TOL);
+    dpt_free(c.x); dpt_free(c.y); dpt_free(c.r); dpt_free(c.am); dpt_free(dx);
+}
+END_TEST
+
+/* ---- global average pool ------------------------------------------------------------------- */
+typedef struct gap_ctx {
+    int N, C, HW;
+    double *x, *y, *r;
+} gap_ctx_t;
+
+static double gap_loss(void *p)
+{
+    gap_ctx_t *c = p;
+    dpt__ref_gap_fwd_f64(c->x, c->y, c->N, c->C, c->HW);
+    return dot(c->y, c->r, (long)c->N * c->C);
+}
+
+START_TEST(test_gap_grad)
+{
+    gap_ctx_t c = {.N = 3, .C = 5, .HW = 7 * 3};
+    dpt_rng_t r;
+    dpt_rng_init(&r, 11, 0);
+    long nx = (long)c.N * c.C * c.HW;
+    c.x = randv(&r, nx, 1);
+    c.y = zeros(c.N * c.C);
+    c.r = randv(&r, c.N * c.C, 1);
+    double *dx = zeros(nx);
+    dpt__ref_gap_bwd_f64(c.r, dx, c.N, c.C, c.HW);
+    ck_assert_double_lt(fd_error(gap_loss, &c, c.x, nx, dx), TOL);
+    dpt_free(c.x); dpt_free(c.y); dpt_free(c.r); dpt_free(dx);
+}
+END_TEST
+
+/* ---- fully connected ----------------------------------------------------------------------- */
+typedef struct fc_ctx {
+    int N, IN, OUT, bias;
+    double *x, *w, *b, *y, *r;
+} fc_ctx_t;
+
+static double fc_loss(void *p)
+{
+    fc_ctx_t *c = p;
+    dpt__ref_fc_fwd_f64(c->x, c->w, c->bias ? c->b : NULL, c->y, c->N, c->IN, c->OUT);
+    return dot(c->y, c->r, (long)c->N * c->OUT);
+}
+
+START_TEST(test_fc_grad)
+{
+    fc_ctx_t c = {.N = 3 + _i, .IN = 11 + 4 * _i, .OUT = 7 - _i, .bias = _i != 1};
+    dpt_rng_t r;
+    dpt_rng_init(&r, 12, (uint64_t)_i);
+    c.x = randv(&r, (long)c.N * c.IN, 1);
+    c.w = randv(&r, (long)c.OUT * c.IN, 1);
+    c.b = randv(&r, c.OUT, 1);
+    c.y = zeros((long)c.N * c.OUT);
+    c.r = randv(&r, (long)c.N * c.OUT, 1);
+    double *dx = zeros((long)c.N * c.IN), *dw = zeros((long)c.OUT * c.IN), *db = zeros(c.OUT);
+    dpt__ref_fc_bwd_f64(c.x, c.w, c.r, dx, dw, c.bias ? db : NULL, c.N, c.IN, c.OUT);
+    ck_assert_double_lt(fd_error(fc_loss, &c, c.x, (long)c.N * c.IN, dx), TOL);
+    ck_assert_double_lt(fd_error(fc_loss, &c, c.w, (long)c.OUT * c.IN, dw), TOL);
+    if (c.bias)
+        ck_assert_double_lt(fd_error(fc_loss, &c, c.b, c.OUT, db), TOL);
+    dpt_free(c.x); dpt_free(c.w); dpt_free(c.b); dpt_free(c.y); dpt_free(c.r);
+    dpt_free(dx); dpt_free(dw); dpt_free(db);
+}
+END_TEST
+
+/* ---- softmax cross-entropy with label smoothing, including padded rows ---------------------- */
+typedef struct xent_ctx {
+    int N, K, n_valid;
+    double smoothing;
+    double *z, *p;
+    int32_t *labels;
+} xent_ctx_t;
+
+static double xent_loss(void *pp)
+{
+    xent_ctx_t *c = pp;
+    return dpt__ref_xent_fwd_f64(c->z, c->labels, c->p, c->N, c->K, c->n_valid, c->smoothing, NULL);
+}
+
+START_TEST(test_xent_grad)
+{
+    xent_ctx_t c = {.N = 5, .K = 4 + _i, .n_valid = _i == 2 ? 3 : 0, .smoothing = 0.1 * _i};
+    dpt_rng_t r;
+    dpt_rng_init(&r, 13, (uint64_t)_i);
+    long n = (long)c.N * c.K;
+    c.z = randv(&r, n, 3);
+    c.p = zeros(n);
+    c.labels = dpt_malloc((size_t)c.N * sizeof(int32_t));
+    for (int i = 0; i < c.N; i++)
+        c.labels[i] = (int32_t)dpt_rng_below(&r, (uint32_t)c.K);
+    double *dz = zeros(n);
+    xent_loss(&c);
+    dpt__ref_xent_bwd_f64(c.p, c.labels, dz, c.N, c.K, c.n_valid, c.smoothing);
+    ck_assert_double_lt(fd_error(xent_loss, &c, c.z, n, dz), TOL);
+    if (c.n_valid)   /* padded rows get no gradient */
+        for (long i = (long)c.n_valid * c.K; i < n; i++)
+            ck_assert(dz[i] == 0.0);
+    dpt_free(c.z); dpt_free(c.p); dpt_free(c.labels); dpt_free(dz);
+}
+END_TEST
+
+/* ---- add, scale, flatten: through the ref backend's ops (float32; linear, so central
+ * differences with a large step are exact up to rounding) ------------------------------------ */
+START_TEST(test_linear_ops_grad)
+{
+    static const dpt_op_kind_t kinds[] = {DPT_OP_ADD, DPT_OP_SCALE, DPT_OP_FLATTEN};
+    const dpt_backend_ops_t *ops = dpt_backend_find("ref");
+    dpt_backend_t *be;
+    ck_assert_int_eq(ops->create(&(dpt_backend_config_t){0}, &be), DPT_OK);
+    dpt_op_desc_t d = {.kind = kinds[_i], .n_in = kinds[_i] == DPT_OP_ADD ? 2 : 1, .alpha = 0.37f};
+    d.in[0] = d.in[1] = dpt_tensor_shape(2, 3, 4, 5);
+    dpt_op_t *op;
+    dpt_op_info_t info;
+    ck_assert_int_eq(ops->op_create(be, &d, &op, &info), DPT_OK);
+    long n = 2 * 3 * 4 * 5;
+    float x0[120], x1[120], y[120], r[120], dx0[120], dx1[120];
+    dpt_rng_t rng;
+    dpt_rng_init(&rng, 14, (uint64_t)_i);
+    for (long i = 0; i < n; i++) {
+        x0[i] = dpt_rng_normal(&rng);
+        x1[i] = dpt_rng_normal(&rng);
+        r[i] = dpt_rng_normal(&rng);
+    }
+    dpt_tensor_t tx0 = d.in[0], tx1 = d.in[1], ty = info.out, tr = info.out, tdx0 = d.in[0],
+                 tdx1 = d.in[1];
+    tx0.data = x0; tx1.data = x1; ty.data = y; tr.data = r; tdx0.data = dx0; tdx1.data = dx1;
+    dpt_op_args_t a = {.x = {&tx0, &tx1}, .y = &ty, .dy = &tr, .dx = {&tdx0, &tdx1}};
+    ck_assert_int_eq(ops->backward(op, &a), DPT_OK);
+    float *vars[2] = {x0, x1};
+    float *grads[2] = {dx0, dx1};
+    for (int v = 0; v < d.n_in; v++)
+        for (long i = 0; i < n; i++) {
+            float save = vars[v][i];
+            double l[2];
+            for (int s = 0; s < 2; s++) {
+                vars[v][i] = save + (s ? -0.5f : 0.5f);
+                ck_assert_int_eq(ops->forward(op, &a), DPT_OK);
+                double acc = 0;
+                for (long j = 0; j < n; j++)
+                    acc += (double)y[j] * r[j];
+                l[s] = acc;
+            }
+            vars[v][i] = save;
+            double num = (l[0] - l[1]) / 1.0;
+            ck_assert_double_lt(fabs(num - grads[v][i]), 1e-4 * (1 + fabs(num)));
+        }
+    ops->op_destroy(op);
+    ops->destroy(be);
+}
+END_TEST
+
+static Suite *ref_grad_suite(void)
+{
+    Suite *s = suite_create("ref_grad");
+    TCase *tc = tcase_create("finite_differences");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_conv_grad, 0, (int)(sizeof conv_cases / sizeof conv_cases[0]));
+    tcase_add_loop_test(tc, test_bn_grad, 0, 8);
+    tcase_add_loop_test(tc, test_eltwise_grad, 0, 3);
+    tcase_add_loop_test(tc, test_maxpool_grad, 0, 4);
+    tcase_add_test(tc, test_gap_grad);
+    tcase_add_loop_test(tc, test_fc_grad, 0, 3);
+    tcase_add_loop_test(tc, test_xent_grad, 0, 3);
+    tcase_add_loop_test(tc, test_linear_ops_grad, 0, 3);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+DPT_CHECK_MAIN(ref_grad_suite)

@@ -149,6 +149,7 @@ static dpt_status_t build(dpt_model_t *m, const dpt_model_spec_t *spec)
     for (int i = m->n_nodes - 1; i >= 0 && st == DPT_OK; i--) {
         node_t *nd = &m->nodes[i];
         for (int k = 0; k < nd->n_in && st == DPT_OK; k++) {
+            nd->edge_slot[k] = -1;
             if (nd->in[k] < 0)
                 continue;
             node_t *p = &m->nodes[nd->in[k]];
@@ -250,11 +251,15 @@ void dpt_model_destroy(dpt_model_t *m)
 
 void dpt_model_init_params(dpt_model_t *m, uint64_t seed)
 {
+    /* One RNG stream per parameterized layer, numbered in order, so the values do not depend
+     * on parameter-free layers (e.g. a ReLU fused away). */
+    uint64_t ordinal = 0;
     for (int i = 0; i < m->n_nodes; i++) {
         node_t *nd = &m->nodes[i];
         float *p = m->params + nd->p_off;
         dpt_rng_t r;
-        dpt_rng_init(&r, seed, ((uint64_t)DPT_RNG_STREAM_INIT << 32) | (uint64_t)i);
+        dpt_rng_init(&r, seed, ((uint64_t)DPT_RNG_STREAM_INIT << 32) | ordinal);
+        ordinal += nd->info.n_params > 0;
         if (nd->spec.kind == DPT_OP_CONV2D || nd->spec.kind == DPT_OP_FC) {
             size_t fan_out = nd->spec.kind == DPT_OP_CONV2D ? (size_t)nd->spec.filters
                                                              : (size_t)nd->info.out.c;

@@ -151,8 +151,8 @@ static dpt_status_t set_net_key(parser_t *p, const char *key, const char *v)
     return perr(p, "unknown key '%s' in [net]%s", key, "");
 }
 
-static void layer_defaults(dpt_layer_spec_t *l, dpt_op_kind_t kind, int line, int idx,
-                           const dpt_model_options_t *opt)
+static void layer_defaults(dpt_layer_spec_t *l, const char *type, dpt_op_kind_t kind, int line,
+                           int idx, const dpt_model_options_t *opt)
 {
     memset(l, 0, sizeof *l);
     l->kind = kind;
@@ -166,7 +166,7 @@ static void layer_defaults(dpt_layer_spec_t *l, dpt_op_kind_t kind, int line, in
     l->momentum = 0.1f;
     l->alpha = kind == DPT_OP_SCALE ? 0.0f : 1.0f;
     l->smoothing = opt->label_smoothing;
-    snprintf(l->name, sizeof l->name, "%s%d", dpt_op_kind_name(kind), idx);
+    snprintf(l->name, sizeof l->name, "%s%d", type, idx);
 }
 
 static int find_layer(const dpt_model_spec_t *s, int before, const char *name)
@@ -220,13 +220,18 @@ static dpt_status_t finish(parser_t *p, const dpt_model_options_t *opt)
         for (int k = 0; k < s->layers[i].n_inputs; k++)
             if (s->layers[i].inputs[k] >= 0)
                 consumers[s->layers[i].inputs[k]]++;
+    /* Compact in place while reading the original specs from a copy. */
+    dpt_layer_spec_t *orig = dpt_malloc((size_t)s->n_layers * sizeof *orig);
+    if (!orig)
+        return dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory", p->path);
+    memcpy(orig, s->layers, (size_t)s->n_layers * sizeof *orig);
     int remap[MAX_LAYERS];
     int n = 0;
     for (int i = 0; i < s->n_layers; i++) {
-        dpt_layer_spec_t *l = &s->layers[i];
+        const dpt_layer_spec_t *l = &orig[i];
         int src = l->inputs[0];
-        if (l->kind == DPT_OP_RELU && src >= 0 && s->layers[src].kind == DPT_OP_BATCHNORM &&
-            consumers[src] == 1 && !s->layers[src].fuse_relu) {
+        if (l->kind == DPT_OP_RELU && src >= 0 && orig[src].kind == DPT_OP_BATCHNORM &&
+            consumers[src] == 1) {
             s->layers[remap[src]].fuse_relu = 1;
             remap[i] = remap[src];
             continue;
@@ -238,6 +243,7 @@ static dpt_status_t finish(parser_t *p, const dpt_model_options_t *opt)
         remap[i] = n;
         s->layers[n++] = tmp;
     }
+    dpt_free(orig);
     s->n_layers = n;
     return DPT_OK;
 }
@@ -306,7 +312,7 @@ dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
                 goto done;
             }
             cur = s->n_layers++;
-            layer_defaults(&s->layers[cur], layer_types[t].kind, p.line, cur, opt);
+            layer_defaults(&s->layers[cur], layer_types[t].name, layer_types[t].kind, p.line, cur, opt);
             continue;
         }
         char *eq = strchr(line, '=');
@@ -336,7 +342,7 @@ dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
     }
     if (s->layers[s->n_layers - 1].kind != DPT_OP_XENT) {
         int i = s->n_layers++;
-        layer_defaults(&s->layers[i], DPT_OP_XENT, p.line, i, opt);
+        layer_defaults(&s->layers[i], "softmax_xent", DPT_OP_XENT, p.line, i, opt);
     }
     st = finish(&p, opt);
 done:

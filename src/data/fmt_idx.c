@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -63,13 +64,21 @@ static void idx_close(idx_file_t *f)
     f->gz = NULL;
 }
 
+/* zlib's message without its "<fd:N>: " prefix (gzdopen'ed files have no name in zlib). */
+static const char *zlib_message(idx_file_t *f, int *zerr)
+{
+    const char *msg = gzerror(f->gz, zerr);
+    const char *sep = strstr(msg, ": ");
+    return strncmp(msg, "<fd:", 4) == 0 && sep ? sep + 2 : msg;
+}
+
 /* Map a short read to a status: corrupt gzip data is DPT_ERR_FORMAT; a read error or data that
  * ends early (raw file too short, or a gzip stream cut off) is DPT_ERR_IO. */
 static dpt_status_t idx_short_read(idx_file_t *f, const char *what, uint64_t expected,
                                    uint64_t got)
 {
     int zerr = Z_OK;
-    const char *zmsg = gzerror(f->gz, &zerr);
+    const char *zmsg = zlib_message(f, &zerr);
     if (zerr == Z_DATA_ERROR)
         return dpt_error_set(DPT_ERR_FORMAT, "%s: corrupt gzip data (%s)", f->path, zmsg);
     if (zerr == Z_MEM_ERROR)
@@ -107,7 +116,7 @@ static dpt_status_t idx_expect_eof(idx_file_t *f, uint64_t data_bytes)
         return dpt_error_set(DPT_ERR_FORMAT, "%s: unexpected data after the %" PRIu64
                              " bytes the header announces", f->path, data_bytes);
     int zerr = Z_OK;
-    const char *zmsg = gzerror(f->gz, &zerr);
+    const char *zmsg = zlib_message(f, &zerr);
     if (zerr == Z_DATA_ERROR)
         return dpt_error_set(DPT_ERR_FORMAT, "%s: corrupt gzip data (%s)", f->path, zmsg);
     if (zerr == Z_BUF_ERROR)
@@ -171,7 +180,7 @@ dpt_status_t dpt_dataset_load_idx(const char *images_path, const char *labels_pa
     idx_file_t fi = {0}, fl = {0};
 
     /* Images: header, limits, then the pixels. */
-    uint32_t idims[3];
+    uint32_t idims[3] = {0, 0, 0};
     DPT_CHECK_GOTO(idx_open(&fi, images_path), st, fail);
     DPT_CHECK_GOTO(idx_header(&fi, IDX_MAGIC_IMAGES, idims, 3), st, fail);
     uint32_t n = idims[0], h = idims[1], w = idims[2];
@@ -192,7 +201,7 @@ dpt_status_t dpt_dataset_load_idx(const char *images_path, const char *labels_pa
     idx_close(&fi);
 
     /* Labels: same count, each < 10. */
-    uint32_t ldims[1];
+    uint32_t ldims[1] = {0};
     DPT_CHECK_GOTO(idx_open(&fl, labels_path), st, fail);
     DPT_CHECK_GOTO(idx_header(&fl, IDX_MAGIC_LABELS, ldims, 1), st, fail);
     if (ldims[0] != n) {

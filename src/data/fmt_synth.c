@@ -2,7 +2,8 @@
  * benchmarks (no files). Each class k has a random prototype, a blocky pattern of 4x4-pixel cells
  * drawn from the seed; sample i has label i % K and is its prototype plus per-pixel noise (about
  * N(0, 40^2) in pixel units), clipped to uint8. Train and test share the prototypes but draw their
- * noise from different Philox streams, so a model that learns the train split generalizes. */
+ * noise from different Philox streams, so a model that learns the train split generalizes.
+ * mean/std are the exact expected pixel statistics, the same for both splits. */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -26,16 +27,18 @@
 #define SYNTH_STREAM_TRAIN 0x53594e5400000002ull
 #define SYNTH_STREAM_TEST 0x53594e5400000003ull
 
-/* Parse one decimal field in [lo, hi] ending at ':' or at the end of the string. */
-static int parse_field(const char **s, long lo, long hi, long *v)
+/* Parse one decimal field in [lo, hi] that ends at ':' (or at the end of the string when
+ * `last`), advancing *s past it. */
+static int parse_field(const char **s, long lo, long hi, int last, long *v)
 {
     char *end = NULL;
     errno = 0;
     long x = strtol(*s, &end, 10);
-    if (end == *s || errno != 0 || x < lo || x > hi || (*end != ':' && *end != '\0'))
+    if (end == *s || **s < '0' || **s > '9' || errno != 0 || x < lo || x > hi ||
+        *end != (last ? '\0' : ':'))
         return 0;
     *v = x;
-    *s = *end == ':' ? end + 1 : end;
+    *s = last ? end : end + 1;
     return 1;
 }
 
@@ -45,10 +48,10 @@ dpt_status_t dpt__dataset_open_synthetic(const char *spec, int train, uint64_t s
     *out = NULL;
     const char *s = strchr(spec, ':');
     long n = 0, c = 0, h = 0, w = 0, k = 0;
-    if (!s || !(s++, parse_field(&s, 1, DPT__DATA_MAX_IMAGES, &n)) ||
-        !parse_field(&s, 1, 3, &c) || !parse_field(&s, 1, DPT__DATA_MAX_SIDE, &h) ||
-        !parse_field(&s, 1, DPT__DATA_MAX_SIDE, &w) ||
-        !parse_field(&s, 1, SYNTH_MAX_CLASSES, &k) || *s != '\0')
+    if (!s || !(s++, parse_field(&s, 1, DPT__DATA_MAX_IMAGES, 0, &n)) ||
+        !parse_field(&s, 1, 3, 0, &c) || !parse_field(&s, 1, DPT__DATA_MAX_SIDE, 0, &h) ||
+        !parse_field(&s, 1, DPT__DATA_MAX_SIDE, 0, &w) ||
+        !parse_field(&s, 1, SYNTH_MAX_CLASSES, 1, &k))
         return dpt_error_set(DPT_ERR_INVALID_ARG,
                              "dataset spec '%s': expected synthetic:N:C:H:W:K with N in 1..%d, "
                              "C in 1..3, H and W in 1..%d, K in 1..%d", spec,
@@ -90,7 +93,7 @@ dpt_status_t dpt__dataset_open_synthetic(const char *spec, int train, uint64_t s
                 const uint8_t *prow = pk + ((size_t)cc * ch + (size_t)(y / SYNTH_CELL)) * cw;
                 for (long x = 0; x < w; x++) {
                     uint32_t u = dpt_rng_u32(&rng);
-                    /* Irwin-Hall of 4 bytes: mean 510, std ~147.8; integer so bit-exact everywhere. */
+                    /* Sum of 4 random bytes: mean 510, std ~147.8; integers keep it bit-exact. */
                     int sum = (int)(u & 255) + (int)(u >> 8 & 255) + (int)(u >> 16 & 255) +
                               (int)(u >> 24);
                     int v = prow[x / SYNTH_CELL] + (sum - 510) * SYNTH_NOISE_MUL / 256;
@@ -100,27 +103,40 @@ dpt_status_t dpt__dataset_open_synthetic(const char *spec, int train, uint64_t s
         }
     }
 
-    /* Normalization from the prototypes (identical for both splits): mean of the prototype pixels,
-     * std from their variance plus the noise variance (clipping ignored, so approximate). */
-    double noise_var = 4.0 * (256.0 * 256.0 - 1.0) / 12.0 * (SYNTH_NOISE_MUL / 256.0) *
-                       (SYNTH_NOISE_MUL / 256.0);
+    /* Normalization: the exact expected per-channel mean and std of a sample pixel, from the
+     * prototype values and the exact noise distribution (clipping included), so both splits get
+     * the same statistics without looking at either's samples. */
+    double sum_prob[1021] = {1.0}, tmp[1021];   /* P(sum of 4 uniform bytes = s), by convolution */
+    for (int round = 0, len = 1; round < 4; round++, len += 255) {
+        memset(tmp, 0, sizeof tmp);
+        for (int i = 0; i < len; i++)
+            for (int d = 0; d < 256; d++)
+                tmp[i + d] += sum_prob[i] / 256.0;
+        memcpy(sum_prob, tmp, sizeof tmp);
+    }
     for (long cc = 0; cc < c; cc++) {
-        double sum = 0.0, sumsq = 0.0, count = 0.0;
-        for (long kk = 0; kk < k; kk++) {
+        double hist[256] = {0}, m1 = 0.0, m2 = 0.0, count = 0.0;   /* prototype pixel values */
+        for (long kk = 0; kk < k; kk++)
             for (long y = 0; y < h; y++) {
                 const uint8_t *prow =
                     proto + (((size_t)kk * c + (size_t)cc) * ch + (size_t)(y / SYNTH_CELL)) * cw;
-                for (long x = 0; x < w; x++) {
-                    double v = prow[x / SYNTH_CELL];
-                    sum += v;
-                    sumsq += v * v;
-                    count += 1.0;
-                }
+                for (long x = 0; x < w; x++)
+                    hist[prow[x / SYNTH_CELL]] += 1.0;
             }
+        for (int p = 0; p < 256; p++) {
+            if (hist[p] == 0.0)
+                continue;
+            for (int sum = 0; sum < 1021; sum++) {
+                int v = p + (sum - 510) * SYNTH_NOISE_MUL / 256;
+                double vc = v < 0 ? 0.0 : v > 255 ? 255.0 : v;
+                m1 += hist[p] * sum_prob[sum] * vc;
+                m2 += hist[p] * sum_prob[sum] * vc * vc;
+            }
+            count += hist[p];
         }
-        double mean = sum / count, var = sumsq / count - mean * mean;
+        double mean = m1 / count, var = m2 / count - mean * mean;
         ds->mean[cc] = (float)(mean / 255.0);
-        ds->std[cc] = (float)(sqrt((var > 0.0 ? var : 0.0) + noise_var) / 255.0);
+        ds->std[cc] = (float)(sqrt(var > 1e-6 ? var : 1e-6) / 255.0);
     }
     dpt_free(proto);
     snprintf(ds->name, sizeof ds->name, "synthetic/%s", train ? "train" : "test");

@@ -11,6 +11,7 @@
 
 #include "dptrain/backend.h"
 #include "dptrain/config.h"
+#include "dptrain/dataset.h"
 #include "dptrain/log.h"
 #include "dptrain/optim.h"
 #include "dptrain/trainer.h"

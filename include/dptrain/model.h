@@ -38,6 +38,11 @@ typedef struct dpt_model_options {
     void *grad_ready_ctx;
 } dpt_model_options_t;
 
+/* Resolve a --model argument: an existing file as given; else NAME or NAME.cfg under
+ * $DPTRAIN_MODELS, the source tree's models/ and the installed share/dptrain/models.
+ * On failure the error lists every place tried. */
+dpt_status_t dpt_model_find(const char *name, char *out, size_t cap);
+
 /* Parse `path` and build every op on backend `be` (borrowed; must outlive the model).
  * Errors name the file and line: unknown layer or key, bad value, impossible shape. */
 dpt_status_t dpt_model_create(const char *path, const dpt_backend_ops_t *ops, dpt_backend_t *be,

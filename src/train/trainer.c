@@ -62,6 +62,7 @@ typedef struct session {
     dpt_dataset_t *train, *test;
     dpt_loader_t *train_ld, *test_ld;
     float *mom;
+    char model_path[4096];
 } session_t;
 
 static void session_fini(session_t *s)
@@ -87,7 +88,8 @@ static dpt_status_t session_model(session_t *s, const dpt_train_config_t *cfg)
     DPT_CHECK(s->ops->create(&bc, &s->be));
     dpt_model_options_t mo = {.batch = cfg->batch, .label_smoothing = cfg->label_smoothing,
                               .fuse_bn_relu = cfg->fuse_bn_relu};
-    DPT_CHECK(dpt_model_create(cfg->model_path, s->ops, s->be, &mo, &s->model));
+    DPT_CHECK(dpt_model_find(cfg->model_path, s->model_path, sizeof s->model_path));
+    DPT_CHECK(dpt_model_create(s->model_path, s->ops, s->be, &mo, &s->model));
     return DPT_OK;
 }
 
@@ -193,7 +195,7 @@ dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
         char summary[8192];
         dpt_model_summary(s.model, summary, sizeof summary);
         printf("dptrain: %s on %s (%d train / %d test images), backend %s, batch %d, %d epochs "
-               "x %d steps\n%s", cfg->model_path, s.train->name, s.train->n,
+               "x %d steps\n%s", s.model_path, s.train->name, s.train->n,
                s.test ? s.test->n : 0, cfg->backend, cfg->batch, cfg->epochs, steps_per_epoch,
                summary);
         fflush(stdout);

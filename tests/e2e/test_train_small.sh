@@ -4,7 +4,7 @@
 # seed (same param_crc twice), eval of the saved weights reproduces the final test accuracy.
 source "$(dirname "$0")/lib.sh"
 args=(--model "$SRC/models/fmnist-cnn.cfg" --data synthetic:2048:1:28:28:10 --batch 64 --epochs 2
-      --lr 0.05 --threads 2 --no-progress)
+      --lr 0.05 --threads 2 --no-progress --log-every 5)
 "$DPT" train "${args[@]}" --metrics "$TMP/m1.jsonl" --save "$TMP/w.dpt" > "$TMP/out1.txt" || bad "train exited $?"
 "$DPT" train "${args[@]}" --metrics "$TMP/m2.jsonl" > /dev/null || bad "second train exited $?"
 grep -q '^final test accuracy' "$TMP/out1.txt" && ok || bad "no final accuracy line"

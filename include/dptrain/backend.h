@@ -71,7 +71,9 @@ typedef struct dpt_op_info {
     size_t n_params;      /* floats of trainable parameters (weights then bias) */
     size_t n_weights;     /* of which weights (the rest is bias/BN beta: no weight decay) */
     size_t n_buffers;     /* floats of non-trained state (BN running mean+var) */
-    double flops_fwd;     /* multiply-adds*2 of forward (for GFLOP/s reports) */
+    double flops_fwd;     /* multiply-adds*2 of forward (for GFLOP/s reports); for Winograd
+                             convolutions still the direct algorithm's count */
+    char impl[48];        /* implementation chosen, e.g. "jit:avx512_core" (profiling) */
 } dpt_op_info_t;
 
 /* Run-time arguments. All pointers borrowed for the call. */
@@ -96,6 +98,8 @@ typedef struct dpt_op dpt_op_t;             /* opaque, per backend */
 typedef struct dpt_backend_config {
     int threads;          /* compute threads (0 = leave as is) */
     int blocked_layout;   /* cpu: keep activations in oneDNN blocked layouts (1) or plain NCHW (0) */
+    int conv_winograd;    /* cpu: Winograd for 3x3 stride-1 convolutions where oneDNN has it
+                             (blocked layouts, AVX-512), else direct; 0 = always direct */
 } dpt_backend_config_t;
 
 typedef struct dpt_backend_ops {

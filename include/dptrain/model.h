@@ -73,6 +73,11 @@ dpt_status_t dpt_model_forward(dpt_model_t *m, const float *x, const int32_t *la
 dpt_status_t dpt_model_backward(dpt_model_t *m);
 
 /* Human-readable summary (one line per layer) into buf. */
+/* Profiling: when on, forward/backward accumulate wall time per layer (two clock reads per op,
+ * no allocation); set_profile resets the counters. The report is a table in ms per training step. */
+void dpt_model_set_profile(dpt_model_t *m, int on);
+void dpt_model_profile_report(const dpt_model_t *m, char *buf, size_t len);
+
 void dpt_model_summary(const dpt_model_t *m, char *buf, size_t len);
 
 #endif

@@ -14,6 +14,7 @@ typedef struct dpt_train_config {
     const char *backend;         /* "cpu" or "ref" */
     int threads;                 /* compute threads (0 = library default) */
     int blocked_layout;          /* cpu: 1 = oneDNN blocked activations, 0 = plain NCHW */
+    int conv_winograd;           /* cpu: Winograd 3x3 convolutions where available (default 1) */
     int fuse_bn_relu;
     int epochs;
     int batch;                   /* per rank */
@@ -61,6 +62,8 @@ dpt_status_t dpt_evaluate(const dpt_train_config_t *cfg, const char *weights_pat
 typedef struct dpt_bench_result {
     double img_s_median, img_s_min, img_s_max, gflops;
     int steps;
+    int profile;          /* in: time every layer (adds two clock reads per op) */
+    char report[4096];    /* out, when profile: per-layer table (dpt_model_profile_report) */
 } dpt_bench_result_t;
 dpt_status_t dpt_bench_train(const dpt_train_config_t *cfg, int warmup, int steps,
                              dpt_bench_result_t *res);

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "dptrain/alloc.h"
 #include "dptrain/rng.h"
@@ -24,6 +25,7 @@ typedef struct node {
     int edge_slot[2];          /* where this node's backward writes dx[i]: -1 = producer's grad,
                                   k >= 0 = producer's extra[k] */
     size_t p_off, b_off;       /* offsets into params/grads and buffers arenas */
+    double t_fwd, t_bwd;       /* profiling: accumulated seconds */
 } node_t;
 
 struct dpt_model {
@@ -41,7 +43,16 @@ struct dpt_model {
     int32_t *labels;           /* copy of the last forward's labels (the XENT backward reads them) */
     int n_valid;
     double flops;
+    int profile;               /* accumulate per-layer times (dpt_model_set_profile) */
+    long profile_steps;
 };
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static dpt_tensor_t *node_input(dpt_model_t *m, node_t *nd, int i)
 {
@@ -337,8 +348,12 @@ dpt_status_t dpt_model_forward(dpt_model_t *m, const float *x, const int32_t *la
             .n_valid = n_valid,
             .training = training,
         };
+        double t0 = m->profile ? now_s() : 0;
         DPT_CHECK(m->ops->forward(nd->op, &a));
+        if (m->profile)
+            nd->t_fwd += now_s() - t0;
     }
+    m->profile_steps += m->profile && training;
     return DPT_OK;
 }
 
@@ -346,6 +361,7 @@ dpt_status_t dpt_model_backward(dpt_model_t *m)
 {
     for (int i = m->n_nodes - 1; i >= 0; i--) {
         node_t *nd = &m->nodes[i];
+        double t0 = m->profile ? now_s() : 0;
         if (nd->n_extra) {
             /* Sum the gradients of the extra consumers into grad. */
             for (int k = 0; k < nd->n_extra; k++) {
@@ -371,10 +387,43 @@ dpt_status_t dpt_model_backward(dpt_model_t *m)
             a.dx[k] = nd->edge_slot[k] < 0 ? &p->grad : &p->extra[nd->edge_slot[k]];
         }
         DPT_CHECK(m->ops->backward(nd->op, &a));
+        if (m->profile)
+            nd->t_bwd += now_s() - t0;
         if (nd->info.n_params && m->opt.grad_ready)
             m->opt.grad_ready(m->opt.grad_ready_ctx, nd->p_off, nd->info.n_params);
     }
     return DPT_OK;
+}
+
+void dpt_model_set_profile(dpt_model_t *m, int on)
+{
+    m->profile = on;
+    m->profile_steps = 0;
+    for (int i = 0; i < m->n_nodes; i++)
+        m->nodes[i].t_fwd = m->nodes[i].t_bwd = 0;
+}
+
+void dpt_model_profile_report(const dpt_model_t *m, char *buf, size_t len)
+{
+    double total = 0;
+    for (int i = 0; i < m->n_nodes; i++)
+        total += m->nodes[i].t_fwd + m->nodes[i].t_bwd;
+    long steps = m->profile_steps ? m->profile_steps : 1;
+    int w = snprintf(buf, len, "  %-14s %-12s %10s %10s %7s  %s (ms per step over %ld steps)\n",
+                     "layer", "op", "forward", "backward", "share", "implementation", steps);
+    size_t used = w > 0 ? (size_t)w : 0;
+    for (int i = 0; i < m->n_nodes && used < len; i++) {
+        const node_t *nd = &m->nodes[i];
+        w = snprintf(buf + used, len - used, "  %-14s %-12s %10.3f %10.3f %6.1f%%  %s\n",
+                     nd->spec.name, dpt_op_kind_name(nd->spec.kind), 1e3 * nd->t_fwd / steps,
+                     1e3 * nd->t_bwd / steps,
+                     total > 0 ? 100.0 * (nd->t_fwd + nd->t_bwd) / total : 0.0, nd->info.impl);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+    if (used < len)
+        snprintf(buf + used, len - used, "  total %.3f ms per step\n", 1e3 * total / steps);
 }
 
 void dpt_model_summary(const dpt_model_t *m, char *buf, size_t len)

@@ -24,6 +24,7 @@ typedef struct opts {
     const char *weights;
     const char *config_file;
     int warmup_steps, bench_steps;
+    int profile;
     int help;
 } opts_t;
 
@@ -50,6 +51,7 @@ static const option_def_t options[] = {
     {"backend", T_STR, C(backend), 0, 0, ALL, "NAME", "compute backend: cpu (oneDNN + OpenBLAS) or ref (plain C)"},
     {"device", T_STR, C(backend), 0, 0, ALL, "NAME", "alias of --backend (cpu)"},
     {"threads", T_INT, C(threads), 0, 1024, ALL, "T", "compute threads per process (0 = OMP_NUM_THREADS or all cores)"},
+    {"winograd", T_BOOL, C(conv_winograd), 0, 0, ALL, NULL, "cpu: Winograd for 3x3 stride-1 convolutions where oneDNN has it (default on; --no-winograd)"},
     {"layout", T_LAYOUT, C(blocked_layout), 0, 0, ALL, "blocked|nchw",
      "cpu backend activation layout between layers (default blocked)"},
     {"fuse-bn-relu", T_BOOL, C(fuse_bn_relu), 0, 0, ALL, NULL, "fuse batchnorm + relu (default on; --no-fuse-bn-relu)"},
@@ -83,6 +85,7 @@ static const option_def_t options[] = {
     {"quiet", T_BOOL, C(quiet), 0, 0, CMD_TRAIN, NULL, "print only the final line"},
     {"warmup-steps", T_INT, O(warmup_steps), 0, 100000, CMD_BENCH, "N", "bench train: untimed steps first (default 5)"},
     {"steps", T_INT, O(bench_steps), 1, 100000, CMD_BENCH, "N", "bench train: timed steps (default 30)"},
+    {"profile", T_BOOL, O(profile), 0, 0, CMD_BENCH, NULL, "bench train: print per-layer forward/backward times to stderr"},
     {"config", T_STR, O(config_file), 0, 0, ALL, "FILE", "read flags from FILE (lines 'name = value'); command-line flags win"},
     {"help", T_BOOL, O(help), 0, 0, ALL, NULL, "this help"},
 };
@@ -442,6 +445,7 @@ int main(int argc, char **argv)
         if (rc)
             return rc;
         dpt_bench_result_t b;
+        b.profile = o.profile;
         dpt_status_t st = dpt_bench_train(&o.cfg, o.warmup_steps, o.bench_steps, &b);
         if (st != DPT_OK)
             return fail("bench train", st);
@@ -451,6 +455,8 @@ int main(int argc, char **argv)
                o.cfg.model_path, o.cfg.backend, o.cfg.blocked_layout ? "blocked" : "nchw",
                o.cfg.batch, o.cfg.threads, b.steps, b.img_s_median, b.img_s_min, b.img_s_max,
                b.gflops);
+        if (o.profile)
+            fputs(b.report, stderr);
         return 0;
     }
     fprintf(stderr, "dptrain: unknown command '%s' (see 'dptrain help')\n", sub);

@@ -26,6 +26,7 @@ void dpt_train_config_default(dpt_train_config_t *c)
     c->backend = "cpu";
     c->threads = 0;
     c->blocked_layout = 1;
+    c->conv_winograd = 1;
     c->fuse_bn_relu = 1;
     c->epochs = 8;
     c->batch = 128;
@@ -84,7 +85,8 @@ static dpt_status_t session_model(session_t *s, const dpt_train_config_t *cfg)
     if (!s->ops)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "--backend: unknown backend '%s' (built: %s)",
                              cfg->backend, dpt_backend_list());
-    dpt_backend_config_t bc = {.threads = cfg->threads, .blocked_layout = cfg->blocked_layout};
+    dpt_backend_config_t bc = {.threads = cfg->threads, .blocked_layout = cfg->blocked_layout,
+                                .conv_winograd = cfg->conv_winograd};
     DPT_CHECK(s->ops->create(&bc, &s->be));
     dpt_model_options_t mo = {.batch = cfg->batch, .label_smoothing = cfg->label_smoothing,
                               .fuse_bn_relu = cfg->fuse_bn_relu};
@@ -320,6 +322,7 @@ static int cmp_double(const void *a, const void *b)
 dpt_status_t dpt_bench_train(const dpt_train_config_t *cfg, int warmup, int steps,
                              dpt_bench_result_t *res)
 {
+    int profile = res->profile;
     memset(res, 0, sizeof *res);
     if (steps <= 0 || steps > 100000)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "--steps must be in [1, 100000]");
@@ -353,6 +356,8 @@ dpt_status_t dpt_bench_train(const dpt_train_config_t *cfg, int warmup, int step
     const dpt_param_segment_t *segs = dpt_model_segments(s.model, &n_segs);
     float *grads = dpt_model_grads(s.model, NULL);
     for (int i = 0; i < warmup + steps; i++) {
+        if (i == warmup)
+            dpt_model_set_profile(s.model, profile);
         double t0 = dpt__now();
         float loss;
         DPT_CHECK_GOTO(dpt_model_forward(s.model, x, y, 0, 1, &loss, NULL), st, done);
@@ -369,6 +374,9 @@ dpt_status_t dpt_bench_train(const dpt_train_config_t *cfg, int warmup, int step
     res->img_s_max = cfg->batch / times[0];
     /* forward + backward (data and weight gradients) = 3x forward FLOPs */
     res->gflops = 3.0 * dpt_model_flops_fwd(s.model) / med / 1e9;
+    res->profile = profile;
+    if (profile)
+        dpt_model_profile_report(s.model, res->report, sizeof res->report);
 done:
     dpt_free(x);
     dpt_free(y);

@@ -6,6 +6,7 @@
  * to obtain its blocked output layout, which becomes the input layout of the op under test. */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "check_main.h"
@@ -55,12 +56,14 @@ static dpt_tensor_t make_tensor(side_t *s, dpt_tensor_t shape)
     return shape;
 }
 
+/* blocked: 0 = plain NCHW, 1 = blocked, 2 = blocked with Winograd convolutions */
 static void side_open(side_t *s, const char *name, int blocked, const dpt_op_desc_t *desc)
 {
     memset(s, 0, sizeof *s);
     s->ops = dpt_backend_find(name);
     ck_assert_ptr_nonnull(s->ops);
-    dpt_backend_config_t cfg = {.threads = 2, .blocked_layout = blocked};
+    dpt_backend_config_t cfg = {.threads = 2, .blocked_layout = blocked > 0,
+                                .conv_winograd = blocked == 2};
     ck_assert_int_eq(s->ops->create(&cfg, &s->be), DPT_OK);
     s->d = *desc;
     if (blocked && desc->kind != DPT_OP_XENT) {
@@ -119,12 +122,16 @@ static dpt_op_args_t args_of(side_t *s, const float *w, const int32_t *labels, i
     return a;
 }
 
-/* Run desc on ref and cpu (blocked or plain) and compare everything. */
-static void compare_op(const dpt_op_desc_t *desc, int blocked, uint64_t seed)
+/* Run desc on ref and cpu (blocked: as side_open) and compare everything; returns the cpu
+ * implementation name in impl. */
+static void compare_op_impl(const dpt_op_desc_t *desc, int blocked, uint64_t seed, char *impl,
+                            size_t impl_len)
 {
     side_t r, c;
     side_open(&r, "ref", 0, desc);
     side_open(&c, "cpu", blocked, desc);
+    if (impl)
+        snprintf(impl, impl_len, "%s", c.info.impl);
     dpt_tensor_t *out = &r.info.out;
     ck_assert_int_eq(c.info.out.n, out->n);
     ck_assert_int_eq(c.info.out.c, out->c);
@@ -209,6 +216,11 @@ static void compare_op(const dpt_op_desc_t *desc, int blocked, uint64_t seed)
     side_close(&c);
 }
 
+static void compare_op(const dpt_op_desc_t *desc, int blocked, uint64_t seed)
+{
+    compare_op_impl(desc, blocked, seed, NULL, 0);
+}
+
 /* ---- the cases ---------------------------------------------------------------------------- */
 static dpt_op_desc_t conv(int n, int c, int h, int w, int o, int k, int s, int p, int bias)
 {
@@ -224,11 +236,21 @@ static const int conv_cases[][9] = {
 };
 #define N_CONV ((int)(sizeof conv_cases / sizeof conv_cases[0]))
 
+/* _i: case x {nchw, blocked direct, blocked Winograd}. Where the CPU has AVX-512 (what oneDNN's
+ * Winograd kernels need), a 3x3 stride-1 convolution with more than one input channel must
+ * really have taken the Winograd path, so this test covers it. */
 START_TEST(test_conv)
 {
-    const int *k = conv_cases[_i / 2];
+    const int *k = conv_cases[_i / 3];
+    int mode = _i % 3;
     dpt_op_desc_t d = conv(k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]);
-    compare_op(&d, _i % 2, 100 + (uint64_t)_i);
+    char impl[48];
+    compare_op_impl(&d, mode, 100 + (uint64_t)_i, impl, sizeof impl);
+    int wino = strstr(impl, "wino") != NULL;
+    if (mode != 2)
+        ck_assert_msg(!wino, "winograd used without being asked: %s", impl);
+    else if (k[5] == 3 && k[6] == 1 && k[1] > 1 && __builtin_cpu_supports("avx512f"))
+        ck_assert_msg(wino, "3x3 stride-1 conv did not use winograd: %s", impl);
 }
 END_TEST
 
@@ -426,14 +448,14 @@ static Suite *cpu_backend_suite(void)
     Suite *s = suite_create("cpu_backend");
     TCase *tc = tcase_create("vs_ref");
     tcase_set_timeout(tc, 300);
-    tcase_add_loop_test(tc, test_conv, 0, 2 * N_CONV);
+    tcase_add_loop_test(tc, test_conv, 0, 3 * N_CONV);
     tcase_add_loop_test(tc, test_batchnorm, 0, 2 * N_SHAPES);
     tcase_add_loop_test(tc, test_eltwise, 0, 2 * N_SHAPES);
     tcase_add_loop_test(tc, test_pool, 0, 2 * N_SHAPES);
     tcase_add_loop_test(tc, test_fc_flatten, 0, 2 * N_SHAPES);
     tcase_add_loop_test(tc, test_xent, 0, 3);
     tcase_add_test(tc, test_blocked_chain);
-    tcase_add_loop_test(tc, test_conv_no_alloc, 0, 2);
+    tcase_add_loop_test(tc, test_conv_no_alloc, 0, 3);
     tcase_add_test(tc, test_bad_layouts);
     suite_add_tcase(s, tc);
     return s;

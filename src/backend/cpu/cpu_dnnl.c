@@ -12,6 +12,8 @@
  */
 #include <cblas.h>
 #include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <string.h>
 
@@ -29,6 +31,7 @@ struct dpt_backend {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     int blocked;
+    int winograd;
     dnnl_memory_desc_t layouts[MAX_LAYOUTS];
     int n_layouts;
     void *scratch;          /* shared scratchpad (ops run one at a time on one stream) */
@@ -52,6 +55,7 @@ struct dpt_op {
     dpt_op_desc_t d;
     dpt_op_info_t info;
     dnnl_memory_desc_t src_md, dst_md;
+    dnnl_alg_kind_t conv_alg;   /* direct or winograd */
     /* memory objects re-pointed at every call */
     dnnl_memory_t m_src, m_dst, m_dsrc, m_ddst, m_w, m_dw, m_b, m_db, m_ws, m_mean, m_var;
     dnnl_memory_t m_scale, m_shift, m_dscale, m_dshift;
@@ -219,10 +223,10 @@ static dpt_status_t cpu_create(const dpt_backend_config_t *cfg, dpt_backend_t **
     if (!be)
         return dpt_error_set(DPT_ERR_NOMEM, "cpu backend: out of memory");
     be->blocked = cfg->blocked_layout;
-    if (cfg->threads > 0) {
+    be->winograd = cfg->conv_winograd;
+    if (cfg->threads > 0)
         omp_set_num_threads(cfg->threads);
-        openblas_set_num_threads(cfg->threads);
-    }
+    openblas_set_num_threads(1);   /* par_sgemm splits the work over OpenMP threads */
     if (dnnl_engine_create(&be->engine, dnnl_cpu, 0) != dnnl_success ||
         dnnl_stream_create(&be->stream, be->engine, dnnl_stream_default_flags) != dnnl_success) {
         if (be->engine)
@@ -302,6 +306,43 @@ static dpt_status_t alloc_for(const dnnl_memory_desc_t *md, float **out)
     return *out ? DPT_OK : dpt_error_set(DPT_ERR_NOMEM, "cpu backend: out of memory");
 }
 
+/* Record the implementation oneDNN picked ("jit:avx512_core", "jit_wino_4x3:avx512_core"). */
+static void set_impl(const_dnnl_primitive_desc_t pd, dpt_op_info_t *info)
+{
+    const char *name = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name) == dnnl_success && name)
+        snprintf(info->impl, sizeof info->impl, "%s", name);
+}
+
+/* Can oneDNN build forward, backward-data and backward-weights of this convolution with `alg`? */
+static int conv_alg_works(dpt_backend_t *be, const dpt_op_desc_t *d, const dnnl_memory_desc_t *src,
+                          const dnnl_memory_desc_t *w_any, const dnnl_memory_desc_t *bias,
+                          const dnnl_memory_desc_t *dst, dnnl_alg_kind_t alg)
+{
+    dnnl_dims_t strides = {d->stride, d->stride}, pad = {d->pad, d->pad};
+    dnnl_convolution_desc_t cd, bd, wd;
+    dnnl_primitive_desc_t fpd = NULL, bpd = NULL, wpd = NULL;
+    int ok = dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, alg, src, w_any, bias,
+                                                dst, strides, pad, pad) == dnnl_success
+             && dnnl_primitive_desc_create(&fpd, &cd, NULL, be->engine, NULL) == dnnl_success;
+    if (ok) {
+        dnnl_memory_desc_t dmd = *query(fpd, dnnl_query_dst_md);
+        ok = dnnl_convolution_backward_data_desc_init(&bd, alg, src, w_any, &dmd, strides, pad,
+                                                      pad) == dnnl_success
+             && dnnl_primitive_desc_create(&bpd, &bd, NULL, be->engine, fpd) == dnnl_success
+             && dnnl_convolution_backward_weights_desc_init(&wd, alg, src, w_any, bias, &dmd,
+                                                            strides, pad, pad) == dnnl_success
+             && dnnl_primitive_desc_create(&wpd, &wd, NULL, be->engine, fpd) == dnnl_success;
+    }
+    if (fpd)
+        dnnl_primitive_desc_destroy(fpd);
+    if (bpd)
+        dnnl_primitive_desc_destroy(bpd);
+    if (wpd)
+        dnnl_primitive_desc_destroy(wpd);
+    return ok;
+}
+
 static dpt_status_t create_conv(dpt_backend_t *be, dpt_op_t *op)
 {
     const dpt_op_desc_t *d = &op->d;
@@ -314,21 +355,27 @@ static dpt_status_t create_conv(dpt_backend_t *be, dpt_op_t *op)
     dnnl_memory_desc_init_by_tag(&b_md, 1, bdims, dnnl_f32, dnnl_x);
     dst_md = plain_md(o->n, o->c, o->h, o->w, be->blocked ? dnnl_format_tag_any : dnnl_nchw);
     const dnnl_memory_desc_t *bias = d->has_bias ? &b_md : NULL;
+    dnnl_alg_kind_t alg = dnnl_convolution_direct;
+    if (be->winograd && d->kh == 3 && d->kw == 3 && d->stride == 1
+        && conv_alg_works(be, d, &op->src_md, &w_any, bias, &dst_md, dnnl_convolution_winograd))
+        alg = dnnl_convolution_winograd;
+    op->conv_alg = alg;
 
     dnnl_convolution_desc_t cd;
-    DN(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
+    DN(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, alg,
                                           &op->src_md, &w_any, bias, &dst_md, strides, pad, pad),
        "convolution_forward_desc_init");
     dnnl_primitive_desc_t fpd;
     DPT_CHECK(make_prim(be, &cd, NULL, &op->fwd, &fpd));
     op->dst_md = *query(fpd, dnnl_query_dst_md);
+    set_impl(fpd, &op->info);
     const dnnl_memory_desc_t wf = *query(fpd, dnnl_query_weights_md);
     dpt_status_t st = DPT_OK;
 
     /* backward data: same src/dst layouts, weights in whatever format it wants */
     dnnl_convolution_desc_t bd;
     dnnl_primitive_desc_t bpd = NULL, wpd = NULL;
-    if (dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &op->src_md,
+    if (dnnl_convolution_backward_data_desc_init(&bd, alg, &op->src_md,
                                                  &w_any, &op->dst_md, strides, pad, pad)
         != dnnl_success) {
         st = dpt_error_set(DPT_ERR_DNNL, "oneDNN: convolution_backward_data_desc_init failed");
@@ -338,7 +385,7 @@ static dpt_status_t create_conv(dpt_backend_t *be, dpt_op_t *op)
     dnnl_memory_desc_t wb = *query(bpd, dnnl_query_weights_md);
 
     dnnl_convolution_desc_t wd;
-    if (dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &op->src_md,
+    if (dnnl_convolution_backward_weights_desc_init(&wd, alg, &op->src_md,
                                                     &w_any, bias, &op->dst_md, strides, pad, pad)
         != dnnl_success) {
         st = dpt_error_set(DPT_ERR_DNNL, "oneDNN: convolution_backward_weights_desc_init failed");
@@ -389,6 +436,7 @@ static dpt_status_t create_bn(dpt_backend_t *be, dpt_op_t *op)
                                                   d->bn_eps, flags), "bnorm_forward_desc_init");
     dnnl_primitive_desc_t fpd;
     DPT_CHECK(make_prim(be, &fd, NULL, &op->fwd, &fpd));
+    set_impl(fpd, &op->info);
     dpt_status_t st = DPT_OK;
     dnnl_primitive_desc_t bpd = NULL;
     const dnnl_memory_desc_t *ws = query(fpd, dnnl_query_workspace_md);
@@ -452,6 +500,7 @@ static dpt_status_t create_pool(dpt_backend_t *be, dpt_op_t *op)
                                       kernel, pad, pad), "pooling_forward_desc_init");
     dnnl_primitive_desc_t fpd, bpd = NULL;
     DPT_CHECK(make_prim(be, &fd, NULL, &op->fwd, &fpd));
+    set_impl(fpd, &op->info);
     op->dst_md = *query(fpd, dnnl_query_dst_md);
     dpt_status_t st = DPT_OK;
     const dnnl_memory_desc_t *ws = query(fpd, dnnl_query_workspace_md);
@@ -515,6 +564,8 @@ static dpt_status_t cpu_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dpt
     op->d = *d;
     op->info = *info;
     op->src_md = tensor_md(be, &d->in[0]);
+    snprintf(op->info.impl, sizeof op->info.impl, "%s",
+             d->kind == DPT_OP_FC ? "openblas" : "c");   /* oneDNN ops overwrite this */
     dpt_status_t st = DPT_OK;
     switch (d->kind) {
     case DPT_OP_CONV2D:
@@ -676,6 +727,28 @@ static dpt_status_t pool_backward(dpt_op_t *op, const dpt_op_args_t *a)
     return run(op->be, &op->bwd_data, args, 3);
 }
 
+/* C[M,N] = op(A)[M,K] op(B)[K,N], row-major, with the rows of C split across the OpenMP team and
+ * each slice one single-threaded OpenBLAS call: one thread pool for the whole backend (OpenBLAS's
+ * own pthreads spinning next to oneDNN's OpenMP threads cost 2x on the fc layers at 2 threads). */
+static void par_sgemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                      const float *B, int ldb, float *C, int ldc)
+{
+    int team = omp_get_max_threads();
+    if (team > M)
+        team = M;
+#pragma omp parallel num_threads(team)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int m0 = (int)((long)M * t / nt), m1 = (int)((long)M * (t + 1) / nt);
+        if (m1 > m0) {
+            const float *a = trans_a ? A + m0 : A + (long)m0 * lda;
+            cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                        trans_b ? CblasTrans : CblasNoTrans, m1 - m0, N, K, 1.0f, a, lda, B, ldb,
+                        0.0f, C + (long)m0 * ldc, ldc);
+        }
+    }
+}
+
 static void fc_bias_rows(float *y, const float *b, int n, int out)
 {
     for (int i = 0; i < n; i++)
@@ -692,8 +765,7 @@ static dpt_status_t fc_forward(dpt_op_t *op, const dpt_op_args_t *a)
         DPT_CHECK(run_reorder(op->be, &op->x_to_plain, xp, op->x_plain));
         xp = op->x_plain;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OUT, IN, 1.0f, xp, IN, a->w, IN,
-                0.0f, a->y->data, OUT);
+    par_sgemm(0, 1, N, OUT, IN, xp, IN, a->w, IN, a->y->data, OUT);
     if (op->d.has_bias)
         fc_bias_rows(a->y->data, a->w + op->info.n_weights, N, OUT);
     return DPT_OK;
@@ -705,8 +777,7 @@ static dpt_status_t fc_backward(dpt_op_t *op, const dpt_op_args_t *a)
     int N = x->n, IN = x->c * x->h * x->w, OUT = op->d.out_features;
     const float *xp = op->x_plain ? op->x_plain : a->x[0]->data;   /* x_plain: from forward */
     const float *dy = a->dy->data;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OUT, IN, N, 1.0f, dy, OUT, xp, IN, 0.0f,
-                a->dw, IN);
+    par_sgemm(1, 0, OUT, IN, N, dy, OUT, xp, IN, a->dw, IN);
     if (op->d.has_bias) {
         float *db = a->dw + op->info.n_weights;
         for (int o = 0; o < OUT; o++)
@@ -717,8 +788,7 @@ static dpt_status_t fc_backward(dpt_op_t *op, const dpt_op_args_t *a)
     }
     if (a->dx[0]) {
         float *dx = op->dx_plain ? op->dx_plain : a->dx[0]->data;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IN, OUT, 1.0f, dy, OUT, a->w,
-                    IN, 0.0f, dx, IN);
+        par_sgemm(0, 0, N, IN, OUT, dy, OUT, a->w, IN, dx, IN);
         if (op->dx_plain)
             DPT_CHECK(run_reorder(op->be, &op->plain_to_dx, op->dx_plain, a->dx[0]->data));
     }

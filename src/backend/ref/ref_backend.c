@@ -1,6 +1,7 @@
 /* ref_backend.c: the `ref` backend: plain NCHW, plain C kernels (ref_kernels.inc), the oracle
  * every other backend is tested against. Per-op state (BN batch statistics, pooling argmax,
  * softmax probabilities) is allocated once in op_create. */
+#include <stdio.h>
 #include <string.h>
 
 #include "backend/internal.h"
@@ -135,6 +136,7 @@ static dpt_status_t ref_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dpt
             return dpt_error_set(DPT_ERR_UNSUPPORTED, "ref backend: %s input must be plain NCHW",
                                  dpt_op_kind_name(d->kind));
     DPT_CHECK(ref_op_shape(d, info));
+    snprintf(info->impl, sizeof info->impl, "ref");
     dpt_op_t *op = dpt_calloc(sizeof *op);
     if (!op)
         return dpt_error_set(DPT_ERR_NOMEM, "ref backend: out of memory");

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # install-deps.sh: installs what dptrain needs on Debian 12, only the packages that are missing.
 # Idempotent; uses apt-get as root or through sudo. Usage: scripts/install-deps.sh [--bench]
-#   --bench  also install what the benchmarks need (python3-torch, gnuplot)
+#   --bench  also install what the benchmarks need (python3-torch)
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libdnnl-dev
-      libzstd-dev zlib1g-dev check dataset-fashion-mnist)
+      libzstd-dev zlib1g-dev check dataset-fashion-mnist gnuplot-nox)
 if [[ "${1:-}" == "--bench" ]]; then
-  pkgs+=(python3-torch gnuplot-nox)
+  pkgs+=(python3-torch)
 fi
 
 missing=()

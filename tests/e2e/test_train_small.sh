@@ -31,4 +31,13 @@ awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' && ok || bad "loss did 
 ev=$("$DPT" eval --model "$SRC/models/fmnist-cnn.cfg" --data synthetic:2048:1:28:28:10 --batch 64 --weights "$TMP/w.dpt")
 pct=$(awk -v a="$acc" 'BEGIN { printf "%.2f%%", 100 * a }')
 [[ "$ev" == *"$pct"* ]] && ok || bad "eval gave '$ev', training ended at $pct"
+# PNG curves from the metrics (gnuplot is a benchmark dependency: checked only where installed)
+if command -v gnuplot > /dev/null; then
+  bash "$SRC/benchmarks/plot" "$TMP/m1.jsonl" "$TMP/png" > /dev/null || bad "plot exited $?"
+  for f in loss accuracy throughput; do
+    [[ "$(head -c 4 "$TMP/png/$f.png" | tail -c 3)" == "PNG" ]] && ok || bad "$f.png is not a PNG"
+  done
+else
+  echo "note: gnuplot not installed, plot check skipped"
+fi
 finish

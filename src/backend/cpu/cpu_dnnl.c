@@ -314,6 +314,15 @@ static void set_impl(const_dnnl_primitive_desc_t pd, dpt_op_info_t *info)
         snprintf(info->impl, sizeof info->impl, "%s", name);
 }
 
+/* Destroy the forward / backward-data / backward-weights descriptors that exist. */
+static void pds_destroy(dnnl_primitive_desc_t f, dnnl_primitive_desc_t b, dnnl_primitive_desc_t w)
+{
+    dnnl_primitive_desc_t pds[3] = {f, b, w};
+    for (int i = 0; i < 3; i++)
+        if (pds[i])
+            dnnl_primitive_desc_destroy(pds[i]);
+}
+
 /* Can oneDNN build forward, backward-data and backward-weights of this convolution with `alg`? */
 static int conv_alg_works(dpt_backend_t *be, const dpt_op_desc_t *d, const dnnl_memory_desc_t *src,
                           const dnnl_memory_desc_t *w_any, const dnnl_memory_desc_t *bias,
@@ -334,12 +343,7 @@ static int conv_alg_works(dpt_backend_t *be, const dpt_op_desc_t *d, const dnnl_
                                                             strides, pad, pad) == dnnl_success
              && dnnl_primitive_desc_create(&wpd, &wd, NULL, be->engine, fpd) == dnnl_success;
     }
-    if (fpd)
-        dnnl_primitive_desc_destroy(fpd);
-    if (bpd)
-        dnnl_primitive_desc_destroy(bpd);
-    if (wpd)
-        dnnl_primitive_desc_destroy(wpd);
+    pds_destroy(fpd, bpd, wpd);
     return ok;
 }
 
@@ -419,11 +423,7 @@ static dpt_status_t create_conv(dpt_backend_t *be, dpt_op_t *op)
         DPT_CHECK_GOTO(alloc_for(&dwf, &op->dw_blk), st, done);
     }
 done:
-    dnnl_primitive_desc_destroy(fpd);
-    if (bpd)
-        dnnl_primitive_desc_destroy(bpd);
-    if (wpd)
-        dnnl_primitive_desc_destroy(wpd);
+    pds_destroy(fpd, bpd, wpd);
     return st;
 }
 
@@ -478,9 +478,7 @@ static dpt_status_t create_bn(dpt_backend_t *be, dpt_op_t *op)
         st = dpt_error_set(DPT_ERR_NOMEM, "cpu backend: out of memory");
     op->dst_md = op->src_md;
 done:
-    dnnl_primitive_desc_destroy(fpd);
-    if (bpd)
-        dnnl_primitive_desc_destroy(bpd);
+    pds_destroy(fpd, bpd, NULL);
     return st;
 }
 
@@ -523,9 +521,7 @@ static dpt_status_t create_pool(dpt_backend_t *be, dpt_op_t *op)
     DPT_CHECK_GOTO(mem(be, &op->src_md, &op->m_dsrc), st, done);
     DPT_CHECK_GOTO(mem(be, &op->dst_md, &op->m_ddst), st, done);
 done:
-    dnnl_primitive_desc_destroy(fpd);
-    if (bpd)
-        dnnl_primitive_desc_destroy(bpd);
+    pds_destroy(fpd, bpd, NULL);
     return st;
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Training throughput, dptrain vs PyTorch, same fmnist-cnn step, batch 128, same thread count.
-# Rounds are interleaved (dptrain blocked, dptrain nchw, torch nchw, torch channels_last, each
-# once per round) so machine noise hits every contender alike; the summary is the median over
+# Rounds are interleaved (dptrain blocked with Winograd convolutions (the default), blocked with
+# direct convolutions, plain NCHW; torch NCHW and channels-last; each once per round) so machine noise hits every contender alike; the summary is the median over
 # rounds of each one's median step time, and the ratio dptrain-best / torch-best per thread count.
 # Also measures the sgemm peak (OpenBLAS and oneDNN; the best is the GFLOP/s denominator) at
 # each thread count.
@@ -26,8 +26,9 @@ fi
 echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus; torch $("$PY" -c 'import torch; print(torch.__version__)')"
 for t in 1 2; do
   for r in $(seq "$ROUNDS"); do
-    for layout in blocked nchw; do
-      "$DPT" bench train --threads "$t" --layout "$layout" --batch 128 --steps "$STEPS" \
+    for variant in "--layout blocked" "--layout blocked --no-winograd" "--layout nchw"; do
+      # shellcheck disable=SC2086
+      "$DPT" bench train --threads "$t" $variant --batch 128 --steps "$STEPS" \
         --warmup-steps 5 >> "$LOG"
     done
     for fmt in nchw channels_last; do

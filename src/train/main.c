@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stddef.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -450,11 +451,12 @@ int main(int argc, char **argv)
         if (st != DPT_OK)
             return fail("bench train", st);
         printf("{\"bench\":\"train\",\"impl\":\"dptrain\",\"model\":\"%s\",\"backend\":\"%s\","
-               "\"layout\":\"%s\",\"batch\":%d,\"threads\":%d,\"steps\":%d,"
+               "\"layout\":\"%s\",\"winograd\":%s,\"batch\":%d,\"threads\":%d,\"steps\":%d,"
                "\"img_s\":%.1f,\"img_s_min\":%.1f,\"img_s_max\":%.1f,\"gflops\":%.2f}\n",
                o.cfg.model_path, o.cfg.backend, o.cfg.blocked_layout ? "blocked" : "nchw",
-               o.cfg.batch, o.cfg.threads, b.steps, b.img_s_median, b.img_s_min, b.img_s_max,
-               b.gflops);
+               o.cfg.conv_winograd ? "true" : "false", o.cfg.batch,
+               o.cfg.threads > 0 ? o.cfg.threads : omp_get_max_threads(), b.steps, b.img_s_median,
+               b.img_s_min, b.img_s_max, b.gflops);
         if (o.profile)
             fputs(b.report, stderr);
         return 0;

@@ -4,6 +4,7 @@
 #define DPT_TRAINER_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "dptrain/optim.h"
 #include "dptrain/status.h"
@@ -67,5 +68,23 @@ typedef struct dpt_bench_result {
 } dpt_bench_result_t;
 dpt_status_t dpt_bench_train(const dpt_train_config_t *cfg, int warmup, int steps,
                              dpt_bench_result_t *res);
+
+/* `dptrain bench allreduce` (src/train/bench_allreduce.c). MPI must be initialized; collective
+ * over MPI_COMM_WORLD; rank 0 writes to `out` (a table, or JSON lines with --json: the fields of
+ * ../shared/DESIGN.md). *wrong_total: elements that differed from the reference, all sizes and
+ * algorithms (0 when every algorithm is correct). */
+typedef struct dpt_bench_coll_config {
+    const char *algos;     /* comma-separated names (default "ring,tree,rd,rhd,mpi") */
+    size_t min_bytes, max_bytes;
+    int factor;            /* size multiplier between rows (>= 2) */
+    int iters;             /* calls per timed block (0 = about 30 ms per block) */
+    int reps;              /* timed blocks; the median is reported */
+    int json;
+    const char *dtype;     /* f32 | bf16 | f16 */
+    const char *op;        /* sum | avg */
+    int deterministic;
+    size_t segment_bytes;  /* 0 = the collective layer's default */
+} dpt_bench_coll_config_t;
+dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, long *wrong_total);
 
 #endif

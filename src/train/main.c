@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <mpi.h>
 #include <stddef.h>
 #include <omp.h>
 #include <stdio.h>
@@ -17,8 +18,8 @@
 #include "dptrain/optim.h"
 #include "dptrain/trainer.h"
 
-enum { CMD_TRAIN = 1, CMD_EVAL = 2, CMD_BENCH = 4 };
-enum { T_INT, T_U64, T_DOUBLE, T_FLOAT, T_STR, T_BOOL, T_SCHED, T_LAYOUT };
+enum { CMD_TRAIN = 1, CMD_EVAL = 2, CMD_BENCH = 4, CMD_BENCH_AR = 8 };
+enum { T_INT, T_U64, T_DOUBLE, T_FLOAT, T_STR, T_BOOL, T_SCHED, T_LAYOUT, T_SIZE };
 
 typedef struct opts {
     dpt_train_config_t cfg;
@@ -26,6 +27,7 @@ typedef struct opts {
     const char *config_file;
     int warmup_steps, bench_steps;
     int profile;
+    dpt_bench_coll_config_t ar;   /* bench allreduce */
     int help;
 } opts_t;
 
@@ -87,14 +89,26 @@ static const option_def_t options[] = {
     {"warmup-steps", T_INT, O(warmup_steps), 0, 100000, CMD_BENCH, "N", "bench train: untimed steps first (default 5)"},
     {"steps", T_INT, O(bench_steps), 1, 100000, CMD_BENCH, "N", "bench train: timed steps (default 30)"},
     {"profile", T_BOOL, O(profile), 0, 0, CMD_BENCH, NULL, "bench train: print per-layer forward/backward times to stderr"},
-    {"config", T_STR, O(config_file), 0, 0, ALL, "FILE", "read flags from FILE (lines 'name = value'); command-line flags win"},
-    {"help", T_BOOL, O(help), 0, 0, ALL, NULL, "this help"},
+    {"algos", T_STR, O(ar.algos), 0, 0, CMD_BENCH_AR, "LIST", "comma-separated algorithms (default ring,tree,rd,rhd,mpi)"},
+    {"min-bytes", T_SIZE, O(ar.min_bytes), 0, 0, CMD_BENCH_AR, "N", "smallest message, K/M/G suffixes (default 4)"},
+    {"max-bytes", T_SIZE, O(ar.max_bytes), 0, 0, CMD_BENCH_AR, "N", "largest message (default 256M)"},
+    {"factor", T_INT, O(ar.factor), 2, 1024, CMD_BENCH_AR, "F", "size multiplier between rows (default 4)"},
+    {"iters", T_INT, O(ar.iters), 0, 1000000, CMD_BENCH_AR, "N", "calls per timed block (default 0 = about 30 ms per block)"},
+    {"reps", T_INT, O(ar.reps), 1, 64, CMD_BENCH_AR, "N", "timed blocks per size; the median is reported (default 5)"},
+    {"json", T_BOOL, O(ar.json), 0, 0, CMD_BENCH_AR, NULL, "JSON lines instead of the table"},
+    {"dtype", T_STR, O(ar.dtype), 0, 0, CMD_BENCH_AR, "T", "f32, bf16 or f16 (default f32)"},
+    {"op", T_STR, O(ar.op), 0, 0, CMD_BENCH_AR, "OP", "sum or avg (default sum)"},
+    {"deterministic", T_BOOL, O(ar.deterministic), 0, 0, CMD_BENCH_AR, NULL, "rank-ordered reduction, same bits for every algorithm"},
+    {"segment-bytes", T_SIZE, O(ar.segment_bytes), 0, 0, CMD_BENCH_AR, "N", "pipelining segment of ring and tree (default 256K)"},
+    {"config", T_STR, O(config_file), 0, 0, ALL | CMD_BENCH_AR, "FILE", "read flags from FILE (lines 'name = value'); command-line flags win"},
+    {"help", T_BOOL, O(help), 0, 0, ALL | CMD_BENCH_AR, NULL, "this help"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
 static const char *cmd_name(int cmd)
 {
-    return cmd == CMD_TRAIN ? "train" : cmd == CMD_EVAL ? "eval" : "bench train";
+    return cmd == CMD_TRAIN ? "train" : cmd == CMD_EVAL ? "eval"
+           : cmd == CMD_BENCH ? "bench train" : "bench allreduce";
 }
 
 static void usage_error(int cmd, const char *fmt, const char *a, const char *b)
@@ -110,6 +124,8 @@ static void print_help(int cmd)
         [CMD_TRAIN] = "train a model (single process; ranks come with mpirun in a later build)",
         [CMD_EVAL] = "evaluate saved weights on the test split",
         [CMD_BENCH] = "time training steps on a fixed synthetic batch (img/s, GFLOP/s)",
+        [CMD_BENCH_AR] = "every all-reduce algorithm and MPI_Allreduce side by side, verified\n"
+                         "  (run under mpirun: mpirun -np 4 build/dptrain bench allreduce)",
     };
     printf("usage: dptrain %s [flags]\n  %s\n\nflags:\n", cmd_name(cmd), what[cmd]);
     for (size_t i = 0; i < N_OPTIONS; i++) {
@@ -130,6 +146,8 @@ static void print_main_help(void)
            "  train        train a model (see 'dptrain train --help')\n"
            "  eval         evaluate saved weights ('dptrain eval --help')\n"
            "  bench train  training-step throughput ('dptrain bench train --help')\n"
+           "  bench allreduce  all-reduce algorithms vs MPI_Allreduce, under mpirun\n"
+           "               ('dptrain bench allreduce --help')\n"
            "  info         build features and backends\n"
            "  help         this text\n");
 }
@@ -186,6 +204,23 @@ static int set_option(opts_t *o, int cmd, const option_def_t *d, const char *val
             *(long *)p = v;
         else
             *(int *)p = (int)v;
+        return 0;
+    }
+    case T_SIZE: {
+        unsigned long long v = 0;
+        if (val[0] != '-')
+            v = strtoull(val, &end, 10);
+        int shift = 0;
+        if (val[0] != '-' && end != val && *end) {
+            shift = (*end == 'K' || *end == 'k') ? 10 : (*end == 'M' || *end == 'm') ? 20
+                    : (*end == 'G' || *end == 'g') ? 30 : -1;
+            end += shift > 0;
+        }
+        if (val[0] == '-' || errno || end == val || *end || shift < 0 || v > (1ULL << 40) >> shift) {
+            usage_error(cmd, "--%s: '%s' is not a size (bytes, optional K, M or G)", d->name, val);
+            return 2;
+        }
+        *(size_t *)p = (size_t)(v << shift);
         return 0;
     }
     case T_U64: {
@@ -363,6 +398,10 @@ static int parse_command(opts_t *o, int cmd, int argc, char **argv)
     dpt_train_config_default(&o->cfg);
     o->warmup_steps = 5;
     o->bench_steps = 30;
+    o->ar.min_bytes = 4;
+    o->ar.max_bytes = (size_t)256 << 20;
+    o->ar.factor = 4;
+    o->ar.reps = 5;
     /* The config file first, so that command-line flags win. */
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -402,6 +441,37 @@ static int cmd_info(void)
     return 0;
 }
 
+/* bench allreduce: parse first (usage errors exit 2 on every rank alike), then MPI. */
+static int cmd_bench_allreduce(int argc, char **argv)
+{
+    opts_t o;
+    int rc = parse_command(&o, CMD_BENCH_AR, argc, argv);
+    if (rc)
+        return rc;
+    int provided;
+    MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
+    long wrong = 0;
+    dpt_status_t st = dpt_bench_allreduce(&o.ar, stdout, &wrong);
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (st == DPT_ERR_INVALID_ARG) {   /* found before any message, alike on every rank */
+        if (rank == 0)
+            fail("bench allreduce", st);
+        MPI_Finalize();
+        return 2;
+    }
+    if (st != DPT_OK) {   /* the other ranks may be waiting in a collective: abort them all */
+        char what[64];
+        snprintf(what, sizeof what, "bench allreduce (rank %d)", rank);
+        fail(what, st);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    MPI_Finalize();
+    if (wrong && rank == 0)
+        fprintf(stderr, "dptrain bench allreduce: %ld wrong elements\n", wrong);
+    return wrong ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -437,9 +507,11 @@ int main(int argc, char **argv)
                res.param_crc);
         return 0;
     }
+    if (!strcmp(sub, "bench") && argc >= 3 && !strcmp(argv[2], "allreduce"))
+        return cmd_bench_allreduce(argc - 3, argv + 3);
     if (!strcmp(sub, "bench")) {
         if (argc < 3 || strcmp(argv[2], "train")) {
-            fprintf(stderr, "dptrain bench: expected 'train' (see 'dptrain help')\n");
+            fprintf(stderr, "dptrain bench: expected 'train' or 'allreduce' (see 'dptrain help')\n");
             return 2;
         }
         int rc = parse_command(&o, CMD_BENCH, argc - 3, argv + 3);

@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Summary of `dptrain bench allreduce --json` runs (benchmarks/allreduce.sh).
+
+Per (np, size): the median over runs of each algorithm's time and busbw, our best algorithm
+against MPI_Allreduce (busbw ratio; latency ratio for small messages), `auto` against the best,
+the memcpy-bound limit (median per-rank copy bandwidth with all ranks copying at once: an
+on-node all-reduce moves every byte of busbw through at least one copy per rank), and `wrong`
+(must be 0 everywhere).
+
+Usage: benchmarks/summarize_allreduce.py build/bench/allreduce.jsonl
+"""
+import collections
+import json
+import statistics
+import sys
+
+OURS = ("ring", "tree", "rd", "rhd", "shm", "hier")
+
+
+def main():
+    rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+    meas = collections.defaultdict(list)      # (np, algo, bytes) -> [(time_us, busbw)]
+    copy = collections.defaultdict(list)      # np -> [copy_GBs]
+    wrong = 0
+    for r in rows:
+        if r.get("algo") == "memcpy":
+            copy[r["np"]].append(r["copy_GBs"])
+        elif "time_us" in r:
+            meas[(r["np"], r["algo"], r["bytes"])].append((r["time_us"], r["busbw_GBs"],
+                                                          r.get("predicted_us", -1)))
+            wrong += r.get("wrong", 0)
+    med = {k: (statistics.median(t for t, _, _ in v), statistics.median(b for _, b, _ in v),
+               statistics.median(p for _, _, p in v), len(v)) for k, v in meas.items()}
+    for np_ in sorted({k[0] for k in med}):
+        algos = sorted({k[1] for k in med if k[0] == np_},
+                       key=lambda a: (a not in OURS, a == "auto", a))
+        sizes = sorted({k[2] for k in med if k[0] == np_})
+        limit = statistics.median(copy[np_]) if copy[np_] else float("nan")
+        print(f"\nnp = {np_}: medians of {max(v[3] for k, v in med.items() if k[0] == np_)} runs;"
+              f" memcpy-bound limit {limit:.2f} GB/s per rank")
+        print(f"{'bytes':>11} " + " ".join(f"{a + ' us':>10} {a + ' GB/s':>10}" for a in algos)
+              + f" {'best':>6} {'vs mpi':>7} {'%limit':>7} {'auto/best':>9}")
+        for s in sizes:
+            line = f"{s:>11} "
+            for a in algos:
+                t, b, _, _ = med.get((np_, a, s), (float("nan"),) * 4)
+                line += f"{t:>10.1f} {b:>10.3f} "
+            ours = [(med[(np_, a, s)][0], a) for a in algos if a in OURS and (np_, a, s) in med]
+            best_t, best = min(ours) if ours else (float("nan"), "-")
+            mpi = med.get((np_, "mpi", s))
+            ratio = mpi[0] / best_t if mpi and best_t > 0 else float("nan")   # >1: ours faster
+            pct = 100 * med[(np_, best, s)][1] / limit if ours and limit == limit else float("nan")
+            auto = med.get((np_, "auto", s))
+            auto_r = auto[0] / best_t if auto and best_t > 0 else float("nan")
+            print(line + f"{best:>6} {ratio:>6.2f}x {pct:>6.0f}% {auto_r:>9.2f}")
+    print(f"\nwrong elements over all runs: {wrong}")
+
+
+if __name__ == "__main__":
+    main()

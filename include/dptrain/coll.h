@@ -1,0 +1,140 @@
+/* coll.h: the collective layer of dptrain (all-reduce, broadcast, all-gather) over a small
+ * point-to-point transport. Gradients leave the bucket module as one flat buffer and come back
+ * reduced, identical to the bit on every rank. The transport is either MPI or, for fast unit
+ * tests, threads in one process talking through shared mailboxes (as gloo does).
+ *
+ * Every call here except the _create/_destroy pairs and the name helpers is *collective* over the
+ * ranks of the transport: every rank calls it, in the same order, with the same count, dtype, op,
+ * algorithm and root. Nothing can check that without extra messages, so breaking it deadlocks.
+ * Threads: a transport endpoint and every context on it are used by one thread at a time (two
+ * collectives in flight on one endpoint would match each other's messages); contexts on different
+ * endpoints are independent. */
+#ifndef DPT_COLL_H
+#define DPT_COLL_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dptrain/status.h"
+
+/* Element types. bf16 and fp16 are stored as uint16_t bit patterns; reductions convert operands
+ * to float32, add in float32 and round once back to the type per step (round to nearest even). */
+typedef enum {
+    DPT_DTYPE_F32 = 0,
+    DPT_DTYPE_BF16,
+    DPT_DTYPE_F16,
+    DPT_DTYPE_COUNT /* number of dtypes; not a dtype */
+} dpt_dtype_t;
+
+/* Reduction operators. AVG is the full SUM divided once by the rank count, where the final value
+ * of an element is produced, so that every rank gets identical bits. */
+typedef enum {
+    DPT_REDOP_SUM = 0,
+    DPT_REDOP_AVG,
+    DPT_REDOP_COUNT /* number of ops; not an op */
+} dpt_redop_t;
+
+/* All-reduce algorithms (docs/ALGORITHMS.md has costs and limitations). More come later ("shm",
+ * "hier", "nccl", "auto"), so never rely on the numeric values or on DPT_COLL_ALGO_COUNT. */
+typedef enum {
+    DPT_COLL_ALGO_RING = 0, /* "ring": reduce-scatter + all-gather, pipelined segments */
+    DPT_COLL_ALGO_TREE,     /* "tree": binomial (small) or pipelined double binary tree (large) */
+    DPT_COLL_ALGO_RD,       /* "rd": recursive doubling */
+    DPT_COLL_ALGO_RHD,      /* "rhd": Rabenseifner, recursive halving + doubling */
+    DPT_COLL_ALGO_MPI,      /* "mpi": MPI_Allreduce passthrough (MPI transport only) */
+    DPT_COLL_ALGO_COUNT     /* number of algorithms built in; not an algorithm */
+} dpt_coll_algo_t;
+
+/* Point-to-point transport (opaque). One object per rank. */
+typedef struct dpt_p2p dpt_p2p_t;
+
+/* Collective context (opaque): the transport, the config and the persistent scratch buffer. */
+typedef struct dpt_coll dpt_coll_t;
+
+/* Configuration of a collective context (plain data, copied by dpt_coll_create). */
+typedef struct dpt_coll_config {
+    size_t max_bytes;     /* largest all-reduce buffer (count * element size) that will be passed;
+                           * scratch is sized from it once, at create */
+    size_t segment_bytes; /* pipelining segment of ring, tree and broadcast; 0 = 256 KiB */
+    int deterministic;    /* 1: all-reduce results are the rank-ordered left fold, independent of
+                           * algorithm, segment size and message size (see docs/ALGORITHMS.md) */
+} dpt_coll_config_t;
+
+/* Size in bytes of one element of `dtype` (4 or 2); 0 for an invalid dtype. */
+size_t dpt_dtype_size(dpt_dtype_t dtype);
+
+/* Short name of an algorithm ("ring", "tree", "rd", "rhd", "mpi"); "?" if out of range.
+ * The string is static. */
+const char *dpt_coll_algo_name(dpt_coll_algo_t algo);
+
+/* Parse an algorithm name (exact, lower case) into *out. Returns DPT_OK, or
+ * DPT_ERR_INVALID_ARG with a message that names `name` and lists the known names (also for names
+ * reserved for later: "shm", "hier", "nccl", "auto"). `name` is borrowed; `out` is written only
+ * on success. */
+dpt_status_t dpt_coll_algo_from_name(const char *name, dpt_coll_algo_t *out);
+
+/* Create the MPI transport over a duplicate of `comm` (MPI_Comm_dup, so our tags never meet the
+ * caller's messages). Collective over `comm`; MPI must be initialized. On success *out is owned by
+ * the caller (dpt_p2p_destroy it before MPI_Finalize). Returns DPT_ERR_INVALID_ARG (NULL out or
+ * MPI_COMM_NULL), DPT_ERR_NOMEM or DPT_ERR_MPI. */
+dpt_status_t dpt_p2p_mpi_create(MPI_Comm comm, dpt_p2p_t **out);
+
+/* Create an in-process transport of `nranks` (1..4096) endpoints that talk through shared
+ * mailboxes: out[r] is rank r. Each endpoint must be driven by its own thread (a collective
+ * blocks until its peers take part). Messages are copied once, when both sides are posted; all
+ * request slots are allocated here, none per message. Each out[r] is owned by the caller and
+ * destroyed with dpt_p2p_destroy (in any order, from any thread, once no call is in flight on
+ * it). Returns DPT_ERR_INVALID_ARG or DPT_ERR_NOMEM; on failure nothing is left allocated. */
+dpt_status_t dpt_p2p_loop_create(int nranks, dpt_p2p_t *out[]);
+
+/* This endpoint's rank and the number of ranks. */
+int dpt_p2p_rank(const dpt_p2p_t *p2p);
+int dpt_p2p_size(const dpt_p2p_t *p2p);
+
+/* Destroy one endpoint (NULL-safe). The MPI transport frees its communicator (so call it on all
+ * ranks, before MPI_Finalize). */
+void dpt_p2p_destroy(dpt_p2p_t *p2p);
+
+/* Create a collective context on a transport. `p2p` is borrowed and must outlive the context;
+ * `cfg` is copied (NULL is an error). Allocates the persistent scratch (about 2 * max_bytes at
+ * most, see docs/ALGORITHMS.md) and, on the MPI transport, the MPI_Ops for bf16/fp16. Local: no
+ * messages are exchanged, but every rank should use the same config. Returns DPT_OK,
+ * DPT_ERR_INVALID_ARG, DPT_ERR_NOMEM or DPT_ERR_MPI. */
+dpt_status_t dpt_coll_create(dpt_p2p_t *p2p, const dpt_coll_config_t *cfg, dpt_coll_t **out);
+
+/* Destroy a context (NULL-safe). Does not destroy the transport. */
+void dpt_coll_destroy(dpt_coll_t *coll);
+
+/* In-place all-reduce of `count` elements of `dtype` in `buf` with `op`, using `algo`. Collective.
+ * Afterwards every rank holds identical bits. count 0 is a no-op (buf may be NULL); any count
+ * works with any rank count, including count < nranks. Allocates nothing.
+ * Returns DPT_OK; DPT_ERR_INVALID_ARG for a bad argument (NULL buf with count > 0, invalid dtype,
+ * op or algo, count * element size larger than the config's max_bytes); DPT_ERR_UNSUPPORTED for
+ * "mpi" on the in-process transport or a message above INT_MAX bytes over MPI; DPT_ERR_MPI or
+ * DPT_ERR_INTERNAL from the transport. The calling thread's dpt_error_get() names rank and
+ * argument. Argument errors are detected before any message, so they are returned on every rank
+ * when every rank passes the same arguments. */
+dpt_status_t dpt_coll_allreduce(dpt_coll_t *coll, void *buf, size_t count, dpt_dtype_t dtype,
+                                dpt_redop_t op, dpt_coll_algo_t algo);
+
+/* Broadcast `nbytes` bytes of `buf` from rank `root` to all ranks (in place). Binomial tree,
+ * pipelined in segment_bytes pieces. Collective. Any size (not limited by max_bytes); allocates
+ * nothing. Returns DPT_OK, DPT_ERR_INVALID_ARG (bad root, NULL buf with nbytes > 0) or a
+ * transport error. */
+dpt_status_t dpt_coll_broadcast(dpt_coll_t *coll, void *buf, size_t nbytes, int root);
+
+/* All-gather by a ring: rank r's `nbytes_per_rank` bytes at `send` end up at
+ * recv + r * nbytes_per_rank on every rank. `recv` holds nranks * nbytes_per_rank bytes; `send`
+ * may be recv + rank * nbytes_per_rank (in place) but must not otherwise overlap `recv`.
+ * Collective. Any size (not limited by max_bytes); allocates nothing. Returns DPT_OK,
+ * DPT_ERR_INVALID_ARG (NULL buffers with nbytes_per_rank > 0, size overflow, overlap) or a
+ * transport error. */
+dpt_status_t dpt_coll_allgather(dpt_coll_t *coll, const void *send, size_t nbytes_per_rank,
+                                void *recv);
+
+/* This context's rank and rank count (those of its transport). */
+int dpt_coll_rank(const dpt_coll_t *coll);
+int dpt_coll_size(const dpt_coll_t *coll);
+
+#endif

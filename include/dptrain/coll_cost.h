@@ -1,0 +1,54 @@
+/* coll_cost.h: the alpha-beta-gamma cost model of the all-reduce algorithms, its fit from
+ * measurements and the choice `auto` makes from it.
+ *
+ *   alpha  seconds per message (latency + per-message software overhead)
+ *   beta   seconds per byte sent over the slowest link a rank uses (1 / bandwidth)
+ *   gamma  seconds per byte reduced locally (float32 add; memory-bound)
+ *
+ * For p ranks and n bytes (the formulas are the header comments of src/comm/algo_*.c):
+ *   ring   2(p-1) alpha * s  +  2 (p-1)/p n beta  +  (p-1)/p n gamma,   s = segments per chunk
+ *   rd     ceil(log2 p) (alpha + n beta + n gamma)   (+ 2 alpha + 2 n beta + n gamma if p is not 2^k)
+ *   rhd    2 log2 p' alpha + 2 (p'-1)/p' n beta + (p'-1)/p' n gamma  (p' = 2^floor(log2 p), + fold-in)
+ *   tree   2 ceil(log2 p) (alpha + n beta) + ceil(log2 p) n gamma   (binomial: the small-message
+ *          half of algo_tree.c; its double binary tree for large buffers is not modelled yet)
+ * The model only ranks the algorithms and reports its prediction next to measurements; every
+ * input is identical on all ranks (rank 0 fits and broadcasts), so every rank makes the same
+ * choice. */
+#ifndef DPT_COLL_COST_H
+#define DPT_COLL_COST_H
+
+#include <stddef.h>
+
+#include "dptrain/status.h"
+
+typedef struct dpt_coll_cost {
+    double alpha;   /* s per message */
+    double beta;    /* s per byte on the wire */
+    double gamma;   /* s per byte reduced */
+} dpt_coll_cost_t;
+
+/* Predicted seconds of algorithm `algo` ("ring", "rd", "rhd", "tree") for p ranks and nbytes,
+ * with pipelining segments of segment_bytes (0 = unsegmented). Negative if the name is unknown. */
+double dpt_coll_cost_predict(const char *algo, int p, size_t nbytes, size_t segment_bytes,
+                             const dpt_coll_cost_t *c);
+
+/* Least-relative-error fit of t = alpha + beta * bytes over n >= 2 samples (one-way times).
+ * DPT_ERR_INVALID_ARG if the samples cannot determine both (all sizes equal). Negative fits are
+ * clamped at 0. */
+dpt_status_t dpt_coll_cost_fit_link(const double *bytes, const double *seconds, int n,
+                                    double *alpha, double *beta);
+
+/* Of the n_algos names, the one with the lowest predicted time (first wins ties); its
+ * prediction goes to *predicted when not NULL. NULL if none is known. */
+const char *dpt_coll_cost_choose(int p, size_t nbytes, size_t segment_bytes,
+                                 const dpt_coll_cost_t *c, const char *const *algos, int n_algos,
+                                 double *predicted);
+
+/* The cache of a fit: one line "key alpha beta gamma" per key in a text file. Load returns
+ * DPT_ERR_IO when the file or key is absent (not an error for callers: they probe instead);
+ * DPT_ERR_FORMAT naming the file and line for a damaged entry. Save replaces the key's line
+ * atomically (temp file + rename). */
+dpt_status_t dpt_coll_cost_load(const char *path, const char *key, dpt_coll_cost_t *out);
+dpt_status_t dpt_coll_cost_save(const char *path, const char *key, const dpt_coll_cost_t *c);
+
+#endif

@@ -1,0 +1,261 @@
+/* coll.c: the public face of the collective layer: context create/destroy (persistent scratch
+ * sized once from max_bytes), argument checks, the algorithm table and its names, the dispatch of
+ * dpt_coll_allreduce, and the public broadcast and all-gather. The training step reaches here with
+ * each full gradient bucket; nothing below allocates. */
+#include <stdio.h>
+
+#include "comm/internal.h"
+#include "dptrain/alloc.h"
+
+#define DEFAULT_SEGMENT_BYTES ((size_t)256 << 10)
+
+/* The algorithm table, indexed by dpt_coll_algo_t. */
+static const struct {
+    const char *name;
+    dpt__allreduce_fn fn;
+} algos[DPT_COLL_ALGO_COUNT] = {
+    [DPT_COLL_ALGO_RING] = {"ring", dpt__allreduce_ring},
+    [DPT_COLL_ALGO_TREE] = {"tree", dpt__allreduce_tree},
+    [DPT_COLL_ALGO_RD] = {"rd", dpt__allreduce_rd},
+    [DPT_COLL_ALGO_RHD] = {"rhd", dpt__allreduce_rhd},
+    [DPT_COLL_ALGO_MPI] = {"mpi", dpt__allreduce_mpi},
+};
+
+/* Names the command line will accept once their algorithms exist. */
+static const char *const reserved_names[] = {"shm", "hier", "nccl", "auto"};
+
+size_t dpt_dtype_size(dpt_dtype_t dtype)
+{
+    switch (dtype) {
+    case DPT_DTYPE_F32:
+        return 4;
+    case DPT_DTYPE_BF16:
+    case DPT_DTYPE_F16:
+        return 2;
+    default:
+        return 0;
+    }
+}
+
+const char *dpt_coll_algo_name(dpt_coll_algo_t algo)
+{
+    return (unsigned)algo < DPT_COLL_ALGO_COUNT ? algos[algo].name : "?";
+}
+
+dpt_status_t dpt_coll_algo_from_name(const char *name, dpt_coll_algo_t *out)
+{
+    char known[128] = "";
+    size_t len = 0;
+    for (int i = 0; i < DPT_COLL_ALGO_COUNT; i++) {
+        if (name && strcmp(name, algos[i].name) == 0) {
+            if (out)
+                *out = (dpt_coll_algo_t)i;
+            return out ? DPT_OK : dpt_error_set(DPT_ERR_INVALID_ARG, "coll: NULL out");
+        }
+        len += (size_t)snprintf(known + len, sizeof known - len, "%s%s", i ? ", " : "",
+                                algos[i].name);
+    }
+    const char *later = "";
+    for (size_t i = 0; name && i < sizeof reserved_names / sizeof *reserved_names; i++)
+        if (strcmp(name, reserved_names[i]) == 0)
+            later = " (not built yet)";
+    return dpt_error_set(DPT_ERR_INVALID_ARG, "unknown all-reduce algorithm '%s'%s; known: %s",
+                         name ? name : "(null)", later, known);
+}
+
+/* ---- transport wrappers -------------------------------------------------------------------- */
+
+int dpt_p2p_rank(const dpt_p2p_t *p2p) { return p2p->ops->rank(p2p); }
+int dpt_p2p_size(const dpt_p2p_t *p2p) { return p2p->ops->size(p2p); }
+
+void dpt_p2p_destroy(dpt_p2p_t *p2p)
+{
+    if (p2p)
+        p2p->ops->destroy(p2p);
+}
+
+static dpt_status_t post(dpt_coll_t *c, int is_send, void *buf, size_t nbytes, int peer, int tag,
+                         dpt__req_t *reqs, int *n)
+{
+    if (nbytes == 0)
+        return DPT_OK;
+    if (*n >= c->nreqs_max)
+        return dpt_error_set(DPT_ERR_INTERNAL, "coll rank %d: more than %d requests in one step",
+                             c->rank, c->nreqs_max);
+    reqs[*n] = DPT__REQ_NULL;
+    if (is_send)
+        DPT_CHECK(c->p2p->ops->isend(c->p2p, buf, nbytes, peer, tag, &reqs[*n]));
+    else
+        DPT_CHECK(c->p2p->ops->irecv(c->p2p, buf, nbytes, peer, tag, &reqs[*n]));
+    (*n)++;
+    return DPT_OK;
+}
+
+dpt_status_t dpt__post_send(dpt_coll_t *c, const void *buf, size_t nbytes, int peer, int tag,
+                            dpt__req_t *reqs, int *n)
+{
+    return post(c, 1, (void *)buf, nbytes, peer, tag, reqs, n);
+}
+
+dpt_status_t dpt__post_recv(dpt_coll_t *c, void *buf, size_t nbytes, int peer, int tag,
+                            dpt__req_t *reqs, int *n)
+{
+    return post(c, 0, buf, nbytes, peer, tag, reqs, n);
+}
+
+dpt_status_t dpt__wait(dpt_coll_t *c, dpt__req_t *reqs, int *n)
+{
+    int k = *n;
+    *n = 0;
+    return k ? c->p2p->ops->waitall(c->p2p, reqs, k) : DPT_OK;
+}
+
+dpt_status_t dpt__need_scratch(const dpt_coll_args_t *a, size_t nbytes, const char *who)
+{
+    if (nbytes <= a->scratch_bytes)
+        return DPT_OK;
+    return dpt_error_set(DPT_ERR_INTERNAL, "%s rank %d: needs %zu bytes of scratch, has %zu", who,
+                         a->coll->rank, nbytes, a->scratch_bytes);
+}
+
+/* ---- create / destroy ---------------------------------------------------------------------- */
+
+dpt_status_t dpt_coll_create(dpt_p2p_t *p2p, const dpt_coll_config_t *cfg, dpt_coll_t **out)
+{
+    if (!p2p || !cfg || !out)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "coll_create: NULL %s",
+                             !p2p ? "p2p" : !cfg ? "cfg" : "out");
+    dpt_status_t st = DPT_OK;
+    dpt_coll_t *c = dpt_calloc(sizeof *c);
+    if (!c)
+        return dpt_error_set(DPT_ERR_NOMEM, "coll_create: out of memory");
+    c->p2p = p2p;
+    c->rank = dpt_p2p_rank(p2p);
+    c->size = dpt_p2p_size(p2p);
+    c->max_bytes = cfg->max_bytes;
+    c->segment_bytes = cfg->segment_bytes ? cfg->segment_bytes : DEFAULT_SEGMENT_BYTES;
+    c->deterministic = cfg->deterministic != 0;
+    for (int d = 0; d < DPT_DTYPE_COUNT; d++)
+        c->mpi_op_sum16[d] = MPI_OP_NULL;
+    c->nreqs_max = 2 * c->size + 32;
+    c->reqs = dpt_calloc((size_t)c->nreqs_max * sizeof *c->reqs);
+    c->scratch_bytes = dpt__scratch_need(c->size, c->max_bytes, c->segment_bytes);
+    c->scratch = c->scratch_bytes ? dpt_malloc(c->scratch_bytes) : NULL;
+    if (!c->reqs || (c->scratch_bytes && !c->scratch)) {
+        st = dpt_error_set(DPT_ERR_NOMEM, "coll_create rank %d: out of memory for %zu bytes of "
+                           "scratch (max_bytes %zu)", c->rank, c->scratch_bytes, c->max_bytes);
+        goto fail;
+    }
+    dpt__dtree_init(c->size, c->rank, &c->dtree);
+    if (p2p->mpi_comm != MPI_COMM_NULL) {
+        c->mpi_counts = dpt_malloc(4 * (size_t)c->size * sizeof(int));
+        if (!c->mpi_counts) {
+            st = dpt_error_set(DPT_ERR_NOMEM, "coll_create rank %d: out of memory", c->rank);
+            goto fail;
+        }
+        DPT_CHECK_GOTO(dpt__mpi_ops_create(c), st, fail);
+    }
+    *out = c;
+    return DPT_OK;
+fail:
+    dpt_coll_destroy(c);
+    return st;
+}
+
+void dpt_coll_destroy(dpt_coll_t *c)
+{
+    if (!c)
+        return;
+    dpt__mpi_ops_destroy(c);
+    dpt_free(c->mpi_counts);
+    dpt_free(c->scratch);
+    dpt_free(c->reqs);
+    dpt_free(c);
+}
+
+int dpt_coll_rank(const dpt_coll_t *c) { return c->rank; }
+int dpt_coll_size(const dpt_coll_t *c) { return c->size; }
+
+/* ---- collectives --------------------------------------------------------------------------- */
+
+dpt_status_t dpt_coll_allreduce(dpt_coll_t *c, void *buf, size_t count, dpt_dtype_t dtype,
+                                dpt_redop_t op, dpt_coll_algo_t algo)
+{
+    if (!c)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "allreduce: NULL coll");
+    size_t esize = dpt_dtype_size(dtype);
+    if (!esize)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "allreduce rank %d: invalid dtype %d", c->rank,
+                             (int)dtype);
+    if ((unsigned)op >= DPT_REDOP_COUNT)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "allreduce rank %d: invalid op %d", c->rank,
+                             (int)op);
+    if ((unsigned)algo >= DPT_COLL_ALGO_COUNT)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "allreduce rank %d: invalid algorithm %d",
+                             c->rank, (int)algo);
+    if (algo == DPT_COLL_ALGO_MPI && c->p2p->mpi_comm == MPI_COMM_NULL)
+        return dpt_error_set(DPT_ERR_UNSUPPORTED,
+                             "allreduce rank %d: algorithm 'mpi' needs the MPI transport, this "
+                             "one is '%s'", c->rank, c->p2p->ops->name);
+    if (count == 0)
+        return DPT_OK;
+    if (!buf)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "allreduce rank %d: NULL buf with count %zu",
+                             c->rank, count);
+    if (count > c->max_bytes / esize)
+        return dpt_error_set(DPT_ERR_INVALID_ARG,
+                             "allreduce rank %d: count %zu of %zu-byte elements exceeds the "
+                             "context's max_bytes %zu", c->rank, count, esize, c->max_bytes);
+    if (c->size == 1) /* the sum of one contribution, divided by one */
+        return DPT_OK;
+    size_t seg_count = c->segment_bytes / esize;
+    dpt_coll_args_t a = {
+        .coll = c, .buf = buf, .count = count, .dtype = dtype, .op = op, .esize = esize,
+        .seg_count = seg_count ? seg_count : 1,
+        .scratch = c->scratch, .scratch_bytes = c->scratch_bytes,
+    };
+    return algos[algo].fn(&a);
+}
+
+dpt_status_t dpt_coll_broadcast(dpt_coll_t *c, void *buf, size_t nbytes, int root)
+{
+    if (!c)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "broadcast: NULL coll");
+    if (root < 0 || root >= c->size)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "broadcast rank %d: root %d out of range [0, %d)",
+                             c->rank, root, c->size);
+    if (nbytes == 0 || c->size == 1)
+        return DPT_OK;
+    if (!buf)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "broadcast rank %d: NULL buf with nbytes %zu",
+                             c->rank, nbytes);
+    return dpt__bcast_binomial(c, buf, nbytes, root);
+}
+
+dpt_status_t dpt_coll_allgather(dpt_coll_t *c, const void *send, size_t nbytes_per_rank,
+                                void *recv)
+{
+    if (!c)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "allgather: NULL coll");
+    if (nbytes_per_rank == 0)
+        return DPT_OK;
+    if (!send || !recv)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "allgather rank %d: NULL %s buffer", c->rank,
+                             !send ? "send" : "recv");
+    if (nbytes_per_rank > SIZE_MAX / (size_t)c->size)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "allgather rank %d: %d x %zu bytes overflows",
+                             c->rank, c->size, nbytes_per_rank);
+    size_t total = nbytes_per_rank * (size_t)c->size;
+    unsigned char *mine = (unsigned char *)recv + (size_t)c->rank * nbytes_per_rank;
+    const unsigned char *s = send, *r = recv;
+    if (s != mine) {
+        if (s < r + total && r < s + nbytes_per_rank)
+            return dpt_error_set(DPT_ERR_INVALID_ARG,
+                                 "allgather rank %d: send overlaps recv but is not recv + rank * "
+                                 "nbytes_per_rank", c->rank);
+        memcpy(mine, send, nbytes_per_rank);
+    }
+    if (c->size == 1)
+        return DPT_OK;
+    return dpt__ring_allgather(c, recv, total, 1, 0);
+}

@@ -1,0 +1,401 @@
+/* bench_allreduce.c: `dptrain bench allreduce`, every all-reduce algorithm and MPI_Allreduce side
+ * by side over a range of sizes (nccl-tests style).
+ *
+ * Per (size, algorithm): one verified call on known data (integers, so a float32 SUM is exact:
+ * `wrong` counts elements that differ from the reference on any rank), then `reps` timed blocks of
+ * `iters` back-to-back calls; the time of a block is the slowest rank's, the reported time the
+ * median block. algbw = bytes / time; busbw = algbw * 2(p-1)/p (the nccl-tests definition, the
+ * bytes each rank must move for a bandwidth-optimal all-reduce). In the same run: the memcpy
+ * bandwidth of the machine (all ranks copying at once, as they do in an on-node all-reduce) and
+ * the alpha-beta-gamma model's prediction, with alpha and beta fitted by a ping-pong between
+ * ranks 0 and 1 and gamma by timing a float add on rank 0 (values identical on all ranks: rank 0
+ * fits, then broadcasts). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dptrain/alloc.h"
+#include "dptrain/coll.h"
+#include "dptrain/coll_cost.h"
+#include "dptrain/trainer.h"
+
+#define MAX_ALGOS 8
+
+typedef struct bench {
+    const dpt_bench_coll_config_t *cfg;
+    int rank, size;
+    dpt_coll_t *coll;
+    dpt_coll_algo_t algos[MAX_ALGOS];
+    int n_algos;
+    dpt_dtype_t dtype;
+    dpt_redop_t op;
+    size_t esize;
+    void *buf;
+    float *ref;        /* float32 reference of the verified call */
+    dpt_coll_cost_t cost;
+    FILE *out;
+} bench_t;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* float <-> 16-bit storage for the verification data (integers of |x| <= 8p: exact in both). */
+static uint16_t to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)(u >> 16);   /* exact for these small integers */
+}
+
+static float from_bf16(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static uint16_t to_f16(float f)   /* small integers only: exact */
+{
+    if (f == 0.0f)
+        return signbit(f) ? 0x8000u : 0;
+    uint16_t sign = f < 0 ? 0x8000u : 0;
+    float a = fabsf(f);
+    int e;
+    float m = frexpf(a, &e);   /* a = m * 2^e, m in [0.5, 1) */
+    int exp = e - 1 + 15;
+    uint16_t mant = (uint16_t)lrintf((m * 2.0f - 1.0f) * 1024.0f);
+    return (uint16_t)(sign | (uint16_t)(exp << 10) | mant);
+}
+
+static float from_f16(uint16_t h)
+{
+    int exp = (h >> 10) & 31, mant = h & 1023;
+    float v = exp == 0 ? ldexpf((float)mant, -24) : ldexpf(1.0f + mant / 1024.0f, exp - 15);
+    return (h & 0x8000u) ? -v : v;
+}
+
+static float get(const bench_t *b, size_t i)
+{
+    if (b->dtype == DPT_DTYPE_F32)
+        return ((const float *)b->buf)[i];
+    uint16_t h = ((const uint16_t *)b->buf)[i];
+    return b->dtype == DPT_DTYPE_BF16 ? from_bf16(h) : from_f16(h);
+}
+
+static void put(bench_t *b, size_t i, float v)
+{
+    if (b->dtype == DPT_DTYPE_F32)
+        ((float *)b->buf)[i] = v;
+    else
+        ((uint16_t *)b->buf)[i] = b->dtype == DPT_DTYPE_BF16 ? to_bf16(v) : to_f16(v);
+}
+
+static float pattern(int rank, size_t i) { return (float)((long)((i * 7 + (size_t)rank * 13) % 17) - 8); }
+
+/* One verified call: returns the number of wrong elements summed over ranks. */
+static dpt_status_t verify(bench_t *b, dpt_coll_algo_t algo, size_t count, long *wrong)
+{
+    for (size_t i = 0; i < count; i++) {
+        put(b, i, pattern(b->rank, i));
+        double s = 0;
+        for (int r = 0; r < b->size; r++)
+            s += pattern(r, i);
+        b->ref[i] = b->op == DPT_REDOP_AVG ? (float)(s / b->size) : (float)s;
+    }
+    DPT_CHECK(dpt_coll_allreduce(b->coll, b->buf, count, b->dtype, b->op, algo));
+    double tol = b->op == DPT_REDOP_AVG ? (b->dtype == DPT_DTYPE_F32 ? 1e-6 : 1e-2) : 0.0;
+    long bad = 0;
+    for (size_t i = 0; i < count; i++) {
+        float v = get(b, i);
+        if (!(fabs((double)v - b->ref[i]) <= tol * fmax(1.0, fabs(b->ref[i]))))
+            bad++;
+    }
+    MPI_Allreduce(&bad, wrong, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
+    return DPT_OK;
+}
+
+/* Seconds per call: median over reps of the slowest rank's block time / iters. */
+static dpt_status_t time_algo(bench_t *b, dpt_coll_algo_t algo, size_t count, double *sec)
+{
+    memset(b->buf, 0, count * b->esize);   /* zeros: no overflow over many in-place sums */
+    DPT_CHECK(dpt_coll_allreduce(b->coll, b->buf, count, b->dtype, b->op, algo));   /* warm */
+    int iters = b->cfg->iters;
+    if (iters <= 0) {   /* aim at ~target seconds per block, decided identically everywhere */
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = MPI_Wtime();
+        DPT_CHECK(dpt_coll_allreduce(b->coll, b->buf, count, b->dtype, b->op, algo));
+        double t1 = MPI_Wtime() - t0, tmax;
+        MPI_Allreduce(&t1, &tmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        iters = (int)fmin(1000.0, fmax(1.0, 0.03 / fmax(tmax, 1e-7)));
+    }
+    double blocks[64];
+    int reps = b->cfg->reps < 1 ? 1 : b->cfg->reps > 64 ? 64 : b->cfg->reps;
+    for (int r = 0; r < reps; r++) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = MPI_Wtime();
+        for (int k = 0; k < iters; k++)
+            DPT_CHECK(dpt_coll_allreduce(b->coll, b->buf, count, b->dtype, b->op, algo));
+        double t = (MPI_Wtime() - t0) / iters, tmax;
+        MPI_Allreduce(&t, &tmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        blocks[r] = tmax;
+    }
+    *sec = median(blocks, reps);
+    return DPT_OK;
+}
+
+/* Ping-pong between ranks 0 and 1 (alpha, beta) and a float add on rank 0 (gamma). */
+static dpt_status_t fit_model(bench_t *b)
+{
+    memset(&b->cost, 0, sizeof b->cost);
+    double params[3] = {0, 0, 0};
+    if (b->rank == 0 || b->rank == 1) {
+        size_t big = (size_t)4 << 20;
+        char *msg = dpt_malloc(big);
+        if (!msg)
+            return dpt_error_set(DPT_ERR_NOMEM, "bench allreduce: ping-pong buffer");
+        memset(msg, 1, big);
+        double xs[8], ys[8];
+        int n = 0;
+        for (size_t sz = 8; sz <= big && b->size > 1; sz *= 8) {
+            int reps = sz > (1u << 20) ? 5 : 50;
+            double ts[50];
+            for (int r = 0; r < reps; r++) {
+                double t0 = MPI_Wtime();
+                if (b->rank == 0) {
+                    MPI_Send(msg, (int)sz, MPI_BYTE, 1, 7, MPI_COMM_WORLD);
+                    MPI_Recv(msg, (int)sz, MPI_BYTE, 1, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                } else {
+                    MPI_Recv(msg, (int)sz, MPI_BYTE, 0, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                    MPI_Send(msg, (int)sz, MPI_BYTE, 0, 7, MPI_COMM_WORLD);
+                }
+                ts[r] = (MPI_Wtime() - t0) / 2;
+            }
+            xs[n] = (double)sz;
+            ys[n++] = median(ts, reps);
+        }
+        if (b->rank == 0) {
+            if (n >= 2)
+                DPT_CHECK(dpt_coll_cost_fit_link(xs, ys, n, &params[0], &params[1]));
+            /* gamma: y += x over 16 MiB of floats, bytes of one operand per second */
+            size_t cnt = (size_t)4 << 20;
+            float *y = dpt_calloc(cnt * sizeof(float)), *xx = dpt_calloc(cnt * sizeof(float));
+            if (!y || !xx) {
+                dpt_free(y);
+                dpt_free(xx);
+                dpt_free(msg);
+                return dpt_error_set(DPT_ERR_NOMEM, "bench allreduce: gamma buffers");
+            }
+            double ts[5];
+            for (int r = 0; r < 5; r++) {
+                double t0 = MPI_Wtime();
+                for (size_t i = 0; i < cnt; i++)
+                    y[i] += xx[i];
+                ts[r] = MPI_Wtime() - t0;
+            }
+            volatile float sink = y[cnt / 2];   /* keep the loop */
+            (void)sink;
+            params[2] = median(ts, 5) / (double)(cnt * sizeof(float));
+            dpt_free(y);
+            dpt_free(xx);
+        }
+        dpt_free(msg);
+    }
+    MPI_Bcast(params, 3, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    b->cost = (dpt_coll_cost_t){.alpha = params[0], .beta = params[1], .gamma = params[2]};
+    return DPT_OK;
+}
+
+/* memcpy bandwidth with every rank copying at once: bytes copied per second, per rank and sum. */
+static void memcpy_line(bench_t *b)
+{
+    size_t n = b->cfg->max_bytes < ((size_t)1 << 20) ? (size_t)1 << 20 : b->cfg->max_bytes;
+    if (n > (size_t)64 << 20)
+        n = (size_t)64 << 20;
+    char *src = dpt_malloc(n), *dst = dpt_malloc(n);
+    double per = 0;
+    if (src && dst) {
+        memset(src, 3, n);
+        memset(dst, 0, n);
+        double ts[5];
+        for (int r = 0; r < 5; r++) {
+            MPI_Barrier(MPI_COMM_WORLD);
+            double t0 = MPI_Wtime();
+            memcpy(dst, src, n);
+            ts[r] = MPI_Wtime() - t0;
+        }
+        per = (double)n / median(ts, 5) / 1e9;
+    }
+    double sum = 0, mn = 0;
+    MPI_Allreduce(&per, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(&per, &mn, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+    if (b->rank == 0) {
+        if (b->cfg->json)
+            fprintf(b->out, "{\"algo\":\"memcpy\",\"np\":%d,\"bytes\":%zu,\"copy_GBs\":%.3f,"
+                    "\"copy_GBs_all\":%.3f}\n", b->size, n, mn, sum);
+        else
+            fprintf(b->out, "# memcpy %zu bytes, all %d ranks at once: %.2f GB/s per rank "
+                    "(slowest), %.2f GB/s together\n", n, b->size, mn, sum);
+    }
+    dpt_free(src);
+    dpt_free(dst);
+}
+
+/* Open MPI 4.1's fixed decision for a commutative all-reduce (coll/tuned), for the prediction
+ * of the "mpi" row: recursive doubling for small messages, Rabenseifner otherwise. */
+static const char *mpi_equivalent(int p, size_t nbytes)
+{
+    if (p == 2)
+        return nbytes < ((size_t)256 << 10) ? "rd" : "rhd";
+    return nbytes < ((size_t)8 << 10) ? "rd" : "rhd";
+}
+
+static dpt_status_t parse_algos(bench_t *b)
+{
+    char list[256];
+    snprintf(list, sizeof list, "%s", b->cfg->algos ? b->cfg->algos : "ring,tree,rd,rhd,mpi");
+    b->n_algos = 0;
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (b->n_algos == MAX_ALGOS)
+            return dpt_error_set(DPT_ERR_INVALID_ARG, "--algos: more than %d names", MAX_ALGOS);
+        dpt_status_t st = dpt_coll_algo_from_name(t, &b->algos[b->n_algos]);
+        if (st != DPT_OK) {
+            char why[256];   /* copy first: the message buffer is about to be rewritten */
+            snprintf(why, sizeof why, "%s", dpt_error_get());
+            return dpt_error_set(st, "--algos: %s", why);
+        }
+        b->n_algos++;
+    }
+    if (!b->n_algos)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--algos: empty list");
+    return DPT_OK;
+}
+
+static dpt_status_t parse_type(bench_t *b)
+{
+    const char *d = b->cfg->dtype ? b->cfg->dtype : "f32", *o = b->cfg->op ? b->cfg->op : "sum";
+    if (!strcmp(d, "f32"))
+        b->dtype = DPT_DTYPE_F32;
+    else if (!strcmp(d, "bf16"))
+        b->dtype = DPT_DTYPE_BF16;
+    else if (!strcmp(d, "f16"))
+        b->dtype = DPT_DTYPE_F16;
+    else
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--dtype: '%s' is not f32, bf16 or f16", d);
+    if (!strcmp(o, "sum"))
+        b->op = DPT_REDOP_SUM;
+    else if (!strcmp(o, "avg"))
+        b->op = DPT_REDOP_AVG;
+    else
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--op: '%s' is not sum or avg", o);
+    b->esize = dpt_dtype_size(b->dtype);
+    return DPT_OK;
+}
+
+dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, long *wrong_total)
+{
+    bench_t b = {.cfg = cfg, .out = out};
+    dpt_p2p_t *p2p = NULL;
+    dpt_status_t st = DPT_OK;
+    *wrong_total = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &b.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &b.size);
+    DPT_CHECK(parse_algos(&b));
+    DPT_CHECK(parse_type(&b));
+    if (cfg->min_bytes > cfg->max_bytes || cfg->factor < 2)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--min-bytes %zu must be <= --max-bytes %zu "
+                             "and --factor >= 2", cfg->min_bytes, cfg->max_bytes);
+    size_t max_count = cfg->max_bytes / b.esize;
+    if (max_count == 0)
+        max_count = 1;
+    b.buf = dpt_malloc(max_count * b.esize);
+    b.ref = dpt_malloc(max_count * sizeof(float));
+    if (!b.buf || !b.ref) {
+        st = dpt_error_set(DPT_ERR_NOMEM, "bench allreduce: %zu-byte buffers", cfg->max_bytes);
+        goto done;
+    }
+    DPT_CHECK_GOTO(dpt_p2p_mpi_create(MPI_COMM_WORLD, &p2p), st, done);
+    dpt_coll_config_t cc = {.max_bytes = max_count * b.esize, .segment_bytes = cfg->segment_bytes,
+                            .deterministic = cfg->deterministic};
+    DPT_CHECK_GOTO(dpt_coll_create(p2p, &cc, &b.coll), st, done);
+    DPT_CHECK_GOTO(fit_model(&b), st, done);
+    if (b.rank == 0) {
+        if (cfg->json)
+            fprintf(out, "{\"algo\":\"model\",\"np\":%d,\"alpha_us\":%.3f,\"beta_GBs\":%.3f,"
+                    "\"gamma_GBs\":%.3f}\n", b.size, 1e6 * b.cost.alpha,
+                    b.cost.beta > 0 ? 1e-9 / b.cost.beta : 0.0,
+                    b.cost.gamma > 0 ? 1e-9 / b.cost.gamma : 0.0);
+        else {
+            fprintf(out, "# dptrain bench allreduce: np %d, dtype %s, op %s%s\n", b.size,
+                    cfg->dtype ? cfg->dtype : "f32", cfg->op ? cfg->op : "sum",
+                    cfg->deterministic ? ", deterministic" : "");
+            fprintf(out, "# model fit: alpha %.2f us, beta %.2f GB/s, gamma %.2f GB/s\n",
+                    1e6 * b.cost.alpha, b.cost.beta > 0 ? 1e-9 / b.cost.beta : 0.0,
+                    b.cost.gamma > 0 ? 1e-9 / b.cost.gamma : 0.0);
+        }
+    }
+    memcpy_line(&b);
+    if (b.rank == 0 && !cfg->json) {
+        fprintf(out, "%12s", "bytes");
+        for (int a = 0; a < b.n_algos; a++)
+            fprintf(out, "  %8s %9s %9s", dpt_coll_algo_name(b.algos[a]), "busbw", "pred_us");
+        fprintf(out, "  %6s\n%12s", "wrong", "");
+        for (int a = 0; a < b.n_algos; a++)
+            fprintf(out, "  %8s %9s %9s", "us", "GB/s", "");
+        fprintf(out, "\n");
+    }
+    size_t seg = cfg->segment_bytes ? cfg->segment_bytes : (size_t)256 << 10;
+    for (size_t bytes = cfg->min_bytes;; bytes *= (size_t)cfg->factor) {
+        size_t count = bytes / b.esize;
+        size_t nbytes = count * b.esize;
+        long wrong_row = 0;
+        if (b.rank == 0 && !cfg->json)
+            fprintf(out, "%12zu", nbytes);
+        for (int a = 0; a < b.n_algos; a++) {
+            long wrong = 0;
+            double sec = 0;
+            DPT_CHECK_GOTO(verify(&b, b.algos[a], count, &wrong), st, done);
+            DPT_CHECK_GOTO(time_algo(&b, b.algos[a], count, &sec), st, done);
+            const char *name = dpt_coll_algo_name(b.algos[a]);
+            const char *model = b.algos[a] == DPT_COLL_ALGO_MPI ? mpi_equivalent(b.size, nbytes)
+                                                                : name;
+            double pred = dpt_coll_cost_predict(model, b.size, nbytes, seg, &b.cost);
+            double algbw = sec > 0 ? (double)nbytes / sec / 1e9 : 0.0;
+            double busbw = b.size > 1 ? algbw * 2.0 * (b.size - 1) / b.size : algbw;
+            wrong_row += wrong;
+            if (b.rank != 0)
+                continue;
+            if (cfg->json)
+                fprintf(out, "{\"algo\":\"%s\",\"np\":%d,\"bytes\":%zu,\"dtype\":\"%s\","
+                        "\"time_us\":%.3f,\"algbw_GBs\":%.4f,\"busbw_GBs\":%.4f,"
+                        "\"predicted_us\":%.3f,\"wrong\":%ld}\n", name, b.size, nbytes,
+                        cfg->dtype ? cfg->dtype : "f32", 1e6 * sec, algbw, busbw,
+                        pred >= 0 ? 1e6 * pred : -1.0, wrong);
+            else
+                fprintf(out, "  %8.1f %9.3f %9.1f", 1e6 * sec, busbw, pred >= 0 ? 1e6 * pred : -1);
+        }
+        *wrong_total += wrong_row;
+        if (b.rank == 0 && !cfg->json)
+            fprintf(out, "  %6ld\n", wrong_row);
+        if (b.rank == 0)
+            fflush(out);
+        if (bytes > cfg->max_bytes / (size_t)cfg->factor || bytes == 0)
+            break;
+    }
+done:
+    dpt_coll_destroy(b.coll);
+    dpt_p2p_destroy(p2p);
+    dpt_free(b.buf);
+    dpt_free(b.ref);
+    return st;
+}

@@ -1,0 +1,240 @@
+/* check_coll_mpi.c: the collective layer over the MPI transport, run under mpiexec at np 2..8
+ * (ctest mpi.check_coll_np*): every algorithm including "mpi", f32/bf16/fp16, SUM/AVG, normal and
+ * deterministic mode, against MPI_Allreduce of the same data (float64 sums for the tolerance
+ * check, plus MPI_FLOAT sums for f32), bitwise agreement with rank 0's result, the rank-ordered
+ * fold in deterministic mode, broadcast and all-gather exactly, and argument errors.
+ *
+ * Harness: plain checks of our own, not libcheck. Check forks per test, which does not mix with
+ * MPI, and with CK_NOFORK a failing assert would end one rank while the others wait in the next
+ * collective. CHECK counts a failure, prints it with the rank, and carries on, so every rank runs
+ * the same sequence of collectives; at the end the failure counts are summed over all ranks and
+ * every rank returns non-zero if any rank failed. */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coll_fixture.h"
+#include "dptrain/alloc.h"
+#include "dptrain/coll.h"
+
+static int g_rank, g_size, g_failures;
+
+#define CHECK(cond, ...)                                                                       \
+    do {                                                                                       \
+        if (!(cond)) {                                                                         \
+            if (g_failures++ < 20) {                                                           \
+                fprintf(stderr, "[rank %d] FAIL %s:%d: ", g_rank, __FILE__, __LINE__);         \
+                fprintf(stderr, __VA_ARGS__);                                                  \
+                fputc('\n', stderr);                                                           \
+            }                                                                                  \
+        }                                                                                      \
+    } while (0)
+
+#define LARGE_COUNT (((size_t)1 << 20) + 3)
+#define N_SEGS 2
+
+static const size_t segs[N_SEGS] = {0, 1000};
+
+typedef struct ctx {
+    dpt_p2p_t *p2p;
+    dpt_coll_t *coll[2][N_SEGS]; /* [deterministic][segment size] */
+    unsigned char *buf, *tmp;    /* LARGE_COUNT f32 each */
+    float *fref;                 /* LARGE_COUNT: MPI_FLOAT sum of the same data */
+    double *sum, *sumabs, *x;    /* LARGE_COUNT each: float64 references */
+} ctx_t;
+
+/* One all-reduce case on every rank, then every check. */
+static void run_case(ctx_t *t, dpt_coll_algo_t algo, int det, int seg, const fx_input_t *in)
+{
+    int p = g_size;
+    size_t bytes = in->count * dpt_dtype_size(in->dtype);
+    char what[160], why[160];
+    snprintf(what, sizeof what, "%s%s np=%d count=%zu %s %s segment=%zu", dpt_coll_algo_name(algo),
+             det ? " (deterministic)" : "", p, in->count, fx_dtype_name(in->dtype),
+             in->op == DPT_REDOP_AVG ? "avg" : "sum", segs[seg]);
+    fx_fill(in, p, g_rank, t->buf);
+    for (size_t i = 0; i < in->count; i++) /* this rank's input, for the MPI references */
+        t->x[i] = fx_to_f32(in->dtype, fx_load(in->dtype, t->buf, i));
+    int f32 = in->dtype == DPT_DTYPE_F32;
+    if (f32)
+        memcpy(t->fref, t->buf, bytes);
+    dpt_status_t st = dpt_coll_allreduce(t->coll[det][seg], t->buf, in->count, in->dtype, in->op,
+                                         algo);
+    CHECK(st == DPT_OK, "%s: %s: %s", what, dpt_status_str(st), dpt_error_get());
+
+    /* Bitwise agreement: everybody compares with rank 0's bits. */
+    memcpy(t->tmp, t->buf, bytes);
+    MPI_Bcast(t->tmp, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
+    size_t first = bytes;
+    for (size_t i = 0; i < in->count && first == bytes; i++)
+        if (fx_load(in->dtype, t->buf, i) != fx_load(in->dtype, t->tmp, i))
+            first = i;
+    CHECK(first == bytes, "%s: element %zu is 0x%x here, 0x%x on rank 0", what, first,
+          first < bytes ? fx_load(in->dtype, t->buf, first) : 0,
+          first < bytes ? fx_load(in->dtype, t->tmp, first) : 0);
+
+    if (det) {
+        for (size_t i = 0; i < in->count; i++) {
+            uint32_t got = fx_load(in->dtype, t->buf, i), want = fx_canonical_bits(in, p, i);
+            if (got != want) {
+                CHECK(0, "%s: element %zu is 0x%x, the rank-ordered fold is 0x%x", what, i, got,
+                      want);
+                break;
+            }
+        }
+        return;
+    }
+    /* References from MPI_Allreduce of the same inputs: a float64 sum (and of magnitudes), and
+     * for f32 MPI's own float sum. */
+    MPI_Allreduce(t->x, t->sum, (int)in->count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    for (size_t i = 0; i < in->count; i++)
+        t->x[i] = isfinite(t->x[i]) ? fabs(t->x[i]) : 0;
+    MPI_Allreduce(t->x, t->sumabs, (int)in->count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    if (f32)
+        MPI_Allreduce(MPI_IN_PLACE, t->fref, (int)in->count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    for (size_t i = 0; i < in->count; i++) {
+        uint32_t got = fx_load(in->dtype, t->buf, i);
+        if (!fx_check_element(in, p, t->sum[i], t->sumabs[i], got, why, sizeof why)) {
+            CHECK(0, "%s: element %zu is %s", what, i, why);
+            break;
+        }
+        if (f32 && isfinite(t->sum[i])) { /* within two tolerances of MPI's float sum */
+            double mpi = t->fref[i] / (in->op == DPT_REDOP_AVG ? p : 1);
+            double g = fx_to_f32(in->dtype, got);
+            double tol = 2 * (p + 2) * ldexp(1, -24) * t->sumabs[i] + 1e-30;
+            if (fabs(g - mpi) > tol) {
+                CHECK(0, "%s: element %zu is %.9g, MPI_Allreduce gives %.9g", what, i, g, mpi);
+                break;
+            }
+        }
+    }
+}
+
+static void allreduce_sweep(ctx_t *t)
+{
+    size_t p = (size_t)g_size;
+    const size_t counts[] = {0, 1, p - 1, p, p + 1, 13, 1021, 70001};
+    uint64_t seed = 1;
+    for (int a = 0; a < DPT_COLL_ALGO_COUNT; a++)
+        for (int det = 0; det < 2; det++)
+            for (size_t k = 0; k < sizeof counts / sizeof *counts; k++)
+                for (int d = 0; d < DPT_DTYPE_COUNT; d++)
+                    for (int op = 0; op < DPT_REDOP_COUNT; op++)
+                        for (int sg = 0; sg < (det ? 1 : N_SEGS); sg++) {
+                            /* "mpi" keeps NaN-ness but not payloads (see algo_mpi.c). */
+                            int specials = det ? 0 : a == DPT_COLL_ALGO_MPI ? 2 : 1;
+                            fx_input_t in = {.count = counts[k], .dtype = (dpt_dtype_t)d,
+                                             .op = (dpt_redop_t)op, .specials = specials,
+                                             .seed = seed++};
+                            run_case(t, (dpt_coll_algo_t)a, det, sg, &in);
+                        }
+    for (int a = 0; a < DPT_COLL_ALGO_COUNT; a++) { /* 1 Mi + 3 elements */
+        fx_input_t in = {.count = LARGE_COUNT, .dtype = DPT_DTYPE_F32, .seed = seed++};
+        run_case(t, (dpt_coll_algo_t)a, 0, 0, &in);
+        in.op = DPT_REDOP_AVG;
+        run_case(t, (dpt_coll_algo_t)a, 1, 0, &in);
+    }
+}
+
+static unsigned char pattern(size_t i, int salt) { return (unsigned char)(i * 131 + salt * 7 + 1); }
+
+static void movement(ctx_t *t)
+{
+    const size_t sizes[] = {0, 1, 100003};
+    const int roots[] = {0, g_size - 1, g_size / 2};
+    for (int sg = 0; sg < N_SEGS; sg++)
+        for (int si = 0; si < 3; si++)
+            for (int ri = 0; ri < 3; ri++) {
+                size_t n = sizes[si];
+                for (size_t i = 0; i < n; i++)
+                    t->buf[i] = pattern(i, g_rank == roots[ri] ? 1000 : g_rank);
+                dpt_status_t st = dpt_coll_broadcast(t->coll[0][sg], t->buf, n, roots[ri]);
+                CHECK(st == DPT_OK, "broadcast: %s", dpt_error_get());
+                size_t bad = n;
+                for (size_t i = 0; i < n && bad == n; i++)
+                    if (t->buf[i] != pattern(i, 1000))
+                        bad = i;
+                CHECK(bad == n, "broadcast np=%d root=%d nbytes=%zu segment=%zu: byte %zu wrong",
+                      g_size, roots[ri], n, segs[sg], bad);
+            }
+    const size_t per_rank[] = {0, 13, 4096};
+    for (int si = 0; si < 3; si++)
+        for (int in_place = 0; in_place < 2; in_place++) {
+            size_t n = per_rank[si];
+            unsigned char *src = in_place ? t->buf + (size_t)g_rank * n : t->tmp;
+            memset(t->buf, 0xee, n * (size_t)g_size);
+            for (size_t i = 0; i < n; i++)
+                src[i] = pattern(i, g_rank);
+            dpt_status_t st = dpt_coll_allgather(t->coll[0][0], src, n, t->buf);
+            CHECK(st == DPT_OK, "allgather: %s", dpt_error_get());
+            for (int from = 0; from < g_size; from++)
+                for (size_t i = 0; i < n; i++)
+                    if (t->buf[(size_t)from * n + i] != pattern(i, from)) {
+                        CHECK(0, "allgather np=%d n=%zu in_place=%d: block %d byte %zu wrong",
+                              g_size, n, in_place, from, i);
+                        i = n;
+                        from = g_size;
+                    }
+        }
+}
+
+static void errors(ctx_t *t)
+{
+    dpt_status_t st = dpt_coll_allreduce(t->coll[0][0], t->buf, LARGE_COUNT + 1, DPT_DTYPE_F32,
+                                         DPT_REDOP_SUM, DPT_COLL_ALGO_MPI);
+    CHECK(st == DPT_ERR_INVALID_ARG && strstr(dpt_error_get(), "max_bytes"),
+          "oversized all-reduce: %s: %s", dpt_status_str(st), dpt_error_get());
+    st = dpt_coll_broadcast(t->coll[0][0], t->buf, 4, g_size);
+    CHECK(st == DPT_ERR_INVALID_ARG, "broadcast with root = size: %s", dpt_status_str(st));
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    ctx_t t = {0};
+    size_t nbytes = LARGE_COUNT * sizeof(float);
+    dpt_status_t st = dpt_p2p_mpi_create(MPI_COMM_WORLD, &t.p2p);
+    CHECK(st == DPT_OK, "p2p_mpi_create: %s", dpt_error_get());
+    for (int det = 0; det < 2 && st == DPT_OK; det++)
+        for (int sg = 0; sg < N_SEGS && st == DPT_OK; sg++) {
+            dpt_coll_config_t cfg = {.max_bytes = nbytes, .segment_bytes = segs[sg],
+                                     .deterministic = det};
+            st = dpt_coll_create(t.p2p, &cfg, &t.coll[det][sg]);
+            CHECK(st == DPT_OK, "coll_create: %s", dpt_error_get());
+        }
+    t.buf = dpt_malloc(nbytes);
+    t.tmp = dpt_malloc(nbytes);
+    t.fref = dpt_malloc(nbytes);
+    t.sum = dpt_malloc(LARGE_COUNT * sizeof(double));
+    t.sumabs = dpt_malloc(LARGE_COUNT * sizeof(double));
+    t.x = dpt_malloc(LARGE_COUNT * sizeof(double));
+    int ready = st == DPT_OK && t.buf && t.tmp && t.fref && t.sum && t.sumabs && t.x, all_ready;
+    MPI_Allreduce(&ready, &all_ready, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (all_ready) {
+        allreduce_sweep(&t);
+        movement(&t);
+        errors(&t);
+    } else {
+        CHECK(0, "setup failed on some rank");
+    }
+    for (int det = 0; det < 2; det++)
+        for (int sg = 0; sg < N_SEGS; sg++)
+            dpt_coll_destroy(t.coll[det][sg]);
+    dpt_p2p_destroy(t.p2p);
+    dpt_free(t.buf);
+    dpt_free(t.tmp);
+    dpt_free(t.fref);
+    dpt_free(t.sum);
+    dpt_free(t.sumabs);
+    dpt_free(t.x);
+    int total = 0;
+    MPI_Allreduce(&g_failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (g_rank == 0)
+        printf("check_coll_mpi np=%d: %s (%d failures over all ranks)\n", g_size,
+               total ? "FAILED" : "passed", total);
+    MPI_Finalize();
+    return total ? EXIT_FAILURE : EXIT_SUCCESS;
+}

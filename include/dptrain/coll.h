@@ -35,14 +35,16 @@ typedef enum {
     DPT_REDOP_COUNT /* number of ops; not an op */
 } dpt_redop_t;
 
-/* All-reduce algorithms (docs/ALGORITHMS.md has costs and limitations). More come later ("shm",
- * "hier", "nccl", "auto"), so never rely on the numeric values or on DPT_COLL_ALGO_COUNT. */
+/* All-reduce algorithms (docs/ALGORITHMS.md has costs and limitations). More come later
+ * ("hier", "nccl", "auto"), so never rely on the numeric values or on DPT_COLL_ALGO_COUNT. */
 typedef enum {
     DPT_COLL_ALGO_RING = 0, /* "ring": reduce-scatter + all-gather, pipelined segments */
     DPT_COLL_ALGO_TREE,     /* "tree": binomial (small) or pipelined double binary tree (large) */
     DPT_COLL_ALGO_RD,       /* "rd": recursive doubling */
     DPT_COLL_ALGO_RHD,      /* "rhd": Rabenseifner, recursive halving + doubling */
     DPT_COLL_ALGO_MPI,      /* "mpi": MPI_Allreduce passthrough (MPI transport only) */
+    DPT_COLL_ALGO_SHM,      /* "shm": shared-memory window, peers' buffers read directly (MPI
+                               transport, all ranks on one node) */
     DPT_COLL_ALGO_COUNT     /* number of algorithms built in; not an algorithm */
 } dpt_coll_algo_t;
 
@@ -98,8 +100,9 @@ void dpt_p2p_destroy(dpt_p2p_t *p2p);
 
 /* Create a collective context on a transport. `p2p` is borrowed and must outlive the context;
  * `cfg` is copied (NULL is an error). Allocates the persistent scratch (about 2 * max_bytes at
- * most, see docs/ALGORITHMS.md) and, on the MPI transport, the MPI_Ops for bf16/fp16. Local: no
- * messages are exchanged, but every rank should use the same config. Returns DPT_OK,
+ * most, see docs/ALGORITHMS.md) and, on the MPI transport, the MPI_Ops for bf16/fp16 and the
+ * shared-memory window of "shm" (max_bytes per rank; collective over the transport's ranks
+ * there; on the in-process transport it is local). Every rank must use the same config. Returns DPT_OK,
  * DPT_ERR_INVALID_ARG, DPT_ERR_NOMEM or DPT_ERR_MPI. */
 dpt_status_t dpt_coll_create(dpt_p2p_t *p2p, const dpt_coll_config_t *cfg, dpt_coll_t **out);
 
@@ -132,6 +135,11 @@ dpt_status_t dpt_coll_broadcast(dpt_coll_t *coll, void *buf, size_t nbytes, int 
  * transport error. */
 dpt_status_t dpt_coll_allgather(dpt_coll_t *coll, const void *send, size_t nbytes_per_rank,
                                 void *recv);
+
+/* 1 if `algo` can run on this context, else 0 with the reason in *why (static or owned by the
+ * context; may be NULL): "mpi" needs the MPI transport, "shm" also needs every rank on one node.
+ * Identical on every rank of a context. */
+int dpt_coll_algo_available(const dpt_coll_t *coll, dpt_coll_algo_t algo, const char **why);
 
 /* This context's rank and rank count (those of its transport). */
 int dpt_coll_rank(const dpt_coll_t *coll);

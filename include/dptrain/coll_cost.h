@@ -9,6 +9,7 @@
  *   ring   2(p-1) alpha * s  +  2 (p-1)/p n beta  +  (p-1)/p n gamma,   s = segments per chunk
  *   rd     ceil(log2 p) (alpha + n beta + n gamma)   (+ 2 alpha + 2 n beta + n gamma if p is not 2^k)
  *   rhd    2 log2 p' alpha + 2 (p'-1)/p' n beta + (p'-1)/p' n gamma  (p' = 2^floor(log2 p), + fold-in)
+ *   shm    3 alpha + (3 + 1/p) n gamma   (3 barriers; copy in, fold, copy out: memory passes)
  *   tree   2 ceil(log2 p) (alpha + n beta) + ceil(log2 p) n gamma   (binomial: the small-message
  *          half of algo_tree.c; its double binary tree for large buffers is not modelled yet)
  * The model only ranks the algorithms and reports its prediction next to measurements; every
@@ -27,7 +28,7 @@ typedef struct dpt_coll_cost {
     double gamma;   /* s per byte reduced */
 } dpt_coll_cost_t;
 
-/* Predicted seconds of algorithm `algo` ("ring", "rd", "rhd", "tree") for p ranks and nbytes,
+/* Predicted seconds of algorithm `algo` ("ring", "rd", "rhd", "tree", "shm") for p ranks and nbytes,
  * with pipelining segments of segment_bytes (0 = unsegmented). Negative if the name is unknown. */
 double dpt_coll_cost_predict(const char *algo, int p, size_t nbytes, size_t segment_bytes,
                              const dpt_coll_cost_t *c);

@@ -19,10 +19,11 @@ static const struct {
     [DPT_COLL_ALGO_RD] = {"rd", dpt__allreduce_rd},
     [DPT_COLL_ALGO_RHD] = {"rhd", dpt__allreduce_rhd},
     [DPT_COLL_ALGO_MPI] = {"mpi", dpt__allreduce_mpi},
+    [DPT_COLL_ALGO_SHM] = {"shm", dpt__allreduce_shm},
 };
 
 /* Names the command line will accept once their algorithms exist. */
-static const char *const reserved_names[] = {"shm", "hier", "nccl", "auto"};
+static const char *const reserved_names[] = {"hier", "nccl", "auto"};
 
 size_t dpt_dtype_size(dpt_dtype_t dtype)
 {
@@ -154,6 +155,13 @@ dpt_status_t dpt_coll_create(dpt_p2p_t *p2p, const dpt_coll_config_t *cfg, dpt_c
             goto fail;
         }
         DPT_CHECK_GOTO(dpt__mpi_ops_create(c), st, fail);
+        if (c->size <= DPT__SHM_MAX_RANKS)
+            DPT_CHECK_GOTO(dpt__shm_create(c, p2p->mpi_comm), st, fail);
+        else
+            snprintf(c->shm_why, sizeof c->shm_why, "more than %d ranks", DPT__SHM_MAX_RANKS);
+    } else {
+        snprintf(c->shm_why, sizeof c->shm_why, "it needs the MPI transport, this one is '%s'",
+                 p2p->ops->name);
     }
     *out = c;
     return DPT_OK;
@@ -167,10 +175,25 @@ void dpt_coll_destroy(dpt_coll_t *c)
     if (!c)
         return;
     dpt__mpi_ops_destroy(c);
+    dpt__shm_destroy(c);
     dpt_free(c->mpi_counts);
     dpt_free(c->scratch);
     dpt_free(c->reqs);
     dpt_free(c);
+}
+
+int dpt_coll_algo_available(const dpt_coll_t *c, dpt_coll_algo_t algo, const char **why)
+{
+    const char *reason = NULL;
+    if ((unsigned)algo >= DPT_COLL_ALGO_COUNT)
+        reason = "no such algorithm";
+    else if (algo == DPT_COLL_ALGO_MPI && c->p2p->mpi_comm == MPI_COMM_NULL)
+        reason = "it needs the MPI transport";
+    else if (algo == DPT_COLL_ALGO_SHM && !c->shm)
+        reason = c->shm_why;
+    if (why)
+        *why = reason ? reason : "";
+    return reason == NULL;
 }
 
 int dpt_coll_rank(const dpt_coll_t *c) { return c->rank; }
@@ -197,6 +220,9 @@ dpt_status_t dpt_coll_allreduce(dpt_coll_t *c, void *buf, size_t count, dpt_dtyp
         return dpt_error_set(DPT_ERR_UNSUPPORTED,
                              "allreduce rank %d: algorithm 'mpi' needs the MPI transport, this "
                              "one is '%s'", c->rank, c->p2p->ops->name);
+    if (algo == DPT_COLL_ALGO_SHM && !c->shm)
+        return dpt_error_set(DPT_ERR_UNSUPPORTED, "allreduce rank %d: algorithm 'shm' is not "
+                             "available: %s", c->rank, c->shm_why);
     if (count == 0)
         return DPT_OK;
     if (!buf)

@@ -73,6 +73,8 @@ struct dpt_coll {
     int *mpi_counts; /* 4 * size ints for MPI_Alltoallv/Allgatherv (MPI transport only) */
     MPI_Op mpi_op_sum16[DPT_DTYPE_COUNT]; /* user ops for bf16/fp16 (MPI_OP_NULL otherwise) */
     dpt__dtree_t dtree;
+    struct dpt__shm *shm; /* shared-memory window of algo_shm.c; NULL when unavailable */
+    char shm_why[96];     /* why shm is unavailable ("" when it is) */
 };
 
 /* The arguments of one all-reduce, as every algorithm receives them. */
@@ -95,6 +97,14 @@ dpt_status_t dpt__allreduce_tree(const dpt_coll_args_t *a);
 dpt_status_t dpt__allreduce_rd(const dpt_coll_args_t *a);
 dpt_status_t dpt__allreduce_rhd(const dpt_coll_args_t *a);
 dpt_status_t dpt__allreduce_mpi(const dpt_coll_args_t *a);
+dpt_status_t dpt__allreduce_shm(const dpt_coll_args_t *a);
+
+/* The shared-memory window of algo_shm.c. Create is collective over `comm` (the transport's
+ * communicator); when the ranks span several nodes or are more than DPT__SHM_MAX_RANKS it leaves
+ * c->shm NULL and says why in c->shm_why, which is not an error. */
+#define DPT__SHM_MAX_RANKS 256
+dpt_status_t dpt__shm_create(dpt_coll_t *c, MPI_Comm comm);
+void dpt__shm_destroy(dpt_coll_t *c);
 
 /* Fill *t with rank's nodes in the two trees of the double binary tree over p ranks (NCCL's
  * scheme: tree 1 is tree 0 mirrored for even p, shifted by one for odd p). */
@@ -236,6 +246,11 @@ void dpt__scale_avg(dpt_dtype_t dtype, void *buf, size_t n, int p);
 void dpt__fold_rank_order(dpt_dtype_t dtype, dpt_redop_t op, int p, int own_rank,
                           const void *own, const unsigned char *slots, size_t slot_stride,
                           size_t n, float *acc, void *out);
+
+/* The same canonical fold with contribution j at src[j] (j = 0..p-1), in tiles of acc_n floats
+ * of `acc`. `out` may alias any src[j] (each tile is read completely before it is written). */
+void dpt__fold_ptrs(dpt_dtype_t dtype, dpt_redop_t op, int p, const void *const *src, size_t n,
+                    float *acc, size_t acc_n, void *out);
 
 /* ---- phases shared by several algorithms (phases.c) ---------------------------------------- */
 

@@ -85,12 +85,41 @@ static void accumulate(dpt_dtype_t dtype, float *acc, const void *x, size_t n, i
     }
 }
 
+/* Divide the f32 accumulator for AVG, round it to dtype and store it at o. */
+static void fold_store(dpt_dtype_t dtype, dpt_redop_t op, int p, float *acc, size_t tn, void *o)
+{
+    float fp = (float)p;
+    if (op == DPT_REDOP_AVG)
+        for (size_t i = 0; i < tn; i++)
+            acc[i] = acc[i] / fp;
+    uint16_t *h = o;
+    if (dtype == DPT_DTYPE_F32)
+        memcpy(o, acc, tn * sizeof(float));
+    else if (dtype == DPT_DTYPE_BF16)
+        for (size_t i = 0; i < tn; i++)
+            h[i] = dpt__f32_to_bf16(acc[i]);
+    else
+        for (size_t i = 0; i < tn; i++)
+            h[i] = dpt__f32_to_f16(acc[i]);
+}
+
+void dpt__fold_ptrs(dpt_dtype_t dtype, dpt_redop_t op, int p, const void *const *src, size_t n,
+                    float *acc, size_t acc_n, void *out)
+{
+    size_t esize = dpt_dtype_size(dtype);
+    for (size_t t0 = 0; t0 < n; t0 += acc_n) {
+        size_t tn = n - t0 < acc_n ? n - t0 : acc_n;
+        for (int j = 0; j < p; j++)
+            accumulate(dtype, acc, (const unsigned char *)src[j] + t0 * esize, tn, j == 0);
+        fold_store(dtype, op, p, acc, tn, (unsigned char *)out + t0 * esize);
+    }
+}
+
 void dpt__fold_rank_order(dpt_dtype_t dtype, dpt_redop_t op, int p, int own_rank,
                           const void *own, const unsigned char *slots, size_t slot_stride,
                           size_t n, float *acc, void *out)
 {
     size_t esize = dpt_dtype_size(dtype);
-    float fp = (float)p;
     for (size_t t0 = 0; t0 < n; t0 += FOLD_TILE) {
         size_t tn = n - t0 < FOLD_TILE ? n - t0 : FOLD_TILE;
         for (int j = 0; j < p; j++) {
@@ -99,18 +128,6 @@ void dpt__fold_rank_order(dpt_dtype_t dtype, dpt_redop_t op, int p, int own_rank
                 : slots + (size_t)(j - (j > own_rank)) * slot_stride;
             accumulate(dtype, acc, x + t0 * esize, tn, j == 0);
         }
-        if (op == DPT_REDOP_AVG)
-            for (size_t i = 0; i < tn; i++)
-                acc[i] = acc[i] / fp;
-        unsigned char *o = (unsigned char *)out + t0 * esize;
-        uint16_t *h = (uint16_t *)(void *)o;
-        if (dtype == DPT_DTYPE_F32)
-            memcpy(o, acc, tn * sizeof(float));
-        else if (dtype == DPT_DTYPE_BF16)
-            for (size_t i = 0; i < tn; i++)
-                h[i] = dpt__f32_to_bf16(acc[i]);
-        else
-            for (size_t i = 0; i < tn; i++)
-                h[i] = dpt__f32_to_f16(acc[i]);
+        fold_store(dtype, op, p, acc, tn, (unsigned char *)out + t0 * esize);
     }
 }

@@ -263,7 +263,7 @@ static const char *mpi_equivalent(int p, size_t nbytes)
 static dpt_status_t parse_algos(bench_t *b)
 {
     char list[256];
-    snprintf(list, sizeof list, "%s", b->cfg->algos ? b->cfg->algos : "ring,tree,rd,rhd,mpi");
+    snprintf(list, sizeof list, "%s", b->cfg->algos ? b->cfg->algos : "ring,tree,rd,rhd,shm,mpi");
     b->n_algos = 0;
     for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         if (b->n_algos == MAX_ALGOS)
@@ -344,6 +344,13 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
                     b.cost.gamma > 0 ? 1e-9 / b.cost.gamma : 0.0);
         }
     }
+    for (int a = 0; a < b.n_algos; a++) {
+        const char *why;
+        if (b.rank == 0 && !dpt_coll_algo_available(b.coll, b.algos[a], &why))
+            fprintf(out, cfg->json ? "{\"algo\":\"%s\",\"np\":%d,\"unavailable\":\"%s\"}\n"
+                                   : "# %s: not available with np %d: %s\n",
+                    dpt_coll_algo_name(b.algos[a]), b.size, why);
+    }
     memcpy_line(&b);
     if (b.rank == 0 && !cfg->json) {
         fprintf(out, "%12s", "bytes");
@@ -364,6 +371,11 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
         for (int a = 0; a < b.n_algos; a++) {
             long wrong = 0;
             double sec = 0;
+            if (!dpt_coll_algo_available(b.coll, b.algos[a], NULL)) {
+                if (b.rank == 0 && !cfg->json)
+                    fprintf(out, "  %8s %9s %9s", "-", "-", "-");
+                continue;
+            }
             DPT_CHECK_GOTO(verify(&b, b.algos[a], count, &wrong), st, done);
             DPT_CHECK_GOTO(time_algo(&b, b.algos[a], count, &sec), st, done);
             const char *name = dpt_coll_algo_name(b.algos[a]);

@@ -36,7 +36,7 @@ typedef enum {
 } dpt_redop_t;
 
 /* All-reduce algorithms (docs/ALGORITHMS.md has costs and limitations). More come later
- * ("hier", "nccl", "auto"), so never rely on the numeric values or on DPT_COLL_ALGO_COUNT. */
+ * ("hier", "nccl"), so never rely on the numeric values or on DPT_COLL_ALGO_COUNT. */
 typedef enum {
     DPT_COLL_ALGO_RING = 0, /* "ring": reduce-scatter + all-gather, pipelined segments */
     DPT_COLL_ALGO_TREE,     /* "tree": binomial (small) or pipelined double binary tree (large) */
@@ -45,6 +45,8 @@ typedef enum {
     DPT_COLL_ALGO_MPI,      /* "mpi": MPI_Allreduce passthrough (MPI transport only) */
     DPT_COLL_ALGO_SHM,      /* "shm": shared-memory window, peers' buffers read directly (MPI
                                transport, all ranks on one node) */
+    DPT_COLL_ALGO_AUTO,     /* "auto": per call, the lowest time the alpha-beta-gamma model
+                               predicts (src/comm/auto.c); the first auto call probes */
     DPT_COLL_ALGO_COUNT     /* number of algorithms built in; not an algorithm */
 } dpt_coll_algo_t;
 
@@ -61,6 +63,8 @@ typedef struct dpt_coll_config {
     size_t segment_bytes; /* pipelining segment of ring, tree and broadcast; 0 = 256 KiB */
     int deterministic;    /* 1: all-reduce results are the rank-ordered left fold, independent of
                            * algorithm, segment size and message size (see docs/ALGORITHMS.md) */
+    const char *cost_cache; /* "auto": file caching the fitted model per host layout; NULL or ""
+                             * = no cache unless $DPTRAIN_COLL_CACHE names one (borrowed) */
 } dpt_coll_config_t;
 
 /* Size in bytes of one element of `dtype` (4 or 2); 0 for an invalid dtype. */
@@ -120,6 +124,17 @@ void dpt_coll_destroy(dpt_coll_t *coll);
  * when every rank passes the same arguments. */
 dpt_status_t dpt_coll_allreduce(dpt_coll_t *coll, void *buf, size_t count, dpt_dtype_t dtype,
                                 dpt_redop_t op, dpt_coll_algo_t algo);
+
+/* Fit the "auto" model now (collective): load it from the cost cache or probe (a ping-pong
+ * between ranks 0 and 1 and a reduction timing on rank 0, about a millisecond to a few tens),
+ * then share rank 0's numbers so every rank decides alike. The first auto all-reduce does this
+ * if it was not done; call it at setup so that no training step pays it (it allocates temporary
+ * probe buffers). */
+dpt_status_t dpt_coll_auto_tune(dpt_coll_t *coll);
+
+/* The algorithm "auto" picks for `nbytes` on this context and the model's predicted seconds
+ * (after dpt_coll_auto_tune; before it, ring and -1). Local and identical on every rank. */
+dpt_coll_algo_t dpt_coll_auto_choice(dpt_coll_t *coll, size_t nbytes, double *predicted);
 
 /* Broadcast `nbytes` bytes of `buf` from rank `root` to all ranks (in place). Binomial tree,
  * pipelined in segment_bytes pieces. Collective. Any size (not limited by max_bytes); allocates

@@ -74,7 +74,7 @@ dpt_status_t dpt_bench_train(const dpt_train_config_t *cfg, int warmup, int step
  * ../shared/DESIGN.md). *wrong_total: elements that differed from the reference, all sizes and
  * algorithms (0 when every algorithm is correct). */
 typedef struct dpt_bench_coll_config {
-    const char *algos;     /* comma-separated names (default "ring,tree,rd,rhd,shm,mpi") */
+    const char *algos;     /* comma-separated names (default "ring,tree,rd,rhd,shm,auto,mpi") */
     size_t min_bytes, max_bytes;
     int factor;            /* size multiplier between rows (>= 2) */
     int iters;             /* calls per timed block (0 = about 30 ms per block) */

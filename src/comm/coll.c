@@ -3,6 +3,7 @@
  * dpt_coll_allreduce, and the public broadcast and all-gather. The training step reaches here with
  * each full gradient bucket; nothing below allocates. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "comm/internal.h"
 #include "dptrain/alloc.h"
@@ -20,10 +21,11 @@ static const struct {
     [DPT_COLL_ALGO_RHD] = {"rhd", dpt__allreduce_rhd},
     [DPT_COLL_ALGO_MPI] = {"mpi", dpt__allreduce_mpi},
     [DPT_COLL_ALGO_SHM] = {"shm", dpt__allreduce_shm},
+    [DPT_COLL_ALGO_AUTO] = {"auto", NULL},   /* dispatched to its choice */
 };
 
 /* Names the command line will accept once their algorithms exist. */
-static const char *const reserved_names[] = {"hier", "nccl", "auto"};
+static const char *const reserved_names[] = {"hier", "nccl"};
 
 size_t dpt_dtype_size(dpt_dtype_t dtype)
 {
@@ -136,6 +138,10 @@ dpt_status_t dpt_coll_create(dpt_p2p_t *p2p, const dpt_coll_config_t *cfg, dpt_c
     c->max_bytes = cfg->max_bytes;
     c->segment_bytes = cfg->segment_bytes ? cfg->segment_bytes : DEFAULT_SEGMENT_BYTES;
     c->deterministic = cfg->deterministic != 0;
+    const char *cache = cfg->cost_cache && *cfg->cost_cache ? cfg->cost_cache
+                                                           : getenv("DPTRAIN_COLL_CACHE");
+    snprintf(c->cost_cache, sizeof c->cost_cache, "%s", cache ? cache : "");
+    c->auto_last = -1;
     for (int d = 0; d < DPT_DTYPE_COUNT; d++)
         c->mpi_op_sum16[d] = MPI_OP_NULL;
     c->nreqs_max = 2 * c->size + 32;
@@ -196,6 +202,23 @@ int dpt_coll_algo_available(const dpt_coll_t *c, dpt_coll_algo_t algo, const cha
     return reason == NULL;
 }
 
+dpt_status_t dpt_coll_auto_tune(dpt_coll_t *c)
+{
+    if (!c)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "auto_tune: NULL coll");
+    return dpt__auto_init(c, c->cost_cache);
+}
+
+dpt_coll_algo_t dpt_coll_auto_choice(dpt_coll_t *c, size_t nbytes, double *predicted)
+{
+    if (!c->have_cost) {
+        if (predicted)
+            *predicted = -1;
+        return DPT_COLL_ALGO_RING;
+    }
+    return dpt__auto_choose(c, nbytes, predicted);
+}
+
 int dpt_coll_rank(const dpt_coll_t *c) { return c->rank; }
 int dpt_coll_size(const dpt_coll_t *c) { return c->size; }
 
@@ -234,6 +257,11 @@ dpt_status_t dpt_coll_allreduce(dpt_coll_t *c, void *buf, size_t count, dpt_dtyp
                              "context's max_bytes %zu", c->rank, count, esize, c->max_bytes);
     if (c->size == 1) /* the sum of one contribution, divided by one */
         return DPT_OK;
+    if (algo == DPT_COLL_ALGO_AUTO) {
+        if (!c->have_cost)
+            DPT_CHECK(dpt_coll_auto_tune(c));
+        algo = dpt__auto_choose(c, count * esize, NULL);
+    }
     size_t seg_count = c->segment_bytes / esize;
     dpt_coll_args_t a = {
         .coll = c, .buf = buf, .count = count, .dtype = dtype, .op = op, .esize = esize,

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dptrain/coll.h"
+#include "dptrain/coll_cost.h"
 
 /* ---- p2p transport ------------------------------------------------------------------------- */
 
@@ -75,6 +76,10 @@ struct dpt_coll {
     dpt__dtree_t dtree;
     struct dpt__shm *shm; /* shared-memory window of algo_shm.c; NULL when unavailable */
     char shm_why[96];     /* why shm is unavailable ("" when it is) */
+    dpt_coll_cost_t cost; /* the "auto" model (auto.c), identical on every rank */
+    int have_cost;
+    int auto_last;        /* the last choice, to log changes */
+    char cost_cache[512]; /* "" = none */
 };
 
 /* The arguments of one all-reduce, as every algorithm receives them. */
@@ -104,6 +109,10 @@ dpt_status_t dpt__allreduce_shm(const dpt_coll_args_t *a);
  * c->shm NULL and says why in c->shm_why, which is not an error. */
 #define DPT__SHM_MAX_RANKS 256
 dpt_status_t dpt__shm_create(dpt_coll_t *c, MPI_Comm comm);
+
+/* "auto" (auto.c): fit or load the model (collective), and the per-call choice. */
+dpt_status_t dpt__auto_init(dpt_coll_t *c, const char *cache_path);
+dpt_coll_algo_t dpt__auto_choose(dpt_coll_t *c, size_t nbytes, double *predicted);
 void dpt__shm_destroy(dpt_coll_t *c);
 
 /* Fill *t with rank's nodes in the two trees of the double binary tree over p ranks (NCCL's
@@ -131,6 +140,7 @@ enum {
     DPT__TAG_BCAST,
     DPT__TAG_DBT_UP,       /* + tree (0, 1) */
     DPT__TAG_DBT_DOWN = DPT__TAG_DBT_UP + 2, /* + tree (0, 1) */
+    DPT__TAG_PROBE = DPT__TAG_DBT_DOWN + 2, /* auto.c ping-pong */
 };
 
 /* ---- small shared helpers ------------------------------------------------------------------ */

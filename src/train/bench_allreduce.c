@@ -263,7 +263,7 @@ static const char *mpi_equivalent(int p, size_t nbytes)
 static dpt_status_t parse_algos(bench_t *b)
 {
     char list[256];
-    snprintf(list, sizeof list, "%s", b->cfg->algos ? b->cfg->algos : "ring,tree,rd,rhd,shm,mpi");
+    snprintf(list, sizeof list, "%s", b->cfg->algos ? b->cfg->algos : "ring,tree,rd,rhd,shm,auto,mpi");
     b->n_algos = 0;
     for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         if (b->n_algos == MAX_ALGOS)
@@ -329,6 +329,7 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
                             .deterministic = cfg->deterministic};
     DPT_CHECK_GOTO(dpt_coll_create(p2p, &cc, &b.coll), st, done);
     DPT_CHECK_GOTO(fit_model(&b), st, done);
+    DPT_CHECK_GOTO(dpt_coll_auto_tune(b.coll), st, done);
     if (b.rank == 0) {
         if (cfg->json)
             fprintf(out, "{\"algo\":\"model\",\"np\":%d,\"alpha_us\":%.3f,\"beta_GBs\":%.3f,"
@@ -382,6 +383,9 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
             const char *model = b.algos[a] == DPT_COLL_ALGO_MPI ? mpi_equivalent(b.size, nbytes)
                                                                 : name;
             double pred = dpt_coll_cost_predict(model, b.size, nbytes, seg, &b.cost);
+            const char *choice = "";
+            if (b.algos[a] == DPT_COLL_ALGO_AUTO)   /* its own model's pick and prediction */
+                choice = dpt_coll_algo_name(dpt_coll_auto_choice(b.coll, nbytes, &pred));
             double algbw = sec > 0 ? (double)nbytes / sec / 1e9 : 0.0;
             double busbw = b.size > 1 ? algbw * 2.0 * (b.size - 1) / b.size : algbw;
             wrong_row += wrong;
@@ -390,9 +394,10 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
             if (cfg->json)
                 fprintf(out, "{\"algo\":\"%s\",\"np\":%d,\"bytes\":%zu,\"dtype\":\"%s\","
                         "\"time_us\":%.3f,\"algbw_GBs\":%.4f,\"busbw_GBs\":%.4f,"
-                        "\"predicted_us\":%.3f,\"wrong\":%ld}\n", name, b.size, nbytes,
+                        "\"predicted_us\":%.3f,\"wrong\":%ld%s%s%s}\n", name, b.size, nbytes,
                         cfg->dtype ? cfg->dtype : "f32", 1e6 * sec, algbw, busbw,
-                        pred >= 0 ? 1e6 * pred : -1.0, wrong);
+                        pred >= 0 ? 1e6 * pred : -1.0, wrong, *choice ? ",\"choice\":\"" : "",
+                        choice, *choice ? "\"" : "");
             else
                 fprintf(out, "  %8.1f %9.3f %9.1f", 1e6 * sec, busbw, pred >= 0 ? 1e6 * pred : -1);
         }

@@ -7,7 +7,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 run() { mpirun --oversubscribe -np "$@" 2> "$TMP/err"; }
 run 3 "$DPT" bench allreduce --json --min-bytes 2 --max-bytes 256K --factor 8 --reps 2 > "$TMP/a.jsonl" \
   && ok || bad "bench allreduce np 3 exited $?: $(cat "$TMP/err")"
-for algo in ring tree rd rhd shm mpi; do
+for algo in ring tree rd rhd shm auto mpi; do
   n=$(grep -c "\"algo\":\"$algo\"" "$TMP/a.jsonl")
   [[ $n -eq 6 ]] && ok || bad "$algo: $n rows, want 6 (2 B = 0 floats, 16 B .. 64 KiB by 8)"
 done

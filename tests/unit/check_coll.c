@@ -30,9 +30,11 @@
 
 static const int rank_counts[] = {1, 2, 3, 4, 5, 7, 8, 9};
 #define N_RANK_COUNTS ((int)(sizeof rank_counts / sizeof rank_counts[0]))
-/* Every algorithm the loop transport runs ("mpi" needs MPI: tests/mpi/check_coll_mpi.c). */
+/* Every algorithm the loop transport runs ("mpi" and "shm" need MPI: tests/mpi/check_coll_mpi.c;
+ * "auto" probes over the threads and then runs one of the others). */
 static const dpt_coll_algo_t loop_algos[] = {DPT_COLL_ALGO_RING, DPT_COLL_ALGO_TREE,
-                                             DPT_COLL_ALGO_RD, DPT_COLL_ALGO_RHD};
+                                             DPT_COLL_ALGO_RD, DPT_COLL_ALGO_RHD,
+                                             DPT_COLL_ALGO_AUTO};
 #define N_LOOP_ALGOS ((int)(sizeof loop_algos / sizeof loop_algos[0]))
 
 /* ---- harness: p ranks as p threads ----------------------------------------------------------- */
@@ -400,6 +402,8 @@ static dpt_status_t noalloc_rank(rank_ctx_t *rc)
         dpt_coll_config_t cfg = {.max_bytes = sizeof bufs[0], .segment_bytes = 512,
                                  .deterministic = det};
         st = dpt_coll_create(rc->p2p, &cfg, &c[det]);
+        if (st == DPT_OK)   /* at setup, as documented: the probe allocates */
+            st = dpt_coll_auto_tune(c[det]);
     }
     pthread_barrier_wait(&na->barrier); /* every context exists */
     if (rc->rank == 0)

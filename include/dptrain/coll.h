@@ -156,6 +156,13 @@ dpt_status_t dpt_coll_allgather(dpt_coll_t *coll, const void *send, size_t nbyte
  * Identical on every rank of a context. */
 int dpt_coll_algo_available(const dpt_coll_t *coll, dpt_coll_algo_t algo, const char **why);
 
+/* This rank's slot of the "shm" shared window: max_bytes (in *nbytes) of memory owned by the
+ * context (valid until dpt_coll_destroy), or NULL where shm is unavailable. An all-reduce of a
+ * buffer that starts there skips shm's copy in (zero-copy; e.g. the gradient arena); any
+ * algorithm accepts it as an ordinary buffer. An shm all-reduce of any *other* buffer stages it
+ * through this slot, overwriting what was there. */
+void *dpt_coll_buffer(dpt_coll_t *coll, size_t *nbytes);
+
 /* This context's rank and rank count (those of its transport). */
 int dpt_coll_rank(const dpt_coll_t *coll);
 int dpt_coll_size(const dpt_coll_t *coll);

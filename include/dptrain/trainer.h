@@ -84,6 +84,7 @@ typedef struct dpt_bench_coll_config {
     const char *op;        /* sum | avg */
     int deterministic;
     size_t segment_bytes;  /* 0 = the collective layer's default */
+    int window;            /* reduce a buffer in the shm window (dpt_coll_buffer): zero-copy shm */
 } dpt_bench_coll_config_t;
 dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, long *wrong_total);
 

@@ -28,9 +28,9 @@
  * Limitations
  *   MPI transport only, and only when every rank shares one node (otherwise "hier" is the
  *   algorithm: not built yet); the context then reports shm as unavailable with the reason.
- *   The window costs max_bytes of shared memory per rank (/dev/shm). The copy in and out is the
- *   price of taking any user buffer; a zero-copy path for buffers that live in the window is a
- *   later step.
+ *   The window costs max_bytes of shared memory per rank (/dev/shm). The copy in is the price of
+ *   taking any user buffer: a buffer from dpt_coll_buffer() *is* the rank's slot, so step 1 and
+ *   the copy of the own chunk are skipped (about 2.5n instead of 5n bytes of traffic at p = 2).
  *
  * Example, p = 3, n = 3 chunks A B C; slot_r holds x_r after step 1:
  *   step 2: rank 0 writes slot_0.A = x0.A + x1.A + x2.A, rank 1 slot_1.B, rank 2 slot_2.C
@@ -124,6 +124,18 @@ fail:
     return st;
 }
 
+void *dpt_coll_buffer(dpt_coll_t *c, size_t *nbytes)
+{
+    if (!c || !c->shm) {
+        if (nbytes)
+            *nbytes = 0;
+        return NULL;
+    }
+    if (nbytes)
+        *nbytes = c->max_bytes;
+    return c->shm->slot[c->rank];
+}
+
 void dpt__shm_destroy(dpt_coll_t *c)
 {
     struct dpt__shm *s = c->shm;
@@ -148,7 +160,9 @@ dpt_status_t dpt__allreduce_shm(const dpt_coll_args_t *a)
                              "available: %s", c->rank, c->shm_why);
     int p = c->size, me = c->rank;
     size_t nbytes = a->count * a->esize;
-    memcpy(s->slot[me], a->buf, nbytes);
+    int in_window = a->buf == (void *)s->slot[me];   /* dpt_coll_buffer: no copy in */
+    if (!in_window)
+        memcpy(s->slot[me], a->buf, nbytes);
     DPT_CHECK(shm_sync(c));
     size_t off, len;
     dpt__chunk(a->count, (size_t)p, (size_t)me, &off, &len);
@@ -159,6 +173,8 @@ dpt_status_t dpt__allreduce_shm(const dpt_coll_args_t *a)
     dpt__fold_ptrs(a->dtype, a->op, p, src, len, acc, FOLD_TILE, s->slot[me] + off * a->esize);
     DPT_CHECK(shm_sync(c));
     for (int r = 0; r < p; r++) {
+        if (in_window && r == me)
+            continue;   /* folded in place */
         dpt__chunk(a->count, (size_t)p, (size_t)r, &off, &len);
         memcpy((unsigned char *)a->buf + off * a->esize, s->slot[r] + off * a->esize,
                len * a->esize);

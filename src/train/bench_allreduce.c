@@ -306,6 +306,7 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
 {
     bench_t b = {.cfg = cfg, .out = out};
     dpt_p2p_t *p2p = NULL;
+    void *heap_buf = NULL;
     dpt_status_t st = DPT_OK;
     *wrong_total = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &b.rank);
@@ -319,6 +320,7 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
     if (max_count == 0)
         max_count = 1;
     b.buf = dpt_malloc(max_count * b.esize);
+    heap_buf = b.buf;
     b.ref = dpt_malloc(max_count * sizeof(float));
     if (!b.buf || !b.ref) {
         st = dpt_error_set(DPT_ERR_NOMEM, "bench allreduce: %zu-byte buffers", cfg->max_bytes);
@@ -330,6 +332,15 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
     DPT_CHECK_GOTO(dpt_coll_create(p2p, &cc, &b.coll), st, done);
     DPT_CHECK_GOTO(fit_model(&b), st, done);
     DPT_CHECK_GOTO(dpt_coll_auto_tune(b.coll), st, done);
+    if (cfg->window) {
+        size_t cap = 0;
+        void *w = dpt_coll_buffer(b.coll, &cap);
+        if (w && cap >= max_count * b.esize)
+            b.buf = w;
+        else if (b.rank == 0)
+            fprintf(out, cfg->json ? "{\"note\":\"--window: no shm window, heap buffer used\"}\n"
+                                   : "# --window: no shm window here, heap buffer used\n");
+    }
     if (b.rank == 0) {
         if (cfg->json)
             fprintf(out, "{\"algo\":\"model\",\"np\":%d,\"alpha_us\":%.3f,\"beta_GBs\":%.3f,"
@@ -410,6 +421,7 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
             break;
     }
 done:
+    b.buf = heap_buf;
     dpt_coll_destroy(b.coll);
     dpt_p2p_destroy(p2p);
     dpt_free(b.buf);

@@ -99,6 +99,7 @@ static const option_def_t options[] = {
     {"dtype", T_STR, O(ar.dtype), 0, 0, CMD_BENCH_AR, "T", "f32, bf16 or f16 (default f32)"},
     {"op", T_STR, O(ar.op), 0, 0, CMD_BENCH_AR, "OP", "sum or avg (default sum)"},
     {"deterministic", T_BOOL, O(ar.deterministic), 0, 0, CMD_BENCH_AR, NULL, "rank-ordered reduction, same bits for every algorithm"},
+    {"window", T_BOOL, O(ar.window), 0, 0, CMD_BENCH_AR, NULL, "reduce a buffer inside the shm window (zero-copy shm; others treat it as any buffer)"},
     {"segment-bytes", T_SIZE, O(ar.segment_bytes), 0, 0, CMD_BENCH_AR, "N", "pipelining segment of ring and tree (default 256K)"},
     {"config", T_STR, O(config_file), 0, 0, ALL | CMD_BENCH_AR, "FILE", "read flags from FILE (lines 'name = value'); command-line flags win"},
     {"help", T_BOOL, O(help), 0, 0, ALL | CMD_BENCH_AR, NULL, "this help"},

@@ -192,6 +192,40 @@ static void movement(ctx_t *t)
         }
 }
 
+/* A buffer in the shm window (dpt_coll_buffer: zero-copy for shm) gives the same bits as an
+ * ordinary buffer, for shm and for a message-passing algorithm, several times in a row. */
+static void window_buffer(ctx_t *t)
+{
+    size_t cap = 0;
+    float *w = dpt_coll_buffer(t->coll[0][0], &cap);
+    int have = w != NULL, all = 0;
+    MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD);
+    CHECK(have == all, "dpt_coll_buffer: some ranks have a window, some not");
+    if (!all)
+        return;   /* ranks on several hosts: no shm */
+    const dpt_coll_algo_t algos[] = {DPT_COLL_ALGO_SHM, DPT_COLL_ALGO_RING};
+    const size_t counts[] = {1, 1021, 70001};
+    for (int k = 0; k < 3; k++)
+        for (int a = 0; a < 2; a++)
+            for (int rep = 0; rep < 3; rep++) {
+                size_t n = counts[k];
+                CHECK(n * sizeof(float) <= cap, "window of %zu bytes too small", cap);
+                fx_input_t in = {.count = n, .dtype = DPT_DTYPE_F32, .op = DPT_REDOP_AVG,
+                                 .seed = 900 + (uint64_t)(k * 10 + rep)};
+                /* the ordinary buffer first: shm stages it through the window */
+                fx_fill(&in, g_size, g_rank, t->buf);
+                dpt_status_t s2 = dpt_coll_allreduce(t->coll[0][0], t->buf, n, in.dtype, in.op,
+                                                     algos[a]);
+                fx_fill(&in, g_size, g_rank, w);
+                dpt_status_t s1 = dpt_coll_allreduce(t->coll[0][0], w, n, in.dtype, in.op, algos[a]);
+                CHECK(s1 == DPT_OK && s2 == DPT_OK, "window %s: %s", dpt_coll_algo_name(algos[a]),
+                      dpt_error_get());
+                CHECK(memcmp(w, t->buf, n * sizeof(float)) == 0,
+                      "window buffer and ordinary buffer differ: %s np=%d count=%zu",
+                      dpt_coll_algo_name(algos[a]), g_size, n);
+            }
+}
+
 static void errors(ctx_t *t)
 {
     dpt_status_t st = dpt_coll_allreduce(t->coll[0][0], t->buf, LARGE_COUNT + 1, DPT_DTYPE_F32,
@@ -229,6 +263,7 @@ int main(int argc, char **argv)
     if (all_ready) {
         allreduce_sweep(&t);
         movement(&t);
+        window_buffer(&t);
         errors(&t);
     } else {
         CHECK(0, "setup failed on some rank");

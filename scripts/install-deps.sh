@@ -5,7 +5,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libdnnl-dev
-      libzstd-dev zlib1g-dev check dataset-fashion-mnist gnuplot-nox)
+      libzstd-dev zlib1g-dev libturbojpeg0-dev check dataset-fashion-mnist gnuplot-nox)
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(python3-torch)
 fi

@@ -1,6 +1,6 @@
 /* dataset.h: in-memory image classification datasets read from disk (IDX for MNIST and
- * Fashion-MNIST, gzip or raw; CIFAR-10 binary). Images stay uint8 (N, C, H, W); the loader
- * normalizes and augments them per batch. */
+ * Fashion-MNIST, gzip or raw; CIFAR-10 binary; zstd shards from `dptrain prepare`). Images stay
+ * uint8 (N, C, H, W); the loader normalizes and augments them per batch. */
 #ifndef DPT_DATASET_H
 #define DPT_DATASET_H
 
@@ -31,8 +31,10 @@ dpt_status_t dpt_dataset_load_idx(const char *images_path, const char *labels_pa
 dpt_status_t dpt_dataset_load_cifar10(const char *dir, int train, dpt_dataset_t **out);
 
 /* Open by spec: "fashion-mnist[:DIR]", "mnist:DIR" (IDX files with the standard names
- * train-images-idx3-ubyte[.gz] etc.), "cifar10:DIR", "synthetic:N:C:H:W:K" (deterministic
- * learnable random data for tests and benchmarks). `train` picks the train or test split. */
+ * train-images-idx3-ubyte[.gz] etc.), "cifar10:DIR", "shards:DIR" (the shard-*.dps files of
+ * `dptrain prepare`; the test split is the val records; chunks are decompressed on a few threads),
+ * "synthetic:N:C:H:W:K" (deterministic learnable random data for tests and benchmarks). `train`
+ * picks the train or test split. */
 dpt_status_t dpt_dataset_open(const char *spec, int train, uint64_t seed, dpt_dataset_t **out);
 
 /* NULL-safe. */

@@ -20,6 +20,11 @@ typedef struct dpt_loader_config {
     int drop_last;    /* 1: drop the incomplete tail; 0: pad the last global batch (n_valid) */
     int crop_pad;     /* random crop after zero padding by this many pixels (0 = off) */
     int flip;         /* random horizontal flip with p = 0.5 */
+    int rrc;          /* random resized crop (Inception-style; not together with crop_pad): a
+                         rectangle of area fraction in rrc_scale and aspect w/h in rrc_ratio,
+                         resized back to H x W with bilinear interpolation */
+    float rrc_scale[2];   /* e.g. {0.35, 1} */
+    float rrc_ratio[2];   /* e.g. {3/4, 4/3} */
     int prefetch;     /* 1: assemble batches on a background thread */
 } dpt_loader_config_t;
 

@@ -29,6 +29,11 @@ float dpt_rng_normal(dpt_rng_t *r);
 uint32_t dpt_rng_below(dpt_rng_t *r, uint32_t n);
 
 /* Well-known stream ids so different uses never overlap. */
-enum { DPT_RNG_STREAM_INIT = 1, DPT_RNG_STREAM_SHUFFLE = 2, DPT_RNG_STREAM_AUGMENT = 3 };
+enum {
+    DPT_RNG_STREAM_INIT = 1,
+    DPT_RNG_STREAM_SHUFFLE = 2,
+    DPT_RNG_STREAM_AUGMENT = 3,
+    DPT_RNG_STREAM_RRC = 4      /* the loader's random resized crop rectangles */
+};
 
 #endif

@@ -11,7 +11,8 @@
 
 typedef struct dpt_train_config {
     const char *model_path;      /* models/fmnist-cnn.cfg */
-    const char *data_spec;       /* fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | synthetic:... */
+    const char *data_spec;       /* fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | shards:DIR |
+                                    synthetic:... */
     const char *backend;         /* "cpu" or "ref" */
     int threads;                 /* compute threads (0 = library default) */
     int blocked_layout;          /* cpu: 1 = oneDNN blocked activations, 0 = plain NCHW */
@@ -30,6 +31,8 @@ typedef struct dpt_train_config {
     float label_smoothing;
     uint64_t seed;
     int crop_pad, flip;          /* augmentation */
+    int random_resized_crop;     /* random area/aspect crop, resized back (not with crop_pad) */
+    float rrc_min_scale;         /* its smallest area fraction (default 0.35; aspect 3/4..4/3) */
     int prefetch;
     const char *metrics_path;    /* JSON lines, NULL = none */
     const char *save_path;       /* weights written at the end, NULL = none */

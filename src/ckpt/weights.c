@@ -1,15 +1,13 @@
 /* weights.c: save and load model weights (params + BN buffers) as one checksummed zstd frame,
  * written atomically (tmp file, fsync, rename, fsync of the directory). */
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 #include <zstd.h>
 
+#include "core/internal.h"
 #include "dptrain/alloc.h"
 #include "dptrain/checkpoint.h"
 
@@ -27,38 +25,11 @@ typedef struct header {
 } header_t;
 _Static_assert(sizeof(header_t) == HDR_BYTES, "weights header must be 64 bytes");
 
-static uint32_t crc_bytes(uint32_t crc, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    while (n > 0) {   /* zlib's crc32 takes a uInt length */
-        uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = (uint32_t)crc32(crc, b, chunk);
-        b += chunk;
-        n -= chunk;
-    }
-    return crc;
-}
-
 uint32_t dpt_param_crc(const float *params, size_t n_params, const float *buffers,
                        size_t n_buffers)
 {
-    uint32_t c = crc_bytes(0, params, n_params * sizeof(float));
-    return crc_bytes(c, buffers, n_buffers * sizeof(float));
-}
-
-static dpt_status_t write_all(int fd, const void *p, size_t n, const char *path)
-{
-    const char *b = p;
-    while (n > 0) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return dpt_error_set(DPT_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-        b += w;
-        n -= (size_t)w;
-    }
-    return DPT_OK;
+    uint32_t c = dpt__crc32(0, params, n_params * sizeof(float));
+    return dpt__crc32(c, buffers, n_buffers * sizeof(float));
 }
 
 dpt_status_t dpt_weights_save(const char *path, const float *params, size_t n_params,
@@ -68,8 +39,6 @@ dpt_status_t dpt_weights_save(const char *path, const float *params, size_t n_pa
     float *raw = dpt_malloc(raw_n ? raw_n : 1);
     size_t cap = ZSTD_compressBound(raw_n);
     void *z = dpt_malloc(cap);
-    char tmp[4096];
-    int fd = -1;
     dpt_status_t st = DPT_OK;
     if (!raw || !z) {
         st = dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory", path);
@@ -85,42 +54,13 @@ dpt_status_t dpt_weights_save(const char *path, const float *params, size_t n_pa
     header_t h = {.version = VERSION, .n_params = n_params, .n_buffers = n_buffers,
                   .payload_nbytes = zn};
     memcpy(h.magic, MAGIC, sizeof MAGIC);
-    h.payload_crc = crc_bytes(0, z, zn);
-    h.raw_crc = crc_bytes(0, raw, raw_n);
-    h.header_crc = crc_bytes(0, &h, offsetof(header_t, header_crc));
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        st = dpt_error_set(DPT_ERR_INVALID_ARG, "%s: path too long", path);
-        goto done;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        st = dpt_error_set(DPT_ERR_IO, "%s: %s", tmp, strerror(errno));
-        goto done;
-    }
-    DPT_CHECK_GOTO(write_all(fd, &h, sizeof h, tmp), st, done);
-    DPT_CHECK_GOTO(write_all(fd, z, zn, tmp), st, done);
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        fd = -1;
-        st = dpt_error_set(DPT_ERR_IO, "%s: fsync/close failed: %s", tmp, strerror(errno));
-        goto done;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        st = dpt_error_set(DPT_ERR_IO, "%s: rename from %s failed: %s", path, tmp, strerror(errno));
-        goto done;
-    }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+    h.payload_crc = dpt__crc32(0, z, zn);
+    h.raw_crc = dpt__crc32(0, raw, raw_n);
+    h.header_crc = dpt__crc32(0, &h, offsetof(header_t, header_crc));
+    const void *parts[2] = {&h, z};
+    size_t lens[2] = {sizeof h, zn};
+    st = dpt__write_atomic(path, 2, parts, lens);
 done:
-    if (fd >= 0) {
-        close(fd);
-        unlink(tmp);
-    }
     dpt_free(raw);
     dpt_free(z);
     return st;
@@ -145,7 +85,7 @@ dpt_status_t dpt_weights_load(const char *path, float *params, size_t n_params, 
         st = dpt_error_set(DPT_ERR_FORMAT, "%s: bad magic (not a dptrain weights file)", path);
         goto done;
     }
-    if (crc_bytes(0, &h, offsetof(header_t, header_crc)) != h.header_crc) {
+    if (dpt__crc32(0, &h, offsetof(header_t, header_crc)) != h.header_crc) {
         st = dpt_error_set(DPT_ERR_FORMAT, "%s: header checksum mismatch (corrupt file)", path);
         goto done;
     }
@@ -183,12 +123,12 @@ dpt_status_t dpt_weights_load(const char *path, float *params, size_t n_params, 
         st = dpt_error_set(DPT_ERR_FORMAT, "%s: trailing bytes after the payload", path);
         goto done;
     }
-    if (crc_bytes(0, z, h.payload_nbytes) != h.payload_crc) {
+    if (dpt__crc32(0, z, h.payload_nbytes) != h.payload_crc) {
         st = dpt_error_set(DPT_ERR_FORMAT, "%s: payload checksum mismatch (corrupt file)", path);
         goto done;
     }
     size_t dn = ZSTD_decompress(raw, raw_n, z, h.payload_nbytes);
-    if (ZSTD_isError(dn) || dn != raw_n || crc_bytes(0, raw, raw_n) != h.raw_crc) {
+    if (ZSTD_isError(dn) || dn != raw_n || dpt__crc32(0, raw, raw_n) != h.raw_crc) {
         st = dpt_error_set(DPT_ERR_FORMAT, "%s: payload does not decompress to the weights", path);
         goto done;
     }

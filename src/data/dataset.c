@@ -1,7 +1,8 @@
 /* dataset.c: dpt_dataset_open (spec parsing and standard file names), dataset allocation and
  * destruction, and per-channel pixel statistics. The first step of the data path: a spec from
  * the command line becomes an in-memory uint8 dataset that the loader then batches. Formats live
- * in fmt_idx.c (MNIST, Fashion-MNIST), fmt_cifar.c (CIFAR-10) and fmt_synth.c (synthetic). */
+ * in fmt_idx.c (MNIST, Fashion-MNIST), fmt_cifar.c (CIFAR-10), fmt_shard.c (shards written by
+ * `dptrain prepare`) and fmt_synth.c (synthetic). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -142,11 +143,17 @@ dpt_status_t dpt_dataset_open(const char *spec, int train, uint64_t seed, dpt_da
                                  spec);
         return dpt_dataset_load_cifar10(arg, train, out);
     }
+    if (IS_KIND("shards")) {
+        if (!arg || !arg[0])
+            return dpt_error_set(DPT_ERR_INVALID_ARG,
+                                 "dataset spec '%s': shards needs a directory (shards:DIR)", spec);
+        return dpt__dataset_open_shards(arg, train, out);
+    }
     if (IS_KIND("synthetic"))
         return dpt__dataset_open_synthetic(spec, train, seed, out);
 #undef IS_KIND
     return dpt_error_set(DPT_ERR_INVALID_ARG,
                          "unknown dataset spec '%s' (expected fashion-mnist[:DIR], mnist:DIR, "
-                         "cifar10:DIR or synthetic:N:C:H:W:K)",
+                         "cifar10:DIR, shards:DIR or synthetic:N:C:H:W:K)",
                          spec);
 }

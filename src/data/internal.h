@@ -27,4 +27,9 @@ void dpt__dataset_pixel_stats(dpt_dataset_t *ds);
 dpt_status_t dpt__dataset_open_synthetic(const char *spec, int train, uint64_t seed,
                                          dpt_dataset_t **out);
 
+/* "shards:DIR": the shards written by `dptrain prepare` (fmt_shard.c). `train` selects the records
+ * of the train shards, otherwise the val shards; mean/std come from the shard header (train
+ * statistics). Errors name the shard file and the chunk or record. */
+dpt_status_t dpt__dataset_open_shards(const char *dir, int train, dpt_dataset_t **out);
+
 #endif

@@ -1,9 +1,10 @@
 /* loader.c: turns a uint8 dataset into this rank's float batches (the step after the readers on
  * the data path). Per epoch a permutation of [0, N) is drawn from Philox keyed by (seed, epoch);
  * global batch g is permutation positions [g*B*P, (g+1)*B*P) and rank r takes the contiguous
- * slice [g*B*P + r*B, +B). Crop/flip randomness is keyed by (seed, epoch, position), so a sample
- * looks the same whatever the rank count or thread. An optional prefetch thread assembles the
- * next batch into a second buffer while the caller trains on the current one. */
+ * slice [g*B*P + r*B, +B). Crop/flip/resized-crop randomness is keyed by (seed, epoch, position),
+ * so a sample looks the same whatever the rank count or thread. An optional prefetch thread
+ * assembles the next batch into a second buffer while the caller trains on the current one. */
+#include <math.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -25,6 +26,14 @@
  * source pixel (y + dy - pad, x' + dx - pad), x' = W-1-x when flipped, else x; a source pixel
  * outside the image (the padding) is 0.0 in the normalized output, i.e. the padding is the
  * dataset mean rather than black, which keeps padded borders neutral for the first layer.
+ *
+ * Random resized crop (rrc, instead of crop_pad): try t = 0..9 takes the Philox block keyed
+ * (seed, epoch, 16 * position + t) -> area fraction s in rrc_scale, log-uniform aspect a in
+ * rrc_ratio, cw = round(sqrt(H*W*s*a)), ch = round(sqrt(H*W*s/a)); the first try that fits gets
+ * its offsets x0, y0 from the same block. If none fits: the largest centered rectangle with the
+ * aspect clamped to rrc_ratio (torchvision's rule). Output pixel (y, x), x' = W-1-x when flipped,
+ * samples the crop bilinearly at (y0 + (y + 0.5)*ch/H - 0.5, x0 + (x' + 0.5)*cw/W - 0.5), clamped
+ * to the crop, and is normalized like every other pixel.
  *
  * Prefetch: NBUF slots, each FREE -> FILLING (worker, unlocked) -> READY -> HELD (handed to the
  * caller) -> FREE (on the caller's next dpt_loader_next). The worker fills steps in order, so
@@ -64,6 +73,66 @@ static int word_below(uint32_t word, int n)
     return (int)(((uint64_t)word * (uint64_t)n) >> 32);
 }
 
+/* The random resized crop rectangle of sample position `pos` (see the layout comment). */
+static void rrc_rect(const dpt_loader_t *ld, int epoch, int64_t pos, int rect[4])
+{
+    const int H = ld->ds->h, W = ld->ds->w;
+    const float *sc = ld->cfg.rrc_scale, *ra = ld->cfg.rrc_ratio;
+    const double area = (double)H * W, lr0 = log(ra[0]), lr1 = log(ra[1]);
+    for (int t = 0; t < 10; t++) {
+        uint32_t u[4];
+        dpt_philox4x32(ld->cfg.seed, (uint64_t)(uint32_t)epoch << 32 | DPT_RNG_STREAM_RRC,
+                       (uint64_t)pos << 4 | (uint64_t)t, u);
+        double s = sc[0] + (sc[1] - sc[0]) * (double)(u[0] >> 8) * (1.0 / 16777216.0);
+        double a = exp(lr0 + (lr1 - lr0) * (double)(u[1] >> 8) * (1.0 / 16777216.0));
+        int cw = (int)lround(sqrt(area * s * a)), ch = (int)lround(sqrt(area * s / a));
+        if (cw >= 1 && cw <= W && ch >= 1 && ch <= H) {
+            rect[0] = word_below(u[2], W - cw + 1);
+            rect[1] = word_below(u[3], H - ch + 1);
+            rect[2] = cw;
+            rect[3] = ch;
+            return;
+        }
+    }
+    double in_ratio = (double)W / H;
+    int cw = W, ch = H;
+    if (in_ratio < ra[0])
+        ch = (int)lround(W / (double)ra[0]);
+    else if (in_ratio > ra[1])
+        cw = (int)lround(H * (double)ra[1]);
+    ch = ch < 1 ? 1 : ch > H ? H : ch;
+    cw = cw < 1 ? 1 : cw > W ? W : cw;
+    rect[0] = (W - cw) / 2;
+    rect[1] = (H - ch) / 2;
+    rect[2] = cw;
+    rect[3] = ch;
+}
+
+/* Bilinear resample of the crop rect (x0, y0, cw, ch) of one uint8 plane (H, W) to the
+ * normalized plane out (H, W); out = (v / 255 - mean) / std = v * scale + shift. */
+static void rrc_plane(const uint8_t *plane, int H, int W, const int rect[4], int flip, float scale,
+                      float shift, float *out)
+{
+    const float fx = (float)rect[2] / W, fy = (float)rect[3] / H;
+    const float xmax = (float)(rect[0] + rect[2] - 1), ymax = (float)(rect[1] + rect[3] - 1);
+    for (int oy = 0; oy < H; oy++) {
+        float sy = rect[1] + (oy + 0.5f) * fy - 0.5f;
+        sy = sy < rect[1] ? (float)rect[1] : sy > ymax ? ymax : sy;
+        int y0 = (int)sy, y1 = y0 + 1 < H ? y0 + 1 : y0;
+        float wy = sy - (float)y0;
+        const uint8_t *r0 = plane + (size_t)y0 * W, *r1 = plane + (size_t)y1 * W;
+        for (int ox = 0; ox < W; ox++) {
+            float sx = rect[0] + ((flip ? W - 1 - ox : ox) + 0.5f) * fx - 0.5f;
+            sx = sx < rect[0] ? (float)rect[0] : sx > xmax ? xmax : sx;
+            int x0 = (int)sx, x1 = x0 + 1 < W ? x0 + 1 : x0;
+            float wx = sx - (float)x0;
+            float top = r0[x0] + wx * (float)(r0[x1] - r0[x0]);
+            float bot = r1[x0] + wx * (float)(r1[x1] - r1[x0]);
+            out[(size_t)oy * W + ox] = (top + wy * (bot - top)) * scale + shift;
+        }
+    }
+}
+
 /* Sample at permutation position `pos` of `epoch`, normalized and augmented, into x (C, H, W). */
 static void assemble_sample(const dpt_loader_t *ld, int epoch, int64_t pos, float *x,
                             int32_t *y)
@@ -75,7 +144,7 @@ static void assemble_sample(const dpt_loader_t *ld, int epoch, int64_t pos, floa
     *y = ds->labels[idx];
 
     int dy = pad, dx = pad, flip = 0;
-    if (pad > 0 || ld->cfg.flip) {
+    if (pad > 0 || ld->cfg.flip || ld->cfg.rrc) {
         uint32_t r[4];
         dpt_philox4x32(ld->cfg.seed, (uint64_t)(uint32_t)epoch << 32 | DPT_RNG_STREAM_AUGMENT,
                        (uint64_t)pos, r);
@@ -84,6 +153,15 @@ static void assemble_sample(const dpt_loader_t *ld, int epoch, int64_t pos, floa
             dx = word_below(r[1], 2 * pad + 1);
         }
         flip = ld->cfg.flip && (r[2] >> 31);
+    }
+    if (ld->cfg.rrc) {
+        int rect[4];
+        rrc_rect(ld, epoch, pos, rect);
+        for (int c = 0; c < ds->c; c++)
+            rrc_plane(src + (size_t)c * H * W, H, W, rect, flip,
+                      1.0f / (255.0f * ds->std[c]), -ds->mean[c] / ds->std[c],
+                      x + (size_t)c * H * W);
+        return;
     }
 
     for (int c = 0; c < ds->c; c++) {
@@ -176,6 +254,15 @@ dpt_status_t dpt_loader_create(const dpt_dataset_t *ds, const dpt_loader_config_
                              "%d, crop_pad %d (need batch >= 1, 0 <= rank < nranks, 0 <= crop_pad "
                              "<= image side)", ds->name, cfg->batch, cfg->rank, cfg->nranks,
                              cfg->crop_pad);
+    if (cfg->rrc && (cfg->crop_pad > 0 || !(cfg->rrc_scale[0] > 0.0f) ||
+                     !(cfg->rrc_scale[0] <= cfg->rrc_scale[1]) || !(cfg->rrc_scale[1] <= 1.0f) ||
+                     !(cfg->rrc_ratio[0] > 0.0f) || !(cfg->rrc_ratio[0] <= cfg->rrc_ratio[1]) ||
+                     !isfinite(cfg->rrc_ratio[1])))
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "%s: bad random resized crop: scale [%g, %g], "
+                             "aspect [%g, %g], crop_pad %d (need 0 < scale0 <= scale1 <= 1, "
+                             "0 < aspect0 <= aspect1, no crop_pad)", ds->name,
+                             (double)cfg->rrc_scale[0], (double)cfg->rrc_scale[1],
+                             (double)cfg->rrc_ratio[0], (double)cfg->rrc_ratio[1], cfg->crop_pad);
     for (int c = 0; c < ds->c; c++)
         if (!(ds->std[c] > 0.0f))
             return dpt_error_set(DPT_ERR_INVALID_ARG, "%s: std of channel %d is %g, must be > 0",

@@ -16,9 +16,10 @@
 #include "dptrain/dataset.h"
 #include "dptrain/log.h"
 #include "dptrain/optim.h"
+#include "dptrain/prepare.h"
 #include "dptrain/trainer.h"
 
-enum { CMD_TRAIN = 1, CMD_EVAL = 2, CMD_BENCH = 4, CMD_BENCH_AR = 8 };
+enum { CMD_TRAIN = 1, CMD_EVAL = 2, CMD_BENCH = 4, CMD_BENCH_AR = 8, CMD_PREPARE = 16 };
 enum { T_INT, T_U64, T_DOUBLE, T_FLOAT, T_STR, T_BOOL, T_SCHED, T_LAYOUT, T_SIZE };
 
 typedef struct opts {
@@ -28,6 +29,8 @@ typedef struct opts {
     int warmup_steps, bench_steps;
     int profile;
     dpt_bench_coll_config_t ar;   /* bench allreduce */
+    dpt_prepare_config_t prep;    /* prepare */
+    const char *resize;           /* prepare --resize, parsed by dpt_resize_parse */
     int help;
 } opts_t;
 
@@ -48,12 +51,13 @@ typedef struct option_def {
 static const option_def_t options[] = {
     {"model", T_STR, C(model_path), 0, 0, ALL, "FILE", "model definition (default models/fmnist-cnn.cfg)"},
     {"data", T_STR, C(data_spec), 0, 0, CMD_TRAIN | CMD_EVAL, "SPEC",
-     "fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | synthetic:N:C:H:W:K (default fashion-mnist, "
+     "fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | shards:DIR (from dptrain prepare) | "
+     "synthetic:N:C:H:W:K (default fashion-mnist, "
      "read from " DPT_FASHION_MNIST_DIR ")"},
     {"weights", T_STR, O(weights), 0, 0, CMD_EVAL, "FILE", "weights written by train --save (required)"},
     {"backend", T_STR, C(backend), 0, 0, ALL, "NAME", "compute backend: cpu (oneDNN + OpenBLAS) or ref (plain C)"},
     {"device", T_STR, C(backend), 0, 0, ALL, "NAME", "alias of --backend (cpu)"},
-    {"threads", T_INT, C(threads), 0, 1024, ALL, "T", "compute threads per process (0 = OMP_NUM_THREADS or all cores)"},
+    {"threads", T_INT, C(threads), 0, 1024, ALL | CMD_PREPARE, "T", "compute (prepare: decode) threads per process (0 = OMP_NUM_THREADS or all cores)"},
     {"winograd", T_BOOL, C(conv_winograd), 0, 0, ALL, NULL, "cpu: Winograd for 3x3 stride-1 convolutions where oneDNN has it (default on; --no-winograd)"},
     {"layout", T_LAYOUT, C(blocked_layout), 0, 0, ALL, "blocked|nchw",
      "cpu backend activation layout between layers (default blocked)"},
@@ -74,9 +78,20 @@ static const option_def_t options[] = {
     {"weight-decay", T_FLOAT, C(sgd.weight_decay), 0, 1, CMD_TRAIN, "WD",
      "L2 weight decay on conv/fc weights, never on BN or bias (default 5e-4)"},
     {"label-smoothing", T_FLOAT, C(label_smoothing), 0, 0.999, CMD_TRAIN, "E", "label smoothing (default 0.1)"},
-    {"seed", T_U64, C(seed), 0, 0, ALL, "S", "seed for init, shuffle and augmentation (default 1)"},
+    {"seed", T_U64, C(seed), 0, 0, ALL | CMD_PREPARE, "S", "seed for init, shuffle and augmentation; prepare: the train/val draw (default 1)"},
     {"crop-pad", T_INT, C(crop_pad), 0, 64, CMD_TRAIN, "P", "random crop after padding by P pixels (default 0 = off)"},
     {"flip", T_BOOL, C(flip), 0, 0, CMD_TRAIN, NULL, "random horizontal flip (default on; --no-flip)"},
+    {"random-resized-crop", T_BOOL, C(random_resized_crop), 0, 0, CMD_TRAIN, NULL,
+     "random crop of area --rrc-min-scale..1 and aspect 3/4..4/3, resized back (default off)"},
+    {"rrc-min-scale", T_FLOAT, C(rrc_min_scale), 0.05, 1, CMD_TRAIN, "F", "smallest area fraction of --random-resized-crop (default 0.35)"},
+    {"input", T_STR, O(prep.input_dir), 0, 0, CMD_PREPARE, "DIR",
+     "JPEG folder: cat.N.jpg/dog.N.jpg files and/or one folder per class (Cat/, Dog/) (required)"},
+    {"output", T_STR, O(prep.output_dir), 0, 0, CMD_PREPARE, "DIR", "where shard-*.dps and manifest.txt go; created if missing (required)"},
+    {"size", T_INT, O(prep.size), 8, 1024, CMD_PREPARE, "S", "output images are S x S RGB (required; models/dvc-resnet.cfg wants 64)"},
+    {"resize", T_STR, O(resize), 0, 0, CMD_PREPARE, "MODE",
+     "shorter-crop (shorter side to S, center crop; default) or whole (squash to S x S)"},
+    {"val-fraction", T_DOUBLE, O(prep.val_fraction), 0, 0.9, CMD_PREPARE, "F", "validation share of every class (default 0.1)"},
+    {"force", T_BOOL, O(prep.force), 0, 0, CMD_PREPARE, NULL, "rebuild even if the manifest says the output is up to date"},
     {"prefetch", T_BOOL, C(prefetch), 0, 0, CMD_TRAIN | CMD_EVAL, NULL, "assemble batches on a background thread (default on)"},
     {"metrics", T_STR, C(metrics_path), 0, 0, CMD_TRAIN, "FILE", "write JSON-lines metrics (step, epoch, final records)"},
     {"save", T_STR, C(save_path), 0, 0, CMD_TRAIN, "FILE", "write the trained weights (atomically) at the end"},
@@ -101,15 +116,16 @@ static const option_def_t options[] = {
     {"deterministic", T_BOOL, O(ar.deterministic), 0, 0, CMD_BENCH_AR, NULL, "rank-ordered reduction, same bits for every algorithm"},
     {"window", T_BOOL, O(ar.window), 0, 0, CMD_BENCH_AR, NULL, "reduce a buffer inside the shm window (zero-copy shm; others treat it as any buffer)"},
     {"segment-bytes", T_SIZE, O(ar.segment_bytes), 0, 0, CMD_BENCH_AR, "N", "pipelining segment of ring and tree (default 256K)"},
-    {"config", T_STR, O(config_file), 0, 0, ALL | CMD_BENCH_AR, "FILE", "read flags from FILE (lines 'name = value'); command-line flags win"},
-    {"help", T_BOOL, O(help), 0, 0, ALL | CMD_BENCH_AR, NULL, "this help"},
+    {"config", T_STR, O(config_file), 0, 0, ALL | CMD_BENCH_AR | CMD_PREPARE, "FILE", "read flags from FILE (lines 'name = value'); command-line flags win"},
+    {"help", T_BOOL, O(help), 0, 0, ALL | CMD_BENCH_AR | CMD_PREPARE, NULL, "this help"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
 static const char *cmd_name(int cmd)
 {
     return cmd == CMD_TRAIN ? "train" : cmd == CMD_EVAL ? "eval"
-           : cmd == CMD_BENCH ? "bench train" : "bench allreduce";
+           : cmd == CMD_BENCH ? "bench train" : cmd == CMD_PREPARE ? "prepare"
+           : "bench allreduce";
 }
 
 static void usage_error(int cmd, const char *fmt, const char *a, const char *b)
@@ -127,6 +143,8 @@ static void print_help(int cmd)
         [CMD_BENCH] = "time training steps on a fixed synthetic batch (img/s, GFLOP/s)",
         [CMD_BENCH_AR] = "every all-reduce algorithm and MPI_Allreduce side by side, verified\n"
                          "  (run under mpirun: mpirun -np 4 build/dptrain bench allreduce)",
+        [CMD_PREPARE] = "turn a folder of JPEGs into zstd shards for --data shards:DIR\n"
+                        "  (bad files are reported and skipped; an unchanged re-run does nothing)",
     };
     printf("usage: dptrain %s [flags]\n  %s\n\nflags:\n", cmd_name(cmd), what[cmd]);
     for (size_t i = 0; i < N_OPTIONS; i++) {
@@ -146,6 +164,7 @@ static void print_main_help(void)
            "commands:\n"
            "  train        train a model (see 'dptrain train --help')\n"
            "  eval         evaluate saved weights ('dptrain eval --help')\n"
+           "  prepare      JPEG folder -> zstd shards ('dptrain prepare --help')\n"
            "  bench train  training-step throughput ('dptrain bench train --help')\n"
            "  bench allreduce  all-reduce algorithms vs MPI_Allreduce, under mpirun\n"
            "               ('dptrain bench allreduce --help')\n"
@@ -403,6 +422,7 @@ static int parse_command(opts_t *o, int cmd, int argc, char **argv)
     o->ar.max_bytes = (size_t)256 << 20;
     o->ar.factor = 4;
     o->ar.reps = 5;
+    dpt_prepare_config_default(&o->prep);
     /* The config file first, so that command-line flags win. */
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -507,6 +527,23 @@ int main(int argc, char **argv)
                100.0 * res.test_acc, res.test_correct, res.test_total, res.test_loss,
                res.param_crc);
         return 0;
+    }
+    if (!strcmp(sub, "prepare")) {
+        int rc = parse_command(&o, CMD_PREPARE, argc - 2, argv + 2);
+        if (rc)
+            return rc;
+        o.prep.seed = o.cfg.seed;
+        o.prep.threads = o.cfg.threads > 0 ? o.cfg.threads : omp_get_max_threads();
+        o.prep.out = stdout;
+        o.prep.err = stderr;
+        if ((o.resize && dpt_resize_parse(o.resize, &o.prep.resize) != DPT_OK) ||
+            dpt_prepare_check(&o.prep) != DPT_OK) {
+            usage_error(CMD_PREPARE, "%s%s", dpt_error_get(), "");
+            return 2;
+        }
+        dpt_prepare_result_t pr;
+        dpt_status_t st = dpt_prepare(&o.prep, &pr);
+        return st == DPT_OK ? 0 : fail("prepare", st);
     }
     if (!strcmp(sub, "bench") && argc >= 3 && !strcmp(argv[2], "allreduce"))
         return cmd_bench_allreduce(argc - 3, argv + 3);

@@ -42,6 +42,8 @@ void dpt_train_config_default(dpt_train_config_t *c)
     c->seed = 1;
     c->crop_pad = 0;
     c->flip = 1;
+    c->random_resized_crop = 0;
+    c->rrc_min_scale = 0.35f;
     c->prefetch = 1;
     c->progress = -1;
     c->log_every = 50;
@@ -158,7 +160,10 @@ dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
         DPT_CHECK_GOTO(open_test(&s, cfg), st, done);
     dpt_loader_config_t lc = {.batch = cfg->batch, .rank = 0, .nranks = 1, .seed = cfg->seed,
                               .shuffle = 1, .drop_last = 1, .crop_pad = cfg->crop_pad,
-                              .flip = cfg->flip, .prefetch = cfg->prefetch};
+                              .flip = cfg->flip, .prefetch = cfg->prefetch,
+                              .rrc = cfg->random_resized_crop,
+                              .rrc_scale = {cfg->rrc_min_scale, 1.0f},
+                              .rrc_ratio = {3.0f / 4.0f, 4.0f / 3.0f}};
     DPT_CHECK_GOTO(dpt_loader_create(s.train, &lc, &s.train_ld), st, done);
     int steps_per_epoch = dpt_loader_steps(s.train_ld);
     if (steps_per_epoch <= 0) {

@@ -12,38 +12,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "check_files.h"
 #include "check_main.h"
 #include "dptrain/dataset.h"
 
 /* --- fixtures ---------------------------------------------------------------------------- */
-
-static char tmpdir[256];
-
-static void make_tmpdir(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/dpt_check_data_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void remove_tmpdir(void)
-{
-    nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char bufs[4][512];
-    static int next;
-    char *p = bufs[next++ % 4];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
 
 static void write_file(const char *path, const void *data, size_t n, int gz)
 {
@@ -58,19 +31,6 @@ static void write_file(const char *path, const void *data, size_t n, int gz)
         ck_assert_uint_eq(fwrite(data, 1, n, f), n);
         ck_assert_int_eq(fclose(f), 0);
     }
-}
-
-static size_t read_whole(const char *path, uint8_t **out)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *out = malloc((size_t)n);
-    ck_assert_uint_eq(fread(*out, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    return (size_t)n;
 }
 
 static void put_be32(uint8_t *p, uint32_t v)
@@ -132,17 +92,6 @@ static double assert_dataset_exact(const dpt_dataset_t *ds, int n, int h, int w)
         }
     }
     return sum / ((double)n * h * w) / 255.0;
-}
-
-/* Expect `st` and a message naming `path` (and containing `word` when non-NULL). */
-static void assert_error(dpt_status_t got, dpt_status_t want, const char *path, const char *word)
-{
-    const char *msg = dpt_error_get();
-    ck_assert_msg(got == want, "status %s, want %s (%s)", dpt_status_str(got),
-                  dpt_status_str(want), msg);
-    ck_assert_msg(strstr(msg, path) != NULL, "message '%s' does not name '%s'", msg, path);
-    if (word)
-        ck_assert_msg(strstr(msg, word) != NULL, "message '%s' lacks '%s'", msg, word);
 }
 
 /* --- IDX: good files ------------------------------------------------------------------- */

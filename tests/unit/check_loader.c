@@ -1,8 +1,9 @@
 /* check_loader.c: unit tests of the batch loader (src/data/loader.c): per-epoch permutation, rank
  * shards of each global batch (their union in rank order equals the one-rank batch, also with
- * augmentation), drop_last padding, normalization, crop/flip geometry, prefetch giving the same
- * bytes as synchronous assembly, and no allocation after create. Datasets are built in memory
- * with label i for sample i, so every batch slot says which sample it holds. */
+ * augmentation), drop_last padding, normalization, crop/flip and random-resized-crop geometry,
+ * prefetch giving the same bytes as synchronous assembly, and no allocation after create.
+ * Datasets are built in memory with label i for sample i, so every batch slot says which sample
+ * it holds. */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -59,6 +60,16 @@ static dpt_loader_t *make_loader(const dpt_dataset_t *ds, dpt_loader_config_t cf
     dpt_status_t st = dpt_loader_create(ds, &cfg, &ld);
     ck_assert_msg(st == DPT_OK, "create: %s", dpt_error_get());
     return ld;
+}
+
+/* Random resized crop on: area fraction [min_scale, 1], aspect [3/4, 4/3] (the trainer's). */
+static void set_rrc(dpt_loader_config_t *cfg, float min_scale)
+{
+    cfg->rrc = 1;
+    cfg->rrc_scale[0] = min_scale;
+    cfg->rrc_scale[1] = 1.0f;
+    cfg->rrc_ratio[0] = 0.75f;
+    cfg->rrc_ratio[1] = 4.0f / 3.0f;
 }
 
 /* The labels (= sample ids) of every valid slot of one epoch, in order. Returns the count. */
@@ -174,6 +185,10 @@ START_TEST(rank_shards_partition_global_batch)
         cfg.drop_last = drop_last;
         cfg.crop_pad = 2;
         cfg.flip = 1;
+        if (drop_last) {   /* the other augmentation: random resized crop */
+            cfg.crop_pad = 0;
+            set_rrc(&cfg, 0.3f);
+        }
         dpt_loader_t *one = make_loader(ds, cfg);
         dpt_loader_t *rank[12];
         for (int r = 0; r < P; r++) {
@@ -342,6 +357,77 @@ START_TEST(augmentation_geometry)
 }
 END_TEST
 
+/* Random resized crop with scale 1 and aspect 1 on square images is the identity (no flip). */
+START_TEST(rrc_identity)
+{
+    enum { N = 30, C = 3, H = 7, W = 7 };
+    dpt_dataset_t *ds = make_ds(N, C, H, W, 0.4f, 0.3f);
+    dpt_loader_config_t cfg = config(5, 0, 1);
+    cfg.rrc = 1;
+    cfg.rrc_scale[0] = cfg.rrc_scale[1] = 1.0f;
+    cfg.rrc_ratio[0] = cfg.rrc_ratio[1] = 1.0f;
+    dpt_loader_t *ld = make_loader(ds, cfg);
+    ck_assert_int_eq(dpt_loader_start_epoch(ld, 0), DPT_OK);
+    for (int s = 0; s < dpt_loader_steps(ld); s++) {
+        const dpt_batch_t *b = NULL;
+        ck_assert_int_eq(dpt_loader_next(ld, &b), DPT_OK);
+        for (int i = 0; i < b->n_valid; i++)
+            for (int j = 0; j < C * H * W; j++) {
+                float want = (pixel_of(b->y[i], j) / 255.0f - 0.4f) / 0.3f;
+                ck_assert_float_eq_tol(b->x[(size_t)i * C * H * W + j], want, 1e-5f);
+            }
+    }
+    dpt_loader_destroy(ld);
+    dpt_dataset_destroy(ds);
+}
+END_TEST
+
+/* On images that are a linear ramp v = 10 + 6x + 11y, bilinear sampling is exact, so the step
+ * between neighbouring interior output pixels gives the crop size: cw = step_x * W / 6 (negative
+ * when flipped), ch = step_y * H / 11. Every crop must have an integer size, an area fraction and
+ * aspect in the configured ranges (up to rounding), stay inside the image, and the draws must
+ * vary and flip about half the time. */
+START_TEST(rrc_geometry)
+{
+    enum { N = 300, H = 12, W = 12 };
+    dpt_dataset_t *ds = make_ds(N, 1, H, W, 0.0f, 1.0f);
+    for (int i = 0; i < N; i++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                ds->images[((size_t)i * H + y) * W + x] = (uint8_t)(10 + 6 * x + 11 * y);
+    dpt_loader_config_t cfg = config(20, 0, 1);
+    cfg.flip = 1;
+    set_rrc(&cfg, 0.25f);
+    dpt_loader_t *ld = make_loader(ds, cfg);
+    int flipped = 0, widths[W + 1] = {0}, distinct = 0;
+    ck_assert_int_eq(dpt_loader_start_epoch(ld, 2), DPT_OK);
+    for (int s = 0; s < dpt_loader_steps(ld); s++) {
+        const dpt_batch_t *b = NULL;
+        ck_assert_int_eq(dpt_loader_next(ld, &b), DPT_OK);
+        for (int i = 0; i < b->n_valid; i++) {
+            const float *x = b->x + (size_t)i * H * W;
+            for (int j = 0; j < H * W; j++)
+                ck_assert(x[j] * 255.0f >= 10.0f - 1e-3f && x[j] * 255.0f <= 197.0f + 1e-3f);
+            float sx = (x[5 * W + 6] - x[5 * W + 5]) * 255.0f * W / 6.0f;
+            float sy = (x[6 * W + 5] - x[5 * W + 5]) * 255.0f * H / 11.0f;
+            int cw = (int)lroundf(fabsf(sx)), ch = (int)lroundf(sy);
+            ck_assert_msg(fabsf(fabsf(sx) - cw) < 1e-2f && fabsf(sy - ch) < 1e-2f,
+                          "crop %g x %g is not whole pixels", (double)sx, (double)sy);
+            ck_assert(cw >= 1 && cw <= W && ch >= 1 && ch <= H);
+            double area = (double)cw * ch / (H * W), aspect = (double)cw / ch;
+            ck_assert_msg(area >= 0.2 && area <= 1.0 && aspect >= 0.6 && aspect <= 1.7,
+                          "crop %d x %d", cw, ch);
+            flipped += sx < 0;
+            distinct += widths[cw]++ == 0;
+        }
+    }
+    ck_assert(flipped > 100 && flipped < 200);   /* p = 0.5 of 300 */
+    ck_assert_int_ge(distinct, 4);
+    dpt_loader_destroy(ld);
+    dpt_dataset_destroy(ds);
+}
+END_TEST
+
 START_TEST(prefetch_matches_sync)
 {
     enum { N = 131, C = 3, H = 8, W = 8 };
@@ -460,6 +546,11 @@ START_TEST(bad_config_and_call_order)
         {.batch = 4, .nranks = 1, .crop_pad = 5},
         {.batch = 21, .nranks = 1, .drop_last = 1},   /* not one full batch */
         {.batch = 4, .nranks = 6, .drop_last = 1},
+        {.batch = 4, .nranks = 1, .crop_pad = 1, .rrc = 1, .rrc_scale = {0.5f, 1},
+         .rrc_ratio = {1, 1}},
+        {.batch = 4, .nranks = 1, .rrc = 1, .rrc_scale = {0, 1}, .rrc_ratio = {1, 1}},
+        {.batch = 4, .nranks = 1, .rrc = 1, .rrc_scale = {0.5f, 1.5f}, .rrc_ratio = {1, 1}},
+        {.batch = 4, .nranks = 1, .rrc = 1, .rrc_scale = {0.5f, 1}, .rrc_ratio = {2, 1}},
     };
     for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++) {
         dpt_loader_t *ld = (dpt_loader_t *)1;
@@ -536,6 +627,8 @@ static Suite *loader_suite(void)
     tc = tcase_create("transform");
     tcase_add_test(tc, normalization_known_pixels);
     tcase_add_test(tc, augmentation_geometry);
+    tcase_add_test(tc, rrc_identity);
+    tcase_add_test(tc, rrc_geometry);
     tcase_add_test(tc, synthetic_through_loader);
     suite_add_tcase(s, tc);
 

@@ -19,28 +19,10 @@
 #include <time.h>
 
 #include "comm/internal.h"
+#include "core/internal.h"
 #include "dptrain/alloc.h"
 #include "dptrain/coll_cost.h"
 #include "dptrain/log.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* FNV-1a over the bytes, chained. */
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
@@ -103,7 +85,7 @@ static dpt_status_t probe(dpt_coll_t *c, dpt_coll_cost_t *out)
     for (size_t sz = 8; sz <= big; sz *= 16) {
         int reps = sz >= ((size_t)1 << 18) ? 5 : 21;
         for (int r = 0; r < reps; r++) {
-            double t0 = now_s();
+            double t0 = dpt__now();
             int k = 0;
             if (c->rank == 0) {
                 DPT_CHECK_GOTO(dpt__post_send(c, msg, sz, peer, DPT__TAG_PROBE, c->reqs, &k), st, done);
@@ -116,20 +98,20 @@ static dpt_status_t probe(dpt_coll_t *c, dpt_coll_cost_t *out)
                 DPT_CHECK_GOTO(dpt__post_send(c, msg, sz, peer, DPT__TAG_PROBE, c->reqs, &k), st, done);
                 DPT_CHECK_GOTO(dpt__wait(c, c->reqs, &k), st, done);
             }
-            ts[r] = (now_s() - t0) / 2;
+            ts[r] = (dpt__now() - t0) / 2;
         }
         xs[n] = (double)sz;
-        ys[n++] = median(ts, reps);
+        ys[n++] = dpt__median(ts, reps);
     }
     if (c->rank == 0) {
         DPT_CHECK_GOTO(dpt_coll_cost_fit_link(xs, ys, n, &out->alpha, &out->beta), st, done);
         size_t cnt = big / sizeof(float);
         for (int r = 0; r < 5; r++) {
-            double t0 = now_s();
+            double t0 = dpt__now();
             dpt__reduce(DPT_DTYPE_F32, y, y, x, cnt);
-            ts[r] = now_s() - t0;
+            ts[r] = dpt__now() - t0;
         }
-        out->gamma = median(ts, 5) / (double)big;
+        out->gamma = dpt__median(ts, 5) / (double)big;
     }
 done:
     dpt_free(msg);

@@ -9,6 +9,12 @@
 
 #include "dptrain/status.h"
 
+/* Seconds on the monotonic clock (for intervals). */
+double dpt__now(void);
+
+/* Median of v[0..n) (sorts v in place; 0 for n <= 0). */
+double dpt__median(double *v, int n);
+
 /* zlib's CRC32 (the gzip/PNG polynomial) of n bytes, continuing from `crc` (start with 0). Any
  * length: zlib itself takes a uInt. */
 uint32_t dpt__crc32(uint32_t crc, const void *p, size_t n);

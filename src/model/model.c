@@ -8,6 +8,7 @@
 
 #include "dptrain/alloc.h"
 #include "dptrain/rng.h"
+#include "core/internal.h"
 #include "model/internal.h"
 
 typedef struct node {
@@ -47,12 +48,7 @@ struct dpt_model {
     long profile_steps;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+
 
 static dpt_tensor_t *node_input(dpt_model_t *m, node_t *nd, int i)
 {
@@ -348,10 +344,10 @@ dpt_status_t dpt_model_forward(dpt_model_t *m, const float *x, const int32_t *la
             .n_valid = n_valid,
             .training = training,
         };
-        double t0 = m->profile ? now_s() : 0;
+        double t0 = m->profile ? dpt__now() : 0;
         DPT_CHECK(m->ops->forward(nd->op, &a));
         if (m->profile)
-            nd->t_fwd += now_s() - t0;
+            nd->t_fwd += dpt__now() - t0;
     }
     m->profile_steps += m->profile && training;
     return DPT_OK;
@@ -361,7 +357,7 @@ dpt_status_t dpt_model_backward(dpt_model_t *m)
 {
     for (int i = m->n_nodes - 1; i >= 0; i--) {
         node_t *nd = &m->nodes[i];
-        double t0 = m->profile ? now_s() : 0;
+        double t0 = m->profile ? dpt__now() : 0;
         if (nd->n_extra) {
             /* Sum the gradients of the extra consumers into grad. */
             for (int k = 0; k < nd->n_extra; k++) {
@@ -388,7 +384,7 @@ dpt_status_t dpt_model_backward(dpt_model_t *m)
         }
         DPT_CHECK(m->ops->backward(nd->op, &a));
         if (m->profile)
-            nd->t_bwd += now_s() - t0;
+            nd->t_bwd += dpt__now() - t0;
         if (nd->info.n_params && m->opt.grad_ready)
             m->opt.grad_ready(m->opt.grad_ready_ctx, nd->p_off, nd->info.n_params);
     }

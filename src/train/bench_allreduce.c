@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/internal.h"
 #include "dptrain/alloc.h"
 #include "dptrain/coll.h"
 #include "dptrain/coll_cost.h"
@@ -36,18 +37,6 @@ typedef struct bench {
     dpt_coll_cost_t cost;
     FILE *out;
 } bench_t;
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* float <-> 16-bit storage for the verification data (integers of |x| <= 8p: exact in both). */
 static uint16_t to_bf16(float f)
@@ -150,7 +139,7 @@ static dpt_status_t time_algo(bench_t *b, dpt_coll_algo_t algo, size_t count, do
         MPI_Allreduce(&t, &tmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
         blocks[r] = tmax;
     }
-    *sec = median(blocks, reps);
+    *sec = dpt__median(blocks, reps);
     return DPT_OK;
 }
 
@@ -182,7 +171,7 @@ static dpt_status_t fit_model(bench_t *b)
                 ts[r] = (MPI_Wtime() - t0) / 2;
             }
             xs[n] = (double)sz;
-            ys[n++] = median(ts, reps);
+            ys[n++] = dpt__median(ts, reps);
         }
         if (b->rank == 0) {
             if (n >= 2)
@@ -205,7 +194,7 @@ static dpt_status_t fit_model(bench_t *b)
             }
             volatile float sink = y[cnt / 2];   /* keep the loop */
             (void)sink;
-            params[2] = median(ts, 5) / (double)(cnt * sizeof(float));
+            params[2] = dpt__median(ts, 5) / (double)(cnt * sizeof(float));
             dpt_free(y);
             dpt_free(xx);
         }
@@ -234,7 +223,7 @@ static void memcpy_line(bench_t *b)
             memcpy(dst, src, n);
             ts[r] = MPI_Wtime() - t0;
         }
-        per = (double)n / median(ts, 5) / 1e9;
+        per = (double)n / dpt__median(ts, 5) / 1e9;
     }
     double sum = 0, mn = 0;
     MPI_Allreduce(&per, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);

@@ -8,7 +8,7 @@
 #include "dptrain/status.h"
 
 /* Monotonic seconds. */
-double dpt__now(void);
+#include "core/internal.h"   /* dpt__now, dpt__median */
 
 /* JSON-lines metrics writer (field names are read by scripts: keep them stable). */
 typedef struct dpt_metrics {

@@ -50,13 +50,6 @@ void dpt_train_config_default(dpt_train_config_t *c)
     c->eval_every_epoch = 1;
 }
 
-double dpt__now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Everything one run owns, destroyed in reverse order by session_fini. */
 typedef struct session {
     const dpt_backend_ops_t *ops;
@@ -318,12 +311,6 @@ done:
     return st;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 dpt_status_t dpt_bench_train(const dpt_train_config_t *cfg, int warmup, int steps,
                              dpt_bench_result_t *res)
 {
@@ -371,8 +358,7 @@ dpt_status_t dpt_bench_train(const dpt_train_config_t *cfg, int warmup, int step
         if (i >= warmup)
             times[i - warmup] = dpt__now() - t0;
     }
-    qsort(times, (size_t)steps, sizeof(double), cmp_double);
-    double med = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
+    double med = dpt__median(times, steps);   /* sorts times */
     res->steps = steps;
     res->img_s_median = cfg->batch / med;
     res->img_s_min = cfg->batch / times[steps - 1];

@@ -17,14 +17,18 @@ LOG=$OUT/allreduce.jsonl
 : > "$LOG"
 [[ -x build/dptrain ]] || { echo "run 'make build' first" >&2; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus; $(mpirun --version | head -1)"
+echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc --all) cpus; $(mpirun --version | head -1)"
 for r in $(seq "$ROUNDS"); do
   for np in 2 4; do
     extra=()
-    ((np > $(nproc))) && extra=(--oversubscribe)
+    ((np > $(nproc --all))) && extra=(--oversubscribe)
     mpirun "${extra[@]}" -np "$np" build/dptrain bench allreduce --json --min-bytes 4 \
       --max-bytes "$MAX" --factor 4 \
       | sed "s/^{/{\"run\":$r,/" >> "$LOG"
+    # shm on a buffer inside its window (dpt_coll_buffer: no copy in), reported as "shm0copy"
+    mpirun "${extra[@]}" -np "$np" build/dptrain bench allreduce --json --min-bytes 4 \
+      --max-bytes "$MAX" --factor 4 --algos shm --window \
+      | grep '"algo":"shm"' | sed "s/^{/{\"run\":$r,/; s/\"algo\":\"shm\"/\"algo\":\"shm0copy\"/" >> "$LOG"
   done
 done
 python3 benchmarks/summarize_allreduce.py "$LOG"

@@ -14,7 +14,7 @@ import json
 import statistics
 import sys
 
-OURS = ("ring", "tree", "rd", "rhd", "shm", "hier")
+OURS = ("ring", "tree", "rd", "rhd", "shm", "shm0copy", "hier")
 
 
 def main():

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dptrain/coll_cost.h"
 #include "dptrain/status.h"
 
 /* Element types. bf16 and fp16 are stored as uint16_t bit patterns; reductions convert operands
@@ -135,6 +136,9 @@ dpt_status_t dpt_coll_auto_tune(dpt_coll_t *coll);
 /* The algorithm "auto" picks for `nbytes` on this context and the model's predicted seconds
  * (after dpt_coll_auto_tune; before it, ring and -1). Local and identical on every rank. */
 dpt_coll_algo_t dpt_coll_auto_choice(dpt_coll_t *coll, size_t nbytes, double *predicted);
+
+/* The model "auto" uses (zeros before dpt_coll_auto_tune), for reports next to measurements. */
+void dpt_coll_auto_model(const dpt_coll_t *coll, dpt_coll_cost_t *out);
 
 /* Broadcast `nbytes` bytes of `buf` from rank `root` to all ranks (in place). Binomial tree,
  * pipelined in segment_bytes pieces. Collective. Any size (not limited by max_bytes); allocates

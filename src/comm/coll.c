@@ -219,6 +219,11 @@ dpt_coll_algo_t dpt_coll_auto_choice(dpt_coll_t *c, size_t nbytes, double *predi
     return dpt__auto_choose(c, nbytes, predicted);
 }
 
+void dpt_coll_auto_model(const dpt_coll_t *c, dpt_coll_cost_t *out)
+{
+    *out = c->cost;
+}
+
 int dpt_coll_rank(const dpt_coll_t *c) { return c->rank; }
 int dpt_coll_size(const dpt_coll_t *c) { return c->size; }
 

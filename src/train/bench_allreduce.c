@@ -7,9 +7,8 @@
  * median block. algbw = bytes / time; busbw = algbw * 2(p-1)/p (the nccl-tests definition, the
  * bytes each rank must move for a bandwidth-optimal all-reduce). In the same run: the memcpy
  * bandwidth of the machine (all ranks copying at once, as they do in an on-node all-reduce) and
- * the alpha-beta-gamma model's prediction, with alpha and beta fitted by a ping-pong between
- * ranks 0 and 1 and gamma by timing a float add on rank 0 (values identical on all ranks: rank 0
- * fits, then broadcasts). */
+ * the alpha-beta-gamma model's prediction, from the very model "auto" fits (dpt_coll_auto_tune:
+ * a ping-pong between ranks 0 and 1 and a reduction timing on rank 0, shared by rank 0). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,68 +142,6 @@ static dpt_status_t time_algo(bench_t *b, dpt_coll_algo_t algo, size_t count, do
     return DPT_OK;
 }
 
-/* Ping-pong between ranks 0 and 1 (alpha, beta) and a float add on rank 0 (gamma). */
-static dpt_status_t fit_model(bench_t *b)
-{
-    memset(&b->cost, 0, sizeof b->cost);
-    double params[3] = {0, 0, 0};
-    if (b->rank == 0 || b->rank == 1) {
-        size_t big = (size_t)4 << 20;
-        char *msg = dpt_malloc(big);
-        if (!msg)
-            return dpt_error_set(DPT_ERR_NOMEM, "bench allreduce: ping-pong buffer");
-        memset(msg, 1, big);
-        double xs[8], ys[8];
-        int n = 0;
-        for (size_t sz = 8; sz <= big && b->size > 1; sz *= 8) {
-            int reps = sz > (1u << 20) ? 5 : 50;
-            double ts[50];
-            for (int r = 0; r < reps; r++) {
-                double t0 = MPI_Wtime();
-                if (b->rank == 0) {
-                    MPI_Send(msg, (int)sz, MPI_BYTE, 1, 7, MPI_COMM_WORLD);
-                    MPI_Recv(msg, (int)sz, MPI_BYTE, 1, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-                } else {
-                    MPI_Recv(msg, (int)sz, MPI_BYTE, 0, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-                    MPI_Send(msg, (int)sz, MPI_BYTE, 0, 7, MPI_COMM_WORLD);
-                }
-                ts[r] = (MPI_Wtime() - t0) / 2;
-            }
-            xs[n] = (double)sz;
-            ys[n++] = dpt__median(ts, reps);
-        }
-        if (b->rank == 0) {
-            if (n >= 2)
-                DPT_CHECK(dpt_coll_cost_fit_link(xs, ys, n, &params[0], &params[1]));
-            /* gamma: y += x over 16 MiB of floats, bytes of one operand per second */
-            size_t cnt = (size_t)4 << 20;
-            float *y = dpt_calloc(cnt * sizeof(float)), *xx = dpt_calloc(cnt * sizeof(float));
-            if (!y || !xx) {
-                dpt_free(y);
-                dpt_free(xx);
-                dpt_free(msg);
-                return dpt_error_set(DPT_ERR_NOMEM, "bench allreduce: gamma buffers");
-            }
-            double ts[5];
-            for (int r = 0; r < 5; r++) {
-                double t0 = MPI_Wtime();
-                for (size_t i = 0; i < cnt; i++)
-                    y[i] += xx[i];
-                ts[r] = MPI_Wtime() - t0;
-            }
-            volatile float sink = y[cnt / 2];   /* keep the loop */
-            (void)sink;
-            params[2] = dpt__median(ts, 5) / (double)(cnt * sizeof(float));
-            dpt_free(y);
-            dpt_free(xx);
-        }
-        dpt_free(msg);
-    }
-    MPI_Bcast(params, 3, MPI_DOUBLE, 0, MPI_COMM_WORLD);
-    b->cost = (dpt_coll_cost_t){.alpha = params[0], .beta = params[1], .gamma = params[2]};
-    return DPT_OK;
-}
-
 /* memcpy bandwidth with every rank copying at once: bytes copied per second, per rank and sum. */
 static void memcpy_line(bench_t *b)
 {
@@ -319,8 +256,8 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
     dpt_coll_config_t cc = {.max_bytes = max_count * b.esize, .segment_bytes = cfg->segment_bytes,
                             .deterministic = cfg->deterministic};
     DPT_CHECK_GOTO(dpt_coll_create(p2p, &cc, &b.coll), st, done);
-    DPT_CHECK_GOTO(fit_model(&b), st, done);
-    DPT_CHECK_GOTO(dpt_coll_auto_tune(b.coll), st, done);
+    DPT_CHECK_GOTO(dpt_coll_auto_tune(b.coll), st, done);   /* the model auto uses */
+    dpt_coll_auto_model(b.coll, &b.cost);
     if (cfg->window) {
         size_t cap = 0;
         void *w = dpt_coll_buffer(b.coll, &cap);

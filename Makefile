@@ -1,5 +1,6 @@
 # dptrain top-level Makefile: the two set-up commands of README.md.
-#   make run    install dependencies, build, train fmnist-cnn on Fashion-MNIST (the default)
+#   make run    install dependencies, build, train fmnist-cnn on Fashion-MNIST (the default) with
+#               2 ranks through launch/dptrain-run (mpirun, cores split between the ranks)
 #   make test   install dependencies, build, run every test (ctest)
 #   make build  build only (binary at build/dptrain)
 #   make asan   build with ASan+UBSan in build-asan and run the unit tests there
@@ -18,8 +19,8 @@ build: deps
 	cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	$(BUILD)/dptrain train --model models/fmnist-cnn.cfg --data fashion-mnist \
-	  --metrics $(BUILD)/metrics.jsonl $(RUN_FLAGS)
+	DPTRAIN=$(BUILD)/dptrain launch/dptrain-run -n 2 -- train --model models/fmnist-cnn.cfg \
+	  --data fashion-mnist --metrics $(BUILD)/metrics.jsonl $(RUN_FLAGS)
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j 2

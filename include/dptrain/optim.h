@@ -13,6 +13,9 @@ typedef struct dpt_sgd_config {
     float momentum;
     int nesterov;
     float weight_decay;   /* applied to segments with decay = 1 (conv/fc weights only) */
+    int lars;             /* 1: LARS trust ratio per decayed segment (BN and biases excluded):
+                             g' = eta*|p|/(|g| + wd*|p|) * (g + wd*p), then the momentum update */
+    float lars_eta;       /* LARS trust coefficient (default 0.001) */
 } dpt_sgd_config_t;
 
 /* One SGD step over every segment. params, grads and mom have the arena's length. */

@@ -19,8 +19,9 @@ typedef struct dpt_train_config {
     int conv_winograd;           /* cpu: Winograd 3x3 convolutions where available (default 1) */
     int fuse_bn_relu;
     int epochs;
-    int batch;                   /* per rank */
-    double lr;                   /* base (peak) learning rate */
+    int batch;                   /* per rank; the global batch is batch x ranks x accum */
+    double lr;                   /* base (peak) learning rate for the global batch as given (the
+                                    linear scaling rule is the user's: docs/USAGE.md) */
     double warmup_epochs;
     dpt_sched_kind_t schedule;
     double final_lr_frac;
@@ -41,6 +42,14 @@ typedef struct dpt_train_config {
     long max_steps;              /* stop after this many steps in total (0 = no limit) */
     int eval_every_epoch;        /* evaluate on the test split after each epoch */
     int quiet;                   /* no progress and no per-epoch lines */
+    /* data parallel (under mpirun; ignored for one rank) */
+    const char *allreduce;       /* gradient all-reduce algorithm name (default "auto") */
+    double bucket_mb;            /* gradient bucket size in MiB (default 25; the first bucket,
+                                    the last layers, is min(1 MiB, this)) */
+    int overlap;                 /* all-reduce buckets on a thread during backward (default 1) */
+    int accum;                   /* micro-batches per optimizer step (default 1); all-reduce
+                                    only after the last */
+    int deterministic;           /* rank-ordered reductions: same bits for every algorithm */
 } dpt_train_config_t;
 
 typedef struct dpt_train_result {
@@ -49,6 +58,10 @@ typedef struct dpt_train_result {
     double img_s, wall_s;
     long steps;
     uint32_t param_crc;
+    int ranks;
+    int collective_error;        /* on error: 1 if every rank returned it together (no abort
+                                    needed), 0 if other ranks may be stuck in a collective */
+    double t_comm_s, t_comm_exposed_s;   /* summed over the steps (this rank) */
 } dpt_train_result_t;
 
 /* Defaults for every field (fmnist-cnn on Fashion-MNIST, the `make run` job). */

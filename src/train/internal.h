@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "dptrain/coll.h"
 #include "dptrain/status.h"
 
 /* Monotonic seconds. */
@@ -40,5 +41,26 @@ void dpt_progress_update(dpt_progress_t *p, int epoch, int epochs, int step, int
                          long global_step, double loss, double acc, double img_s);
 /* Erase the bar before other output. */
 void dpt_progress_clear(dpt_progress_t *p);
+
+/* dist.c: the trainer's view of the job's ranks (MPI_COMM_WORLD when MPI is initialized; one
+ * rank otherwise). Every function is collective when there are several ranks. */
+typedef struct dpt_dist {
+    int mpi;          /* MPI is initialized (and not finalized) */
+    int rank, size;
+} dpt_dist_t;
+
+void dpt__dist_init(dpt_dist_t *d);
+/* Every rank passes its setup status; all get an error if any rank failed: their own, or one
+ * naming the first failed rank. *collective = 1 when every rank took part (then all return
+ * together, no abort needed). */
+dpt_status_t dpt__dist_agree(const dpt_dist_t *d, dpt_status_t st, int *collective);
+/* Compare n hashes with rank 0's; on a difference every rank returns an error naming the first
+ * differing rank and what[k] (e.g. "dataset"); *mismatch = 1. */
+dpt_status_t dpt__dist_compare(const dpt_dist_t *d, const uint32_t *h, int n,
+                               const char *const *what, int *mismatch);
+/* Sum n doubles over ranks, in place (counters for metrics and evaluation). */
+void dpt__dist_sum(const dpt_dist_t *d, double *v, int n);
+/* The MPI transport over MPI_COMM_WORLD (NULL without MPI). */
+dpt_status_t dpt__dist_transport(const dpt_dist_t *d, dpt_p2p_t **out);
 
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "dptrain/backend.h"
+#include "dptrain/coll.h"
 #include "dptrain/config.h"
 #include "dptrain/dataset.h"
 #include "dptrain/log.h"
@@ -72,7 +73,13 @@ static const option_def_t options[] = {
     {"step-epochs", T_DOUBLE, C(step_epochs), 0.001, 1e5, CMD_TRAIN, "E", "step schedule: epochs between decays (default 3)"},
     {"step-gamma", T_DOUBLE, C(step_gamma), 0, 1, CMD_TRAIN, "G", "step schedule: decay factor (default 0.1)"},
     {"onecycle-peak", T_DOUBLE, C(onecycle_peak), 0.001, 0.999, CMD_TRAIN, "F", "onecycle: fraction of training at the peak (default 0.25)"},
-    {"optimizer", T_STR, 0, 0, 0, CMD_TRAIN, "NAME", "sgd (the only optimizer of this build)"},
+    {"optimizer", T_STR, C(sgd.lars), 0, 0, CMD_TRAIN, "NAME", "sgd (default) or lars (SGD with LARS layer-wise trust ratios; BN and biases excluded)"},
+    {"lars-eta", T_FLOAT, C(sgd.lars_eta), 1e-6, 1, CMD_TRAIN, "ETA", "LARS trust coefficient (default 0.001)"},
+    {"allreduce", T_STR, C(allreduce), 0, 0, CMD_TRAIN, "NAME",
+     "gradient all-reduce across ranks: auto (default: per bucket, by the fitted cost model), ring, tree, rd, rhd, shm, mpi"},
+    {"bucket-mb", T_DOUBLE, C(bucket_mb), 0.004, 4096, CMD_TRAIN, "M", "gradient bucket size in MiB (default 25; the first bucket is min(1, M))"},
+    {"overlap", T_BOOL, C(overlap), 0, 0, CMD_TRAIN, NULL, "all-reduce buckets on a thread while backward runs (default on; --no-overlap: after backward)"},
+    {"accum", T_INT, C(accum), 1, 4096, CMD_TRAIN, "K", "gradient accumulation: K micro-batches of --batch per optimizer step, one all-reduce (default 1)"},
     {"momentum", T_FLOAT, C(sgd.momentum), 0, 0.9999, CMD_TRAIN, "M", "SGD momentum (default 0.9)"},
     {"nesterov", T_BOOL, C(sgd.nesterov), 0, 0, CMD_TRAIN, NULL, "Nesterov momentum (default on; --no-nesterov)"},
     {"weight-decay", T_FLOAT, C(sgd.weight_decay), 0, 1, CMD_TRAIN, "WD",
@@ -113,7 +120,7 @@ static const option_def_t options[] = {
     {"json", T_BOOL, O(ar.json), 0, 0, CMD_BENCH_AR, NULL, "JSON lines instead of the table"},
     {"dtype", T_STR, O(ar.dtype), 0, 0, CMD_BENCH_AR, "T", "f32, bf16 or f16 (default f32)"},
     {"op", T_STR, O(ar.op), 0, 0, CMD_BENCH_AR, "OP", "sum or avg (default sum)"},
-    {"deterministic", T_BOOL, O(ar.deterministic), 0, 0, CMD_BENCH_AR, NULL, "rank-ordered reduction, same bits for every algorithm"},
+    {"deterministic", T_BOOL, C(deterministic), 0, 0, CMD_TRAIN | CMD_BENCH_AR, NULL, "rank-ordered reductions: the same bits for every all-reduce algorithm"},
     {"window", T_BOOL, O(ar.window), 0, 0, CMD_BENCH_AR, NULL, "reduce a buffer inside the shm window (zero-copy shm; others treat it as any buffer)"},
     {"segment-bytes", T_SIZE, O(ar.segment_bytes), 0, 0, CMD_BENCH_AR, "N", "pipelining segment of ring and tree (default 256K)"},
     {"config", T_STR, O(config_file), 0, 0, ALL | CMD_BENCH_AR | CMD_PREPARE, "FILE", "read flags from FILE (lines 'name = value'); command-line flags win"},
@@ -281,11 +288,19 @@ static int set_option(opts_t *o, int cmd, const option_def_t *d, const char *val
             return 2;
         }
         if (!strcmp(d->name, "optimizer")) {
-            if (strcmp(val, "sgd")) {
-                usage_error(cmd, "--optimizer: '%s' is not available (sgd)%s", val, "");
+            if (strcmp(val, "sgd") && strcmp(val, "lars")) {
+                usage_error(cmd, "--optimizer: '%s' is not available (sgd, lars)%s", val, "");
                 return 2;
             }
+            *(int *)p = !strcmp(val, "lars");
             return 0;
+        }
+        if (!strcmp(d->name, "allreduce")) {
+            dpt_coll_algo_t a;
+            if (dpt_coll_algo_from_name(val, &a) != DPT_OK) {
+                usage_error(cmd, "%s%s", dpt_error_get(), "");
+                return 2;
+            }
         }
         *(const char **)p = val;
         return 0;
@@ -462,6 +477,46 @@ static int cmd_info(void)
     return 0;
 }
 
+/* train: flags are parsed before MPI starts (usage errors exit 2 on every rank alike). Errors
+ * every rank returned together end with MPI_Finalize and status 1; an error of one rank while
+ * the others may wait in a collective ends the whole job with MPI_Abort, naming the rank. */
+static int cmd_train(opts_t *o)
+{
+    int provided = 0;
+    MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
+    int rank = 0, size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (provided < MPI_THREAD_SERIALIZED && o->cfg.overlap) {
+        if (rank == 0)
+            fprintf(stderr, "dptrain train: MPI gives no MPI_THREAD_SERIALIZED: all-reduce after "
+                    "backward (--no-overlap)\n");
+        o->cfg.overlap = 0;
+    }
+    dpt_train_result_t res;
+    dpt_status_t st = dpt_train(&o->cfg, &res);
+    if (st == DPT_OK) {
+        MPI_Finalize();
+        return 0;
+    }
+    char what[64];
+    if (size > 1)
+        snprintf(what, sizeof what, "train (rank %d of %d)", rank, size);
+    else
+        snprintf(what, sizeof what, "train");
+    if (res.collective_error) {
+        if (rank == 0 || !strstr(dpt_error_get(), "stopped during setup"))
+            fail(what, st);
+        MPI_Finalize();
+        return 1;
+    }
+    fail(what, st);
+    fprintf(stderr, "dptrain train: rank %d failed; aborting all %d ranks\n", rank, size);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    return 1;
+}
+
 /* bench allreduce: parse first (usage errors exit 2 on every rank alike), then MPI. */
 static int cmd_bench_allreduce(int argc, char **argv)
 {
@@ -469,6 +524,7 @@ static int cmd_bench_allreduce(int argc, char **argv)
     int rc = parse_command(&o, CMD_BENCH_AR, argc, argv);
     if (rc)
         return rc;
+    o.ar.deterministic = o.cfg.deterministic;
     int provided;
     MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
     long wrong = 0;
@@ -507,9 +563,7 @@ int main(int argc, char **argv)
         int rc = parse_command(&o, CMD_TRAIN, argc - 2, argv + 2);
         if (rc)
             return rc;
-        dpt_train_result_t res;
-        dpt_status_t st = dpt_train(&o.cfg, &res);
-        return st == DPT_OK ? 0 : fail("train", st);
+        return cmd_train(&o);
     }
     if (!strcmp(sub, "eval")) {
         int rc = parse_command(&o, CMD_EVAL, argc - 2, argv + 2);

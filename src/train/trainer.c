@@ -10,6 +10,7 @@
 
 #include "dptrain/alloc.h"
 #include "dptrain/backend.h"
+#include "dptrain/bucket.h"
 #include "dptrain/checkpoint.h"
 #include "dptrain/dataset.h"
 #include "dptrain/loader.h"
@@ -37,7 +38,8 @@ void dpt_train_config_default(dpt_train_config_t *c)
     c->step_gamma = 0.1;
     c->step_epochs = 3;
     c->onecycle_peak = 0.25;
-    c->sgd = (dpt_sgd_config_t){.momentum = 0.9f, .nesterov = 1, .weight_decay = 5e-4f};
+    c->sgd = (dpt_sgd_config_t){.momentum = 0.9f, .nesterov = 1, .weight_decay = 5e-4f,
+                                .lars = 0, .lars_eta = 0.001f};
     c->label_smoothing = 0.1f;
     c->seed = 1;
     c->crop_pad = 0;
@@ -48,6 +50,10 @@ void dpt_train_config_default(dpt_train_config_t *c)
     c->progress = -1;
     c->log_every = 50;
     c->eval_every_epoch = 1;
+    c->allreduce = "auto";
+    c->bucket_mb = 25;
+    c->overlap = 1;
+    c->accum = 1;
 }
 
 /* Everything one run owns, destroyed in reverse order by session_fini. */
@@ -59,10 +65,23 @@ typedef struct session {
     dpt_loader_t *train_ld, *test_ld;
     float *mom;
     char model_path[4096];
+    /* data parallel */
+    dpt_dist_t dist;
+    dpt_p2p_t *p2p;
+    dpt_coll_t *coll;
+    dpt_bucketer_t *bk;
+    dpt_coll_algo_t algo;
+    float *grads, *acc;      /* acc: gradient accumulation (accum > 1) */
+    int accum, micro;        /* micro: index of the running micro-step */
+    float inv_accum;
 } session_t;
 
 static void session_fini(session_t *s)
 {
+    dpt_bucketer_destroy(s->bk);
+    dpt_coll_destroy(s->coll);
+    dpt_p2p_destroy(s->p2p);
+    dpt_free(s->acc);
     dpt_free(s->mom);
     dpt_loader_destroy(s->test_ld);
     dpt_loader_destroy(s->train_ld);
@@ -72,6 +91,28 @@ static void session_fini(session_t *s)
     if (s->be)
         s->ops->destroy(s->be);
     memset(s, 0, sizeof *s);
+}
+
+/* The model's grad_ready callback: a layer's gradients are final. With accumulation the
+ * micro-steps before the last only add into acc; the last folds acc in and scales by 1/K. Then
+ * the layer counts toward its bucket. */
+static void on_grad_ready(void *ctx, size_t off, size_t count)
+{
+    session_t *s = ctx;
+    if (s->accum > 1) {
+        float *restrict g = s->grads + off, *restrict a = s->acc + off;
+        if (s->micro == 0)
+            memcpy(a, g, count * sizeof *a);
+        else if (s->micro < s->accum - 1)
+            for (size_t i = 0; i < count; i++)
+                a[i] += g[i];
+        if (s->micro < s->accum - 1)
+            return;
+        for (size_t i = 0; i < count; i++)
+            g[i] = (a[i] + g[i]) * s->inv_accum;
+    }
+    if (s->bk)
+        dpt_bucketer_ready(s->bk, off, count);
 }
 
 static dpt_status_t session_model(session_t *s, const dpt_train_config_t *cfg)
@@ -84,9 +125,12 @@ static dpt_status_t session_model(session_t *s, const dpt_train_config_t *cfg)
                                 .conv_winograd = cfg->conv_winograd};
     DPT_CHECK(s->ops->create(&bc, &s->be));
     dpt_model_options_t mo = {.batch = cfg->batch, .label_smoothing = cfg->label_smoothing,
-                              .fuse_bn_relu = cfg->fuse_bn_relu};
+                              .fuse_bn_relu = cfg->fuse_bn_relu, .grad_ready = on_grad_ready,
+                              .grad_ready_ctx = s};
     DPT_CHECK(dpt_model_find(cfg->model_path, s->model_path, sizeof s->model_path));
     DPT_CHECK(dpt_model_create(s->model_path, s->ops, s->be, &mo, &s->model));
+    s->grads = dpt_model_grads(s->model, NULL);
+    s->accum = 1;
     return DPT_OK;
 }
 
@@ -105,22 +149,36 @@ static dpt_status_t check_shapes(const dpt_model_t *m, const dpt_dataset_t *ds,
     return DPT_OK;
 }
 
+/* The test split, sharded over ranks (the tail padded, padding not counted). */
 static dpt_status_t open_test(session_t *s, const dpt_train_config_t *cfg)
 {
     DPT_CHECK(dpt_dataset_open(cfg->data_spec, 0, cfg->seed, &s->test));
     DPT_CHECK(check_shapes(s->model, s->test, cfg));
-    dpt_loader_config_t lc = {.batch = cfg->batch, .rank = 0, .nranks = 1, .seed = cfg->seed,
-                              .shuffle = 0, .drop_last = 0, .prefetch = cfg->prefetch};
+    dpt_loader_config_t lc = {.batch = cfg->batch, .rank = s->dist.rank,
+                              .nranks = s->dist.size, .seed = cfg->seed, .shuffle = 0,
+                              .drop_last = 0, .prefetch = cfg->prefetch};
     return dpt_loader_create(s->test, &lc, &s->test_ld);
 }
 
-/* Evaluate on the whole test split (BN in inference mode). */
+/* Make BN running statistics identical on every rank (their average) before they are used or
+ * saved: each rank's come from its own shards. */
+static dpt_status_t sync_buffers(session_t *s)
+{
+    size_t nb;
+    float *buffers = dpt_model_buffers(s->model, &nb);
+    if (!s->coll || !nb)
+        return DPT_OK;
+    return dpt_coll_allreduce(s->coll, buffers, nb, DPT_DTYPE_F32, DPT_REDOP_AVG, s->algo);
+}
+
+/* Evaluate on the whole test split (BN in inference mode), sharded over ranks; every rank gets
+ * the global loss and counts. */
 static dpt_status_t evaluate(session_t *s, double *loss, long *correct, long *total)
 {
+    DPT_CHECK(sync_buffers(s));
     DPT_CHECK(dpt_loader_start_epoch(s->test_ld, 0));
     int steps = dpt_loader_steps(s->test_ld);
-    double lsum = 0;
-    long c = 0, n = 0;
+    double v[3] = {0, 0, 0};   /* loss sum, correct, count */
     for (int i = 0; i < steps; i++) {
         const dpt_batch_t *b;
         DPT_CHECK(dpt_loader_next(s->test_ld, &b));
@@ -129,14 +187,161 @@ static dpt_status_t evaluate(session_t *s, double *loss, long *correct, long *to
         float l = 0;
         int32_t hits = 0;
         DPT_CHECK(dpt_model_forward(s->model, b->x, b->y, b->n_valid, 0, &l, &hits));
-        lsum += (double)l * b->n_valid;
-        c += hits;
-        n += b->n_valid;
+        v[0] += (double)l * b->n_valid;
+        v[1] += hits;
+        v[2] += b->n_valid;
     }
-    *loss = n ? lsum / (double)n : 0.0;
-    *correct = c;
-    *total = n;
+    dpt__dist_sum(&s->dist, v, 3);
+    *loss = v[2] > 0 ? v[0] / v[2] : 0.0;
+    *correct = (long)v[1];
+    *total = (long)v[2];
     return DPT_OK;
+}
+
+/* Hashes every rank must agree on: the run's settings (not threads or layout), the model file
+ * and the training data. */
+static void job_hashes(const session_t *s, const dpt_train_config_t *cfg, uint32_t h[3])
+{
+    char buf[2048];
+    int n = snprintf(buf, sizeof buf,
+                     "data=%s backend=%s epochs=%d batch=%d lr=%.17g warmup=%.17g sched=%d "
+                     "final=%.17g gamma=%.17g stepe=%.17g peak=%.17g mom=%.9g nest=%d wd=%.9g "
+                     "lars=%d eta=%.9g ls=%.9g seed=%llu crop=%d flip=%d rrc=%d rrcs=%.9g "
+                     "max=%ld eval=%d ar=%s bucket=%.17g overlap=%d accum=%d det=%d fuse=%d",
+                     cfg->data_spec, cfg->backend, cfg->epochs, cfg->batch, cfg->lr,
+                     cfg->warmup_epochs, (int)cfg->schedule, cfg->final_lr_frac, cfg->step_gamma,
+                     cfg->step_epochs, cfg->onecycle_peak, (double)cfg->sgd.momentum,
+                     cfg->sgd.nesterov, (double)cfg->sgd.weight_decay, cfg->sgd.lars,
+                     (double)cfg->sgd.lars_eta, (double)cfg->label_smoothing,
+                     (unsigned long long)cfg->seed, cfg->crop_pad, cfg->flip,
+                     cfg->random_resized_crop, (double)cfg->rrc_min_scale, cfg->max_steps,
+                     cfg->eval_every_epoch, cfg->allreduce, cfg->bucket_mb, cfg->overlap,
+                     cfg->accum, cfg->deterministic, cfg->fuse_bn_relu);
+    h[0] = dpt__crc32(0, buf, n > 0 && (size_t)n < sizeof buf ? (size_t)n : sizeof buf);
+    char summary[8192];
+    dpt_model_summary(s->model, summary, sizeof summary);
+    size_t np;
+    dpt_model_params((dpt_model_t *)s->model, &np);
+    h[1] = dpt__crc32(0, summary, strlen(summary));
+    h[1] = dpt__crc32(h[1], &np, sizeof np);
+    const dpt_dataset_t *d = s->train;
+    int dims[5] = {d->n, d->c, d->h, d->w, d->n_classes};
+    h[2] = dpt__crc32(0, dims, sizeof dims);
+    h[2] = dpt__crc32(h[2], d->labels, (size_t)d->n * sizeof *d->labels);
+    h[2] = dpt__crc32(h[2], d->images, (size_t)d->n * d->c * d->h * d->w);
+}
+
+/* The data-parallel part of the setup (several ranks): transport, collective context, buckets,
+ * identical starting parameters, and the check that every rank runs the same job. */
+static dpt_status_t setup_parallel(session_t *s, const dpt_train_config_t *cfg, int *mismatch)
+{
+    *mismatch = 0;
+    uint32_t h[3];
+    job_hashes(s, cfg, h);
+    static const char *const what[3] = {"configuration (flags)", "model", "training data"};
+    DPT_CHECK(dpt__dist_compare(&s->dist, h, 3, what, mismatch));
+    DPT_CHECK(dpt_coll_algo_from_name(cfg->allreduce, &s->algo));
+    DPT_CHECK(dpt__dist_transport(&s->dist, &s->p2p));
+    size_t np, nb;
+    float *params = dpt_model_params(s->model, &np);
+    float *buffers = dpt_model_buffers(s->model, &nb);
+    int n_segs;
+    const dpt_param_segment_t *segs = dpt_model_segments(s->model, &n_segs);
+    size_t bucket = (size_t)(cfg->bucket_mb * 1048576.0);
+    if (bucket < 4096)
+        bucket = 4096;
+    dpt_bucket_config_t bc = {.first_bytes = bucket < ((size_t)1 << 20) ? bucket : (size_t)1 << 20,
+                              .bucket_bytes = bucket, .algo = s->algo, .overlap = cfg->overlap};
+    /* the collective context is sized for the largest bucket (and the BN statistics) */
+    dpt_coll_config_t cc = {.max_bytes = dpt_bucket_max_bytes(segs, n_segs, &bc),
+                            .deterministic = cfg->deterministic};
+    if (nb * sizeof(float) > cc.max_bytes)
+        cc.max_bytes = nb * sizeof(float);
+    if (cc.max_bytes < 64)
+        cc.max_bytes = 64;
+    DPT_CHECK(dpt_coll_create(s->p2p, &cc, &s->coll));
+    const char *why = NULL;
+    if (!dpt_coll_algo_available(s->coll, s->algo, &why))
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--allreduce %s: not available here: %s",
+                             cfg->allreduce, why ? why : "?");
+    DPT_CHECK(dpt_coll_broadcast(s->coll, params, np * sizeof(float), 0));
+    DPT_CHECK(dpt_coll_broadcast(s->coll, buffers, nb * sizeof(float), 0));
+    if (s->algo == DPT_COLL_ALGO_AUTO)
+        DPT_CHECK(dpt_coll_auto_tune(s->coll));
+    DPT_CHECK(dpt_bucketer_create(s->coll, s->grads, segs, n_segs, &bc, &s->bk));
+    return DPT_OK;
+}
+
+/* One line per bucket: its size and, with auto, the algorithm and predicted time (rank 0). */
+static void print_buckets(session_t *s)
+{
+    int n = dpt_bucketer_count(s->bk);
+    printf("data parallel: %d ranks, %d gradient bucket%s, all-reduce %s%s%s\n", s->dist.size, n,
+           n == 1 ? "" : "s", dpt_coll_algo_name(s->algo),
+           s->bk && n ? ", overlapped with backward" : "", "");
+    for (int i = 0; i < n; i++) {
+        size_t off, cnt;
+        dpt_bucketer_range(s->bk, i, &off, &cnt);
+        double pred = -1;
+        dpt_coll_algo_t a = s->algo == DPT_COLL_ALGO_AUTO
+                                ? dpt_coll_auto_choice(s->coll, cnt * sizeof(float), &pred)
+                                : s->algo;
+        if (pred >= 0)
+            printf("  bucket %d: %zu floats (%.2f MiB) -> %s, predicted %.1f us\n", i, cnt,
+                   cnt * 4.0 / 1048576.0, dpt_coll_algo_name(a), pred * 1e6);
+        else
+            printf("  bucket %d: %zu floats (%.2f MiB) -> %s\n", i, cnt, cnt * 4.0 / 1048576.0,
+                   dpt_coll_algo_name(a));
+    }
+}
+
+typedef struct step_out {
+    float loss;              /* mean over the micro-steps */
+    long hits, seen;
+    double t_exposed, t_comm, bytes;
+} step_out_t;
+
+/* One optimizer step: accum micro-batches of forward + backward (gradients averaged over ranks
+ * by the buckets during the last backward), then the update. */
+static dpt_status_t train_step(session_t *s, const dpt_train_config_t *cfg, double lr,
+                               int epoch, long step, step_out_t *o)
+{
+    memset(o, 0, sizeof *o);
+    size_t np;
+    float *params = dpt_model_params(s->model, &np);
+    int n_segs;
+    const dpt_param_segment_t *segs = dpt_model_segments(s->model, &n_segs);
+    if (s->bk)
+        dpt_bucketer_begin(s->bk);
+    double lsum = 0;
+    for (s->micro = 0; s->micro < s->accum; s->micro++) {
+        const dpt_batch_t *b;
+        DPT_CHECK(dpt_loader_next(s->train_ld, &b));
+        float loss = 0;
+        int32_t hits = 0;
+        DPT_CHECK(dpt_model_forward(s->model, b->x, b->y, b->n_valid, 1, &loss, &hits));
+        if (!isfinite(loss))
+            return dpt_error_set(DPT_ERR_INTERNAL, "rank %d: loss is %g at epoch %d step %ld "
+                                 "(lower --lr?)", s->dist.rank, (double)loss, epoch, step);
+        DPT_CHECK(dpt_model_backward(s->model));
+        lsum += loss;
+        o->hits += hits;
+        o->seen += b->n_valid;
+    }
+    o->loss = (float)(lsum / s->accum);
+    if (s->bk)
+        DPT_CHECK(dpt_bucketer_finish(s->bk, &o->t_exposed, &o->t_comm, &o->bytes));
+    dpt_sgd_step(&cfg->sgd, (float)lr, params, s->grads, s->mom, segs, n_segs);
+    return DPT_OK;
+}
+
+/* After an epoch: every rank's parameters (and BN statistics) must be the same bits. */
+static dpt_status_t check_replicas(session_t *s, uint32_t crc, int epoch, int *mismatch)
+{
+    char what[64];
+    snprintf(what, sizeof what, "parameter checksum after epoch %d", epoch);
+    const char *w[1] = {what};
+    return dpt__dist_compare(&s->dist, &crc, 1, w, mismatch);
 }
 
 dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
@@ -146,37 +351,64 @@ dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
     dpt_metrics_t mx = {0};
     dpt_progress_t pg;
     dpt_status_t st = DPT_OK;
-    DPT_CHECK_GOTO(session_model(&s, cfg), st, done);
-    DPT_CHECK_GOTO(dpt_dataset_open(cfg->data_spec, 1, cfg->seed, &s.train), st, done);
-    DPT_CHECK_GOTO(check_shapes(s.model, s.train, cfg), st, done);
-    if (cfg->eval_every_epoch)
-        DPT_CHECK_GOTO(open_test(&s, cfg), st, done);
-    dpt_loader_config_t lc = {.batch = cfg->batch, .rank = 0, .nranks = 1, .seed = cfg->seed,
-                              .shuffle = 1, .drop_last = 1, .crop_pad = cfg->crop_pad,
-                              .flip = cfg->flip, .prefetch = cfg->prefetch,
-                              .rrc = cfg->random_resized_crop,
-                              .rrc_scale = {cfg->rrc_min_scale, 1.0f},
-                              .rrc_ratio = {3.0f / 4.0f, 4.0f / 3.0f}};
-    DPT_CHECK_GOTO(dpt_loader_create(s.train, &lc, &s.train_ld), st, done);
-    int steps_per_epoch = dpt_loader_steps(s.train_ld);
-    if (steps_per_epoch <= 0) {
-        st = dpt_error_set(DPT_ERR_INVALID_ARG, "--batch %d is larger than the %d training "
-                           "samples of %s", cfg->batch, s.train->n, s.train->name);
+    dpt__dist_init(&s.dist);
+    const int rank = s.dist.rank, nranks = s.dist.size;
+    const int quiet = cfg->quiet || rank != 0;
+    res->ranks = nranks;
+    res->collective_error = 1;
+    /* Local setup; then every rank learns whether all succeeded. */
+    do {
+        DPT_CHECK_GOTO(session_model(&s, cfg), st, agree);
+        s.accum = cfg->accum > 0 ? cfg->accum : 1;
+        s.inv_accum = 1.0f / (float)s.accum;
+        DPT_CHECK_GOTO(dpt_dataset_open(cfg->data_spec, 1, cfg->seed, &s.train), st, agree);
+        DPT_CHECK_GOTO(check_shapes(s.model, s.train, cfg), st, agree);
+        if (cfg->eval_every_epoch)
+            DPT_CHECK_GOTO(open_test(&s, cfg), st, agree);
+        dpt_loader_config_t lc = {.batch = cfg->batch, .rank = rank, .nranks = nranks,
+                                  .seed = cfg->seed, .shuffle = 1, .drop_last = 1,
+                                  .crop_pad = cfg->crop_pad, .flip = cfg->flip,
+                                  .prefetch = cfg->prefetch, .rrc = cfg->random_resized_crop,
+                                  .rrc_scale = {cfg->rrc_min_scale, 1.0f},
+                                  .rrc_ratio = {3.0f / 4.0f, 4.0f / 3.0f}};
+        DPT_CHECK_GOTO(dpt_loader_create(s.train, &lc, &s.train_ld), st, agree);
+        if (dpt_loader_steps(s.train_ld) / s.accum <= 0) {
+            st = dpt_error_set(DPT_ERR_INVALID_ARG, "--batch %d x %d ranks x --accum %d is "
+                               "larger than the %d training samples of %s", cfg->batch, nranks,
+                               s.accum, s.train->n, s.train->name);
+            goto agree;
+        }
+        size_t np;
+        dpt_model_params(s.model, &np);
+        s.mom = dpt_calloc((np ? np : 1) * sizeof(float));
+        if (s.accum > 1)
+            s.acc = dpt_calloc((np ? np : 1) * sizeof(float));
+        if (!s.mom || (s.accum > 1 && !s.acc))
+            st = dpt_error_set(DPT_ERR_NOMEM, "out of memory for optimizer state");
+        else
+            dpt_model_init_params(s.model, cfg->seed);
+        if (st == DPT_OK)
+            st = dpt_metrics_open(&mx, rank == 0 ? cfg->metrics_path : NULL);
+    } while (0);
+agree:
+    st = dpt__dist_agree(&s.dist, st, &res->collective_error);
+    if (st != DPT_OK)
         goto done;
+    if (nranks > 1) {
+        int mismatch = 0;
+        st = setup_parallel(&s, cfg, &mismatch);
+        /* a mismatch is seen by every rank alike; other failures may be local */
+        if (!mismatch)
+            st = dpt__dist_agree(&s.dist, st, &res->collective_error);
+        if (st != DPT_OK)
+            goto done;
     }
+
     size_t np, nb;
     float *params = dpt_model_params(s.model, &np);
-    float *grads = dpt_model_grads(s.model, NULL);
     float *buffers = dpt_model_buffers(s.model, &nb);
-    int n_segs;
-    const dpt_param_segment_t *segs = dpt_model_segments(s.model, &n_segs);
-    s.mom = dpt_calloc((np ? np : 1) * sizeof(float));
-    if (!s.mom) {
-        st = dpt_error_set(DPT_ERR_NOMEM, "out of memory for optimizer state");
-        goto done;
-    }
-    dpt_model_init_params(s.model, cfg->seed);
-
+    const int steps_per_epoch = dpt_loader_steps(s.train_ld) / s.accum;
+    const long global_batch = (long)cfg->batch * nranks * s.accum;
     long total_steps = (long)steps_per_epoch * cfg->epochs;
     if (cfg->max_steps > 0 && cfg->max_steps < total_steps)
         total_steps = cfg->max_steps;
@@ -190,76 +422,88 @@ dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
         .peak = cfg->onecycle_peak,
         .final_frac = cfg->final_lr_frac,
     };
-    DPT_CHECK_GOTO(dpt_metrics_open(&mx, cfg->metrics_path), st, done);
-    if (!cfg->quiet) {
+    if (!quiet) {
         char summary[8192];
         dpt_model_summary(s.model, summary, sizeof summary);
-        printf("dptrain: %s on %s (%d train / %d test images), backend %s, batch %d, %d epochs "
-               "x %d steps\n%s", s.model_path, s.train->name, s.train->n,
-               s.test ? s.test->n : 0, cfg->backend, cfg->batch, cfg->epochs, steps_per_epoch,
-               summary);
+        char acc[32] = "";
+        if (s.accum > 1)
+            snprintf(acc, sizeof acc, " x accum %d", s.accum);
+        printf("dptrain: %s on %s (%d train / %d test images), backend %s, %d rank%s x batch %d"
+               "%s = global batch %ld, %d epochs x %d steps\n%s", s.model_path, s.train->name,
+               s.train->n, s.test ? s.test->n : 0, cfg->backend, nranks, nranks == 1 ? "" : "s",
+               cfg->batch, acc, global_batch, cfg->epochs, steps_per_epoch, summary);
+        if (s.bk)
+            print_buckets(&s);
         fflush(stdout);
     }
-    dpt_progress_init(&pg, cfg->quiet ? 0 : cfg->progress, cfg->log_every, total_steps);
+    dpt_progress_init(&pg, quiet ? 0 : cfg->progress, cfg->log_every, total_steps);
+    if (quiet)
+        pg.bar = -1;
     double t_start = dpt__now(), train_time = 0;
     long step = 0, images = 0;
     for (int epoch = 0; epoch < cfg->epochs && step < total_steps; epoch++) {
-        DPT_CHECK_GOTO(dpt_loader_start_epoch(s.train_ld, epoch), st, done);
-        double t_epoch = dpt__now(), lsum = 0, log_loss = 0;
-        long ecorrect = 0, eseen = 0, log_n = 0;
+        DPT_CHECK_GOTO(dpt_loader_start_epoch(s.train_ld, epoch), st, fail);
+        double t_epoch = dpt__now(), log_loss = 0, log_compute = 0, log_exposed = 0,
+               log_bytes = 0;
+        double ev[3] = {0, 0, 0};   /* loss sum over steps, correct, seen (this rank) */
+        long log_n = 0, done_steps = 0;
         double t_log = t_epoch;
         for (int i = 0; i < steps_per_epoch && step < total_steps; i++, step++) {
-            const dpt_batch_t *b;
-            DPT_CHECK_GOTO(dpt_loader_next(s.train_ld, &b), st, done);
-            double t0 = dpt__now();
-            float loss = 0;
-            int32_t hits = 0;
-            DPT_CHECK_GOTO(dpt_model_forward(s.model, b->x, b->y, b->n_valid, 1, &loss, &hits),
-                           st, done);
-            if (!isfinite(loss)) {
-                st = dpt_error_set(DPT_ERR_INTERNAL, "loss is %g at epoch %d step %ld (lower "
-                                   "--lr?)", (double)loss, epoch, step);
-                goto done;
-            }
-            DPT_CHECK_GOTO(dpt_model_backward(s.model), st, done);
             double lr = dpt_schedule_lr(&sched, step);
-            dpt_sgd_step(&cfg->sgd, (float)lr, params, grads, s.mom, segs, n_segs);
+            double t0 = dpt__now();
+            step_out_t o;
+            DPT_CHECK_GOTO(train_step(&s, cfg, lr, epoch, step, &o), st, fail);
             double t1 = dpt__now();
-            lsum += loss;
-            log_loss += loss;
+            ev[0] += o.loss;
+            ev[1] += (double)o.hits;
+            ev[2] += (double)o.seen;
+            done_steps++;
+            images += o.seen;
+            res->t_comm_s += o.t_comm;
+            res->t_comm_exposed_s += o.t_exposed;
+            log_loss += o.loss;
+            log_compute += (t1 - t0) - o.t_exposed;
+            log_exposed += o.t_exposed;
+            log_bytes += o.bytes;
             log_n++;
-            ecorrect += hits;
-            eseen += b->n_valid;
-            images += b->n_valid;
             if ((step + 1) % cfg->log_every == 0) {
                 double now = dpt__now();
-                double img_s = (double)log_n * cfg->batch / (now - t_log);
+                double img_s = (double)log_n * global_batch / (now - t_log);
                 dpt_metrics_step(&mx, epoch, step + 1, log_loss / (double)log_n, lr, img_s,
-                                 t1 - t0, 0.0, 0.0);
+                                 log_compute / (double)log_n, log_exposed / (double)log_n,
+                                 log_bytes / (double)log_n);
                 t_log = now;
-                log_loss = 0;
+                log_loss = log_compute = log_exposed = log_bytes = 0;
                 log_n = 0;
             }
             dpt_progress_update(&pg, epoch, cfg->epochs, i + 1, steps_per_epoch, step + 1,
-                                lsum / (i + 1), (double)ecorrect / (double)eseen,
-                                (double)eseen / (dpt__now() - t_epoch));
+                                ev[0] / (double)done_steps, ev[1] / ev[2],
+                                ev[2] * nranks / (dpt__now() - t_epoch));
         }
         double epoch_time = dpt__now() - t_epoch;
         train_time += epoch_time;
-        res->train_loss = eseen ? lsum / ((double)eseen / cfg->batch) : 0;
-        res->train_acc = eseen ? (double)ecorrect / (double)eseen : 0;
-        res->img_s = (double)eseen / epoch_time;
+        double gv[3] = {ev[0], ev[1], ev[2]};
+        dpt__dist_sum(&s.dist, gv, 3);
+        res->train_loss = done_steps ? gv[0] / ((double)done_steps * nranks) : 0;
+        res->train_acc = gv[2] > 0 ? gv[1] / gv[2] : 0;
+        res->img_s = gv[2] / epoch_time;
         if (s.test_ld) {
-            DPT_CHECK_GOTO(evaluate(&s, &res->test_loss, &res->test_correct, &res->test_total), st,
-                           done);
+            DPT_CHECK_GOTO(evaluate(&s, &res->test_loss, &res->test_correct, &res->test_total),
+                           st, fail);
             res->test_acc = res->test_total ? (double)res->test_correct / res->test_total : 0;
+        } else {
+            DPT_CHECK_GOTO(sync_buffers(&s), st, fail);
         }
         res->param_crc = dpt_param_crc(params, np, buffers, nb);
+        int mismatch = 0;
+        st = check_replicas(&s, res->param_crc, epoch + 1, &mismatch);
+        if (st != DPT_OK)
+            goto done;   /* every rank saw it */
         double wall = dpt__now() - t_start;
         dpt_progress_clear(&pg);
         dpt_metrics_epoch(&mx, epoch + 1, res->train_loss, res->train_acc, res->test_loss,
                           res->test_acc, res->img_s, wall, res->param_crc);
-        if (!cfg->quiet) {
+        if (!quiet) {
             printf("epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  "
                    "%.0f img/s  %.1f s\n", epoch + 1, cfg->epochs, res->train_loss, res->train_acc,
                    res->test_loss, res->test_acc, res->img_s, wall);
@@ -268,13 +512,17 @@ dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
     }
     res->steps = step;
     res->wall_s = dpt__now() - t_start;
-    res->img_s = train_time > 0 ? (double)images / train_time : 0;
+    {
+        double gi = (double)images;
+        dpt__dist_sum(&s.dist, &gi, 1);
+        res->img_s = train_time > 0 ? gi / train_time : 0;
+    }
     res->param_crc = dpt_param_crc(params, np, buffers, nb);
-    dpt_metrics_final(&mx, res->test_acc, res->wall_s, res->img_s, 1, cfg->threads,
+    dpt_metrics_final(&mx, res->test_acc, res->wall_s, res->img_s, nranks, cfg->threads,
                       res->param_crc);
-    if (cfg->save_path)
-        DPT_CHECK_GOTO(dpt_weights_save(cfg->save_path, params, np, buffers, nb), st, done);
-    if (!cfg->quiet) {
+    if (cfg->save_path && rank == 0)
+        DPT_CHECK_GOTO(dpt_weights_save(cfg->save_path, params, np, buffers, nb), st, fail);
+    if (rank == 0) {   /* the final line, also with --quiet */
         if (s.test_ld)
             printf("final test accuracy: %.2f%% (%ld/%ld)  wall %.1f s  %.0f img/s  "
                    "param_crc %08x\n", 100.0 * res->test_acc, res->test_correct, res->test_total,
@@ -282,9 +530,21 @@ dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
         else
             printf("final: %ld steps  wall %.1f s  %.0f img/s  param_crc %08x\n", res->steps,
                    res->wall_s, res->img_s, res->param_crc);
+        if (nranks > 1 && res->t_comm_s > 0 && !quiet) {
+            double hidden = 1.0 - res->t_comm_exposed_s / res->t_comm_s;
+            printf("communication: %.2f s all-reduce, %.2f s exposed (%.0f%% hidden behind "
+                   "backward)\n", res->t_comm_s, res->t_comm_exposed_s,
+                   100.0 * (hidden > 0 ? hidden : 0));
+        }
     }
+    goto done;
+fail:
+    res->collective_error = nranks == 1;   /* other ranks may be inside a collective */
 done:
     dpt_metrics_close(&mx);
+    if (st != DPT_OK && !res->collective_error)
+        return st;   /* peers may be blocked in a collective with our communication thread:
+                        tear nothing down, the caller aborts the job (MPI_Abort) */
     session_fini(&s);
     return st;
 }
@@ -295,6 +555,7 @@ dpt_status_t dpt_evaluate(const dpt_train_config_t *cfg, const char *weights_pat
     memset(res, 0, sizeof *res);
     session_t s = {0};
     dpt_status_t st = DPT_OK;
+    dpt__dist_init(&s.dist);
     DPT_CHECK_GOTO(session_model(&s, cfg), st, done);
     size_t np, nb;
     float *params = dpt_model_params(s.model, &np);

@@ -60,6 +60,7 @@ struct dpt_op {
     dnnl_memory_t m_src, m_dst, m_dsrc, m_ddst, m_w, m_dw, m_b, m_db, m_ws, m_mean, m_var;
     dnnl_memory_t m_scale, m_shift, m_dscale, m_dshift;
     dnnl_memory_t m_wb;     /* conv weights in the backward-data format, when it differs */
+    dnnl_memory_t m_ddst_w; /* conv: plain diff_dst for backward weights (ddst_plain) */
     prim_t fwd, fwd_inf, bwd_data, bwd_w;
     /* convolution weights in the primitive's format, when that is not OIHW */
     reorder_t w_to_fwd, w_to_bwd, dw_to_user;
@@ -70,6 +71,10 @@ struct dpt_op {
     /* fc and flatten: plain copies of blocked inputs/gradients */
     reorder_t x_to_plain, plain_to_dx;
     float *x_plain, *dx_plain;
+    /* conv backward weights on a plain input where oneDNN has no JIT kernel for a blocked
+     * diff_dst (first layer, 1 channel, without AVX-512): plain diff_dst, gemm kernel */
+    reorder_t ddst_to_plain;
+    float *ddst_plain;
     float *prob;            /* xent */
 };
 
@@ -272,7 +277,8 @@ static void cpu_op_destroy(dpt_op_t *op)
         return;
     dnnl_memory_t *mems[] = {&op->m_src, &op->m_dst, &op->m_dsrc, &op->m_ddst, &op->m_w,
                              &op->m_dw, &op->m_b, &op->m_db, &op->m_ws, &op->m_mean, &op->m_var,
-                             &op->m_scale, &op->m_shift, &op->m_dscale, &op->m_dshift, &op->m_wb};
+                             &op->m_scale, &op->m_shift, &op->m_dscale, &op->m_dshift, &op->m_wb,
+                             &op->m_ddst_w};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (*mems[i])
             dnnl_memory_destroy(*mems[i]);
@@ -285,6 +291,8 @@ static void cpu_op_destroy(dpt_op_t *op)
     reorder_fini(&op->dw_to_user);
     reorder_fini(&op->x_to_plain);
     reorder_fini(&op->plain_to_dx);
+    reorder_fini(&op->ddst_to_plain);
+    dpt_free(op->ddst_plain);
     dpt_free(op->w_fwd);
     dpt_free(op->w_bwd);
     dpt_free(op->dw_blk);
@@ -347,6 +355,48 @@ static int conv_alg_works(dpt_backend_t *be, const dpt_op_desc_t *d, const dnnl_
     return ok;
 }
 
+/* oneDNN 2.6 without AVX-512 has no JIT backward-weights kernel for a plain 1-channel input with
+ * a blocked diff_dst and falls back to "ref:any" (about 40x slower than the whole rest of
+ * fmnist-cnn's step). When it picks a reference kernel on a plain input, try again with a plain
+ * diff_dst (a gemm kernel) and keep that, reordering diff_dst at every backward. */
+static dpt_status_t conv_bwd_w_plain(dpt_backend_t *be, dpt_op_t *op,
+                                     const dnnl_convolution_desc_t *wd_blk,
+                                     const_dnnl_primitive_desc_t fpd, dnnl_primitive_desc_t *wpd)
+{
+    const char *name = NULL;
+    const dpt_tensor_t *o = &op->info.out;
+    dnnl_memory_desc_t src_plain = plain_md(op->d.in[0].n, op->d.in[0].c, op->d.in[0].h,
+                                            op->d.in[0].w, dnnl_nchw);
+    dnnl_memory_desc_t dplain = plain_md(o->n, o->c, o->h, o->w, dnnl_nchw);
+    if (dnnl_primitive_desc_query(*wpd, dnnl_query_impl_info_str, 0, &name) != dnnl_success
+        || !name || strncmp(name, "ref", 3) || !dnnl_memory_desc_equal(&op->src_md, &src_plain)
+        || dnnl_memory_desc_equal(&op->dst_md, &dplain))
+        return DPT_OK;
+    dnnl_convolution_desc_t wd = *wd_blk;
+    wd.diff_dst_desc = dplain;
+    prim_t pr = {0};
+    dnnl_primitive_desc_t pd = NULL;
+    if (make_prim(be, &wd, fpd, &pr, &pd) != DPT_OK) {
+        dpt_error_clear();
+        return DPT_OK;   /* keep the reference kernel */
+    }
+    const char *name2 = NULL;
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name2);
+    if (!name2 || !strncmp(name2, "ref", 3)) {
+        prim_fini(&pr);
+        dnnl_primitive_desc_destroy(pd);
+        return DPT_OK;
+    }
+    prim_fini(&op->bwd_w);
+    dnnl_primitive_desc_destroy(*wpd);
+    op->bwd_w = pr;
+    *wpd = pd;
+    DPT_CHECK(make_reorder(be, &op->dst_md, &dplain, &op->ddst_to_plain));
+    DPT_CHECK(alloc_for(&dplain, &op->ddst_plain));
+    DPT_CHECK(mem(be, &dplain, &op->m_ddst_w));
+    return DPT_OK;
+}
+
 static dpt_status_t create_conv(dpt_backend_t *be, dpt_op_t *op)
 {
     const dpt_op_desc_t *d = &op->d;
@@ -396,6 +446,7 @@ static dpt_status_t create_conv(dpt_backend_t *be, dpt_op_t *op)
         goto done;
     }
     DPT_CHECK_GOTO(make_prim(be, &wd, fpd, &op->bwd_w, &wpd), st, done);
+    DPT_CHECK_GOTO(conv_bwd_w_plain(be, op, &wd, fpd, &wpd), st, done);
     dnnl_memory_desc_t dwf = *query(wpd, dnnl_query_diff_weights_md);
 
     DPT_CHECK_GOTO(mem(be, &op->src_md, &op->m_src), st, done);
@@ -646,8 +697,15 @@ static dpt_status_t conv_backward(dpt_op_t *op, const dpt_op_args_t *a)
         DPT_CHECK(run(be, &op->bwd_data, args, 3));
     }
     float *dw = op->dw_blk ? op->dw_blk : a->dw;
+    dnnl_memory_t ddm = op->m_ddst;
+    void *ddst = a->dy->data;
+    if (op->ddst_plain) {
+        DPT_CHECK(run_reorder(be, &op->ddst_to_plain, a->dy->data, op->ddst_plain));
+        ddm = op->m_ddst_w;
+        ddst = op->ddst_plain;
+    }
     arg_t args[] = {{DNNL_ARG_SRC, op->m_src, a->x[0]->data},
-                    {DNNL_ARG_DIFF_DST, op->m_ddst, a->dy->data},
+                    {DNNL_ARG_DIFF_DST, ddm, ddst},
                     {DNNL_ARG_DIFF_WEIGHTS, op->m_dw, dw},
                     {DNNL_ARG_DIFF_BIAS, op->m_db, a->dw + op->info.n_weights}};
     DPT_CHECK(run(be, &op->bwd_w, args, 4));

@@ -1,0 +1,58 @@
+/* bucket.h: gradient buckets for data-parallel training (PyTorch DDP / Horovod style).
+ *
+ * The gradient arena is cut, at layer boundaries, into contiguous buckets in backward order:
+ * bucket 0 holds the last layers (their gradients are ready first) and is small so communication
+ * starts early; the others hold about bucket_bytes each. The model reports each layer's gradient
+ * as final (dpt_bucketer_ready, its grad_ready callback); when every layer of a bucket has been
+ * reported the bucket is queued to a communication thread that all-reduces (averages) it in
+ * place while backward goes on. dpt_bucketer_finish waits for the rest.
+ *
+ * Every rank cuts the same buckets (computed from the model only) and queues them in the same
+ * order (backward order is fixed by the model), so every rank issues the same collectives in the
+ * same order. The communication thread is the only thread that calls the collective layer while
+ * a step runs (MPI_THREAD_SERIALIZED is enough). Nothing is allocated per step. */
+#ifndef DPT_BUCKET_H
+#define DPT_BUCKET_H
+
+#include <stddef.h>
+
+#include "dptrain/coll.h"
+#include "dptrain/model.h"
+#include "dptrain/status.h"
+
+typedef struct dpt_bucketer dpt_bucketer_t;
+
+typedef struct dpt_bucket_config {
+    size_t first_bytes;   /* the first bucket (default 1 MiB when 0) */
+    size_t bucket_bytes;  /* the others (default 25 MiB when 0) */
+    dpt_coll_algo_t algo; /* all-reduce algorithm (DPT_COLL_AUTO: per bucket size) */
+    int overlap;          /* 1: communication thread during backward; 0: everything in finish */
+} dpt_bucket_config_t;
+
+/* Plan buckets over the segments of a model's gradient arena `grads` (borrowed, like coll). */
+dpt_status_t dpt_bucketer_create(dpt_coll_t *coll, float *grads, const dpt_param_segment_t *segs,
+                                 int n_segs, const dpt_bucket_config_t *cfg,
+                                 dpt_bucketer_t **out);
+/* The largest bucket, in bytes, that create would plan with these segments and cfg (to size a
+ * collective context before creating the bucketer). */
+size_t dpt_bucket_max_bytes(const dpt_param_segment_t *segs, int n_segs,
+                            const dpt_bucket_config_t *cfg);
+/* Stops the thread (NULL-safe). No step may be in flight. */
+void dpt_bucketer_destroy(dpt_bucketer_t *b);
+
+/* Bucket i's range of the arena, in floats (i in [0, count)). */
+int dpt_bucketer_count(const dpt_bucketer_t *b);
+void dpt_bucketer_range(const dpt_bucketer_t *b, int i, size_t *offset, size_t *count);
+
+/* Start a step: nothing is ready. */
+void dpt_bucketer_begin(dpt_bucketer_t *b);
+/* A layer's gradients grads[offset, offset+count) are final (a dpt_grad_ready_fn; ctx = b). */
+void dpt_bucketer_ready(void *ctx, size_t offset, size_t count);
+/* Queue every bucket not yet queued (in index order), wait until all are reduced. On DPT_OK the
+ * arena holds the average over ranks. *t_exposed: seconds this call waited (communication not
+ * hidden behind backward); *t_comm: seconds of all-reduce in this step; *bytes: gradient bytes
+ * all-reduced. The first error of the step is returned (message via dpt_error_get). */
+dpt_status_t dpt_bucketer_finish(dpt_bucketer_t *b, double *t_exposed, double *t_comm,
+                                 double *bytes);
+
+#endif

@@ -1,0 +1,284 @@
+/* bucket.c: gradient buckets and the communication thread (see bucket.h).
+ *
+ * Planning: segments are grouped by layer into layer ranges (contiguous in the arena, in forward
+ * order); walking layers from the last to the first, a bucket is closed once it reaches its byte
+ * budget, so buckets never split a layer and bucket 0 ends at the arena's end.
+ * Per step: the model's callback adds each finished layer's float count to its bucket; a bucket
+ * whose count reaches its size goes on a FIFO that the thread drains. The queue is an array of
+ * bucket indices sized at create (no allocation per step). */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/internal.h"   /* dpt__now */
+#include "dptrain/alloc.h"
+#include "dptrain/bucket.h"
+
+typedef struct bucket {
+    size_t off, count;   /* floats */
+    size_t ready;        /* floats reported ready this step */
+    int queued;
+} bucket_t;
+
+struct dpt_bucketer {
+    dpt_coll_t *coll;
+    float *grads;
+    dpt_bucket_config_t cfg;
+    bucket_t *b;
+    int n;
+    /* step state, guarded by mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_done;
+    int *queue;          /* bucket indices in queue order */
+    int q_head, q_tail;  /* thread takes queue[q_head], caller appends at q_tail */
+    int n_done;
+    double t_comm;
+    dpt_status_t err;
+    char err_msg[512];
+    int stop;
+    int thread_started;
+    pthread_t thread;
+};
+
+int dpt_bucketer_count(const dpt_bucketer_t *b)
+{
+    return b->n;
+}
+
+void dpt_bucketer_range(const dpt_bucketer_t *b, int i, size_t *offset, size_t *count)
+{
+    *offset = b->b[i].off;
+    *count = b->b[i].count;
+}
+
+/* All-reduce bucket i (average over ranks); records time and the first error. Called with mu
+ * unlocked. */
+static void reduce_one(dpt_bucketer_t *b, int i, double *t_acc)
+{
+    double t0 = dpt__now();
+    dpt_status_t st = dpt_coll_allreduce(b->coll, b->grads + b->b[i].off, b->b[i].count,
+                                         DPT_DTYPE_F32, DPT_REDOP_AVG, b->cfg.algo);
+    double dt = dpt__now() - t0;
+    pthread_mutex_lock(&b->mu);
+    *t_acc += dt;
+    if (st != DPT_OK && b->err == DPT_OK) {
+        b->err = st;
+        snprintf(b->err_msg, sizeof b->err_msg, "all-reduce of gradient bucket %d (%zu floats): "
+                 "%s", i, b->b[i].count, dpt_error_get());
+    }
+    b->n_done++;
+    pthread_cond_broadcast(&b->cv_done);
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void *comm_thread(void *arg)
+{
+    dpt_bucketer_t *b = arg;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        while (!b->stop && b->q_head == b->q_tail)
+            pthread_cond_wait(&b->cv_work, &b->mu);
+        if (b->q_head == b->q_tail && b->stop)
+            break;
+        int i = b->queue[b->q_head++];
+        int skip = b->err != DPT_OK;   /* after an error the step is lost: do not send more */
+        pthread_mutex_unlock(&b->mu);
+        if (skip) {
+            pthread_mutex_lock(&b->mu);
+            b->n_done++;
+            pthread_cond_broadcast(&b->cv_done);
+            continue;
+        }
+        reduce_one(b, i, &b->t_comm);
+        pthread_mutex_lock(&b->mu);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+/* Layer ranges -> buckets, last layer first. Returns the bucket count written to out (which has
+ * room for n_segs entries). */
+static int plan(const dpt_param_segment_t *segs, int n_segs, size_t first_bytes,
+                size_t bucket_bytes, bucket_t *out)
+{
+    int n = 0;
+    size_t hi = 0, lo = 0, bytes = 0;
+    int open = 0;
+    for (int s = n_segs - 1; s >= 0;) {
+        /* the layer owning segment s: segments s0..s with the same layer */
+        int s0 = s;
+        while (s0 > 0 && segs[s0 - 1].layer == segs[s].layer)
+            s0--;
+        size_t l_lo = segs[s0].offset, l_hi = segs[s].offset + segs[s].count;
+        if (!open) {
+            hi = l_hi;
+            bytes = 0;
+            open = 1;
+        }
+        lo = l_lo;
+        bytes += (l_hi - l_lo) * sizeof(float);
+        size_t budget = n == 0 ? first_bytes : bucket_bytes;
+        if (bytes >= budget || s0 == 0) {
+            out[n++] = (bucket_t){.off = lo, .count = hi - lo};
+            open = 0;
+        }
+        s = s0 - 1;
+    }
+    return n;
+}
+
+static void default_sizes(const dpt_bucket_config_t *cfg, size_t *first, size_t *rest)
+{
+    *first = cfg->first_bytes ? cfg->first_bytes : (size_t)1 << 20;
+    *rest = cfg->bucket_bytes ? cfg->bucket_bytes : (size_t)25 << 20;
+}
+
+size_t dpt_bucket_max_bytes(const dpt_param_segment_t *segs, int n_segs,
+                            const dpt_bucket_config_t *cfg)
+{
+    if (n_segs <= 0)
+        return 0;
+    bucket_t *b = dpt_calloc((size_t)n_segs * sizeof *b);
+    if (!b)
+        return 0;
+    size_t first, rest, max = 0;
+    default_sizes(cfg, &first, &rest);
+    int n = plan(segs, n_segs, first, rest, b);
+    for (int i = 0; i < n; i++)
+        if (b[i].count * sizeof(float) > max)
+            max = b[i].count * sizeof(float);
+    dpt_free(b);
+    return max;
+}
+
+dpt_status_t dpt_bucketer_create(dpt_coll_t *coll, float *grads, const dpt_param_segment_t *segs,
+                                 int n_segs, const dpt_bucket_config_t *cfg, dpt_bucketer_t **out)
+{
+    *out = NULL;
+    if (!coll || !cfg || n_segs < 0 || (n_segs > 0 && (!segs || !grads)))
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "bucketer: bad arguments");
+    for (int s = 1; s < n_segs; s++)
+        if (segs[s].offset != segs[s - 1].offset + segs[s - 1].count)
+            return dpt_error_set(DPT_ERR_INVALID_ARG, "bucketer: parameter segments are not "
+                                 "contiguous (segment %d)", s);
+    dpt_bucketer_t *b = dpt_calloc(sizeof *b);
+    if (!b)
+        return dpt_error_set(DPT_ERR_NOMEM, "bucketer: out of memory");
+    b->coll = coll;
+    b->grads = grads;
+    b->cfg = *cfg;
+    default_sizes(cfg, &b->cfg.first_bytes, &b->cfg.bucket_bytes);
+    b->b = dpt_calloc((size_t)(n_segs ? n_segs : 1) * sizeof *b->b);
+    b->queue = dpt_calloc((size_t)(n_segs ? n_segs : 1) * sizeof *b->queue);
+    if (!b->b || !b->queue) {
+        dpt_free(b->b);
+        dpt_free(b->queue);
+        dpt_free(b);
+        return dpt_error_set(DPT_ERR_NOMEM, "bucketer: out of memory");
+    }
+    b->n = plan(segs, n_segs, b->cfg.first_bytes, b->cfg.bucket_bytes, b->b);
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv_work, NULL);
+    pthread_cond_init(&b->cv_done, NULL);
+    if (b->cfg.overlap) {
+        if (pthread_create(&b->thread, NULL, comm_thread, b) != 0) {
+            dpt_bucketer_destroy(b);
+            return dpt_error_set(DPT_ERR_INTERNAL, "bucketer: cannot start the communication "
+                                 "thread");
+        }
+        b->thread_started = 1;
+    }
+    *out = b;
+    return DPT_OK;
+}
+
+void dpt_bucketer_destroy(dpt_bucketer_t *b)
+{
+    if (!b)
+        return;
+    if (b->thread_started) {
+        pthread_mutex_lock(&b->mu);
+        b->stop = 1;
+        pthread_cond_broadcast(&b->cv_work);
+        pthread_mutex_unlock(&b->mu);
+        pthread_join(b->thread, NULL);
+    }
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv_work);
+    pthread_cond_destroy(&b->cv_done);
+    dpt_free(b->b);
+    dpt_free(b->queue);
+    dpt_free(b);
+}
+
+void dpt_bucketer_begin(dpt_bucketer_t *b)
+{
+    pthread_mutex_lock(&b->mu);
+    for (int i = 0; i < b->n; i++) {
+        b->b[i].ready = 0;
+        b->b[i].queued = 0;
+    }
+    b->q_head = b->q_tail = 0;
+    b->n_done = 0;
+    b->t_comm = 0;
+    b->err = DPT_OK;
+    b->err_msg[0] = '\0';
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* With mu held. */
+static void enqueue(dpt_bucketer_t *b, int i)
+{
+    b->b[i].queued = 1;
+    b->queue[b->q_tail++] = i;
+    pthread_cond_signal(&b->cv_work);
+}
+
+void dpt_bucketer_ready(void *ctx, size_t offset, size_t count)
+{
+    dpt_bucketer_t *b = ctx;
+    /* buckets are in decreasing offset order; few of them: a linear scan */
+    int i = 0;
+    while (i < b->n && offset < b->b[i].off)
+        i++;
+    if (i == b->n)
+        return;
+    pthread_mutex_lock(&b->mu);
+    bucket_t *k = &b->b[i];
+    k->ready += count;
+    if (b->cfg.overlap && !k->queued && k->ready >= k->count)
+        enqueue(b, i);
+    pthread_mutex_unlock(&b->mu);
+}
+
+dpt_status_t dpt_bucketer_finish(dpt_bucketer_t *b, double *t_exposed, double *t_comm,
+                                 double *bytes)
+{
+    double t0 = dpt__now();
+    size_t total = 0;
+    for (int i = 0; i < b->n; i++)
+        total += b->b[i].count;
+    if (!b->cfg.overlap) {
+        double tc = 0;
+        for (int i = 0; i < b->n && b->err == DPT_OK; i++)
+            reduce_one(b, i, &tc);
+        b->t_comm = tc;
+    } else {
+        pthread_mutex_lock(&b->mu);
+        for (int i = 0; i < b->n; i++)   /* a layer that never reported (e.g. unused) */
+            if (!b->b[i].queued)
+                enqueue(b, i);
+        while (b->n_done < b->n)
+            pthread_cond_wait(&b->cv_done, &b->mu);
+        pthread_mutex_unlock(&b->mu);
+    }
+    if (t_exposed)
+        *t_exposed = dpt__now() - t0;
+    if (t_comm)
+        *t_comm = b->t_comm;
+    if (bytes)
+        *bytes = (double)total * sizeof(float);
+    if (b->err != DPT_OK)
+        return dpt_error_set(b->err, "%s", b->err_msg);
+    return DPT_OK;
+}

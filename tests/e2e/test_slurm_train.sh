@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Training as a Slurm job on a real one-node Slurm (munged + slurmctld + slurmd started for this
+# test by launch/slurm/slurm-local.sh in a temp dir on a free port, stopped on exit): sbatch of
+# launch/slurm/dptrain.sbatch with 2 tasks x 1 CPU runs `srun --mpi=pmix dptrain train` on a
+# little synthetic data; the job must complete, print the final accuracy line, and the metrics
+# file must end with a "final" record for 2 ranks of 1 thread (cpus-per-task -> threads).
+# Skipped (exit 77) with the reason only where Slurm cannot run here: not root, or the
+# slurm/munge packages are missing and cannot be installed. Takes about 15 s with the packages
+# installed (the first run installs them with apt: about 30 s more).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+SL=$SRC/launch/slurm/slurm-local.sh
+SB=$SRC/launch/slurm/dptrain.sbatch
+if [[ $(id -u) -ne 0 ]]; then
+  echo "SKIP: a local Slurm needs root (slurmd runs as root), uid is $(id -u)"
+  exit 77
+fi
+[[ -x $DPT ]] || { echo "FAIL: $DPT is not an executable"; exit 1; }
+DPT=$(realpath "$DPT") SRC=$(realpath "$SRC")   # the job runs in another directory
+
+export SLURM_LOCAL_DIR
+SLURM_LOCAL_DIR=$(mktemp -d /tmp/dpt_slurm_XXXXXX)   # its own dir: munged wants a 0755 path
+cleanup() {
+  "$SL" stop > /dev/null 2>&1 || true
+  rm -rf "$SLURM_LOCAL_DIR" "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# a free slurmctld port with a free slurmd port after it
+port_busy() { (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null; }
+for _ in $(seq 50); do
+  SLURM_LOCAL_PORT=$((20000 + (RANDOM * 32768 + RANDOM) % 30000))
+  port_busy "$SLURM_LOCAL_PORT" || port_busy $((SLURM_LOCAL_PORT + 1)) || break
+done
+export SLURM_LOCAL_PORT SLURM_LOCAL_NODES=1 SLURM_LOCAL_CPUS=2
+
+t0=$SECONDS
+rc=0
+envline=$("$SL" start 2> "$TMP/start.log") || rc=$?
+if [[ $rc -eq 3 ]]; then
+  echo "SKIP: Slurm cannot run here: $(grep -m1 UNAVAILABLE "$TMP/start.log" | sed 's/.*UNAVAILABLE: //')"
+  exit 77
+elif [[ $rc -ne 0 ]]; then
+  echo "FAIL: slurm-local.sh start exited $rc:"
+  tail -n 20 "$TMP/start.log"
+  for f in "$SLURM_LOCAL_DIR"/log/*.log; do [[ -f $f ]] && { echo "--- $f"; tail -n 10 "$f"; }; done
+  exit 1
+fi
+eval "$envline"   # export SLURM_CONF=...
+echo "slurm up on port $SLURM_LOCAL_PORT in $((SECONDS - t0)) s"
+
+# 2 tasks x 1 CPU on one node; the job's own safety limit is 5 minutes
+cd "$TMP"
+jid=$(DPTRAIN=$DPT sbatch --parsable --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --time=5 \
+  -J dpt-e2e -o "$TMP/job-%j.out" "$SB" \
+  --model "$SRC/models/fmnist-cnn.cfg" --data synthetic:256:1:28:28:10 --epochs 1 --batch 32 \
+  --lr 0.05 --seed 3 --metrics "$TMP/metrics.jsonl" 2> "$TMP/sbatch.err") || true
+[[ $jid =~ ^[0-9]+$ ]] || { echo "FAIL: sbatch gave no job id: $jid $(cat "$TMP/sbatch.err")"; exit 1; }
+
+state() { scontrol show job "$1" 2> /dev/null | grep -oP 'JobState=\K\S+' || echo UNKNOWN; }
+t1=$SECONDS
+while :; do
+  st=$(state "$jid")
+  case $st in PENDING|CONFIGURING|RUNNING|COMPLETING|REQUEUED|SUSPENDED) ;; *) break ;; esac
+  if ((SECONDS - t1 > 180)); then
+    bad "job $jid still $st after 180 s; cancelled"
+    scancel "$jid" || true
+    break
+  fi
+  sleep 1
+done
+out=$(cat "$TMP/job-$jid.out" 2> /dev/null || true)
+echo "job $jid: $st after $((SECONDS - t1)) s"
+[[ $st == COMPLETED ]] && ok || bad "job ended $st: $(scontrol show job "$jid" | grep -o 'ExitCode=\S*'); output: $out"
+[[ $out == *"srun --mpi=pmix --cpus-per-task=1"* ]] && ok || bad "the script did not launch with srun --mpi=pmix: $out"
+[[ $out == *"dptrain exited with status 0"* ]] && ok || bad "dptrain did not exit 0: $out"
+
+finals=$(grep -E '^final test accuracy: [0-9]+\.[0-9]{2}% \([0-9]+/256\)' <<< "$out" || true)
+nfinal=$(grep -c . <<< "$finals" || true)
+((nfinal == 1)) && ok || bad "want exactly one final accuracy line (rank 0), got $nfinal: $out"
+
+final=$(grep '"kind":"final"' "$TMP/metrics.jsonl" 2> /dev/null | tail -n 1 || true)
+[[ -n $final ]] && ok || bad "no final record in the metrics file: $(cat "$TMP/metrics.jsonl" 2> /dev/null)"
+[[ $final == *'"ranks":2,'* ]] && ok || bad "final record: want \"ranks\":2: $final"
+[[ $final == *'"threads":1,'* ]] && ok || bad "final record: want \"threads\":1 (--cpus-per-task=1): $final"
+# the printed accuracy is the recorded one
+acc=$(sed -n 's/.*"test_acc":\([0-9.]*\).*/\1/p' <<< "$final")
+pct=$(awk -v a="${acc:-x}" 'BEGIN { printf "%.2f%%", 100 * a }')
+[[ -n $acc && $finals == *"accuracy: $pct ("* ]] && ok || bad "final line(s) '$finals' do not show test_acc $acc"
+
+# stop: no daemon of this cluster may be left (munged names the dir on its command line, the
+# others carry SLURM_CONF in their environment)
+"$SL" stop > /dev/null 2>&1 || bad "slurm-local.sh stop failed"
+left=0
+for d in /proc/[0-9]*; do
+  [[ $d == "/proc/$$" || $d == "/proc/$BASHPID" ]] && continue
+  { tr '\0' ' ' < "$d/cmdline"; tr '\0' '\n' < "$d/environ"; } 2> /dev/null \
+    | grep -qF "$SLURM_LOCAL_DIR" && left=$((left + 1))
+done
+((left == 0)) && ok || bad "$left processes of the test cluster still running after stop"
+finish

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Data-parallel training under mpirun (issue 4):
+#  - np 2 x batch 32 gives the parameters of np 1 x batch 64 (same data order, no BN; float32
+#    reduction-order tolerance), and so does np 1 x batch 32 x --accum 2, and np 2 x 16 x accum 2;
+#  - with --deterministic every all-reduce algorithm gives the same bits;
+#  - replicas stay bitwise identical for every algorithm at np 3 (the trainer compares a
+#    parameter checksum across ranks after every epoch and fails otherwise);
+#  - ranks that disagree (flags, a missing dataset on one rank) stop with a message naming the rank.
+source "$(dirname "$0")/lib.sh"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+CMP=$(dirname "$DPT")/tests/cmp_weights
+[[ -x $CMP ]] || { echo "FAIL: $CMP not built"; exit 1; }
+MPI=(mpirun --oversubscribe --bind-to none)
+args=(--model "$SRC/models/fmnist-cnn.cfg" --data synthetic:1024:1:28:28:10 --epochs 2 --threads 1
+      --lr 0.05 --no-progress --no-eval)
+nobn=(--model "$SRC/tests/models/small-nobn.cfg" "${args[@]:2}")
+
+train() {   # train NP OUT.dpt ARGS...: runs, keeps stdout in OUT.txt
+  local np=$1 out=$2; shift 2
+  local rc=0
+  timeout 300 "${MPI[@]}" -np "$np" "$DPT" train "$@" --save "$out" > "${out%.dpt}.txt" 2> "${out%.dpt}.err" || rc=$?
+  [[ $rc -eq 0 ]] || bad "np $np train $* exited $rc: $(tail -3 "${out%.dpt}.err")"
+  return $rc
+}
+same() {   # same A B TOL|--exact WHAT
+  local r
+  r=$("$CMP" "$1" "$2" "$3") && ok || bad "$4: $r"
+}
+
+# equivalence (no batch norm: local BN statistics would differ by design)
+train 1 "$TMP/ref.dpt" "${nobn[@]}" --batch 64
+train 2 "$TMP/np2.dpt" "${nobn[@]}" --batch 32
+same "$TMP/ref.dpt" "$TMP/np2.dpt" 1e-5 "np 2 x 32 vs np 1 x 64"
+train 1 "$TMP/acc.dpt" "${nobn[@]}" --batch 32 --accum 2
+same "$TMP/ref.dpt" "$TMP/acc.dpt" 1e-5 "np 1 x 32 x accum 2 vs np 1 x 64"
+train 2 "$TMP/np2acc.dpt" "${nobn[@]}" --batch 16 --accum 2 --no-overlap
+same "$TMP/ref.dpt" "$TMP/np2acc.dpt" 1e-5 "np 2 x 16 x accum 2 (no overlap) vs np 1 x 64"
+grep -q "global batch 64" "$TMP/np2acc.txt" && ok || bad "np 2 x 16 x accum 2 does not say global batch 64"
+
+# --deterministic: the same bits for every algorithm (BN model, small buckets: several per step)
+first=
+for a in ring tree rd rhd shm mpi auto; do
+  train 2 "$TMP/det-$a.dpt" "${args[@]}" --batch 32 --deterministic --allreduce "$a" --bucket-mb 0.05 || continue
+  if [[ -z $first ]]; then first=$a; continue; fi
+  same "$TMP/det-$first.dpt" "$TMP/det-$a.dpt" --exact "--deterministic: $a vs $first"
+done
+grep -q "gradient buckets" "$TMP/det-ring.txt" && ok || bad "no bucket report in: $(head -3 "$TMP/det-ring.txt")"
+
+# replicas identical after every epoch, for every algorithm, at a rank count that is not a power of 2
+for a in ring tree rd rhd shm mpi auto; do
+  train 3 "$TMP/r3-$a.dpt" "${args[@]}" --batch 16 --allreduce "$a" && ok
+done
+grep -q "^final: .*param_crc" "$TMP/r3-ring.txt" && ok || bad "np 3 final line missing"
+
+# ranks that disagree stop together, naming the rank
+rc=0
+timeout 120 "${MPI[@]}" -np 1 "$DPT" train "${args[@]}" --batch 32 --lr 0.05 : \
+  -np 1 "$DPT" train "${args[@]}" --batch 32 --lr 0.1 > /dev/null 2> "$TMP/err" || rc=$?
+[[ $rc -ne 0 && $rc -ne 124 ]] && grep -q "rank 1's configuration (flags) differs from rank 0's" "$TMP/err" \
+  && ok || bad "different --lr per rank: exit $rc, $(cat "$TMP/err")"
+rc=0
+timeout 120 "${MPI[@]}" -np 1 "$DPT" train "${args[@]}" --batch 32 : \
+  -np 1 "$DPT" train "${args[@]/synthetic:1024:1:28:28:10/mnist:$TMP/nowhere}" --batch 32 > /dev/null 2> "$TMP/err" || rc=$?
+[[ $rc -ne 0 && $rc -ne 124 ]] && grep -q "rank 1 stopped during setup" "$TMP/err" && grep -q "nowhere" "$TMP/err" \
+  && ok || bad "missing data on rank 1: exit $rc, $(cat "$TMP/err")"
+finish

@@ -48,6 +48,10 @@ void dpt_bucketer_range(const dpt_bucketer_t *b, int i, size_t *offset, size_t *
 void dpt_bucketer_begin(dpt_bucketer_t *b);
 /* A layer's gradients grads[offset, offset+count) are final (a dpt_grad_ready_fn; ctx = b). */
 void dpt_bucketer_ready(void *ctx, size_t offset, size_t count);
+/* Sum buf[0..n) over ranks in place (e.g. synchronized batch-norm statistics), through the
+ * communication thread's queue so that it takes its place among the buckets in the same order on
+ * every rank; waits for the result. May be called between begin and finish and outside steps. */
+dpt_status_t dpt_bucketer_sum(dpt_bucketer_t *b, float *buf, size_t n);
 /* Queue every bucket not yet queued (in index order), wait until all are reduced. On DPT_OK the
  * arena holds the average over ranks. *t_exposed: seconds this call waited (communication not
  * hidden behind backward); *t_comm: seconds of all-reduce in this step; *bytes: gradient bytes

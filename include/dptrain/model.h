@@ -36,6 +36,12 @@ typedef struct dpt_model_options {
     int fuse_bn_relu;             /* fuse batchnorm + relu when the backend can */
     dpt_grad_ready_fn grad_ready; /* optional */
     void *grad_ready_ctx;
+    /* Synchronized batch norm (optional): when set, training-mode batch norm takes its batch
+     * statistics over all ranks; bn_sum must replace buf[0..n) by its sum over ranks (every rank
+     * calls it in the same order; the model calls it 3 times per BN layer and step). BN then runs
+     * in plain C on NCHW copies and is not fused with ReLU. */
+    dpt_status_t (*bn_sum)(void *ctx, float *buf, size_t n);
+    void *bn_sum_ctx;
 } dpt_model_options_t;
 
 /* Resolve a --model argument: an existing file as given; else NAME or NAME.cfg under

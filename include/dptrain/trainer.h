@@ -50,6 +50,7 @@ typedef struct dpt_train_config {
     int accum;                   /* micro-batches per optimizer step (default 1); all-reduce
                                     only after the last */
     int deterministic;           /* rank-ordered reductions: same bits for every algorithm */
+    int sync_bn;                 /* batch-norm statistics over all ranks (default: per rank) */
 } dpt_train_config_t;
 
 typedef struct dpt_train_result {

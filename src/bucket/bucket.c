@@ -29,8 +29,13 @@ struct dpt_bucketer {
     /* step state, guarded by mu */
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_done;
-    int *queue;          /* bucket indices in queue order */
+    int *queue;          /* bucket indices in queue order; SUM_JOB = the pending sum job */
+    int q_cap;           /* a ring: entries queue[q_head % q_cap .. q_tail % q_cap) */
     int q_head, q_tail;  /* thread takes queue[q_head], caller appends at q_tail */
+    float *sum_buf;      /* the sum job (one at a time: its caller waits) */
+    size_t sum_n;
+    int sum_done;
+    dpt_status_t sum_err;
     int n_done;
     double t_comm;
     dpt_status_t err;
@@ -71,6 +76,28 @@ static void reduce_one(dpt_bucketer_t *b, int i, double *t_acc)
     pthread_mutex_unlock(&b->mu);
 }
 
+#define SUM_JOB (-1)
+
+/* Run the pending sum job (SUM over ranks, in place); called with mu unlocked. */
+static void sum_one(dpt_bucketer_t *b)
+{
+    dpt_status_t st = dpt_coll_allreduce(b->coll, b->sum_buf, b->sum_n, DPT_DTYPE_F32,
+                                         DPT_REDOP_SUM, b->cfg.algo);
+    char msg[512] = "";
+    if (st != DPT_OK)
+        snprintf(msg, sizeof msg, "all-reduce of batch-norm statistics (%zu floats): %s",
+                 b->sum_n, dpt_error_get());
+    pthread_mutex_lock(&b->mu);
+    b->sum_err = st;
+    if (st != DPT_OK && b->err == DPT_OK) {
+        b->err = st;
+        snprintf(b->err_msg, sizeof b->err_msg, "%s", msg);
+    }
+    b->sum_done = 1;
+    pthread_cond_broadcast(&b->cv_done);
+    pthread_mutex_unlock(&b->mu);
+}
+
 static void *comm_thread(void *arg)
 {
     dpt_bucketer_t *b = arg;
@@ -80,9 +107,21 @@ static void *comm_thread(void *arg)
             pthread_cond_wait(&b->cv_work, &b->mu);
         if (b->q_head == b->q_tail && b->stop)
             break;
-        int i = b->queue[b->q_head++];
+        int i = b->queue[b->q_head++ % b->q_cap];
         int skip = b->err != DPT_OK;   /* after an error the step is lost: do not send more */
         pthread_mutex_unlock(&b->mu);
+        if (i == SUM_JOB) {
+            if (skip) {
+                pthread_mutex_lock(&b->mu);
+                b->sum_err = b->err;
+                b->sum_done = 1;
+                pthread_cond_broadcast(&b->cv_done);
+            } else {
+                sum_one(b);
+                pthread_mutex_lock(&b->mu);
+            }
+            continue;
+        }
         if (skip) {
             pthread_mutex_lock(&b->mu);
             b->n_done++;
@@ -169,7 +208,8 @@ dpt_status_t dpt_bucketer_create(dpt_coll_t *coll, float *grads, const dpt_param
     b->cfg = *cfg;
     default_sizes(cfg, &b->cfg.first_bytes, &b->cfg.bucket_bytes);
     b->b = dpt_calloc((size_t)(n_segs ? n_segs : 1) * sizeof *b->b);
-    b->queue = dpt_calloc((size_t)(n_segs ? n_segs : 1) * sizeof *b->queue);
+    b->q_cap = n_segs + 2;   /* every bucket and at most one sum job */
+    b->queue = dpt_calloc((size_t)b->q_cap * sizeof *b->queue);
     if (!b->b || !b->queue) {
         dpt_free(b->b);
         dpt_free(b->queue);
@@ -230,7 +270,7 @@ void dpt_bucketer_begin(dpt_bucketer_t *b)
 static void enqueue(dpt_bucketer_t *b, int i)
 {
     b->b[i].queued = 1;
-    b->queue[b->q_tail++] = i;
+    b->queue[b->q_tail++ % b->q_cap] = i;
     pthread_cond_signal(&b->cv_work);
 }
 
@@ -249,6 +289,27 @@ void dpt_bucketer_ready(void *ctx, size_t offset, size_t count)
     if (b->cfg.overlap && !k->queued && k->ready >= k->count)
         enqueue(b, i);
     pthread_mutex_unlock(&b->mu);
+}
+
+dpt_status_t dpt_bucketer_sum(dpt_bucketer_t *b, float *buf, size_t n)
+{
+    if (!b->cfg.overlap) {
+        b->sum_buf = buf;
+        b->sum_n = n;
+        sum_one(b);
+        return b->sum_err == DPT_OK ? DPT_OK : dpt_error_set(b->sum_err, "%s", b->err_msg);
+    }
+    pthread_mutex_lock(&b->mu);
+    b->sum_buf = buf;
+    b->sum_n = n;
+    b->sum_done = 0;
+    b->queue[b->q_tail++ % b->q_cap] = SUM_JOB;
+    pthread_cond_signal(&b->cv_work);
+    while (!b->sum_done)
+        pthread_cond_wait(&b->cv_done, &b->mu);
+    dpt_status_t st = b->sum_err;
+    pthread_mutex_unlock(&b->mu);
+    return st == DPT_OK ? DPT_OK : dpt_error_set(st, "%s", b->err_msg);
 }
 
 dpt_status_t dpt_bucketer_finish(dpt_bucketer_t *b, double *t_exposed, double *t_comm,

@@ -30,4 +30,20 @@ dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
                               dpt_model_spec_t *out);
 void dpt__model_spec_free(dpt_model_spec_t *s);
 
+/* sync_bn.c: synchronized batch norm on plain NCHW arrays (see the file). `sum` replaces n
+ * floats by their sum over ranks; tmp holds 2 * c + 1 floats. */
+typedef struct dpt__sbn_args {
+    int n, c, hw;
+    float eps, momentum;
+    const float *gamma, *beta;
+    float *tmp;
+    dpt_status_t (*sum)(void *ctx, float *buf, size_t n);
+    void *ctx;
+} dpt__sbn_args_t;
+dpt_status_t dpt__sbn_forward(const dpt__sbn_args_t *a, const float *x, float *y, float *run_mean,
+                              float *run_var, float *mean, float *invstd);
+dpt_status_t dpt__sbn_backward(const dpt__sbn_args_t *a, const float *x, const float *dy, float *dx,
+                               const float *mean, const float *invstd, float *dgamma,
+                               float *dbeta);
+
 #endif

@@ -27,6 +27,7 @@ typedef struct node {
                                   k >= 0 = producer's extra[k] */
     size_t p_off, b_off;       /* offsets into params/grads and buffers arenas */
     double t_fwd, t_bwd;       /* profiling: accumulated seconds */
+    float *sx, *smean, *sinvstd;   /* synchronized BN: plain input copy and batch statistics */
 } node_t;
 
 struct dpt_model {
@@ -46,6 +47,7 @@ struct dpt_model {
     double flops;
     int profile;               /* accumulate per-layer times (dpt_model_set_profile) */
     long profile_steps;
+    float *s_a, *s_b, *s_tmp;  /* synchronized BN: plain scratch shared by the BN layers */
 };
 
 
@@ -193,6 +195,62 @@ static dpt_status_t build(dpt_model_t *m, const dpt_model_spec_t *spec)
     return DPT_OK;
 }
 
+/* Synchronized BN: per BN layer a plain copy of its input and the batch statistics, and plain
+ * scratch for outputs and gradients shared by all of them. */
+static dpt_status_t alloc_sync_bn(dpt_model_t *m)
+{
+    size_t most = 0;
+    int cmax = 0;
+    for (int i = 0; i < m->n_nodes; i++) {
+        node_t *nd = &m->nodes[i];
+        if (nd->spec.kind != DPT_OP_BATCHNORM)
+            continue;
+        const dpt_tensor_t *o = &nd->info.out;
+        size_t n = (size_t)o->n * o->c * o->h * o->w;
+        nd->sx = dpt_malloc(n * sizeof(float));
+        nd->smean = dpt_malloc((size_t)o->c * sizeof(float));
+        nd->sinvstd = dpt_malloc((size_t)o->c * sizeof(float));
+        if (!nd->sx || !nd->smean || !nd->sinvstd)
+            return dpt_error_set(DPT_ERR_NOMEM, "model: out of memory for synchronized BN");
+        most = n > most ? n : most;
+        cmax = o->c > cmax ? o->c : cmax;
+    }
+    m->s_a = dpt_malloc((most ? most : 1) * sizeof(float));
+    m->s_b = dpt_malloc((most ? most : 1) * sizeof(float));
+    m->s_tmp = dpt_malloc((2 * (size_t)cmax + 1) * sizeof(float));
+    if (!m->s_a || !m->s_b || !m->s_tmp)
+        return dpt_error_set(DPT_ERR_NOMEM, "model: out of memory for synchronized BN");
+    return DPT_OK;
+}
+
+static dpt__sbn_args_t sbn_args(dpt_model_t *m, node_t *nd)
+{
+    const dpt_tensor_t *o = &nd->info.out;
+    const float *w = m->params + nd->p_off;
+    return (dpt__sbn_args_t){.n = o->n, .c = o->c, .hw = o->h * o->w, .eps = nd->spec.eps,
+                             .momentum = nd->spec.momentum, .gamma = w, .beta = w + o->c,
+                             .tmp = m->s_tmp, .sum = m->opt.bn_sum, .ctx = m->opt.bn_sum_ctx};
+}
+
+static dpt_status_t sync_bn_forward(dpt_model_t *m, node_t *nd)
+{
+    dpt__sbn_args_t a = sbn_args(m, nd);
+    float *buf = m->buffers + nd->b_off;
+    DPT_CHECK(m->ops->export_nchw(m->be, node_input(m, nd, 0), nd->sx));
+    DPT_CHECK(dpt__sbn_forward(&a, nd->sx, m->s_a, buf, buf + a.c, nd->smean, nd->sinvstd));
+    return m->ops->import_nchw(m->be, m->s_a, &nd->out);
+}
+
+static dpt_status_t sync_bn_backward(dpt_model_t *m, node_t *nd, dpt_tensor_t *dx)
+{
+    dpt__sbn_args_t a = sbn_args(m, nd);
+    float *dw = m->grads + nd->p_off;
+    DPT_CHECK(m->ops->export_nchw(m->be, &nd->grad, m->s_a));
+    DPT_CHECK(dpt__sbn_backward(&a, nd->sx, m->s_a, dx ? m->s_b : NULL, nd->smean, nd->sinvstd,
+                                dw, dw + a.c));
+    return dx ? m->ops->import_nchw(m->be, m->s_b, dx) : DPT_OK;
+}
+
 dpt_status_t dpt_model_create(const char *path, const dpt_backend_ops_t *ops, dpt_backend_t *be,
                               const dpt_model_options_t *opt, dpt_model_t **out)
 {
@@ -200,6 +258,10 @@ dpt_status_t dpt_model_create(const char *path, const dpt_backend_ops_t *ops, dp
     if (opt->batch <= 0)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "model: batch size must be > 0 (got %d)",
                              opt->batch);
+    dpt_model_options_t o = *opt;
+    if (o.bn_sum)
+        o.fuse_bn_relu = 0;   /* synchronized BN runs outside the backend's fused kernel */
+    opt = &o;
     dpt_model_spec_t spec;
     DPT_CHECK(dpt__model_parse(path, opt, &spec));
     dpt_model_t *m = dpt_calloc(sizeof *m);
@@ -216,6 +278,8 @@ dpt_status_t dpt_model_create(const char *path, const dpt_backend_ops_t *ops, dp
     m->classes = spec.classes;
     dpt_status_t st = build(m, &spec);
     dpt__model_spec_free(&spec);
+    if (st == DPT_OK && opt->bn_sum)
+        st = alloc_sync_bn(m);
     if (st != DPT_OK) {
         dpt_model_destroy(m);
         return st;
@@ -245,7 +309,13 @@ void dpt_model_destroy(dpt_model_t *m)
         free_tensor(m, &nd->grad);
         for (int k = 0; k < nd->n_extra; k++)
             free_tensor(m, &nd->extra[k]);
+        dpt_free(nd->sx);
+        dpt_free(nd->smean);
+        dpt_free(nd->sinvstd);
     }
+    dpt_free(m->s_a);
+    dpt_free(m->s_b);
+    dpt_free(m->s_tmp);
     free_tensor(m, &m->input);
     dpt_free(m->nodes);
     dpt_free(m->segs);
@@ -345,7 +415,10 @@ dpt_status_t dpt_model_forward(dpt_model_t *m, const float *x, const int32_t *la
             .training = training,
         };
         double t0 = m->profile ? dpt__now() : 0;
-        DPT_CHECK(m->ops->forward(nd->op, &a));
+        if (training && m->opt.bn_sum && nd->spec.kind == DPT_OP_BATCHNORM)
+            DPT_CHECK(sync_bn_forward(m, nd));
+        else
+            DPT_CHECK(m->ops->forward(nd->op, &a));
         if (m->profile)
             nd->t_fwd += dpt__now() - t0;
     }
@@ -382,7 +455,10 @@ dpt_status_t dpt_model_backward(dpt_model_t *m)
             node_t *p = &m->nodes[nd->in[k]];
             a.dx[k] = nd->edge_slot[k] < 0 ? &p->grad : &p->extra[nd->edge_slot[k]];
         }
-        DPT_CHECK(m->ops->backward(nd->op, &a));
+        if (m->opt.bn_sum && nd->spec.kind == DPT_OP_BATCHNORM)
+            DPT_CHECK(sync_bn_backward(m, nd, a.dx[0]));
+        else
+            DPT_CHECK(m->ops->backward(nd->op, &a));
         if (m->profile)
             nd->t_bwd += dpt__now() - t0;
         if (nd->info.n_params && m->opt.grad_ready)

@@ -79,6 +79,7 @@ static const option_def_t options[] = {
      "gradient all-reduce across ranks: auto (default: per bucket, by the fitted cost model), ring, tree, rd, rhd, shm, mpi"},
     {"bucket-mb", T_DOUBLE, C(bucket_mb), 0.004, 4096, CMD_TRAIN, "M", "gradient bucket size in MiB (default 25; the first bucket is min(1, M))"},
     {"overlap", T_BOOL, C(overlap), 0, 0, CMD_TRAIN, NULL, "all-reduce buckets on a thread while backward runs (default on; --no-overlap: after backward)"},
+    {"sync-bn", T_BOOL, C(sync_bn), 0, 0, CMD_TRAIN, NULL, "batch-norm statistics over all ranks' batches (default: each rank's own; running statistics are averaged before eval and save either way)"},
     {"accum", T_INT, C(accum), 1, 4096, CMD_TRAIN, "K", "gradient accumulation: K micro-batches of --batch per optimizer step, one all-reduce (default 1)"},
     {"momentum", T_FLOAT, C(sgd.momentum), 0, 0.9999, CMD_TRAIN, "M", "SGD momentum (default 0.9)"},
     {"nesterov", T_BOOL, C(sgd.nesterov), 0, 0, CMD_TRAIN, NULL, "Nesterov momentum (default on; --no-nesterov)"},

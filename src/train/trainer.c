@@ -115,6 +115,14 @@ static void on_grad_ready(void *ctx, size_t off, size_t count)
         dpt_bucketer_ready(s->bk, off, count);
 }
 
+/* The model's bn_sum callback (--sync-bn): through the buckets' communication thread, so it
+ * is ordered with the gradient all-reduces alike on every rank; one rank: nothing to add. */
+static dpt_status_t on_bn_sum(void *ctx, float *buf, size_t n)
+{
+    session_t *s = ctx;
+    return s->bk ? dpt_bucketer_sum(s->bk, buf, n) : DPT_OK;
+}
+
 static dpt_status_t session_model(session_t *s, const dpt_train_config_t *cfg)
 {
     s->ops = dpt_backend_find(cfg->backend);
@@ -126,7 +134,8 @@ static dpt_status_t session_model(session_t *s, const dpt_train_config_t *cfg)
     DPT_CHECK(s->ops->create(&bc, &s->be));
     dpt_model_options_t mo = {.batch = cfg->batch, .label_smoothing = cfg->label_smoothing,
                               .fuse_bn_relu = cfg->fuse_bn_relu, .grad_ready = on_grad_ready,
-                              .grad_ready_ctx = s};
+                              .grad_ready_ctx = s, .bn_sum = cfg->sync_bn ? on_bn_sum : NULL,
+                              .bn_sum_ctx = s};
     DPT_CHECK(dpt_model_find(cfg->model_path, s->model_path, sizeof s->model_path));
     DPT_CHECK(dpt_model_create(s->model_path, s->ops, s->be, &mo, &s->model));
     s->grads = dpt_model_grads(s->model, NULL);
@@ -207,7 +216,7 @@ static void job_hashes(const session_t *s, const dpt_train_config_t *cfg, uint32
                      "data=%s backend=%s epochs=%d batch=%d lr=%.17g warmup=%.17g sched=%d "
                      "final=%.17g gamma=%.17g stepe=%.17g peak=%.17g mom=%.9g nest=%d wd=%.9g "
                      "lars=%d eta=%.9g ls=%.9g seed=%llu crop=%d flip=%d rrc=%d rrcs=%.9g "
-                     "max=%ld eval=%d ar=%s bucket=%.17g overlap=%d accum=%d det=%d fuse=%d",
+                     "max=%ld eval=%d ar=%s bucket=%.17g overlap=%d accum=%d det=%d fuse=%d sbn=%d",
                      cfg->data_spec, cfg->backend, cfg->epochs, cfg->batch, cfg->lr,
                      cfg->warmup_epochs, (int)cfg->schedule, cfg->final_lr_frac, cfg->step_gamma,
                      cfg->step_epochs, cfg->onecycle_peak, (double)cfg->sgd.momentum,
@@ -216,7 +225,7 @@ static void job_hashes(const session_t *s, const dpt_train_config_t *cfg, uint32
                      (unsigned long long)cfg->seed, cfg->crop_pad, cfg->flip,
                      cfg->random_resized_crop, (double)cfg->rrc_min_scale, cfg->max_steps,
                      cfg->eval_every_epoch, cfg->allreduce, cfg->bucket_mb, cfg->overlap,
-                     cfg->accum, cfg->deterministic, cfg->fuse_bn_relu);
+                     cfg->accum, cfg->deterministic, cfg->fuse_bn_relu, cfg->sync_bn);
     h[0] = dpt__crc32(0, buf, n > 0 && (size_t)n < sizeof buf ? (size_t)n : sizeof buf);
     char summary[8192];
     dpt_model_summary(s->model, summary, sizeof summary);
@@ -444,7 +453,7 @@ agree:
     for (int epoch = 0; epoch < cfg->epochs && step < total_steps; epoch++) {
         DPT_CHECK_GOTO(dpt_loader_start_epoch(s.train_ld, epoch), st, fail);
         double t_epoch = dpt__now(), log_loss = 0, log_compute = 0, log_exposed = 0,
-               log_bytes = 0;
+               log_bytes = 0, log_comm = 0;
         double ev[3] = {0, 0, 0};   /* loss sum over steps, correct, seen (this rank) */
         long log_n = 0, done_steps = 0;
         double t_log = t_epoch;
@@ -464,16 +473,19 @@ agree:
             log_loss += o.loss;
             log_compute += (t1 - t0) - o.t_exposed;
             log_exposed += o.t_exposed;
-            log_bytes += o.bytes;
+            /* nominal: the bandwidth-optimal volume 2(p-1)/p of the gradient bytes (ring, rhd,
+               shm send exactly this; rd and tree send more) */
+            log_bytes += o.bytes * 2.0 * (nranks - 1) / nranks;
+            log_comm += o.t_comm;
             log_n++;
             if ((step + 1) % cfg->log_every == 0) {
                 double now = dpt__now();
                 double img_s = (double)log_n * global_batch / (now - t_log);
                 dpt_metrics_step(&mx, epoch, step + 1, log_loss / (double)log_n, lr, img_s,
                                  log_compute / (double)log_n, log_exposed / (double)log_n,
-                                 log_bytes / (double)log_n);
+                                 log_bytes / (double)log_n, log_comm / (double)log_n);
                 t_log = now;
-                log_loss = log_compute = log_exposed = log_bytes = 0;
+                log_loss = log_compute = log_exposed = log_bytes = log_comm = 0;
                 log_n = 0;
             }
             dpt_progress_update(&pg, epoch, cfg->epochs, i + 1, steps_per_epoch, step + 1,

@@ -22,4 +22,37 @@ dpt_status_t dpt_weights_save(const char *path, const float *params, size_t n_pa
 dpt_status_t dpt_weights_load(const char *path, float *params, size_t n_params, float *buffers,
                               size_t n_buffers);
 
+/* Training checkpoints (src/ckpt/state.c): what a bit-exact resume needs besides the
+ * parameters, BN buffers and momentum. The learning rate is a function of `step`; data order and
+ * augmentation are functions of (seed, epoch, position), so no RNG state is needed. */
+typedef struct dpt_ckpt_state {
+    uint64_t step;          /* optimizer steps done */
+    int32_t epoch;          /* epoch of the next step (0-based) */
+    int32_t epoch_step;     /* steps already done in that epoch */
+    int32_t ranks;          /* rank count that wrote it (the data shards depend on it) */
+    uint64_t seed;
+    uint32_t config_hash;   /* hash of the flags (a resume with other flags is warned about) */
+    double counters[4];     /* the running epoch: loss sum, correct, seen (summed over ranks),
+                               training seconds so far */
+} dpt_ckpt_state_t;
+
+/* One checkpoint file, written atomically (PATH.tmp, fsync, rename, directory fsync).
+ * `buffers` holds s->ranks copies of the nb BN buffers (each rank's). */
+dpt_status_t dpt_ckpt_write(const char *path, const dpt_ckpt_state_t *s, const float *params,
+                            size_t np, const float *buffers, size_t nb, const float *mom);
+/* Read and verify one (magic, version, header CRC, sizes against the model, payload CRC,
+ * decompressed CRC) written by `ranks` ranks (else an error); buffers receives ranks * nb floats.
+ * Errors name the file and what is wrong. */
+dpt_status_t dpt_ckpt_read(const char *path, int ranks, dpt_ckpt_state_t *s, float *params,
+                           size_t np, float *buffers, size_t nb, float *mom);
+/* Write DIR/ckpt-<step>.dpt, point DIR/latest at it, delete all but the newest `keep`. */
+dpt_status_t dpt_ckpt_save(const char *dir, int keep, const dpt_ckpt_state_t *s,
+                           const float *params, size_t np, const float *buffers, size_t nb,
+                           const float *mom, char *path_out, size_t cap);
+/* Load the newest valid DIR/ckpt-*.dpt (by step), skipping corrupt or partial ones with a
+ * warning each. *found = 0 (and DPT_OK) when none is valid or DIR does not exist. */
+dpt_status_t dpt_ckpt_load_newest(const char *dir, int ranks, dpt_ckpt_state_t *s, float *params,
+                                  size_t np, float *buffers, size_t nb, float *mom,
+                                  char *path_out, size_t cap, int *found);
+
 #endif

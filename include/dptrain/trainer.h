@@ -35,6 +35,7 @@ typedef struct dpt_train_config {
     int random_resized_crop;     /* random area/aspect crop, resized back (not with crop_pad) */
     float rrc_min_scale;         /* its smallest area fraction (default 0.35; aspect 3/4..4/3) */
     int prefetch;
+    int loader_workers;          /* prefetch threads per loader (0 = automatic, see loader.h) */
     const char *metrics_path;    /* JSON lines, NULL = none */
     const char *save_path;       /* weights written at the end, NULL = none */
     int progress;                /* 1 = bar, 0 = plain lines, -1 = bar when stderr is a tty */
@@ -51,6 +52,14 @@ typedef struct dpt_train_config {
                                     only after the last */
     int deterministic;           /* rank-ordered reductions: same bits for every algorithm */
     int sync_bn;                 /* batch-norm statistics over all ranks (default: per rank) */
+    /* checkpoints and stopping (src/ckpt/state.c) */
+    const char *checkpoint_dir;  /* NULL = no checkpoints */
+    long checkpoint_every;       /* steps between checkpoints (0: only at epoch ends and stops) */
+    int keep_checkpoints;        /* newest files kept (default 3) */
+    const char *resume;          /* NULL, "auto" (newest valid in checkpoint_dir, if any) or a
+                                    checkpoint file */
+    volatile int *stop_flag;     /* set (e.g. by a signal handler) to stop after the running
+                                    step with a checkpoint; NULL = none */
 } dpt_train_config_t;
 
 typedef struct dpt_train_result {
@@ -63,6 +72,9 @@ typedef struct dpt_train_result {
     int collective_error;        /* on error: 1 if every rank returned it together (no abort
                                     needed), 0 if other ranks may be stuck in a collective */
     double t_comm_s, t_comm_exposed_s;   /* summed over the steps (this rank) */
+    int stopped;                 /* 1: stopped early by stop_flag (after a checkpoint when
+                                    checkpoint_dir is set) */
+    long resumed_from;           /* step of the checkpoint resumed from, -1 = none */
 } dpt_train_result_t;
 
 /* Defaults for every field (fmnist-cnn on Fashion-MNIST, the `make run` job). */

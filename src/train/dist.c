@@ -84,3 +84,12 @@ dpt_status_t dpt__dist_transport(const dpt_dist_t *d, dpt_p2p_t **out)
         return DPT_OK;
     return dpt_p2p_mpi_create(MPI_COMM_WORLD, out);
 }
+
+int dpt__dist_any(const dpt_dist_t *d, int flag)
+{
+    if (!d->mpi || d->size == 1)
+        return flag;
+    int any = 0;
+    MPI_Allreduce(&flag, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return any;
+}

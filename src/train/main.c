@@ -2,6 +2,8 @@
  * then argv, which wins), fills a dpt_train_config_t and calls the trainer. Only main decides to
  * exit: usage errors exit 2, run-time errors (files, shapes) exit 1, each with one clear line. */
 #include <errno.h>
+#include <signal.h>
+#include <unistd.h>
 #include <limits.h>
 #include <math.h>
 #include <mpi.h>
@@ -80,6 +82,10 @@ static const option_def_t options[] = {
     {"bucket-mb", T_DOUBLE, C(bucket_mb), 0.004, 4096, CMD_TRAIN, "M", "gradient bucket size in MiB (default 25; the first bucket is min(1, M))"},
     {"overlap", T_BOOL, C(overlap), 0, 0, CMD_TRAIN, NULL, "all-reduce buckets on a thread while backward runs (default on; --no-overlap: after backward)"},
     {"sync-bn", T_BOOL, C(sync_bn), 0, 0, CMD_TRAIN, NULL, "batch-norm statistics over all ranks' batches (default: each rank's own; running statistics are averaged before eval and save either way)"},
+    {"checkpoint-dir", T_STR, C(checkpoint_dir), 0, 0, CMD_TRAIN, "DIR", "write checkpoints (ckpt-<step>.dpt, 'latest') here: at every epoch end, every --checkpoint-every steps and when stopped by a signal"},
+    {"checkpoint-every", T_INT, C(checkpoint_every), 0, INT_MAX, CMD_TRAIN, "N", "also checkpoint every N steps (default 0: epoch ends and stops only)"},
+    {"keep-checkpoints", T_INT, C(keep_checkpoints), 1, 1000000, CMD_TRAIN, "K", "keep the newest K checkpoints (default 3)"},
+    {"resume", T_STR, C(resume), 0, 0, CMD_TRAIN, "auto|FILE", "continue from a checkpoint: auto = the newest valid one in --checkpoint-dir (skipping corrupt ones; a fresh start if none), or FILE"},
     {"accum", T_INT, C(accum), 1, 4096, CMD_TRAIN, "K", "gradient accumulation: K micro-batches of --batch per optimizer step, one all-reduce (default 1)"},
     {"momentum", T_FLOAT, C(sgd.momentum), 0, 0.9999, CMD_TRAIN, "M", "SGD momentum (default 0.9)"},
     {"nesterov", T_BOOL, C(sgd.nesterov), 0, 0, CMD_TRAIN, NULL, "Nesterov momentum (default on; --no-nesterov)"},
@@ -101,6 +107,7 @@ static const option_def_t options[] = {
     {"val-fraction", T_DOUBLE, O(prep.val_fraction), 0, 0.9, CMD_PREPARE, "F", "validation share of every class (default 0.1)"},
     {"force", T_BOOL, O(prep.force), 0, 0, CMD_PREPARE, NULL, "rebuild even if the manifest says the output is up to date"},
     {"prefetch", T_BOOL, C(prefetch), 0, 0, CMD_TRAIN | CMD_EVAL, NULL, "assemble batches on a background thread (default on)"},
+    {"loader-workers", T_INT, C(loader_workers), 0, 64, CMD_TRAIN | CMD_EVAL, "N", "threads assembling batches with --prefetch (default 0 = automatic: a quarter of the cores, 1 to 4; the batches are the same for any N)"},
     {"metrics", T_STR, C(metrics_path), 0, 0, CMD_TRAIN, "FILE", "write JSON-lines metrics (step, epoch, final records)"},
     {"save", T_STR, C(save_path), 0, 0, CMD_TRAIN, "FILE", "write the trained weights (atomically) at the end"},
     {"progress", T_BOOL, C(progress), 0, 0, CMD_TRAIN, NULL,
@@ -228,7 +235,7 @@ static int set_option(opts_t *o, int cmd, const option_def_t *d, const char *val
             usage_error(cmd, "--%s: %s", d->name, msg);
             return 2;
         }
-        if (d->off == C(max_steps))
+        if (d->off == C(max_steps) || d->off == C(checkpoint_every))
             *(long *)p = v;
         else
             *(int *)p = (int)v;
@@ -481,6 +488,29 @@ static int cmd_info(void)
 /* train: flags are parsed before MPI starts (usage errors exit 2 on every rank alike). Errors
  * every rank returned together end with MPI_Finalize and status 1; an error of one rank while
  * the others may wait in a collective ends the whole job with MPI_Abort, naming the rank. */
+/* SIGTERM, SIGINT, SIGUSR1 (Slurm's warning before the time limit): finish the running step,
+ * checkpoint and exit with DPT_EXIT_STOPPED; a second signal exits at once (128 + signal). */
+#define DPT_EXIT_STOPPED 75   /* EX_TEMPFAIL: stopped on request, resume to continue */
+static volatile int stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    if (stop_requested)
+        _exit(128 + sig);
+    stop_requested = 1;
+}
+
+static void install_stop_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
 static int cmd_train(opts_t *o)
 {
     int provided = 0;
@@ -494,11 +524,13 @@ static int cmd_train(opts_t *o)
                     "backward (--no-overlap)\n");
         o->cfg.overlap = 0;
     }
+    install_stop_handlers();
+    o->cfg.stop_flag = &stop_requested;
     dpt_train_result_t res;
     dpt_status_t st = dpt_train(&o->cfg, &res);
     if (st == DPT_OK) {
         MPI_Finalize();
-        return 0;
+        return res.stopped ? DPT_EXIT_STOPPED : 0;
     }
     char what[64];
     if (size > 1)

@@ -54,6 +54,7 @@ void dpt_train_config_default(dpt_train_config_t *c)
     c->bucket_mb = 25;
     c->overlap = 1;
     c->accum = 1;
+    c->keep_checkpoints = 3;
 }
 
 /* Everything one run owns, destroyed in reverse order by session_fini. */
@@ -72,6 +73,7 @@ typedef struct session {
     dpt_bucketer_t *bk;
     dpt_coll_algo_t algo;
     float *grads, *acc;      /* acc: gradient accumulation (accum > 1) */
+    float *buf_all;          /* checkpoints: every rank's BN buffers (ranks x n_buffers) */
     int accum, micro;        /* micro: index of the running micro-step */
     float inv_accum;
 } session_t;
@@ -82,6 +84,7 @@ static void session_fini(session_t *s)
     dpt_coll_destroy(s->coll);
     dpt_p2p_destroy(s->p2p);
     dpt_free(s->acc);
+    dpt_free(s->buf_all);
     dpt_free(s->mom);
     dpt_loader_destroy(s->test_ld);
     dpt_loader_destroy(s->train_ld);
@@ -165,7 +168,8 @@ static dpt_status_t open_test(session_t *s, const dpt_train_config_t *cfg)
     DPT_CHECK(check_shapes(s->model, s->test, cfg));
     dpt_loader_config_t lc = {.batch = cfg->batch, .rank = s->dist.rank,
                               .nranks = s->dist.size, .seed = cfg->seed, .shuffle = 0,
-                              .drop_last = 0, .prefetch = cfg->prefetch};
+                              .drop_last = 0, .prefetch = cfg->prefetch,
+                              .workers = cfg->loader_workers};
     return dpt_loader_create(s->test, &lc, &s->test_ld);
 }
 
@@ -353,6 +357,91 @@ static dpt_status_t check_replicas(session_t *s, uint32_t crc, int epoch, int *m
     return dpt__dist_compare(&s->dist, &crc, 1, w, mismatch);
 }
 
+/* --resume: rank 0 reads the checkpoint (a file, or the newest valid one in the directory) and
+ * sends parameters, BN buffers, momentum and the position to every rank. *found = 0 when
+ * "auto" finds nothing (a fresh start). Collective; errors are agreed on by every rank. */
+static dpt_status_t resume(session_t *s, const dpt_train_config_t *cfg, uint32_t config_hash,
+                           dpt_ckpt_state_t *cs, int *found, int *collective)
+{
+    size_t np, nb;
+    float *params = dpt_model_params(s->model, &np);
+    float *buffers = dpt_model_buffers(s->model, &nb);
+    char path[4096] = "";
+    dpt_status_t st = DPT_OK;
+    *found = 0;
+    if (s->dist.rank == 0) {
+        if (!strcmp(cfg->resume, "auto")) {
+            if (!cfg->checkpoint_dir)
+                st = dpt_error_set(DPT_ERR_INVALID_ARG, "--resume auto needs --checkpoint-dir");
+            else
+                st = dpt_ckpt_load_newest(cfg->checkpoint_dir, s->dist.size, cs, params, np,
+                                          s->buf_all, nb, s->mom, path, sizeof path, found);
+        } else {
+            st = dpt_ckpt_read(cfg->resume, s->dist.size, cs, params, np, s->buf_all, nb,
+                               s->mom);
+            *found = st == DPT_OK;
+            snprintf(path, sizeof path, "%s", cfg->resume);
+        }
+        if (st == DPT_OK && *found && cs->seed != cfg->seed)
+            st = dpt_error_set(DPT_ERR_INVALID_ARG, "--resume: %s was trained with --seed %llu, "
+                               "not %llu", path, (unsigned long long)cs->seed,
+                               (unsigned long long)cfg->seed);
+    }
+    DPT_CHECK(dpt__dist_agree(&s->dist, st, collective));
+    if (s->coll) {
+        DPT_CHECK(dpt_coll_broadcast(s->coll, found, sizeof *found, 0));
+        if (!*found)
+            return DPT_OK;
+        DPT_CHECK(dpt_coll_broadcast(s->coll, cs, sizeof *cs, 0));
+        DPT_CHECK(dpt_coll_broadcast(s->coll, params, np * sizeof(float), 0));
+        DPT_CHECK(dpt_coll_broadcast(s->coll, s->buf_all,
+                                     (size_t)s->dist.size * nb * sizeof(float), 0));
+        DPT_CHECK(dpt_coll_broadcast(s->coll, s->mom, np * sizeof(float), 0));
+    }
+    if (*found)
+        memcpy(buffers, s->buf_all + (size_t)s->dist.rank * nb, nb * sizeof(float));
+    if (*found && s->dist.rank == 0) {
+        printf("resumed from %s: step %llu (epoch %d, step %d of it)\n", path,
+               (unsigned long long)cs->step, cs->epoch + 1, cs->epoch_step);
+        if (cs->config_hash != config_hash)
+            printf("warning: the flags differ from the run that wrote %s\n", path);
+        fflush(stdout);
+    }
+    if (*found && s->dist.rank != 0)   /* the epoch counters are summed over ranks at the end */
+        memset(cs->counters, 0, sizeof cs->counters);
+    return DPT_OK;
+}
+
+/* Write a checkpoint of the state after `step` steps (rank 0 writes; every rank learns whether
+ * it worked). counters: this rank's running-epoch sums, summed over ranks here. */
+static dpt_status_t checkpoint(session_t *s, const dpt_train_config_t *cfg, uint32_t config_hash,
+                               long step, int epoch, int epoch_step, const double ev[3],
+                               int *collective)
+{
+    size_t np, nb;
+    float *params = dpt_model_params(s->model, &np);
+    float *buffers = dpt_model_buffers(s->model, &nb);
+    dpt_ckpt_state_t cs = {.step = (uint64_t)step, .epoch = epoch, .epoch_step = epoch_step,
+                           .ranks = s->dist.size, .seed = cfg->seed,
+                           .config_hash = config_hash};
+    double g[3] = {ev[0], ev[1], ev[2]};
+    dpt__dist_sum(&s->dist, g, 3);
+    memcpy(cs.counters, g, sizeof g);
+    dpt_status_t st = DPT_OK;
+    if (s->coll)   /* every rank's BN buffers (local statistics differ until averaged) */
+        st = dpt_coll_allgather(s->coll, buffers, nb * sizeof(float), s->buf_all);
+    else
+        memcpy(s->buf_all, buffers, nb * sizeof(float));
+    if (st != DPT_OK) {
+        *collective = 0;
+        return st;
+    }
+    if (s->dist.rank == 0)
+        st = dpt_ckpt_save(cfg->checkpoint_dir, cfg->keep_checkpoints, &cs, params, np,
+                           s->buf_all, nb, s->mom, NULL, 0);
+    return dpt__dist_agree(&s->dist, st, collective);
+}
+
 dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
 {
     memset(res, 0, sizeof *res);
@@ -377,7 +466,8 @@ dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
         dpt_loader_config_t lc = {.batch = cfg->batch, .rank = rank, .nranks = nranks,
                                   .seed = cfg->seed, .shuffle = 1, .drop_last = 1,
                                   .crop_pad = cfg->crop_pad, .flip = cfg->flip,
-                                  .prefetch = cfg->prefetch, .rrc = cfg->random_resized_crop,
+                                  .prefetch = cfg->prefetch, .workers = cfg->loader_workers,
+                                  .rrc = cfg->random_resized_crop,
                                   .rrc_scale = {cfg->rrc_min_scale, 1.0f},
                                   .rrc_ratio = {3.0f / 4.0f, 4.0f / 3.0f}};
         DPT_CHECK_GOTO(dpt_loader_create(s.train, &lc, &s.train_ld), st, agree);
@@ -392,7 +482,10 @@ dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
         s.mom = dpt_calloc((np ? np : 1) * sizeof(float));
         if (s.accum > 1)
             s.acc = dpt_calloc((np ? np : 1) * sizeof(float));
-        if (!s.mom || (s.accum > 1 && !s.acc))
+        size_t nbuf;
+        dpt_model_buffers(s.model, &nbuf);
+        s.buf_all = dpt_calloc(((size_t)nranks * nbuf + 1) * sizeof(float));
+        if (!s.mom || (s.accum > 1 && !s.acc) || !s.buf_all)
             st = dpt_error_set(DPT_ERR_NOMEM, "out of memory for optimizer state");
         else
             dpt_model_init_params(s.model, cfg->seed);
@@ -448,16 +541,39 @@ agree:
     dpt_progress_init(&pg, quiet ? 0 : cfg->progress, cfg->log_every, total_steps);
     if (quiet)
         pg.bar = -1;
+    uint32_t hashes[3];
+    job_hashes(&s, cfg, hashes);
+    dpt_ckpt_state_t cs = {0};
+    int resumed = 0;
+    res->resumed_from = -1;
+    if (cfg->resume) {
+        st = resume(&s, cfg, hashes[0], &cs, &resumed, &res->collective_error);
+        if (st != DPT_OK)
+            goto done;
+        if (resumed)
+            res->resumed_from = (long)cs.step;
+    }
     double t_start = dpt__now(), train_time = 0;
-    long step = 0, images = 0;
-    for (int epoch = 0; epoch < cfg->epochs && step < total_steps; epoch++) {
+    long step = resumed ? (long)cs.step : 0, images = 0;
+    for (int epoch = resumed ? cs.epoch : 0; epoch < cfg->epochs && step < total_steps;
+         epoch++) {
         DPT_CHECK_GOTO(dpt_loader_start_epoch(s.train_ld, epoch), st, fail);
         double t_epoch = dpt__now(), log_loss = 0, log_compute = 0, log_exposed = 0,
                log_bytes = 0, log_comm = 0;
         double ev[3] = {0, 0, 0};   /* loss sum over steps, correct, seen (this rank) */
         long log_n = 0, done_steps = 0;
+        int first = 0;
+        if (resumed && epoch == cs.epoch) {   /* continue mid-epoch: skip the batches done */
+            first = cs.epoch_step;
+            memcpy(ev, cs.counters, sizeof ev);
+            done_steps = first;
+            for (int k = 0; k < first * s.accum; k++) {
+                const dpt_batch_t *b;
+                DPT_CHECK_GOTO(dpt_loader_next(s.train_ld, &b), st, fail);
+            }
+        }
         double t_log = t_epoch;
-        for (int i = 0; i < steps_per_epoch && step < total_steps; i++, step++) {
+        for (int i = first; i < steps_per_epoch && step < total_steps; i++, step++) {
             double lr = dpt_schedule_lr(&sched, step);
             double t0 = dpt__now();
             step_out_t o;
@@ -491,6 +607,33 @@ agree:
             dpt_progress_update(&pg, epoch, cfg->epochs, i + 1, steps_per_epoch, step + 1,
                                 ev[0] / (double)done_steps, ev[1] / ev[2],
                                 ev[2] * nranks / (dpt__now() - t_epoch));
+            /* stop requested on any rank? (every rank asks after every step) */
+            int stop = cfg->stop_flag && *cfg->stop_flag;
+            if (cfg->stop_flag)
+                stop = dpt__dist_any(&s.dist, stop);
+            int last = i + 1 == steps_per_epoch || step + 1 == total_steps;
+            if (cfg->checkpoint_dir
+                && (stop || last || (cfg->checkpoint_every > 0
+                                     && (step + 1) % cfg->checkpoint_every == 0))) {
+                st = checkpoint(&s, cfg, hashes[0], step + 1, epoch, i + 1, ev,
+                                &res->collective_error);
+                if (st != DPT_OK)
+                    goto done;
+            }
+            if (stop) {
+                res->stopped = 1;
+                res->steps = step + 1;
+                res->param_crc = dpt_param_crc(params, np, buffers, nb);
+                res->wall_s = dpt__now() - t_start;
+                dpt_progress_clear(&pg);
+                if (rank == 0) {
+                    printf("stopped after step %ld (epoch %d, step %d of %d)%s\n", step + 1,
+                           epoch + 1, i + 1, steps_per_epoch,
+                           cfg->checkpoint_dir ? ", checkpoint written" : ", no --checkpoint-dir");
+                    fflush(stdout);
+                }
+                goto done;
+            }
         }
         double epoch_time = dpt__now() - t_epoch;
         train_time += epoch_time;

@@ -1,0 +1,256 @@
+/* state.c: training checkpoints (everything a bit-exact resume needs) and the checkpoint
+ * directory: ckpt-<step>.dpt files, a `latest` pointer, the last K kept, and the newest valid
+ * one found again after a crash (corrupt or partial files skipped with a warning).
+ *
+ * File: a 128-byte header (magic "DPTCKPT1", version, the state, sizes, CRCs of the zstd payload
+ * and of the raw bytes, CRC of the header itself), then one zstd frame holding params, every
+ * rank's BN buffers (rank 0's first: with local BN statistics they differ until averaged) and
+ * momentum (float32). Written to PATH.tmp, fsync'd, renamed, directory fsync'd
+ * (dpt__write_atomic): a crash at any point leaves either the old file set or the new one, and a
+ * torn .tmp is never a ckpt-*.dpt. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "core/internal.h"
+#include "dptrain/alloc.h"
+#include "dptrain/checkpoint.h"
+#include "dptrain/log.h"
+
+#define HDR_BYTES 128
+static const char MAGIC[8] = {'D', 'P', 'T', 'C', 'K', 'P', 'T', '1'};
+enum { VERSION = 1 };
+
+typedef struct header {
+    char magic[8];
+    uint32_t version, ranks;
+    uint64_t step, seed;
+    int32_t epoch, epoch_step;
+    uint32_t config_hash, reserved;
+    uint64_t n_params, n_buffers, n_mom, payload_nbytes;
+    double counters[4];
+    uint32_t payload_crc, raw_crc;
+    uint8_t pad[4];
+    uint32_t header_crc;
+} header_t;
+_Static_assert(sizeof(header_t) == HDR_BYTES, "checkpoint header must be 128 bytes");
+
+dpt_status_t dpt_ckpt_write(const char *path, const dpt_ckpt_state_t *s, const float *params,
+                            size_t np, const float *buffers, size_t nb, const float *mom)
+{
+    const size_t nball = nb * (size_t)(s->ranks > 0 ? s->ranks : 1);
+    size_t raw_n = (2 * np + nball) * sizeof(float);
+    float *raw = dpt_malloc(raw_n ? raw_n : 1);
+    size_t cap = ZSTD_compressBound(raw_n);
+    void *z = dpt_malloc(cap);
+    dpt_status_t st = DPT_OK;
+    if (!raw || !z) {
+        st = dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    memcpy(raw, params, np * sizeof(float));
+    memcpy(raw + np, buffers, nball * sizeof(float));
+    memcpy(raw + np + nball, mom, np * sizeof(float));
+    size_t zn = ZSTD_compress(z, cap, raw, raw_n, 1);
+    if (ZSTD_isError(zn)) {
+        st = dpt_error_set(DPT_ERR_INTERNAL, "%s: zstd: %s", path, ZSTD_getErrorName(zn));
+        goto done;
+    }
+    header_t h = {.version = VERSION, .ranks = (uint32_t)s->ranks, .step = s->step,
+                  .seed = s->seed, .epoch = s->epoch, .epoch_step = s->epoch_step,
+                  .config_hash = s->config_hash, .n_params = np, .n_buffers = nb, .n_mom = np,
+                  .payload_nbytes = zn};
+    memcpy(h.magic, MAGIC, sizeof MAGIC);
+    memcpy(h.counters, s->counters, sizeof h.counters);
+    h.payload_crc = dpt__crc32(0, z, zn);
+    h.raw_crc = dpt__crc32(0, raw, raw_n);
+    h.header_crc = dpt__crc32(0, &h, offsetof(header_t, header_crc));
+    const void *parts[2] = {&h, z};
+    size_t lens[2] = {sizeof h, zn};
+    st = dpt__write_atomic(path, 2, parts, lens);
+done:
+    dpt_free(raw);
+    dpt_free(z);
+    return st;
+}
+
+dpt_status_t dpt_ckpt_read(const char *path, int ranks, dpt_ckpt_state_t *s, float *params,
+                           size_t np, float *buffers, size_t nb, float *mom)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return dpt_error_set(DPT_ERR_IO, "%s: %s", path, strerror(errno));
+    header_t h;
+    void *z = NULL;
+    float *raw = NULL;
+    dpt_status_t st = DPT_OK;
+    if (fread(&h, 1, sizeof h, f) != sizeof h) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: truncated header (not a dptrain checkpoint?)",
+                           path);
+        goto done;
+    }
+    if (memcmp(h.magic, MAGIC, sizeof MAGIC)) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: bad magic (not a dptrain checkpoint)", path);
+        goto done;
+    }
+    if (dpt__crc32(0, &h, offsetof(header_t, header_crc)) != h.header_crc) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: header checksum mismatch (corrupt file)", path);
+        goto done;
+    }
+    if (h.version != VERSION) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: version %u, this build reads version %d", path,
+                           h.version, VERSION);
+        goto done;
+    }
+    if (h.n_params != np || h.n_buffers != nb || h.n_mom != np) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: holds %llu parameters + %llu buffers, the model "
+                           "has %zu + %zu (different model?)", path,
+                           (unsigned long long)h.n_params, (unsigned long long)h.n_buffers, np,
+                           nb);
+        goto done;
+    }
+    if ((int)h.ranks != ranks) {
+        st = dpt_error_set(DPT_ERR_INVALID_ARG, "%s was written by %u rank%s; resume with the "
+                           "same rank count (each rank's data shard depends on it)", path,
+                           h.ranks, h.ranks == 1 ? "" : "s");
+        goto done;
+    }
+    const size_t nball = nb * (size_t)ranks;
+    size_t raw_n = (2 * np + nball) * sizeof(float);
+    if (h.payload_nbytes == 0 || h.payload_nbytes > ZSTD_compressBound(raw_n)) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: bad payload size %llu", path,
+                           (unsigned long long)h.payload_nbytes);
+        goto done;
+    }
+    z = dpt_malloc(h.payload_nbytes);
+    raw = dpt_malloc(raw_n ? raw_n : 1);
+    if (!z || !raw) {
+        st = dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    size_t got = fread(z, 1, h.payload_nbytes, f);
+    if (got != h.payload_nbytes) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: truncated: payload has %zu of %llu bytes", path,
+                           got, (unsigned long long)h.payload_nbytes);
+        goto done;
+    }
+    if (fgetc(f) != EOF) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: trailing bytes after the payload", path);
+        goto done;
+    }
+    if (dpt__crc32(0, z, h.payload_nbytes) != h.payload_crc) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: payload checksum mismatch (corrupt file)", path);
+        goto done;
+    }
+    size_t dn = ZSTD_decompress(raw, raw_n, z, h.payload_nbytes);
+    if (ZSTD_isError(dn) || dn != raw_n || dpt__crc32(0, raw, raw_n) != h.raw_crc) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: payload does not decompress to the saved state",
+                           path);
+        goto done;
+    }
+    memcpy(params, raw, np * sizeof(float));
+    memcpy(buffers, raw + np, nball * sizeof(float));
+    memcpy(mom, raw + np + nball, np * sizeof(float));
+    *s = (dpt_ckpt_state_t){.step = h.step, .epoch = h.epoch, .epoch_step = h.epoch_step,
+                            .ranks = (int)h.ranks, .seed = h.seed, .config_hash = h.config_hash};
+    memcpy(s->counters, h.counters, sizeof s->counters);
+done:
+    fclose(f);
+    dpt_free(z);
+    dpt_free(raw);
+    return st;
+}
+
+/* Steps of the ckpt-<step>.dpt files in dir, newest first (malloc'd into *out). */
+static int list_steps(const char *dir, uint64_t **out)
+{
+    *out = NULL;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        unsigned long long step;
+        char tail[8];
+        if (sscanf(e->d_name, "ckpt-%llu.dp%7s", &step, tail) != 2 || strcmp(tail, "t"))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            uint64_t *p = realloc(*out, (size_t)cap * sizeof **out);
+            if (!p)
+                break;
+            *out = p;
+        }
+        (*out)[n++] = step;
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++)   /* insertion sort, descending */
+        for (int j = i; j > 0 && (*out)[j] > (*out)[j - 1]; j--) {
+            uint64_t t = (*out)[j];
+            (*out)[j] = (*out)[j - 1];
+            (*out)[j - 1] = t;
+        }
+    return n;
+}
+
+dpt_status_t dpt_ckpt_save(const char *dir, int keep, const dpt_ckpt_state_t *s,
+                           const float *params, size_t np, const float *buffers, size_t nb,
+                           const float *mom, char *path_out, size_t cap)
+{
+    DPT_CHECK(dpt__make_dirs(dir));
+    char path[4096], latest[4096], name[64];
+    snprintf(name, sizeof name, "ckpt-%llu.dpt", (unsigned long long)s->step);
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path
+        || snprintf(latest, sizeof latest, "%s/latest", dir) >= (int)sizeof latest)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--checkpoint-dir: path too long");
+    DPT_CHECK(dpt_ckpt_write(path, s, params, np, buffers, nb, mom));
+    char line[80];
+    int len = snprintf(line, sizeof line, "%s\n", name);
+    const void *parts[1] = {line};
+    size_t lens[1] = {(size_t)len};
+    DPT_CHECK(dpt__write_atomic(latest, 1, parts, lens));
+    if (path_out)
+        snprintf(path_out, cap, "%s", path);
+    uint64_t *steps;
+    int n = list_steps(dir, &steps);
+    for (int i = keep > 0 ? keep : 1; i < n; i++) {
+        char old[4096];
+        snprintf(old, sizeof old, "%s/ckpt-%llu.dpt", dir, (unsigned long long)steps[i]);
+        if (steps[i] != s->step)
+            unlink(old);
+    }
+    free(steps);
+    return DPT_OK;
+}
+
+dpt_status_t dpt_ckpt_load_newest(const char *dir, int ranks, dpt_ckpt_state_t *s, float *params,
+                                  size_t np, float *buffers, size_t nb, float *mom,
+                                  char *path_out, size_t cap, int *found)
+{
+    *found = 0;
+    uint64_t *steps;
+    int n = list_steps(dir, &steps);
+    dpt_status_t st = DPT_OK;
+    for (int i = 0; i < n; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/ckpt-%llu.dpt", dir, (unsigned long long)steps[i]);
+        st = dpt_ckpt_read(path, ranks, s, params, np, buffers, nb, mom);
+        if (st == DPT_OK) {
+            *found = 1;
+            if (path_out)
+                snprintf(path_out, cap, "%s", path);
+            break;
+        }
+        if (st == DPT_ERR_NOMEM)
+            break;
+        DPT_WARN("resume: skipping %s: %s", path, dpt_error_get());
+        st = DPT_OK;
+    }
+    free(steps);
+    return st;
+}

@@ -4,6 +4,8 @@
 # launch/slurm/dptrain.sbatch with 2 tasks x 1 CPU runs `srun --mpi=pmix dptrain train` on a
 # little synthetic data; the job must complete, print the final accuracy line, and the metrics
 # file must end with a "final" record for 2 ranks of 1 thread (cpus-per-task -> threads).
+# Then a second job is signalled (USR1, as before a time limit or on preemption): it checkpoints,
+# requeues itself, resumes, and ends with the bits of an uninterrupted run.
 # Skipped (exit 77) with the reason only where Slurm cannot run here: not root, or the
 # slurm/munge packages are missing and cannot be installed. Takes about 15 s with the packages
 # installed (the first run installs them with apt: about 30 s more).
@@ -89,6 +91,37 @@ final=$(grep '"kind":"final"' "$TMP/metrics.jsonl" 2> /dev/null | tail -n 1 || t
 acc=$(sed -n 's/.*"test_acc":\([0-9.]*\).*/\1/p' <<< "$final")
 pct=$(awk -v a="${acc:-x}" 'BEGIN { printf "%.2f%%", 100 * a }')
 [[ -n $acc && $finals == *"accuracy: $pct ("* ]] && ok || bad "final line(s) '$finals' do not show test_acc $acc"
+
+# Preemption: USR1 to the batch shell -> the ranks checkpoint and exit 75 -> the script requeues
+# the job -> the requeued run resumes; its final parameters must be the bits of an uninterrupted
+# run (the same flags under mpirun, outside Slurm).
+req=(--model "$SRC/models/fmnist-cnn.cfg" --data synthetic:2048:1:28:28:10 --epochs 2 --batch 32
+     --lr 0.05 --seed 3 --allreduce ring --no-eval)
+jid=$(DPTRAIN=$DPT sbatch --parsable --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --time=8 \
+  -J dpt-requeue -o "$TMP/rq-%j.out" "$SB" "${req[@]}" --checkpoint-dir "$TMP/rq-ckpt" \
+  --save "$TMP/rq.dpt" 2> "$TMP/sbatch.err") || true
+[[ $jid =~ ^[0-9]+$ ]] || { echo "FAIL: sbatch gave no job id: $jid $(cat "$TMP/sbatch.err")"; exit 1; }
+t1=$SECONDS
+until grep -q "gradient bucket" "$TMP/rq-$jid.out" 2> /dev/null || ((SECONDS - t1 > 120)); do sleep 0.5; done
+sleep 2
+scancel --signal=USR1 --batch "$jid" || bad "scancel --signal=USR1 failed"
+while :; do
+  st=$(state "$jid")
+  restarts=$(scontrol show job "$jid" 2> /dev/null | grep -oP 'Restarts=\K[0-9]+' || echo 0)
+  [[ $st == COMPLETED || $st == FAILED || $st == CANCELLED || $st == TIMEOUT || $st == UNKNOWN ]] && ((restarts > 0 || SECONDS - t1 > 300)) && break
+  [[ $st == COMPLETED ]] && break
+  ((SECONDS - t1 > 300)) && { bad "requeue job $jid still $st after 300 s"; scancel "$jid" || true; break; }
+  sleep 1
+done
+rq=$(cat "$TMP/rq-$jid.out" 2> /dev/null || true)
+[[ $st == COMPLETED && $restarts -ge 1 ]] && ok || bad "requeue job: $st after $restarts restarts: $rq"
+[[ $rq == *"dptrain exited with status 75"* && $rq == *"requeueing job $jid"* ]] && ok || bad "no checkpoint-and-requeue in: $rq"
+[[ $rq == *"resumed from $TMP/rq-ckpt/ckpt-"* ]] && ok || bad "the requeued run did not resume: $rq"
+OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 timeout 300 \
+  mpirun --oversubscribe --bind-to none -np 2 "$DPT" train "${req[@]}" --threads 1 --no-progress \
+  --save "$TMP/straight.dpt" > "$TMP/straight.txt" 2>&1 || bad "uninterrupted run failed: $(tail -3 "$TMP/straight.txt")"
+r=$("$(dirname "$DPT")/tests/cmp_weights" "$TMP/straight.dpt" "$TMP/rq.dpt" --exact) && ok \
+  || bad "preempted + requeued job differs from the uninterrupted run: $r"
 
 # stop: no daemon of this cluster may be left (munged names the dir on its command line, the
 # others carry SLURM_CONF in their environment)

@@ -58,6 +58,7 @@ typedef struct dpt_train_config {
     int keep_checkpoints;        /* newest files kept (default 3) */
     const char *resume;          /* NULL, "auto" (newest valid in checkpoint_dir, if any) or a
                                     checkpoint file */
+    int nan_skip;                /* non-finite loss/gradients: 1 = skip the step, 0 = stop */
     volatile int *stop_flag;     /* set (e.g. by a signal handler) to stop after the running
                                     step with a checkpoint; NULL = none */
 } dpt_train_config_t;
@@ -69,11 +70,14 @@ typedef struct dpt_train_result {
     long steps;
     uint32_t param_crc;
     int ranks;
-    int collective_error;        /* on error: 1 if every rank returned it together (no abort
-                                    needed), 0 if other ranks may be stuck in a collective */
+    int collective_error;        /* on error: 0 if other ranks may be stuck in a collective
+                                    (abort the job), 1 if every rank returned together with
+                                    this rank's own message, 2 if together with the same
+                                    message on every rank (rank 0 prints it) */
     double t_comm_s, t_comm_exposed_s;   /* summed over the steps (this rank) */
     int stopped;                 /* 1: stopped early by stop_flag (after a checkpoint when
                                     checkpoint_dir is set) */
+    long skipped_steps;          /* steps skipped for non-finite loss or gradients */
     long resumed_from;           /* step of the checkpoint resumed from, -1 = none */
 } dpt_train_result_t;
 

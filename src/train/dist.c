@@ -37,6 +37,7 @@ dpt_status_t dpt__dist_agree(const dpt_dist_t *d, dpt_status_t st, int *collecti
     }
     if (st != DPT_OK || first == INT_MAX)
         return st;
+    *collective = 2;   /* the same message on every rank that did not fail */
     return dpt_error_set(DPT_ERR_INVALID_ARG, "rank %d stopped during setup (its message says "
                          "why); rank %d stops too", first, d->rank);
 }
@@ -85,11 +86,9 @@ dpt_status_t dpt__dist_transport(const dpt_dist_t *d, dpt_p2p_t **out)
     return dpt_p2p_mpi_create(MPI_COMM_WORLD, out);
 }
 
-int dpt__dist_any(const dpt_dist_t *d, int flag)
+void dpt__dist_min(const dpt_dist_t *d, int *v, int n)
 {
     if (!d->mpi || d->size == 1)
-        return flag;
-    int any = 0;
-    MPI_Allreduce(&flag, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    return any;
+        return;
+    MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
 }

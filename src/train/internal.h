@@ -60,8 +60,8 @@ dpt_status_t dpt__dist_compare(const dpt_dist_t *d, const uint32_t *h, int n,
                                const char *const *what, int *mismatch);
 /* Sum n doubles over ranks, in place (counters for metrics and evaluation). */
 void dpt__dist_sum(const dpt_dist_t *d, double *v, int n);
-/* 1 if flag is non-zero on any rank. */
-int dpt__dist_any(const dpt_dist_t *d, int flag);
+/* Element-wise minimum of n ints over ranks, in place. */
+void dpt__dist_min(const dpt_dist_t *d, int *v, int n);
 /* The MPI transport over MPI_COMM_WORLD (NULL without MPI). */
 dpt_status_t dpt__dist_transport(const dpt_dist_t *d, dpt_p2p_t **out);
 

@@ -86,6 +86,7 @@ static const option_def_t options[] = {
     {"checkpoint-every", T_INT, C(checkpoint_every), 0, INT_MAX, CMD_TRAIN, "N", "also checkpoint every N steps (default 0: epoch ends and stops only)"},
     {"keep-checkpoints", T_INT, C(keep_checkpoints), 1, 1000000, CMD_TRAIN, "K", "keep the newest K checkpoints (default 3)"},
     {"resume", T_STR, C(resume), 0, 0, CMD_TRAIN, "auto|FILE", "continue from a checkpoint: auto = the newest valid one in --checkpoint-dir (skipping corrupt ones; a fresh start if none), or FILE"},
+    {"nan-policy", T_STR, C(nan_skip), 0, 0, CMD_TRAIN, "abort|skip", "a NaN/Inf loss or gradient: stop every rank naming the step and rank (abort, default) or skip that step's update (skip)"},
     {"accum", T_INT, C(accum), 1, 4096, CMD_TRAIN, "K", "gradient accumulation: K micro-batches of --batch per optimizer step, one all-reduce (default 1)"},
     {"momentum", T_FLOAT, C(sgd.momentum), 0, 0.9999, CMD_TRAIN, "M", "SGD momentum (default 0.9)"},
     {"nesterov", T_BOOL, C(sgd.nesterov), 0, 0, CMD_TRAIN, NULL, "Nesterov momentum (default on; --no-nesterov)"},
@@ -301,6 +302,14 @@ static int set_option(opts_t *o, int cmd, const option_def_t *d, const char *val
                 return 2;
             }
             *(int *)p = !strcmp(val, "lars");
+            return 0;
+        }
+        if (!strcmp(d->name, "nan-policy")) {
+            if (strcmp(val, "abort") && strcmp(val, "skip")) {
+                usage_error(cmd, "--nan-policy: '%s' is not abort or skip%s", val, "");
+                return 2;
+            }
+            *(int *)p = !strcmp(val, "skip");
             return 0;
         }
         if (!strcmp(d->name, "allreduce")) {
@@ -537,8 +546,8 @@ static int cmd_train(opts_t *o)
         snprintf(what, sizeof what, "train (rank %d of %d)", rank, size);
     else
         snprintf(what, sizeof what, "train");
-    if (res.collective_error) {
-        if (rank == 0 || !strstr(dpt_error_get(), "stopped during setup"))
+    if (res.collective_error) {   /* every rank returned: no abort */
+        if (res.collective_error == 1 || rank == 0)
             fail(what, st);
         MPI_Finalize();
         return 1;

@@ -1,6 +1,7 @@
 /* trainer.c: the step loop. Per step: the loader hands a batch (assembled by its prefetch thread
  * during the previous step) -> forward -> loss -> backward -> SGD on the flat arenas. After each
  * epoch: evaluation on the test split, an epoch line and metrics; at the end a final line. */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -312,14 +313,29 @@ typedef struct step_out {
     float loss;              /* mean over the micro-steps */
     long hits, seen;
     double t_exposed, t_comm, bytes;
+    int stop;                /* a stop was requested on some rank */
+    int skipped;             /* non-finite loss or gradients, step skipped (--nan-policy skip) */
 } step_out_t;
 
+static int all_finite(const float *v, size_t n)
+{
+    float acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc += v[i] * 0.0f;   /* stays 0 unless some v[i] is NaN or +-Inf */
+    return acc == 0.0f;
+}
+
 /* One optimizer step: accum micro-batches of forward + backward (gradients averaged over ranks
- * by the buckets during the last backward), then the update. */
+ * by the buckets during the last backward), then one exchange of two flags (a stop request, the
+ * first rank with a non-finite loss), then the update, unless the loss or the averaged gradients
+ * are not finite: --nan-policy skip skips the update, abort stops every rank with the step and
+ * rank (*collective = 1). The averaged gradients are the same bits everywhere, so every rank
+ * decides alike. */
 static dpt_status_t train_step(session_t *s, const dpt_train_config_t *cfg, double lr,
-                               int epoch, long step, step_out_t *o)
+                               int epoch, long step, step_out_t *o, int *collective)
 {
     memset(o, 0, sizeof *o);
+    *collective = 0;
     size_t np;
     float *params = dpt_model_params(s->model, &np);
     int n_segs;
@@ -333,9 +349,6 @@ static dpt_status_t train_step(session_t *s, const dpt_train_config_t *cfg, doub
         float loss = 0;
         int32_t hits = 0;
         DPT_CHECK(dpt_model_forward(s->model, b->x, b->y, b->n_valid, 1, &loss, &hits));
-        if (!isfinite(loss))
-            return dpt_error_set(DPT_ERR_INTERNAL, "rank %d: loss is %g at epoch %d step %ld "
-                                 "(lower --lr?)", s->dist.rank, (double)loss, epoch, step);
         DPT_CHECK(dpt_model_backward(s->model));
         lsum += loss;
         o->hits += hits;
@@ -344,6 +357,29 @@ static dpt_status_t train_step(session_t *s, const dpt_train_config_t *cfg, doub
     o->loss = (float)(lsum / s->accum);
     if (s->bk)
         DPT_CHECK(dpt_bucketer_finish(s->bk, &o->t_exposed, &o->t_comm, &o->bytes));
+    int flags[2] = {cfg->stop_flag && *cfg->stop_flag ? 0 : 1,
+                    isfinite(lsum) ? INT_MAX : s->dist.rank};
+    dpt__dist_min(&s->dist, flags, 2);
+    o->stop = flags[0] == 0;
+    if (flags[1] != INT_MAX || !all_finite(s->grads, np)) {
+        char who[64] = "";
+        if (flags[1] != INT_MAX)
+            snprintf(who, sizeof who, " (first non-finite loss on rank %d)", flags[1]);
+        if (!cfg->nan_skip) {
+            *collective = 2;
+            return dpt_error_set(DPT_ERR_INTERNAL, "step %ld (epoch %d): the loss or the "
+                                 "gradients are NaN or Inf%s; lower --lr, or --nan-policy skip",
+                                 step + 1, epoch + 1, who);
+        }
+        if (s->dist.rank == 0) {
+            fprintf(stderr, "dptrain: warning: step %ld (epoch %d): the loss or the gradients "
+                    "are NaN or Inf%s; step skipped (--nan-policy skip)\n", step + 1, epoch + 1,
+                    who);
+            fflush(stderr);
+        }
+        o->skipped = 1;
+        return DPT_OK;
+    }
     dpt_sgd_step(&cfg->sgd, (float)lr, params, s->grads, s->mom, segs, n_segs);
     return DPT_OK;
 }
@@ -502,6 +538,8 @@ agree:
         /* a mismatch is seen by every rank alike; other failures may be local */
         if (!mismatch)
             st = dpt__dist_agree(&s.dist, st, &res->collective_error);
+        else
+            res->collective_error = 2;
         if (st != DPT_OK)
             goto done;
     }
@@ -577,7 +615,13 @@ agree:
             double lr = dpt_schedule_lr(&sched, step);
             double t0 = dpt__now();
             step_out_t o;
-            DPT_CHECK_GOTO(train_step(&s, cfg, lr, epoch, step, &o), st, fail);
+            int coll_err = 0;
+            st = train_step(&s, cfg, lr, epoch, step, &o, &coll_err);
+            if (st != DPT_OK) {
+                res->collective_error = coll_err;
+                goto done;
+            }
+            res->skipped_steps += o.skipped;
             double t1 = dpt__now();
             ev[0] += o.loss;
             ev[1] += (double)o.hits;
@@ -608,9 +652,7 @@ agree:
                                 ev[0] / (double)done_steps, ev[1] / ev[2],
                                 ev[2] * nranks / (dpt__now() - t_epoch));
             /* stop requested on any rank? (every rank asks after every step) */
-            int stop = cfg->stop_flag && *cfg->stop_flag;
-            if (cfg->stop_flag)
-                stop = dpt__dist_any(&s.dist, stop);
+            const int stop = o.stop;
             int last = i + 1 == steps_per_epoch || step + 1 == total_steps;
             if (cfg->checkpoint_dir
                 && (stop || last || (cfg->checkpoint_every > 0
@@ -652,8 +694,10 @@ agree:
         res->param_crc = dpt_param_crc(params, np, buffers, nb);
         int mismatch = 0;
         st = check_replicas(&s, res->param_crc, epoch + 1, &mismatch);
-        if (st != DPT_OK)
-            goto done;   /* every rank saw it */
+        if (st != DPT_OK) {
+            res->collective_error = mismatch ? 2 : 0;   /* a mismatch: every rank saw it */
+            goto done;
+        }
         double wall = dpt__now() - t_start;
         dpt_progress_clear(&pg);
         dpt_metrics_epoch(&mx, epoch + 1, res->train_loss, res->train_acc, res->test_loss,

@@ -72,4 +72,17 @@ timeout 120 "${MPI[@]}" -np 1 "$DPT" train "${args[@]}" --batch 32 : \
   -np 1 "$DPT" train "${args[@]/synthetic:1024:1:28:28:10/mnist:$TMP/nowhere}" --batch 32 > /dev/null 2> "$TMP/err" || rc=$?
 [[ $rc -ne 0 && $rc -ne 124 ]] && grep -q "rank 1 stopped during setup" "$TMP/err" && grep -q "nowhere" "$TMP/err" \
   && ok || bad "missing data on rank 1: exit $rc, $(cat "$TMP/err")"
+
+# a NaN/Inf loss: every rank stops, one message naming the step and the rank; or the step is skipped
+nan=(--model "$SRC/tests/models/small-nobn.cfg" --data synthetic:512:1:28:28:10 --epochs 1 --threads 1
+     --batch 32 --no-eval --no-progress --lr 1e4 --warmup-epochs 0)
+rc=0
+timeout 120 "${MPI[@]}" -np 2 "$DPT" train "${nan[@]}" > /dev/null 2> "$TMP/err" || rc=$?
+n=$(grep -c "the loss or the gradients are NaN or Inf (first non-finite loss on rank" "$TMP/err")
+[[ $rc -eq 1 && $n -eq 1 ]] && grep -q "step [0-9]* (epoch 1)" "$TMP/err" && ok \
+  || bad "NaN loss: exit $rc, message $n times: $(cat "$TMP/err")"
+rc=0
+timeout 120 "${MPI[@]}" -np 2 "$DPT" train "${nan[@]}" --nan-policy skip > "$TMP/out" 2> "$TMP/err" || rc=$?
+[[ $rc -eq 0 ]] && grep -q "step skipped (--nan-policy skip)" "$TMP/err" && grep -q "^final:" "$TMP/out" && ok \
+  || bad "--nan-policy skip: exit $rc: $(tail -3 "$TMP/err")"
 finish

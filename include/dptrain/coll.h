@@ -167,6 +167,13 @@ int dpt_coll_algo_available(const dpt_coll_t *coll, dpt_coll_algo_t algo, const 
  * through this slot, overwriting what was there. */
 void *dpt_coll_buffer(dpt_coll_t *coll, size_t *nbytes);
 
+/* Debug check (off by default): with it on, every all-reduce and broadcast first all-gathers
+ * a fingerprint (sequence number, kind, count, dtype, op, algorithm or root) and compares it
+ * with rank 0's; a mismatch (ranks calling different collectives, e.g. a bucket of another
+ * size) returns DPT_ERR_INVALID_ARG on every rank, naming the first differing rank and both
+ * calls, instead of hanging or reducing garbage. Costs one small all-gather per collective. */
+dpt_status_t dpt_coll_set_check(dpt_coll_t *coll, int on);
+
 /* This context's rank and rank count (those of its transport). */
 int dpt_coll_rank(const dpt_coll_t *coll);
 int dpt_coll_size(const dpt_coll_t *coll);

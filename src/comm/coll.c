@@ -183,9 +183,60 @@ void dpt_coll_destroy(dpt_coll_t *c)
     dpt__mpi_ops_destroy(c);
     dpt__shm_destroy(c);
     dpt_free(c->mpi_counts);
+    dpt_free(c->fp_all);
     dpt_free(c->scratch);
     dpt_free(c->reqs);
     dpt_free(c);
+}
+
+dpt_status_t dpt_coll_set_check(dpt_coll_t *c, int on)
+{
+    if (!on) {
+        dpt_free(c->fp_all);
+        c->fp_all = NULL;
+        return DPT_OK;
+    }
+    if (!c->fp_all)
+        c->fp_all = dpt_calloc((size_t)c->size * DPT__FP_WORDS * sizeof *c->fp_all);
+    return c->fp_all ? DPT_OK : dpt_error_set(DPT_ERR_NOMEM, "collective check: out of memory");
+}
+
+enum { FP_ALLREDUCE = 1, FP_BROADCAST = 2 };
+
+static void fp_describe(const uint64_t *f, char *buf, size_t len)
+{
+    if (f[1] == FP_BROADCAST)
+        snprintf(buf, len, "broadcast of %llu bytes from rank %llu", (unsigned long long)f[2],
+                 (unsigned long long)f[5]);
+    else
+        snprintf(buf, len, "all-reduce of %llu %s (%s, %s)", (unsigned long long)f[2],
+                 f[3] == DPT_DTYPE_F32 ? "f32" : f[3] == DPT_DTYPE_BF16 ? "bf16" : "f16",
+                 f[4] == DPT_REDOP_SUM ? "sum" : "avg", dpt_coll_algo_name((dpt_coll_algo_t)f[5]));
+}
+
+/* With the check on: all-gather this call's fingerprint and compare every rank's with rank 0's.
+ * A mismatch is an error on every rank naming the first differing rank and both calls. */
+static dpt_status_t fp_check(dpt_coll_t *c, uint64_t kind, uint64_t count, uint64_t dtype,
+                             uint64_t op, uint64_t arg)
+{
+    if (!c->fp_all || c->size == 1)
+        return DPT_OK;
+    uint64_t mine[DPT__FP_WORDS] = {c->seq++, kind, count, dtype, op, arg};
+    uint64_t *slot = c->fp_all + (size_t)c->rank * DPT__FP_WORDS;
+    memcpy(slot, mine, sizeof mine);
+    DPT_CHECK(dpt_coll_allgather(c, slot, sizeof mine, c->fp_all));
+    for (int r = 1; r < c->size; r++) {
+        const uint64_t *f = c->fp_all + (size_t)r * DPT__FP_WORDS;
+        if (!memcmp(f, c->fp_all, sizeof mine))
+            continue;
+        char a[128], b[128];
+        fp_describe(c->fp_all, a, sizeof a);
+        fp_describe(f, b, sizeof b);
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "mismatched collective: rank %d calls %s as "
+                             "collective #%llu, rank 0 calls %s as collective #%llu", r, b,
+                             (unsigned long long)f[0], a, (unsigned long long)c->fp_all[0]);
+    }
+    return DPT_OK;
 }
 
 int dpt_coll_algo_available(const dpt_coll_t *c, dpt_coll_algo_t algo, const char **why)
@@ -251,6 +302,7 @@ dpt_status_t dpt_coll_allreduce(dpt_coll_t *c, void *buf, size_t count, dpt_dtyp
     if (algo == DPT_COLL_ALGO_SHM && !c->shm)
         return dpt_error_set(DPT_ERR_UNSUPPORTED, "allreduce rank %d: algorithm 'shm' is not "
                              "available: %s", c->rank, c->shm_why);
+    DPT_CHECK(fp_check(c, FP_ALLREDUCE, count, dtype, op, algo));
     if (count == 0)
         return DPT_OK;
     if (!buf)
@@ -283,6 +335,7 @@ dpt_status_t dpt_coll_broadcast(dpt_coll_t *c, void *buf, size_t nbytes, int roo
     if (root < 0 || root >= c->size)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "broadcast rank %d: root %d out of range [0, %d)",
                              c->rank, root, c->size);
+    DPT_CHECK(fp_check(c, FP_BROADCAST, nbytes, 0, 0, (uint64_t)root));
     if (nbytes == 0 || c->size == 1)
         return DPT_OK;
     if (!buf)

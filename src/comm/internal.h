@@ -80,7 +80,12 @@ struct dpt_coll {
     int have_cost;
     int auto_last;        /* the last choice, to log changes */
     char cost_cache[512]; /* "" = none */
+    /* fingerprint check (dpt_coll_set_check): every collective first all-gathers
+     * (sequence number, kind, count, dtype, op, algo/root) and compares them across ranks */
+    uint64_t seq;
+    uint64_t *fp_all;     /* size * DPT__FP_WORDS, NULL when the check is off */
 };
+#define DPT__FP_WORDS 6
 
 /* The arguments of one all-reduce, as every algorithm receives them. */
 typedef struct dpt_coll_args {

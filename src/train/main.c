@@ -86,6 +86,7 @@ static const option_def_t options[] = {
     {"checkpoint-every", T_INT, C(checkpoint_every), 0, INT_MAX, CMD_TRAIN, "N", "also checkpoint every N steps (default 0: epoch ends and stops only)"},
     {"keep-checkpoints", T_INT, C(keep_checkpoints), 1, 1000000, CMD_TRAIN, "K", "keep the newest K checkpoints (default 3)"},
     {"resume", T_STR, C(resume), 0, 0, CMD_TRAIN, "auto|FILE", "continue from a checkpoint: auto = the newest valid one in --checkpoint-dir (skipping corrupt ones; a fresh start if none), or FILE"},
+    {"check-collectives", T_BOOL, C(check_collectives), 0, 0, CMD_TRAIN, NULL, "debug: before every collective, compare a fingerprint (sequence number, kind, size, type, op) across ranks and stop naming the rank that differs"},
     {"nan-policy", T_STR, C(nan_skip), 0, 0, CMD_TRAIN, "abort|skip", "a NaN/Inf loss or gradient: stop every rank naming the step and rank (abort, default) or skip that step's update (skip)"},
     {"accum", T_INT, C(accum), 1, 4096, CMD_TRAIN, "K", "gradient accumulation: K micro-batches of --batch per optimizer step, one all-reduce (default 1)"},
     {"momentum", T_FLOAT, C(sgd.momentum), 0, 0.9999, CMD_TRAIN, "M", "SGD momentum (default 0.9)"},

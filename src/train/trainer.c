@@ -274,6 +274,8 @@ static dpt_status_t setup_parallel(session_t *s, const dpt_train_config_t *cfg, 
     if (cc.max_bytes < 64)
         cc.max_bytes = 64;
     DPT_CHECK(dpt_coll_create(s->p2p, &cc, &s->coll));
+    if (cfg->check_collectives)
+        DPT_CHECK(dpt_coll_set_check(s->coll, 1));
     const char *why = NULL;
     if (!dpt_coll_algo_available(s->coll, s->algo, &why))
         return dpt_error_set(DPT_ERR_INVALID_ARG, "--allreduce %s: not available here: %s",

@@ -1,7 +1,8 @@
 /* loader.h: turns a dataset into float batches for one rank. Each global batch (batch * nranks
  * samples of a per-epoch permutation drawn from the seed) is split into contiguous rank shards;
  * augmentation randomness is keyed by (seed, epoch, sample position) so it does not depend on the
- * rank count. A prefetch thread assembles the next batch while the current step runs. */
+ * rank count. With prefetch, a pool of worker threads assembles the next batch (its samples split
+ * among the workers) while the current step runs; the bytes are the same for any worker count. */
 #ifndef DPT_LOADER_H
 #define DPT_LOADER_H
 
@@ -11,6 +12,9 @@
 #include "dptrain/status.h"
 
 typedef struct dpt_loader dpt_loader_t;
+
+/* Largest dpt_loader_config_t.workers. */
+#define DPT_LOADER_MAX_WORKERS 64
 
 typedef struct dpt_loader_config {
     int batch;        /* samples per rank per step */
@@ -25,7 +29,11 @@ typedef struct dpt_loader_config {
                          resized back to H x W with bilinear interpolation */
     float rrc_scale[2];   /* e.g. {0.35, 1} */
     float rrc_ratio[2];   /* e.g. {3/4, 4/3} */
-    int prefetch;     /* 1: assemble batches on a background thread */
+    int prefetch;     /* 1: assemble batches on background worker threads, one batch ahead;
+                         0: in the caller, inside dpt_loader_next (workers is then unused) */
+    int workers;      /* prefetch worker threads, 0..DPT_LOADER_MAX_WORKERS; 0 = automatic: a
+                         quarter of the online cores, at least 1 and at most 4; never more than
+                         batch. Batches are bitwise identical for every value. */
 } dpt_loader_config_t;
 
 typedef struct dpt_batch {
@@ -39,11 +47,14 @@ dpt_status_t dpt_loader_create(const dpt_dataset_t *ds, const dpt_loader_config_
                                dpt_loader_t **out);
 /* Steps per epoch, identical on every rank. */
 int dpt_loader_steps(const dpt_loader_t *ld);
-/* Begin epoch `epoch` (0-based): reshuffle and, with prefetch, start assembling step 0. */
+/* Begin epoch `epoch` (0-based): reshuffle and, with prefetch, start assembling step 0. May be
+ * called mid-epoch (the batches in progress are abandoned; waits for chunks being assembled). */
 dpt_status_t dpt_loader_start_epoch(dpt_loader_t *ld, int epoch);
-/* Next batch of the current epoch; DPT_ERR_INVALID_ARG past the last step. No allocation. */
+/* Next batch of the current epoch; DPT_ERR_INVALID_ARG past the last step. No allocation. The
+ * previous batch handed out is released (its buffers are refilled by the workers). One caller
+ * thread at a time. */
 dpt_status_t dpt_loader_next(dpt_loader_t *ld, const dpt_batch_t **out);
-/* Stops the prefetch thread; NULL-safe. */
+/* Stops and joins the worker threads; NULL-safe. */
 void dpt_loader_destroy(dpt_loader_t *ld);
 
 #endif

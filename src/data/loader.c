@@ -2,11 +2,13 @@
  * the data path). Per epoch a permutation of [0, N) is drawn from Philox keyed by (seed, epoch);
  * global batch g is permutation positions [g*B*P, (g+1)*B*P) and rank r takes the contiguous
  * slice [g*B*P + r*B, +B). Crop/flip/resized-crop randomness is keyed by (seed, epoch, position),
- * so a sample looks the same whatever the rank count or thread. An optional prefetch thread
- * assembles the next batch into a second buffer while the caller trains on the current one. */
+ * so a sample looks the same whatever the rank count, thread or worker count. With prefetch, a
+ * pool of worker threads assembles the next batch into a second buffer (the samples of one batch
+ * split among the workers) while the caller trains on the current one. */
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dptrain/alloc.h"
 #include "dptrain/loader.h"
@@ -35,10 +37,21 @@
  * samples the crop bilinearly at (y0 + (y + 0.5)*ch/H - 0.5, x0 + (x' + 0.5)*cw/W - 0.5), clamped
  * to the crop, and is normalized like every other pixel.
  *
- * Prefetch: NBUF slots, each FREE -> FILLING (worker, unlocked) -> READY -> HELD (handed to the
- * caller) -> FREE (on the caller's next dpt_loader_next). The worker fills steps in order, so
- * with two slots it runs one batch ahead. One mutex and one condition variable guard the slot
- * states and the step counters; the permutation only changes while no slot is FILLING.
+ * Prefetch: NBUF slots, each FREE -> FILLING -> READY -> HELD (handed to the caller) -> FREE (on
+ * the caller's next dpt_loader_next). A worker that finds no unclaimed sample in a FILLING slot
+ * takes a FREE slot for the next step (fill_step, in order) and makes it FILLING; the samples of
+ * a FILLING slot are claimed in chunks under the mutex and assembled unlocked, into disjoint
+ * parts of the slot; whoever finishes the slot's last chunk makes it READY. With two slots the
+ * pool runs one batch ahead, and all workers share that batch:
+ *
+ *   slot 0:  HELD (the caller trains on step s)         | FREE -> FILLING (step s+2) ...
+ *   slot 1:  FILLING step s+1: w0 [0,8) w1 [8,16) w0 [16,24) ... -> READY | HELD ...
+ *                                                       ^ caller's next dpt_loader_next
+ *
+ * Which worker assembles which chunk varies from run to run; the bytes do not, since every sample
+ * is a pure function of (seed, epoch, position) written to its own place. One mutex and one
+ * condition variable guard the slot states, claims and step counters; `busy` counts chunks being
+ * assembled unlocked, and the permutation only changes while busy is 0 and claims are paused.
  */
 
 #define LOADER_NBUF 2
@@ -58,12 +71,17 @@ struct dpt_loader {
     dpt_batch_t slot[LOADER_NBUF];   /* x: (batch, C, H, W), y: (batch) */
     int state[LOADER_NBUF];
 
-    /* Prefetch thread (cfg.prefetch); the fields below are guarded by mu. */
-    int threaded;
-    pthread_t thread;
+    /* Worker pool (cfg.prefetch); the fields below are guarded by mu. */
+    int nthreads;              /* workers started (0: synchronous, batches built by the caller) */
+    pthread_t *threads;        /* (workers) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int fill_step;             /* the next step the worker assembles */
+    int fill_step;             /* the next step a FREE slot is taken for */
+    int claim[LOADER_NBUF];    /* FILLING: the next unclaimed sample of the slot */
+    int done[LOADER_NBUF];     /* FILLING: samples assembled */
+    int chunk;                 /* samples per claim */
+    int busy;                  /* chunks being assembled unlocked */
+    int paused;                /* start_epoch is waiting for busy == 0: claim nothing */
     int stop;
 };
 
@@ -189,52 +207,113 @@ static void assemble_sample(const dpt_loader_t *ld, int epoch, int64_t pos, floa
     }
 }
 
-/* This rank's shard of global batch `step` into b. Reads perm; allocates nothing. */
-static void assemble_batch(const dpt_loader_t *ld, int epoch, int step, dpt_batch_t *b)
+/* Samples [i0, i1) of this rank's shard of global batch `step` into b (padding beyond the
+ * dataset: zero images, label 0). Reads perm; allocates nothing; ranges may run concurrently. */
+static void assemble_range(const dpt_loader_t *ld, int epoch, int step, dpt_batch_t *b, int i0,
+                           int i1)
 {
-    const int B = ld->cfg.batch;
-    const int64_t first = ((int64_t)step * ld->cfg.nranks + ld->cfg.rank) * B;
-    int valid = 0;
-    for (int i = 0; i < B; i++) {
+    const int64_t first = ((int64_t)step * ld->cfg.nranks + ld->cfg.rank) * ld->cfg.batch;
+    for (int i = i0; i < i1; i++) {
         float *x = b->x + (size_t)i * ld->sample_count;
         int64_t pos = first + i;
         if (pos < ld->ds->n) {
             assemble_sample(ld, epoch, pos, x, &b->y[i]);
-            valid++;
         } else {
             memset(x, 0, ld->sample_count * sizeof *x);
             b->y[i] = 0;
         }
     }
-    b->n_valid = valid;
+}
+
+/* Set the header fields of b for `step`: n_valid is the shard's overlap with [0, N). */
+static void batch_header(const dpt_loader_t *ld, int epoch, int step, dpt_batch_t *b)
+{
+    const int64_t first = ((int64_t)step * ld->cfg.nranks + ld->cfg.rank) * ld->cfg.batch;
+    int64_t valid = ld->ds->n - first;
+    b->n_valid = valid < 0 ? 0 : valid > ld->cfg.batch ? ld->cfg.batch : (int)valid;
     b->epoch = epoch;
     b->step = step;
 }
 
-static void *prefetch_main(void *arg)
+/* A slot with unclaimed samples, taking a FREE one for the next step if none is FILLING; -1 if
+ * there is no work. Called with mu held. */
+static int find_work(dpt_loader_t *ld)
+{
+    if (ld->paused || ld->epoch < 0)
+        return -1;
+    int s = -1;
+    for (int i = 0; i < LOADER_NBUF; i++)
+        if (ld->state[i] == SLOT_FILLING && ld->claim[i] < ld->cfg.batch &&
+            (s < 0 || ld->slot[i].step < ld->slot[s].step))
+            s = i;
+    if (s >= 0 || ld->fill_step >= ld->steps)
+        return s;
+    for (int i = 0; i < LOADER_NBUF && s < 0; i++)
+        if (ld->state[i] == SLOT_FREE)
+            s = i;
+    if (s >= 0) {
+        ld->state[s] = SLOT_FILLING;
+        ld->claim[s] = 0;
+        ld->done[s] = 0;
+        batch_header(ld, ld->epoch, ld->fill_step++, &ld->slot[s]);
+    }
+    return s;
+}
+
+static void *worker_main(void *arg)
 {
     dpt_loader_t *ld = arg;
     pthread_mutex_lock(&ld->mu);
     while (!ld->stop) {
-        int s = -1;
-        if (ld->epoch >= 0 && ld->fill_step < ld->steps)
-            for (int i = 0; i < LOADER_NBUF && s < 0; i++)
-                if (ld->state[i] == SLOT_FREE)
-                    s = i;
+        int s = find_work(ld);
         if (s < 0) {
             pthread_cond_wait(&ld->cv, &ld->mu);
             continue;
         }
-        int step = ld->fill_step++, epoch = ld->epoch;
-        ld->state[s] = SLOT_FILLING;
+        dpt_batch_t *b = &ld->slot[s];
+        int i0 = ld->claim[s], i1 = i0 + ld->chunk, epoch = b->epoch, step = b->step;
+        i1 = i1 > ld->cfg.batch ? ld->cfg.batch : i1;
+        ld->claim[s] = i1;
+        ld->busy++;
         pthread_mutex_unlock(&ld->mu);
-        assemble_batch(ld, epoch, step, &ld->slot[s]);
+        assemble_range(ld, epoch, step, b, i0, i1);
         pthread_mutex_lock(&ld->mu);
-        ld->state[s] = SLOT_READY;
-        pthread_cond_broadcast(&ld->cv);
+        ld->busy--;
+        ld->done[s] += i1 - i0;
+        if (ld->done[s] == ld->cfg.batch) {
+            ld->state[s] = SLOT_READY;
+            pthread_cond_broadcast(&ld->cv);
+        } else if (ld->paused && ld->busy == 0) {
+            pthread_cond_broadcast(&ld->cv);
+        }
     }
     pthread_mutex_unlock(&ld->mu);
     return NULL;
+}
+
+/* Worker threads for cfg->workers (0 = automatic: a quarter of the online cores, 1 to 4). */
+static int worker_count(const dpt_loader_config_t *cfg)
+{
+    int w = cfg->workers;
+    if (w <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        w = cores >= 8 ? (int)(cores / 4) : 1;
+        w = w > 4 ? 4 : w;
+    }
+    w = w > cfg->batch ? cfg->batch : w;
+    return w < 1 ? 1 : w;
+}
+
+/* Stop and join the pool; callers have nthreads > 0. */
+static void stop_workers(dpt_loader_t *ld)
+{
+    pthread_mutex_lock(&ld->mu);
+    ld->stop = 1;
+    pthread_cond_broadcast(&ld->cv);
+    pthread_mutex_unlock(&ld->mu);
+    for (int i = 0; i < ld->nthreads; i++)
+        pthread_join(ld->threads[i], NULL);
+    ld->nthreads = 0;
 }
 
 dpt_status_t dpt_loader_create(const dpt_dataset_t *ds, const dpt_loader_config_t *cfg,
@@ -249,11 +328,13 @@ dpt_status_t dpt_loader_create(const dpt_dataset_t *ds, const dpt_loader_config_
         return dpt_error_set(DPT_ERR_INVALID_ARG, "%s: loader needs N >= 1, C in 1..3, H, W >= 1 "
                              "(got %d x %d x %d x %d)", ds->name, ds->n, ds->c, ds->h, ds->w);
     if (cfg->batch < 1 || cfg->nranks < 1 || cfg->rank < 0 || cfg->rank >= cfg->nranks ||
-        cfg->crop_pad < 0 || cfg->crop_pad > ds->h || cfg->crop_pad > ds->w)
+        cfg->crop_pad < 0 || cfg->crop_pad > ds->h || cfg->crop_pad > ds->w ||
+        cfg->workers < 0 || cfg->workers > DPT_LOADER_MAX_WORKERS)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "%s: bad loader config: batch %d, rank %d of "
-                             "%d, crop_pad %d (need batch >= 1, 0 <= rank < nranks, 0 <= crop_pad "
-                             "<= image side)", ds->name, cfg->batch, cfg->rank, cfg->nranks,
-                             cfg->crop_pad);
+                             "%d, crop_pad %d, workers %d (need batch >= 1, 0 <= rank < nranks, "
+                             "0 <= crop_pad <= image side, 0 <= workers <= %d)", ds->name,
+                             cfg->batch, cfg->rank, cfg->nranks, cfg->crop_pad, cfg->workers,
+                             DPT_LOADER_MAX_WORKERS);
     if (cfg->rrc && (cfg->crop_pad > 0 || !(cfg->rrc_scale[0] > 0.0f) ||
                      !(cfg->rrc_scale[0] <= cfg->rrc_scale[1]) || !(cfg->rrc_scale[1] <= 1.0f) ||
                      !(cfg->rrc_ratio[0] > 0.0f) || !(cfg->rrc_ratio[0] <= cfg->rrc_ratio[1]) ||
@@ -300,17 +381,31 @@ dpt_status_t dpt_loader_create(const dpt_dataset_t *ds, const dpt_loader_config_
     }
 
     if (cfg->prefetch) {
+        int want = worker_count(cfg);
+        /* Chunks of about a quarter of each worker's share: small enough to balance the pool,
+         * large enough that the mutex is taken a few times per batch and worker only. */
+        ld->chunk = (cfg->batch + 4 * want - 1) / (4 * want);
+        ld->threads = dpt_malloc((size_t)want * sizeof *ld->threads);
+        if (!ld->threads) {
+            dpt_loader_destroy(ld);
+            return dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory for %d loader workers",
+                                 ds->name, want);
+        }
         pthread_mutex_init(&ld->mu, NULL);
         pthread_cond_init(&ld->cv, NULL);
-        int rc = pthread_create(&ld->thread, NULL, prefetch_main, ld);
-        if (rc != 0) {
-            pthread_cond_destroy(&ld->cv);
-            pthread_mutex_destroy(&ld->mu);
-            dpt_loader_destroy(ld);
-            return dpt_error_set(DPT_ERR_INTERNAL, "%s: cannot start the prefetch thread: %s",
-                                 ds->name, strerror(rc));
+        for (int i = 0; i < want; i++) {
+            int rc = pthread_create(&ld->threads[i], NULL, worker_main, ld);
+            if (rc != 0) {
+                if (ld->nthreads > 0)
+                    stop_workers(ld);
+                pthread_cond_destroy(&ld->cv);
+                pthread_mutex_destroy(&ld->mu);
+                dpt_loader_destroy(ld);
+                return dpt_error_set(DPT_ERR_INTERNAL, "%s: cannot start loader worker %d of "
+                                     "%d: %s", ds->name, i + 1, want, strerror(rc));
+            }
+            ld->nthreads = i + 1;
         }
-        ld->threaded = 1;
     }
     *out = ld;
     return DPT_OK;
@@ -344,28 +439,25 @@ dpt_status_t dpt_loader_start_epoch(dpt_loader_t *ld, int epoch)
     if (!ld || epoch < 0)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "dpt_loader_start_epoch: bad loader or epoch %d",
                              epoch);
-    if (!ld->threaded) {
+    if (ld->nthreads == 0) {
         build_perm(ld, epoch);
         ld->epoch = epoch;
         ld->next_step = 0;
         return DPT_OK;
     }
     pthread_mutex_lock(&ld->mu);
-    /* The worker reads perm while FILLING: let it finish before reshuffling (restart mid-epoch). */
-    for (;;) {
-        int filling = 0;
-        for (int i = 0; i < LOADER_NBUF; i++)
-            filling |= ld->state[i] == SLOT_FILLING;
-        if (!filling)
-            break;
+    /* Workers read perm while assembling: stop new claims and let the chunks in progress finish
+     * before reshuffling (a restart mid-epoch abandons the slots being filled). */
+    ld->paused = 1;
+    while (ld->busy > 0)
         pthread_cond_wait(&ld->cv, &ld->mu);
-    }
     build_perm(ld, epoch);
     ld->epoch = epoch;
     ld->next_step = 0;
     ld->fill_step = 0;
     for (int i = 0; i < LOADER_NBUF; i++)
         ld->state[i] = SLOT_FREE;
+    ld->paused = 0;
     pthread_cond_broadcast(&ld->cv);
     pthread_mutex_unlock(&ld->mu);
     return DPT_OK;
@@ -382,8 +474,10 @@ dpt_status_t dpt_loader_next(dpt_loader_t *ld, const dpt_batch_t **out)
     if (ld->next_step >= ld->steps)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "%s: epoch %d has only %d steps", ld->ds->name,
                              ld->epoch, ld->steps);
-    if (!ld->threaded) {
-        assemble_batch(ld, ld->epoch, ld->next_step++, &ld->slot[0]);
+    if (ld->nthreads == 0) {
+        dpt_batch_t *b = &ld->slot[0];
+        batch_header(ld, ld->epoch, ld->next_step++, b);
+        assemble_range(ld, b->epoch, b->step, b, 0, ld->cfg.batch);
         *out = &ld->slot[0];
         return DPT_OK;
     }
@@ -412,15 +506,12 @@ void dpt_loader_destroy(dpt_loader_t *ld)
 {
     if (!ld)
         return;
-    if (ld->threaded) {
-        pthread_mutex_lock(&ld->mu);
-        ld->stop = 1;
-        pthread_cond_broadcast(&ld->cv);
-        pthread_mutex_unlock(&ld->mu);
-        pthread_join(ld->thread, NULL);
+    if (ld->nthreads > 0) {
+        stop_workers(ld);
         pthread_cond_destroy(&ld->cv);
         pthread_mutex_destroy(&ld->mu);
     }
+    dpt_free(ld->threads);
     for (int i = 0; i < LOADER_NBUF; i++) {
         dpt_free(ld->slot[i].x);
         dpt_free(ld->slot[i].y);

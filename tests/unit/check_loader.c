@@ -1,7 +1,8 @@
 /* check_loader.c: unit tests of the batch loader (src/data/loader.c): per-epoch permutation, rank
  * shards of each global batch (their union in rank order equals the one-rank batch, also with
  * augmentation), drop_last padding, normalization, crop/flip and random-resized-crop geometry,
- * prefetch giving the same bytes as synchronous assembly, and no allocation after create.
+ * prefetch giving the same bytes as synchronous assembly, for any number of prefetch workers
+ * (1, 2, 3, more than the batch, automatic), and no allocation after create.
  * Datasets are built in memory with label i for sample i, so every batch slot says which sample
  * it holds. */
 #include <check.h>
@@ -464,6 +465,79 @@ START_TEST(prefetch_matches_sync)
 }
 END_TEST
 
+/* The worker pool: 1, 2 and 3 workers (and more workers than samples, and 0 = automatic) must
+ * give the synchronous loader's bytes, step for step, with crop + flip on a padded tail (_i = 0)
+ * and with random resized crop + flip (_i = 1), also across a restart mid-epoch. */
+START_TEST(workers_match_sync)
+{
+    enum { N = 157, C = 3, H = 12, W = 10, B = 11 };
+    const size_t chw = (size_t)C * H * W;
+    static const int workers[] = {1, 2, 3, 16, 0};
+    enum { NW = sizeof workers / sizeof workers[0] };
+    dpt_dataset_t *ds = make_ds(N, C, H, W, 0.45f, 0.22f);
+    dpt_loader_config_t cfg = config(B, 1, 3);
+    cfg.drop_last = 0;
+    cfg.flip = 1;
+    if (_i)
+        set_rrc(&cfg, 0.3f);
+    else
+        cfg.crop_pad = 2;
+    dpt_loader_t *sync = make_loader(ds, cfg), *pool[NW];
+    cfg.prefetch = 1;
+    for (int w = 0; w < NW; w++) {
+        cfg.workers = workers[w];
+        pool[w] = make_loader(ds, cfg);
+    }
+    static const int epochs[] = {0, 1, 4, 1};
+    for (int e = 0; e < 4; e++) {
+        ck_assert_int_eq(dpt_loader_start_epoch(sync, epochs[e]), DPT_OK);
+        for (int w = 0; w < NW; w++)
+            ck_assert_int_eq(dpt_loader_start_epoch(pool[w], epochs[e]), DPT_OK);
+        for (int s = 0; s < dpt_loader_steps(sync); s++) {
+            const dpt_batch_t *a = NULL;
+            ck_assert_int_eq(dpt_loader_next(sync, &a), DPT_OK);
+            for (int w = 0; w < NW; w++) {
+                const dpt_batch_t *b = NULL;
+                ck_assert_int_eq(dpt_loader_next(pool[w], &b), DPT_OK);
+                ck_assert_int_eq(b->epoch, epochs[e]);
+                ck_assert_int_eq(b->step, s);
+                ck_assert_int_eq(b->n_valid, a->n_valid);
+                ck_assert_msg(memcmp(a->x, b->x, B * chw * sizeof(float)) == 0,
+                              "workers %d, epoch %d, step %d: pixels differ", workers[w],
+                              epochs[e], s);
+                ck_assert_mem_eq(a->y, b->y, B * sizeof(int32_t));
+            }
+        }
+    }
+    /* A restart mid-epoch with every pool running ahead, then a full epoch. */
+    for (int w = 0; w < NW; w++) {
+        const dpt_batch_t *b = NULL;
+        ck_assert_int_eq(dpt_loader_start_epoch(pool[w], 7), DPT_OK);
+        ck_assert_int_eq(dpt_loader_next(pool[w], &b), DPT_OK);
+        ck_assert_int_eq(dpt_loader_start_epoch(pool[w], 2), DPT_OK);
+    }
+    ck_assert_int_eq(dpt_loader_start_epoch(sync, 2), DPT_OK);
+    for (int s = 0; s < dpt_loader_steps(sync); s++) {
+        const dpt_batch_t *a = NULL;
+        ck_assert_int_eq(dpt_loader_next(sync, &a), DPT_OK);
+        for (int w = 0; w < NW; w++) {
+            const dpt_batch_t *b = NULL;
+            ck_assert_int_eq(dpt_loader_next(pool[w], &b), DPT_OK);
+            ck_assert_int_eq(b->step, s);
+            ck_assert_mem_eq(a->x, b->x, B * chw * sizeof(float));
+            ck_assert_mem_eq(a->y, b->y, B * sizeof(int32_t));
+        }
+    }
+    for (int w = 0; w < NW; w++) {
+        const dpt_batch_t *b = NULL;
+        ck_assert_int_eq(dpt_loader_next(pool[w], &b), DPT_ERR_INVALID_ARG);
+        dpt_loader_destroy(pool[w]);
+    }
+    dpt_loader_destroy(sync);
+    dpt_dataset_destroy(ds);
+}
+END_TEST
+
 START_TEST(restart_mid_epoch)
 {
     /* Abandoning an epoch part-way (with the prefetch thread busy) and starting another must give
@@ -472,7 +546,8 @@ START_TEST(restart_mid_epoch)
     dpt_dataset_t *ds = make_ds(N, 1, 4, 4, 0.0f, 1.0f);
     dpt_loader_config_t cfg = config(10, 0, 1);
     cfg.flip = 1;
-    cfg.prefetch = _i;
+    cfg.prefetch = _i > 0;
+    cfg.workers = _i;   /* 0 (synchronous), 1, 2, 3 workers */
     dpt_loader_t *ld = make_loader(ds, cfg), *fresh = make_loader(ds, cfg);
     int a[N], b[N];
     const dpt_batch_t *batch = NULL;
@@ -494,13 +569,14 @@ END_TEST
 
 START_TEST(destroy_mid_epoch)
 {
-    /* Destroying with the prefetch thread idle, busy, or never started must neither hang nor
-     * leak (ASan checks the latter). */
+    /* Destroying with the workers idle, busy, or never started must neither hang nor leak (ASan
+     * checks the latter), for 1 to 3 workers. */
     dpt_dataset_t *ds = make_ds(500, 3, 16, 16, 0.5f, 0.25f);
     dpt_loader_config_t cfg = config(50, 0, 1);
     cfg.prefetch = 1;
     cfg.crop_pad = 4;
     for (int t = 0; t < 60; t++) {
+        cfg.workers = 1 + t % 3;
         dpt_loader_t *ld = make_loader(ds, cfg);
         if (t % 3 > 0)
             ck_assert_int_eq(dpt_loader_start_epoch(ld, t), DPT_OK);
@@ -522,7 +598,13 @@ START_TEST(no_allocation_after_create)
     cfg.drop_last = 0;
     cfg.crop_pad = 2;
     cfg.flip = 1;
-    cfg.prefetch = _i;
+    cfg.prefetch = _i > 0;
+    cfg.workers = _i;   /* 0 (synchronous), 1, 3 workers */
+    if (_i == 2) {
+        cfg.workers = 3;
+        cfg.crop_pad = 0;
+        set_rrc(&cfg, 0.4f);
+    }
     dpt_loader_t *ld = make_loader(ds, cfg);
     uint64_t before = dpt_alloc_count();
     int ids[90];
@@ -551,6 +633,8 @@ START_TEST(bad_config_and_call_order)
         {.batch = 4, .nranks = 1, .rrc = 1, .rrc_scale = {0, 1}, .rrc_ratio = {1, 1}},
         {.batch = 4, .nranks = 1, .rrc = 1, .rrc_scale = {0.5f, 1.5f}, .rrc_ratio = {1, 1}},
         {.batch = 4, .nranks = 1, .rrc = 1, .rrc_scale = {0.5f, 1}, .rrc_ratio = {2, 1}},
+        {.batch = 4, .nranks = 1, .prefetch = 1, .workers = -1},
+        {.batch = 4, .nranks = 1, .prefetch = 1, .workers = DPT_LOADER_MAX_WORKERS + 1},
     };
     for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++) {
         dpt_loader_t *ld = (dpt_loader_t *)1;
@@ -635,9 +719,10 @@ static Suite *loader_suite(void)
     tc = tcase_create("prefetch");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, prefetch_matches_sync);
-    tcase_add_loop_test(tc, restart_mid_epoch, 0, 2);
+    tcase_add_loop_test(tc, workers_match_sync, 0, 2);
+    tcase_add_loop_test(tc, restart_mid_epoch, 0, 4);
     tcase_add_test(tc, destroy_mid_epoch);
-    tcase_add_loop_test(tc, no_allocation_after_create, 0, 2);
+    tcase_add_loop_test(tc, no_allocation_after_create, 0, 3);
     tcase_add_test(tc, bad_config_and_call_order);
     suite_add_tcase(s, tc);
     return s;

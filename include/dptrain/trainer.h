@@ -58,6 +58,8 @@ typedef struct dpt_train_config {
     int keep_checkpoints;        /* newest files kept (default 3) */
     const char *resume;          /* NULL, "auto" (newest valid in checkpoint_dir, if any) or a
                                     checkpoint file */
+    double watchdog_s;           /* a collective phase longer than this aborts the job, naming
+                                    the ranks that did not reach it (default 300; 0 = off) */
     int check_collectives;       /* debug: fingerprint every collective (dpt_coll_set_check) */
     int nan_skip;                /* non-finite loss/gradients: 1 = skip the step, 0 = stop */
     volatile int *stop_flag;     /* set (e.g. by a signal handler) to stop after the running

@@ -65,4 +65,15 @@ void dpt__dist_min(const dpt_dist_t *d, int *v, int n);
 /* The MPI transport over MPI_COMM_WORLD (NULL without MPI). */
 dpt_status_t dpt__dist_transport(const dpt_dist_t *d, dpt_p2p_t **out);
 
+/* watchdog.c: the stall inspector (see the file). NULL (a no-op) for one rank, a timeout of 0,
+ * or without MPI_THREAD_MULTIPLE. enter/leave bracket every collective phase the trainer waits
+ * on; a phase longer than the timeout makes every live rank report and the job abort, naming the
+ * ranks that did not answer or are behind. Collective: start and stop on every rank. */
+typedef struct dpt_watchdog dpt_watchdog_t;
+dpt_status_t dpt__watchdog_start(const dpt_dist_t *d, double timeout_s, dpt_watchdog_t **out);
+void dpt__watchdog_enter(dpt_watchdog_t *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void dpt__watchdog_leave(dpt_watchdog_t *w);
+void dpt__watchdog_stop(dpt_watchdog_t *w);
+
 #endif

@@ -86,6 +86,7 @@ static const option_def_t options[] = {
     {"checkpoint-every", T_INT, C(checkpoint_every), 0, INT_MAX, CMD_TRAIN, "N", "also checkpoint every N steps (default 0: epoch ends and stops only)"},
     {"keep-checkpoints", T_INT, C(keep_checkpoints), 1, 1000000, CMD_TRAIN, "K", "keep the newest K checkpoints (default 3)"},
     {"resume", T_STR, C(resume), 0, 0, CMD_TRAIN, "auto|FILE", "continue from a checkpoint: auto = the newest valid one in --checkpoint-dir (skipping corrupt ones; a fresh start if none), or FILE"},
+    {"watchdog", T_DOUBLE, C(watchdog_s), 0, 1e7, CMD_TRAIN, "SECONDS", "stall inspector: a collective waiting longer than this aborts every rank, naming the ranks that did not reach it (default 300; 0 = off)"},
     {"check-collectives", T_BOOL, C(check_collectives), 0, 0, CMD_TRAIN, NULL, "debug: before every collective, compare a fingerprint (sequence number, kind, size, type, op) across ranks and stop naming the rank that differs"},
     {"nan-policy", T_STR, C(nan_skip), 0, 0, CMD_TRAIN, "abort|skip", "a NaN/Inf loss or gradient: stop every rank naming the step and rank (abort, default) or skip that step's update (skip)"},
     {"accum", T_INT, C(accum), 1, 4096, CMD_TRAIN, "K", "gradient accumulation: K micro-batches of --batch per optimizer step, one all-reduce (default 1)"},
@@ -108,7 +109,7 @@ static const option_def_t options[] = {
      "shorter-crop (shorter side to S, center crop; default) or whole (squash to S x S)"},
     {"val-fraction", T_DOUBLE, O(prep.val_fraction), 0, 0.9, CMD_PREPARE, "F", "validation share of every class (default 0.1)"},
     {"force", T_BOOL, O(prep.force), 0, 0, CMD_PREPARE, NULL, "rebuild even if the manifest says the output is up to date"},
-    {"prefetch", T_BOOL, C(prefetch), 0, 0, CMD_TRAIN | CMD_EVAL, NULL, "assemble batches on a background thread (default on)"},
+    {"prefetch", T_BOOL, C(prefetch), 0, 0, CMD_TRAIN | CMD_EVAL, NULL, "assemble the next batch on loader worker threads during the step (default on; --no-prefetch: in the training thread)"},
     {"loader-workers", T_INT, C(loader_workers), 0, 64, CMD_TRAIN | CMD_EVAL, "N", "threads assembling batches with --prefetch (default 0 = automatic: a quarter of the cores, 1 to 4; the batches are the same for any N)"},
     {"metrics", T_STR, C(metrics_path), 0, 0, CMD_TRAIN, "FILE", "write JSON-lines metrics (step, epoch, final records)"},
     {"save", T_STR, C(save_path), 0, 0, CMD_TRAIN, "FILE", "write the trained weights (atomically) at the end"},
@@ -524,7 +525,8 @@ static void install_stop_handlers(void)
 static int cmd_train(opts_t *o)
 {
     int provided = 0;
-    MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
+    MPI_Init_thread(NULL, NULL, o->cfg.watchdog_s > 0 ? MPI_THREAD_MULTIPLE : MPI_THREAD_SERIALIZED,
+                    &provided);
     int rank = 0, size = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -534,6 +536,8 @@ static int cmd_train(opts_t *o)
                     "backward (--no-overlap)\n");
         o->cfg.overlap = 0;
     }
+    if (provided < MPI_THREAD_MULTIPLE && o->cfg.watchdog_s > 0 && size > 1 && rank == 0)
+        fprintf(stderr, "dptrain train: MPI gives no MPI_THREAD_MULTIPLE: no --watchdog\n");
     install_stop_handlers();
     o->cfg.stop_flag = &stop_requested;
     dpt_train_result_t res;

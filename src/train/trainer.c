@@ -1,6 +1,9 @@
-/* trainer.c: the step loop. Per step: the loader hands a batch (assembled by its prefetch thread
- * during the previous step) -> forward -> loss -> backward -> SGD on the flat arenas. After each
- * epoch: evaluation on the test split, an epoch line and metrics; at the end a final line. */
+/* trainer.c: the step loop, one rank of a data-parallel job (or the only one). Per step: the
+ * loader hands this rank's shard of the global batch (assembled by its workers during the
+ * previous step) -> forward -> loss -> backward, whose finished layers fill gradient buckets
+ * that a communication thread all-reduces meanwhile -> SGD/LARS on the flat arenas. After each
+ * epoch: BN statistics averaged, sharded evaluation, a replica checksum compared across ranks,
+ * an epoch line and metrics; checkpoints and stop requests between steps; a final line. */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -56,6 +59,7 @@ void dpt_train_config_default(dpt_train_config_t *c)
     c->overlap = 1;
     c->accum = 1;
     c->keep_checkpoints = 3;
+    c->watchdog_s = 300;
 }
 
 /* Everything one run owns, destroyed in reverse order by session_fini. */
@@ -75,12 +79,14 @@ typedef struct session {
     dpt_coll_algo_t algo;
     float *grads, *acc;      /* acc: gradient accumulation (accum > 1) */
     float *buf_all;          /* checkpoints: every rank's BN buffers (ranks x n_buffers) */
+    dpt_watchdog_t *wd;      /* stall inspector (several ranks, --watchdog > 0) */
     int accum, micro;        /* micro: index of the running micro-step */
     float inv_accum;
 } session_t;
 
 static void session_fini(session_t *s)
 {
+    dpt__watchdog_stop(s->wd);
     dpt_bucketer_destroy(s->bk);
     dpt_coll_destroy(s->coll);
     dpt_p2p_destroy(s->p2p);
@@ -124,7 +130,12 @@ static void on_grad_ready(void *ctx, size_t off, size_t count)
 static dpt_status_t on_bn_sum(void *ctx, float *buf, size_t n)
 {
     session_t *s = ctx;
-    return s->bk ? dpt_bucketer_sum(s->bk, buf, n) : DPT_OK;
+    if (!s->bk)
+        return DPT_OK;
+    dpt__watchdog_enter(s->wd, "synchronized batch-norm statistics");
+    dpt_status_t st = dpt_bucketer_sum(s->bk, buf, n);
+    dpt__watchdog_leave(s->wd);
+    return st;
 }
 
 static dpt_status_t session_model(session_t *s, const dpt_train_config_t *cfg)
@@ -182,7 +193,11 @@ static dpt_status_t sync_buffers(session_t *s)
     float *buffers = dpt_model_buffers(s->model, &nb);
     if (!s->coll || !nb)
         return DPT_OK;
-    return dpt_coll_allreduce(s->coll, buffers, nb, DPT_DTYPE_F32, DPT_REDOP_AVG, s->algo);
+    dpt__watchdog_enter(s->wd, "averaging batch-norm running statistics");
+    dpt_status_t st = dpt_coll_allreduce(s->coll, buffers, nb, DPT_DTYPE_F32, DPT_REDOP_AVG,
+                                         s->algo);
+    dpt__watchdog_leave(s->wd);
+    return st;
 }
 
 /* Evaluate on the whole test split (BN in inference mode), sharded over ranks; every rank gets
@@ -205,7 +220,9 @@ static dpt_status_t evaluate(session_t *s, double *loss, long *correct, long *to
         v[1] += hits;
         v[2] += b->n_valid;
     }
+    dpt__watchdog_enter(s->wd, "summing evaluation counts");
     dpt__dist_sum(&s->dist, v, 3);
+    dpt__watchdog_leave(s->wd);
     *loss = v[2] > 0 ? v[0] / v[2] : 0.0;
     *correct = (long)v[1];
     *total = (long)v[2];
@@ -285,6 +302,7 @@ static dpt_status_t setup_parallel(session_t *s, const dpt_train_config_t *cfg, 
     if (s->algo == DPT_COLL_ALGO_AUTO)
         DPT_CHECK(dpt_coll_auto_tune(s->coll));
     DPT_CHECK(dpt_bucketer_create(s->coll, s->grads, segs, n_segs, &bc, &s->bk));
+    DPT_CHECK(dpt__watchdog_start(&s->dist, cfg->watchdog_s, &s->wd));
     return DPT_OK;
 }
 
@@ -357,11 +375,17 @@ static dpt_status_t train_step(session_t *s, const dpt_train_config_t *cfg, doub
         o->seen += b->n_valid;
     }
     o->loss = (float)(lsum / s->accum);
-    if (s->bk)
-        DPT_CHECK(dpt_bucketer_finish(s->bk, &o->t_exposed, &o->t_comm, &o->bytes));
+    if (s->bk) {
+        dpt__watchdog_enter(s->wd, "gradient all-reduce of step %ld", step + 1);
+        dpt_status_t st = dpt_bucketer_finish(s->bk, &o->t_exposed, &o->t_comm, &o->bytes);
+        dpt__watchdog_leave(s->wd);
+        DPT_CHECK(st);
+    }
     int flags[2] = {cfg->stop_flag && *cfg->stop_flag ? 0 : 1,
                     isfinite(lsum) ? INT_MAX : s->dist.rank};
+    dpt__watchdog_enter(s->wd, "step flags after step %ld", step + 1);
     dpt__dist_min(&s->dist, flags, 2);
+    dpt__watchdog_leave(s->wd);
     o->stop = flags[0] == 0;
     if (flags[1] != INT_MAX || !all_finite(s->grads, np)) {
         char who[64] = "";
@@ -392,7 +416,10 @@ static dpt_status_t check_replicas(session_t *s, uint32_t crc, int epoch, int *m
     char what[64];
     snprintf(what, sizeof what, "parameter checksum after epoch %d", epoch);
     const char *w[1] = {what};
-    return dpt__dist_compare(&s->dist, &crc, 1, w, mismatch);
+    dpt__watchdog_enter(s->wd, "%s", what);
+    dpt_status_t st = dpt__dist_compare(&s->dist, &crc, 1, w, mismatch);
+    dpt__watchdog_leave(s->wd);
+    return st;
 }
 
 /* --resume: rank 0 reads the checkpoint (a file, or the newest valid one in the directory) and
@@ -463,6 +490,7 @@ static dpt_status_t checkpoint(session_t *s, const dpt_train_config_t *cfg, uint
                            .ranks = s->dist.size, .seed = cfg->seed,
                            .config_hash = config_hash};
     double g[3] = {ev[0], ev[1], ev[2]};
+    dpt__watchdog_enter(s->wd, "checkpoint after step %ld", step);
     dpt__dist_sum(&s->dist, g, 3);
     memcpy(cs.counters, g, sizeof g);
     dpt_status_t st = DPT_OK;
@@ -477,7 +505,9 @@ static dpt_status_t checkpoint(session_t *s, const dpt_train_config_t *cfg, uint
     if (s->dist.rank == 0)
         st = dpt_ckpt_save(cfg->checkpoint_dir, cfg->keep_checkpoints, &cs, params, np,
                            s->buf_all, nb, s->mom, NULL, 0);
-    return dpt__dist_agree(&s->dist, st, collective);
+    st = dpt__dist_agree(&s->dist, st, collective);
+    dpt__watchdog_leave(s->wd);
+    return st;
 }
 
 dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
@@ -682,7 +712,9 @@ agree:
         double epoch_time = dpt__now() - t_epoch;
         train_time += epoch_time;
         double gv[3] = {ev[0], ev[1], ev[2]};
+        dpt__watchdog_enter(s.wd, "training counters of epoch %d", epoch + 1);
         dpt__dist_sum(&s.dist, gv, 3);
+        dpt__watchdog_leave(s.wd);
         res->train_loss = done_steps ? gv[0] / ((double)done_steps * nranks) : 0;
         res->train_acc = gv[2] > 0 ? gv[1] / gv[2] : 0;
         res->img_s = gv[2] / epoch_time;

@@ -6,7 +6,8 @@
 #  - with --deterministic every all-reduce algorithm gives the same bits;
 #  - replicas stay bitwise identical for every algorithm at np 3 (the trainer compares a
 #    parameter checksum across ranks after every epoch and fails otherwise);
-#  - ranks that disagree (flags, a missing dataset on one rank) stop with a message naming the rank.
+#  - ranks that disagree (flags, a missing dataset on one rank) stop with a message naming the rank;
+#  - the watchdog names a rank that stops answering and the job ends; NaN/Inf policies.
 source "$(dirname "$0")/lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
@@ -72,6 +73,31 @@ timeout 120 "${MPI[@]}" -np 1 "$DPT" train "${args[@]}" --batch 32 : \
   -np 1 "$DPT" train "${args[@]/synthetic:1024:1:28:28:10/mnist:$TMP/nowhere}" --batch 32 > /dev/null 2> "$TMP/err" || rc=$?
 [[ $rc -ne 0 && $rc -ne 124 ]] && grep -q "rank 1 stopped during setup" "$TMP/err" && grep -q "nowhere" "$TMP/err" \
   && ok || bad "missing data on rank 1: exit $rc, $(cat "$TMP/err")"
+
+# the watchdog: a rank that stops answering (SIGSTOP) is named within the timeout (+ a grace of
+# the same length), and the whole job exits non-zero
+wd=(--model "$SRC/tests/models/small-nobn.cfg" --data synthetic:8192:1:28:28:10 --epochs 20
+    --threads 1 --batch 16 --no-eval --no-progress --watchdog 4)
+timeout 120 "${MPI[@]}" -np 3 "$DPT" train "${wd[@]}" > "$TMP/wd.txt" 2>&1 &
+job=$!
+for _ in $(seq 300); do grep -q "gradient bucket" "$TMP/wd.txt" 2> /dev/null && break; sleep 0.1; done
+sleep 1
+victim=
+for pid in $(pgrep -f -- "^$DPT train .*--watchdog 4"); do
+  r=$(tr '\0' '\n' < "/proc/$pid/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+  [[ $r == 1 ]] && victim=$pid
+done
+if [[ -n $victim ]]; then
+  t0=$SECONDS
+  kill -STOP "$victim"
+  rc=0; wait $job || rc=$?
+  kill -CONT "$victim" 2> /dev/null || true
+  [[ $rc -ne 0 && $rc -ne 124 ]] && grep -q "rank 1 not answering (stopped, hung or dead)" "$TMP/wd.txt" \
+    && ((SECONDS - t0 <= 30)) && ok || bad "watchdog: exit $rc after $((SECONDS - t0)) s: $(grep -i watchdog "$TMP/wd.txt")"
+  pgrep -f -- "^$DPT train .*--watchdog 4" > /dev/null && bad "ranks left running after the watchdog abort" || ok
+else
+  bad "no rank 1 process to stop"; wait $job
+fi
 
 # a NaN/Inf loss: every rank stops, one message naming the step and the rank; or the step is skipped
 nan=(--model "$SRC/tests/models/small-nobn.cfg" --data synthetic:512:1:28:28:10 --epochs 1 --threads 1

@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 RUN_FLAGS ?=
 
-.PHONY: deps build run test asan bench clean
+.PHONY: deps build run test asan fuzz bench clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -30,9 +30,17 @@ asan: deps
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j 2 -L unit
 
+# libFuzzer targets (clang, ASan+UBSan) built in build-fuzz, each run FUZZ_SECONDS on its seeds
+FUZZ_SECONDS ?= 20
+fuzz:
+	@bash scripts/install-deps.sh --fuzz
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDPT_FUZZ=ON -DDPT_BUILD_TESTS=OFF
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_idx fuzz_cifar fuzz_shard fuzz_model fuzz_ckpt fuzz_config
+	bash tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
 bench: build
 	@bash scripts/install-deps.sh --bench
 	bash benchmarks/train_vs_torch.sh
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-fuzz

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # install-deps.sh: installs what dptrain needs on Debian 12, only the packages that are missing.
-# Idempotent; uses apt-get as root or through sudo. Usage: scripts/install-deps.sh [--bench]
+# Idempotent; uses apt-get as root or through sudo. Usage: scripts/install-deps.sh [--bench] [--fuzz]
 #   --bench  also install what the benchmarks need (python3-torch)
+#   --fuzz   also install clang (libFuzzer) for tests/fuzz
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libdnnl-dev
       libzstd-dev zlib1g-dev libturbojpeg0-dev check dataset-fashion-mnist gnuplot-nox)
-if [[ "${1:-}" == "--bench" ]]; then
-  pkgs+=(python3-torch)
-fi
+for a in "$@"; do
+  case $a in
+    --bench) pkgs+=(python3-torch) ;;
+    --fuzz) pkgs+=(clang) ;;
+    *) echo "install-deps: unknown option $a" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do

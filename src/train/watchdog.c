@@ -135,7 +135,12 @@ static void stalled(dpt_watchdog_t *w, const report_t *mine)
         fprintf(stderr, "dptrain: watchdog: aborting all %d ranks\n", w->size);
         fflush(stderr);
     } else {
-        sleep_s(0.5);   /* let the lowest rank print first */
+        sleep_s(0.3);   /* the lowest rank prints the diagnosis first */
+        fprintf(stderr, "dptrain: watchdog (rank %d): waiting at collective #%lld (%s) for %.0f s; "
+                "rank %d reports the ranks missing\n", w->rank, mine->seq, mine->what,
+                mine->waited, lowest);
+        fflush(stderr);
+        sleep_s(0.2);
     }
     MPI_Abort(MPI_COMM_WORLD, 1);
 }

@@ -1,6 +1,5 @@
-/* fuzz_model: the model file parser (sections, keys, values, graph inputs) and shape inference
- * (building the graph on the ref backend at batch 1; inputs that ask for huge tensors are
- * refused by the parser's limits). */
+/* fuzz_model: the model file parser (sections, keys, values and their ranges, graph inputs,
+ * BN+ReLU fusion) as `--model` reads it. Shape inference and op creation are not fuzzed here. */
 #include "dptrain/backend.h"
 #include "dptrain/model.h"
 #include "fuzz_common.h"

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "ckpt/internal.h"
 #include "core/internal.h"
 #include "dptrain/alloc.h"
 #include "dptrain/checkpoint.h"
@@ -73,7 +74,6 @@ dpt_status_t dpt_weights_load(const char *path, float *params, size_t n_params, 
     if (!f)
         return dpt_error_set(DPT_ERR_IO, "%s: %s", path, strerror(errno));
     header_t h;
-    void *z = NULL;
     float *raw = NULL;
     dpt_status_t st = DPT_OK;
     if (fread(&h, 1, sizeof h, f) != sizeof h) {
@@ -102,41 +102,18 @@ dpt_status_t dpt_weights_load(const char *path, float *params, size_t n_params, 
         goto done;
     }
     size_t raw_n = (n_params + n_buffers) * sizeof(float);
-    if (h.payload_nbytes == 0 || h.payload_nbytes > ZSTD_compressBound(raw_n)) {
-        st = dpt_error_set(DPT_ERR_FORMAT, "%s: bad payload size %llu", path,
-                           (unsigned long long)h.payload_nbytes);
-        goto done;
-    }
-    z = dpt_malloc(h.payload_nbytes);
     raw = dpt_malloc(raw_n ? raw_n : 1);
-    if (!z || !raw) {
+    if (!raw) {
         st = dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
-    size_t got = fread(z, 1, h.payload_nbytes, f);
-    if (got != h.payload_nbytes) {
-        st = dpt_error_set(DPT_ERR_FORMAT, "%s: truncated: payload has %zu of %llu bytes", path,
-                           got, (unsigned long long)h.payload_nbytes);
+    st = dpt__ckpt_read_payload(f, path, h.payload_nbytes, h.payload_crc, raw, raw_n, h.raw_crc);
+    if (st != DPT_OK)
         goto done;
-    }
-    if (fgetc(f) != EOF) {
-        st = dpt_error_set(DPT_ERR_FORMAT, "%s: trailing bytes after the payload", path);
-        goto done;
-    }
-    if (dpt__crc32(0, z, h.payload_nbytes) != h.payload_crc) {
-        st = dpt_error_set(DPT_ERR_FORMAT, "%s: payload checksum mismatch (corrupt file)", path);
-        goto done;
-    }
-    size_t dn = ZSTD_decompress(raw, raw_n, z, h.payload_nbytes);
-    if (ZSTD_isError(dn) || dn != raw_n || dpt__crc32(0, raw, raw_n) != h.raw_crc) {
-        st = dpt_error_set(DPT_ERR_FORMAT, "%s: payload does not decompress to the weights", path);
-        goto done;
-    }
     memcpy(params, raw, n_params * sizeof(float));
     memcpy(buffers, raw + n_params, n_buffers * sizeof(float));
 done:
     fclose(f);
-    dpt_free(z);
     dpt_free(raw);
     return st;
 }

@@ -29,6 +29,13 @@
  *   Cost: (p - 1) alpha + (p - 1) / p n beta + (p - 1) / p n gamma for the reduce-scatter,
  *   log2(p2) alpha + n beta for the all-gather (+ alpha + n beta fold-out).
  *
+ * Segments
+ *   Across nodes each step's exchange is cut into segments of segment_bytes, up to RD_WINDOW per
+ *   direction in flight (receives posted first): over TCP one message each way can wait for the
+ *   other's rendezvous handshake, whose control message queues behind the data, and then the
+ *   exchange runs one direction at a time (measured: 2x the time of a one-way transfer). On one
+ *   node (a shared-memory window exists) a step stays one message each way.
+ *
  * Limitations
  *   Bandwidth term grows with log p: use ring or rhd beyond a few KiB. Needs n bytes of scratch.
  *
@@ -42,6 +49,55 @@
  */
 #include "comm/internal.h"
 
+#define RD_WINDOW 8 /* segments in flight per direction */
+
+/* Elements per message of a step: seg_count, but on one node (Open MPI's shared-memory transport
+ * moves a large message with one single copy) the whole buffer: there segments only add
+ * handshakes, each of which waits for the peer to be scheduled (measured 20-45% slower at 64 MiB
+ * with 256 KiB segments on a loaded 2-core machine). */
+static size_t segment(const dpt_coll_args_t *a)
+{
+    size_t seg = a->coll->shm ? a->count : a->seg_count;
+    return seg ? seg : 1;
+}
+
+/* One recursive-doubling step, the whole buffer swapped with `peer`, cut into segments of
+ * seg_count elements of which up to RD_WINDOW per direction are in flight (receives posted before
+ * sends), so that neither direction's transfer waits behind the other's (over TCP a single
+ * message each way can serialise the exchange behind one rendezvous) and the reduction of
+ * segment k overlaps the transfer of the later ones. Segment k is added once both its receive
+ * (into the scratch) and its send (which reads the same bytes of the buffer) are done; the lower
+ * group's partial is always the first operand. */
+static dpt_status_t exchange(const dpt_coll_args_t *a, int peer)
+{
+    dpt_coll_t *c = a->coll;
+    size_t es = a->esize, seg = segment(a), nk = (a->count + seg - 1) / seg, posted = 0;
+    unsigned char *buf = a->buf;
+    dpt__req_t rq[RD_WINDOW], sq[RD_WINDOW];
+    for (size_t k = 0; k < nk; k++) {
+        for (; posted < nk && posted < k + RD_WINDOW; posted++) {
+            size_t off = posted * seg, len = a->count - off < seg ? a->count - off : seg;
+            int nr = 0, ns = 0;
+            rq[posted % RD_WINDOW] = sq[posted % RD_WINDOW] = DPT__REQ_NULL;
+            DPT_CHECK(dpt__post_recv(c, a->scratch + off * es, len * es, peer, DPT__TAG_RD,
+                                     &rq[posted % RD_WINDOW], &nr));
+            DPT_CHECK(dpt__post_send(c, buf + off * es, len * es, peer, DPT__TAG_RD,
+                                     &sq[posted % RD_WINDOW], &ns));
+        }
+        int n = 1;
+        DPT_CHECK(dpt__wait(c, &rq[k % RD_WINDOW], &n));
+        n = 1;
+        DPT_CHECK(dpt__wait(c, &sq[k % RD_WINDOW], &n));
+        size_t off = k * seg, len = a->count - off < seg ? a->count - off : seg;
+        void *mine = buf + off * es, *theirs = a->scratch + off * es;
+        if (peer < c->rank)
+            dpt__reduce(a->dtype, mine, theirs, mine, len);
+        else
+            dpt__reduce(a->dtype, mine, mine, theirs, len);
+    }
+    return DPT_OK;
+}
+
 dpt_status_t dpt__allreduce_rd(const dpt_coll_args_t *a)
 {
     dpt_coll_t *c = a->coll;
@@ -49,21 +105,11 @@ dpt_status_t dpt__allreduce_rd(const dpt_coll_args_t *a)
     dpt__fold_init(c->size, c->rank, &f);
     if (c->deterministic)
         return dpt__det_allreduce_rd(a, &f);
-    size_t nbytes = a->count * a->esize;
-    DPT_CHECK(dpt__need_scratch(a, nbytes, "rd"));
+    DPT_CHECK(dpt__need_scratch(a, a->count * a->esize, "rd"));
     DPT_CHECK(dpt__fold_in(a, &f));
     if (f.newrank >= 0) {
-        int n = 0;
-        for (int m = 1; m < f.p2; m <<= 1) {
-            int peer = dpt__fold_real(&f, f.newrank ^ m);
-            DPT_CHECK(dpt__post_recv(c, a->scratch, nbytes, peer, DPT__TAG_RD, c->reqs, &n));
-            DPT_CHECK(dpt__post_send(c, a->buf, nbytes, peer, DPT__TAG_RD, c->reqs, &n));
-            DPT_CHECK(dpt__wait(c, c->reqs, &n));
-            if (peer < c->rank) /* the lower group's partial is always the first operand */
-                dpt__reduce(a->dtype, a->buf, a->scratch, a->buf, a->count);
-            else
-                dpt__reduce(a->dtype, a->buf, a->buf, a->scratch, a->count);
-        }
+        for (int m = 1; m < f.p2; m <<= 1)
+            DPT_CHECK(exchange(a, dpt__fold_real(&f, f.newrank ^ m)));
         if (a->op == DPT_REDOP_AVG)
             dpt__scale_avg(a->dtype, a->buf, a->count, c->size);
     }

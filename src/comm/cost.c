@@ -42,11 +42,15 @@ double dpt_coll_cost_predict(const char *algo, int p, size_t nbytes, size_t segm
         return 0.0;
     double n = (double)nbytes, a = c->alpha, b = c->beta, g = c->gamma;
     if (!strcmp(algo, "ring")) {
+        /* algo_ring.c streams its 2 (p - 1) steps x segs segments with many in flight: the
+         * critical path is 2 (p - 1) messages, plus one latency per further segment of the
+         * pipeline (an idealisation: the per-message costs overlap with the transfers). */
         double chunk = n / p;
         double segs = segment_bytes ? ceil(chunk / (double)segment_bytes) : 1.0;
         if (segs < 1.0)
             segs = 1.0;
-        return 2.0 * (p - 1) * a * segs + 2.0 * (p - 1) / p * n * b + (double)(p - 1) / p * n * g;
+        return (2.0 * (p - 1) + segs - 1.0) * a + 2.0 * (p - 1) / p * n * b
+               + (double)(p - 1) / p * n * g;
     }
     if (!strcmp(algo, "rd")) {
         int q = floor_pow2(p);

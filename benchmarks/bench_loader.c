@@ -14,24 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/internal.h"   /* dpt__now, dpt__median */
 #include "dptrain/dataset.h"
 #include "dptrain/loader.h"
 #include "dptrain/status.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static void usage(void)
 {
@@ -65,7 +52,7 @@ static dpt_status_t run(const dpt_dataset_t *ds, const dpt_loader_config_t *cfg,
     int per_epoch = dpt_loader_steps(ld), epoch = 0, left = 0;
     for (int r = -1; r < reps && st == DPT_OK; r++) {
         int n = r < 0 ? 1 : steps;
-        double t0 = now();
+        double t0 = dpt__now();
         for (int s = 0; s < n && st == DPT_OK; s++) {
             if (left == 0) {
                 st = dpt_loader_start_epoch(ld, epoch++);
@@ -79,12 +66,11 @@ static dpt_status_t run(const dpt_dataset_t *ds, const dpt_loader_config_t *cfg,
             left--;
         }
         if (r >= 0)
-            t[r] = (now() - t0) / n;
+            t[r] = (dpt__now() - t0) / n;
     }
     dpt_loader_destroy(ld);
     if (st == DPT_OK) {
-        qsort(t, (size_t)reps, sizeof t[0], cmp_double);
-        *sec = t[reps / 2];
+        *sec = dpt__median(t, reps);
     }
     return st;
 }
@@ -122,14 +108,14 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    double t0 = now();
+    double t0 = dpt__now();
     dpt_dataset_t *ds = NULL;
     dpt_status_t st = dpt_dataset_open(spec, 1, (uint64_t)seed, &ds);
     if (st != DPT_OK) {
         fprintf(stderr, "bench_loader: %s\n", dpt_error_get());
         return 1;
     }
-    double open_s = now() - t0;
+    double open_s = dpt__now() - t0;
     double pixel_mb = (double)ds->n * ds->c * ds->h * ds->w / 1e6;
     printf("{\"bench\":\"loader_open\",\"data\":\"%s\",\"n\":%d,\"c\":%d,\"h\":%d,\"w\":%d,"
            "\"open_s\":%.3f,\"img_s\":%.0f,\"pixel_MB\":%.1f}\n", spec, ds->n, ds->c, ds->h,

@@ -34,7 +34,7 @@ asan: deps
 FUZZ_SECONDS ?= 20
 fuzz:
 	@bash scripts/install-deps.sh --fuzz
-	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDPT_FUZZ=ON -DDPT_BUILD_TESTS=OFF
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDPT_FUZZ=ON -DDPT_BUILD_TESTS=OFF -DDPT_WITH_CUDA=OFF
 	cmake --build build-fuzz -j $(JOBS) --target fuzz_idx fuzz_cifar fuzz_shard fuzz_model fuzz_ckpt fuzz_config
 	bash tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
 

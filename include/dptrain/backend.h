@@ -65,6 +65,25 @@ typedef struct dpt_op_desc {
     float label_smoothing;
 } dpt_op_desc_t;
 
+/* Precision of activations and compute on a device backend (mixed precision). Parameters,
+ * gradients, BN buffers and optimizer state stay float32 in every mode ("master weights"):
+ * w, dw and buf of dpt_op_args_t are always float32 arrays; an op casts w to its compute type
+ * itself. Host backends (ref, cpu) support only FP32. */
+typedef enum {
+    DPT_PREC_FP32 = 0,
+    DPT_PREC_BF16,
+    DPT_PREC_FP16,       /* needs loss scaling (dpt_op_args_t.loss_scale) to keep small gradients */
+    DPT_PREC_COUNT_
+} dpt_precision_t;
+
+/* "fp32", "bf16", "fp16". */
+const char *dpt_precision_name(dpt_precision_t p);
+/* Parse one of those names; DPT_ERR_INVALID_ARG naming the string otherwise. */
+dpt_status_t dpt_precision_parse(const char *s, dpt_precision_t *out);
+
+/* Direction of a backend memcpy (dpt_backend_ops_t.memcpy). */
+typedef enum { DPT_COPY_H2D = 0, DPT_COPY_D2H, DPT_COPY_D2D } dpt_copy_kind_t;
+
 /* What op_create tells the caller. */
 typedef struct dpt_op_info {
     dpt_tensor_t out;     /* output shape, layout and nbytes (data NULL) */
@@ -90,6 +109,8 @@ typedef struct dpt_op_args {
     int32_t *correct;           /* XENT forward, optional: count of argmax == label */
     int n_valid;                /* XENT: only the first n_valid samples count (0 = all N) */
     int training;               /* BN: batch statistics + update running stats when 1 */
+    float loss_scale;           /* XENT backward: the logits' gradient is multiplied by it
+                                   (dynamic loss scaling of fp16 training); 0 means 1 */
 } dpt_op_args_t;
 
 typedef struct dpt_backend dpt_backend_t;   /* opaque, per backend */
@@ -100,6 +121,8 @@ typedef struct dpt_backend_config {
     int blocked_layout;   /* cpu: keep activations in oneDNN blocked layouts (1) or plain NCHW (0) */
     int conv_winograd;    /* cpu: Winograd for 3x3 stride-1 convolutions where oneDNN has it
                              (blocked layouts, AVX-512), else direct; 0 = always direct */
+    int device;           /* cuda: device ordinal (the trainer passes the node-local rank) */
+    dpt_precision_t precision; /* cuda: activation/compute precision (host backends: FP32 only) */
 } dpt_backend_config_t;
 
 typedef struct dpt_backend_ops {
@@ -117,14 +140,31 @@ typedef struct dpt_backend_ops {
     /* Copy a plain NCHW host array into tensor `dst` (any layout this backend made) and back. */
     dpt_status_t (*import_nchw)(dpt_backend_t *be, const float *src, dpt_tensor_t *dst);
     dpt_status_t (*export_nchw)(dpt_backend_t *be, const dpt_tensor_t *src, float *dst);
+    /* Device backends (cuda) set on_device = 1: alloc() returns device memory, and the model's
+     * parameter, gradient and buffer arenas live there too; host code reaches them only through
+     * memcpy(), and sync() waits for all work the backend queued (forward/backward/memcpy may
+     * return before the device finished). XENT's loss/correct/labels stay host pointers (the
+     * backend copies and waits). Host backends leave all three 0/NULL: plain memory. */
+    int on_device;
+    dpt_status_t (*memcpy)(dpt_backend_t *be, void *dst, const void *src, size_t nbytes,
+                           dpt_copy_kind_t kind);
+    dpt_status_t (*sync)(dpt_backend_t *be);
 } dpt_backend_ops_t;
 
-/* Registry: "ref", "cpu" (when built with oneDNN). NULL if unknown. */
+/* Copy through the backend: be's memcpy when it has one, else plain memcpy (host backends). */
+dpt_status_t dpt_backend_memcpy(const dpt_backend_ops_t *ops, dpt_backend_t *be, void *dst,
+                                const void *src, size_t nbytes, dpt_copy_kind_t kind);
+/* Wait for the backend's queued work (no-op for host backends). */
+dpt_status_t dpt_backend_sync(const dpt_backend_ops_t *ops, dpt_backend_t *be);
+
+/* Registry: "ref", "cpu" (when built with oneDNN), "cuda" (when built with CUDA). NULL if
+ * unknown. */
 const dpt_backend_ops_t *dpt_backend_find(const char *name);
 /* Comma-separated names of the compiled-in backends (static string). */
 const char *dpt_backend_list(void);
 
 extern const dpt_backend_ops_t dpt_backend_ref;
 extern const dpt_backend_ops_t dpt_backend_cpu;
+extern const dpt_backend_ops_t dpt_backend_cuda;
 
 #endif

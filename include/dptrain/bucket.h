@@ -27,6 +27,14 @@ typedef struct dpt_bucket_config {
     size_t bucket_bytes;  /* the others (default 25 MiB when 0) */
     dpt_coll_algo_t algo; /* all-reduce algorithm (DPT_COLL_AUTO: per bucket size) */
     int overlap;          /* 1: communication thread during backward; 0: everything in finish */
+    /* Gradients in CUDA device memory (builds with CUDA): stream is the cudaStream_t backward
+     * runs on, device its ordinal; NULL = host gradients. A ready bucket is then ordered after
+     * the work queued so far on that stream by an event: with algo "nccl" an ncclAllReduce is
+     * queued at once on a communication stream; with our own algorithms the bucket is copied to
+     * pinned host memory on that stream, reduced by the thread and copied back.
+     * dpt_bucketer_finish returns when the arena holds the averages. */
+    void *stream;
+    int device;
 } dpt_bucket_config_t;
 
 /* Plan buckets over the segments of a model's gradient arena `grads` (borrowed, like coll). */

@@ -48,6 +48,8 @@ typedef enum {
                                transport, all ranks on one node) */
     DPT_COLL_ALGO_AUTO,     /* "auto": per call, the lowest time the alpha-beta-gamma model
                                predicts (src/comm/auto.c); the first auto call probes */
+    DPT_COLL_ALGO_NCCL,     /* "nccl": ncclAllReduce of a DEVICE buffer (builds with NCCL, after
+                               dpt_coll_nccl_init; never chosen by auto) */
     DPT_COLL_ALGO_COUNT     /* number of algorithms built in; not an algorithm */
 } dpt_coll_algo_t;
 
@@ -173,6 +175,18 @@ void *dpt_coll_buffer(dpt_coll_t *coll, size_t *nbytes);
  * size) returns DPT_ERR_INVALID_ARG on every rank, naming the first differing rank and both
  * calls, instead of hanging or reducing garbage. Costs one small all-gather per collective. */
 dpt_status_t dpt_coll_set_check(dpt_coll_t *coll, int on);
+
+/* NCCL (src/comm/algo_nccl.c). Collective over the MPI transport: rank 0 makes an NCCL unique id,
+ * MPI broadcasts it, every rank joins with ncclCommInitRank on CUDA device `device` (the calling
+ * thread's current device is set to it). Afterwards "nccl" is available on this context: an
+ * all-reduce with it takes a device buffer and returns when the result is there. Without NCCL in
+ * the build, or on the in-process transport: DPT_ERR_UNSUPPORTED naming the reason. */
+dpt_status_t dpt_coll_nccl_init(dpt_coll_t *coll, int device);
+/* Queue an in-place ncclAllReduce of the device buffer `buf` on CUDA stream `stream` (a
+ * cudaStream_t) and return at once; the caller orders work after it through the stream. Not
+ * collective-checked (dpt_coll_set_check); the same order on every rank is the caller's duty. */
+dpt_status_t dpt_coll_nccl_allreduce_async(dpt_coll_t *coll, void *buf, size_t count,
+                                           dpt_dtype_t dtype, dpt_redop_t op, void *stream);
 
 /* This context's rank and rank count (those of its transport). */
 int dpt_coll_rank(const dpt_coll_t *coll);

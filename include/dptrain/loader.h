@@ -34,11 +34,15 @@ typedef struct dpt_loader_config {
     int workers;      /* prefetch worker threads, 0..DPT_LOADER_MAX_WORKERS; 0 = automatic: a
                          quarter of the online cores, at least 1 and at most 4; never more than
                          batch. Batches are bitwise identical for every value. */
+    int defer_aug;    /* 1: do not apply crop_pad/flip; record them per sample in batch.aug for
+                         the device to apply (src/data/gpu_input.cu; not with rrc) */
 } dpt_loader_config_t;
 
 typedef struct dpt_batch {
     float *x;         /* (batch, C, H, W) normalized, borrowed until the next dpt_loader_next */
     int32_t *y;       /* (batch); padded samples have label 0 */
+    int32_t *aug;     /* defer_aug: (batch, 3) = crop offsets dy, dx in [0, 2*crop_pad] and the
+                         flip bit of each sample (dy = dx = crop_pad, 0: unchanged); else NULL */
     int n_valid;      /* real samples in this rank's shard (the rest is padding) */
     int epoch, step;
 } dpt_batch_t;

@@ -57,12 +57,32 @@ void dpt_model_destroy(dpt_model_t *m);
 
 /* Initialize parameters from the seed (PyTorch's default uniform(+-1/sqrt(fan_in)) for conv and
  * fc, gamma = 1, beta = 0, running mean 0, var 1). Depends only on (seed, model). */
-void dpt_model_init_params(dpt_model_t *m, uint64_t seed);
+void dpt_model_init_params(dpt_model_t *m, uint64_t seed);   /* writes the host mirrors */
 
-/* Arenas (borrowed, valid for the model's life). */
+/* Arenas (borrowed, valid for the model's life). On a device backend (ops->on_device) these are
+ * device memory: host code uses the host mirrors below instead. */
 float *dpt_model_params(dpt_model_t *m, size_t *count);
 float *dpt_model_grads(dpt_model_t *m, size_t *count);
 float *dpt_model_buffers(dpt_model_t *m, size_t *count);
+
+/* Host mirrors of the parameter and buffer arenas (the arenas themselves on host backends, where
+ * the two calls below do nothing). dpt_model_init_params writes the mirrors; on a device backend
+ * the caller then pushes them with dpt_model_params_to_device. Whoever reads parameters or BN
+ * statistics on the host (checksums, checkpoints, weight files, broadcasts) first calls
+ * dpt_model_params_to_host; whoever changed the mirrors calls dpt_model_params_to_device.
+ * Both wait for the backend's queued work. Gradients have no mirror (they stay on the device). */
+float *dpt_model_host_params(dpt_model_t *m);
+float *dpt_model_host_buffers(dpt_model_t *m);
+dpt_status_t dpt_model_params_to_host(dpt_model_t *m);
+dpt_status_t dpt_model_params_to_device(dpt_model_t *m);
+/* 1 when the arenas and activations live on the backend's device. */
+int dpt_model_on_device(const dpt_model_t *m);
+/* The model's input tensor (plain NCHW float32, batch x C x H x W; device memory on a device
+ * backend): a caller that fills it itself passes x = NULL to dpt_model_forward. */
+dpt_tensor_t *dpt_model_input_tensor(dpt_model_t *m);
+/* Loss scale for the following backwards (fp16 training): the gradient of the loss is multiplied
+ * by it, so every parameter gradient comes out scaled too; 0 or 1 = none (the default). */
+void dpt_model_set_loss_scale(dpt_model_t *m, float scale);
 const dpt_param_segment_t *dpt_model_segments(const dpt_model_t *m, int *n);
 
 /* Input shape (C, H, W), class count, and forward FLOPs for one batch. */
@@ -71,7 +91,8 @@ int dpt_model_classes(const dpt_model_t *m);
 double dpt_model_flops_fwd(const dpt_model_t *m);
 int dpt_model_batch(const dpt_model_t *m);
 
-/* Forward one batch: x is plain NCHW host floats (batch, C, H, W), labels (batch). Only the first
+/* Forward one batch: x is plain NCHW host floats (batch, C, H, W), or NULL when the input tensor
+ * was already filled (dpt_model_input_tensor); labels (batch, host). Only the first
  * n_valid samples count in loss and correct (0 = all). training selects BN batch statistics. */
 dpt_status_t dpt_model_forward(dpt_model_t *m, const float *x, const int32_t *labels, int n_valid,
                                int training, float *loss, int32_t *correct);

@@ -22,6 +22,41 @@ typedef struct dpt_sgd_config {
 void dpt_sgd_step(const dpt_sgd_config_t *cfg, float lr, float *params, const float *grads,
                   float *mom, const dpt_param_segment_t *segs, int n_segs);
 
+/* The same step on device arenas (builds with CUDA; src/optim/sgd_cuda.cu), queued on `stream`
+ * (a cudaStream_t; NULL = the legacy default stream). Each gradient is first multiplied by
+ * grad_scale (1/loss scale under fp16 loss scaling, else 1), then the update is exactly the one
+ * above, element by element in float32. LARS is not available on the device
+ * (DPT_ERR_UNSUPPORTED). segs is a host array. Errors name the CUDA call. */
+dpt_status_t dpt_sgd_step_device(const dpt_sgd_config_t *cfg, float lr, float grad_scale,
+                                 float *params, const float *grads, float *mom,
+                                 const dpt_param_segment_t *segs, int n_segs, void *stream);
+/* Device scan for a NaN or +-Inf among v[0..n) (builds with CUDA): queued on `stream`, then waits
+ * for it; *nonfinite (host) = 1 if there is one. d_flag: one device int of scratch. */
+dpt_status_t dpt_nonfinite_device(const float *v, size_t n, int *d_flag, int *nonfinite,
+                                  void *stream);
+
+/* Loss scaling for fp16 training (src/optim/loss_scale.c). Dynamic: the scale starts at 2^16;
+ * a step whose (scaled) gradients overflow (any NaN/Inf) is skipped and the scale halved (never
+ * below 1); after `growth_interval` (2000) good steps in a row it doubles (at most 2^24). Static:
+ * a fixed scale, overflowing steps follow the NaN policy like any other. Every rank sees the same
+ * averaged gradients, so every rank's scaler takes the same decisions. */
+typedef struct dpt_loss_scaler {
+    int dynamic;          /* 1: dynamic, 0: static */
+    float scale;          /* the current scale (1 = none) */
+    int growth_interval;  /* good steps before doubling (dynamic) */
+    int good_steps;       /* good steps since the last change */
+    long skipped;         /* steps skipped for overflow (dynamic) */
+} dpt_loss_scaler_t;
+
+/* dynamic = 1: start at 2^16 (init_scale ignored); dynamic = 0: fixed init_scale (> 0; 1 =
+ * no scaling). */
+void dpt_loss_scaler_init(dpt_loss_scaler_t *s, int dynamic, float init_scale);
+/* After a step's gradients were checked: overflow = 1 when some gradient is not finite. Returns
+ * 1 when the step's update should be applied, 0 when it is skipped (dynamic and overflow); the
+ * scale for the next step is then s->scale. Static scalers always return 1 (the caller applies
+ * its NaN policy). */
+int dpt_loss_scaler_update(dpt_loss_scaler_t *s, int overflow);
+
 typedef enum {
     DPT_SCHED_CONSTANT = 0,
     DPT_SCHED_COSINE,

@@ -13,7 +13,10 @@ typedef struct dpt_train_config {
     const char *model_path;      /* models/fmnist-cnn.cfg */
     const char *data_spec;       /* fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | shards:DIR |
                                     synthetic:... */
-    const char *backend;         /* "cpu" or "ref" */
+    const char *backend;         /* "cpu", "ref" or "cuda" (--backend, --device) */
+    dpt_precision_t precision;   /* --precision: activations/compute (cuda only; default fp32) */
+    double loss_scale;           /* --loss-scale: 0 = default (dynamic for fp16, none otherwise),
+                                    -1 = dynamic, > 0 = this fixed scale (cuda only) */
     int threads;                 /* compute threads (0 = library default) */
     int blocked_layout;          /* cpu: 1 = oneDNN blocked activations, 0 = plain NCHW */
     int conv_winograd;           /* cpu: Winograd 3x3 convolutions where available (default 1) */
@@ -80,7 +83,9 @@ typedef struct dpt_train_result {
     double t_comm_s, t_comm_exposed_s;   /* summed over the steps (this rank) */
     int stopped;                 /* 1: stopped early by stop_flag (after a checkpoint when
                                     checkpoint_dir is set) */
-    long skipped_steps;          /* steps skipped for non-finite loss or gradients */
+    long skipped_steps;          /* steps skipped for non-finite loss or gradients (including
+                                    fp16 overflows under dynamic loss scaling) */
+    double loss_scale;           /* the loss scale at the end (1 = none) */
     long resumed_from;           /* step of the checkpoint resumed from, -1 = none */
 } dpt_train_result_t;
 

@@ -9,6 +9,9 @@ static const dpt_backend_ops_t *const backends[] = {
 #if DPT_HAVE_DNNL
     &dpt_backend_cpu,
 #endif
+#if DPT_HAVE_CUDA
+    &dpt_backend_cuda,
+#endif
 };
 
 const dpt_backend_ops_t *dpt_backend_find(const char *name)
@@ -21,11 +24,46 @@ const dpt_backend_ops_t *dpt_backend_find(const char *name)
 
 const char *dpt_backend_list(void)
 {
+    return "ref"
 #if DPT_HAVE_DNNL
-    return "ref,cpu";
-#else
-    return "ref";
+           ",cpu"
 #endif
+#if DPT_HAVE_CUDA
+           ",cuda"
+#endif
+        ;
+}
+
+dpt_status_t dpt_backend_memcpy(const dpt_backend_ops_t *ops, dpt_backend_t *be, void *dst,
+                                const void *src, size_t nbytes, dpt_copy_kind_t kind)
+{
+    if (ops->memcpy)
+        return ops->memcpy(be, dst, src, nbytes, kind);
+    if (nbytes)
+        memcpy(dst, src, nbytes);
+    return DPT_OK;
+}
+
+dpt_status_t dpt_backend_sync(const dpt_backend_ops_t *ops, dpt_backend_t *be)
+{
+    return ops->sync ? ops->sync(be) : DPT_OK;
+}
+
+const char *dpt_precision_name(dpt_precision_t p)
+{
+    static const char *names[DPT_PREC_COUNT_] = {"fp32", "bf16", "fp16"};
+    return (unsigned)p < DPT_PREC_COUNT_ ? names[p] : "?";
+}
+
+dpt_status_t dpt_precision_parse(const char *s, dpt_precision_t *out)
+{
+    for (int p = 0; p < DPT_PREC_COUNT_; p++)
+        if (s && !strcmp(s, dpt_precision_name((dpt_precision_t)p))) {
+            *out = (dpt_precision_t)p;
+            return DPT_OK;
+        }
+    return dpt_error_set(DPT_ERR_INVALID_ARG, "unknown precision '%s' (fp32, bf16, fp16)",
+                         s ? s : "(null)");
 }
 
 const char *dpt_op_kind_name(dpt_op_kind_t k)

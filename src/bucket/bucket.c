@@ -13,6 +13,11 @@
 #include "core/internal.h"   /* dpt__now */
 #include "dptrain/alloc.h"
 #include "dptrain/bucket.h"
+#include "dptrain/config.h"
+
+#if DPT_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
 
 typedef struct bucket {
     size_t off, count;   /* floats */
@@ -43,7 +48,28 @@ struct dpt_bucketer {
     int stop;
     int thread_started;
     pthread_t thread;
+#if DPT_HAVE_CUDA
+    /* device gradients (cfg.stream != NULL) */
+    int dev, nccl;       /* grads on the device; all-reduce with NCCL there */
+    cudaStream_t compute, comm, h2d;   /* backward's; D2H copies / NCCL; H2D copies (thread) */
+    cudaEvent_t *ev_ready, *ev_d2h;    /* per bucket: gradients written; staged to host */
+    cudaEvent_t *ev_t0, *ev_t1;        /* NCCL: timing events around each bucket's all-reduce */
+    float *staging;      /* pinned host copy of the arena (own algorithms) */
+#endif
 };
+
+#if DPT_HAVE_CUDA
+static dpt_status_t cuda_fail(cudaError_t e, const char *call)
+{
+    return dpt_error_set(DPT_ERR_CUDA, "bucketer: cuda: %s: %s", call, cudaGetErrorString(e));
+}
+#define CUDA_TRY(call)                                                                         \
+    do {                                                                                       \
+        cudaError_t e_ = (call);                                                               \
+        if (e_ != cudaSuccess)                                                                 \
+            return cuda_fail(e_, #call);                                                       \
+    } while (0)
+#endif
 
 int dpt_bucketer_count(const dpt_bucketer_t *b)
 {
@@ -56,13 +82,34 @@ void dpt_bucketer_range(const dpt_bucketer_t *b, int i, size_t *offset, size_t *
     *count = b->b[i].count;
 }
 
+#if DPT_HAVE_CUDA
+/* Own algorithms on device gradients: wait for bucket i's copy to the pinned staging buffer,
+ * reduce it there, queue the copy back on the h2d stream. */
+static dpt_status_t reduce_staged(dpt_bucketer_t *b, int i)
+{
+    size_t off = b->b[i].off, n = b->b[i].count;
+    CUDA_TRY(cudaEventSynchronize(b->ev_d2h[i]));
+    DPT_CHECK(dpt_coll_allreduce(b->coll, b->staging + off, n, DPT_DTYPE_F32, DPT_REDOP_AVG,
+                                 b->cfg.algo));
+    CUDA_TRY(cudaMemcpyAsync(b->grads + off, b->staging + off, n * sizeof(float),
+                             cudaMemcpyHostToDevice, b->h2d));
+    return DPT_OK;
+}
+#endif
+
 /* All-reduce bucket i (average over ranks); records time and the first error. Called with mu
  * unlocked. */
 static void reduce_one(dpt_bucketer_t *b, int i, double *t_acc)
 {
     double t0 = dpt__now();
-    dpt_status_t st = dpt_coll_allreduce(b->coll, b->grads + b->b[i].off, b->b[i].count,
-                                         DPT_DTYPE_F32, DPT_REDOP_AVG, b->cfg.algo);
+    dpt_status_t st;
+#if DPT_HAVE_CUDA
+    if (b->dev)
+        st = reduce_staged(b, i);
+    else
+#endif
+        st = dpt_coll_allreduce(b->coll, b->grads + b->b[i].off, b->b[i].count, DPT_DTYPE_F32,
+                                DPT_REDOP_AVG, b->cfg.algo);
     double dt = dpt__now() - t0;
     pthread_mutex_lock(&b->mu);
     *t_acc += dt;
@@ -101,6 +148,10 @@ static void sum_one(dpt_bucketer_t *b)
 static void *comm_thread(void *arg)
 {
     dpt_bucketer_t *b = arg;
+#if DPT_HAVE_CUDA
+    if (b->dev)   /* the CUDA device is per thread; a failure shows at the first copy */
+        (void)cudaSetDevice(b->cfg.device);
+#endif
     pthread_mutex_lock(&b->mu);
     for (;;) {
         while (!b->stop && b->q_head == b->q_tail)
@@ -190,6 +241,93 @@ size_t dpt_bucket_max_bytes(const dpt_param_segment_t *segs, int n_segs,
     return max;
 }
 
+#if DPT_HAVE_CUDA
+static dpt_status_t device_setup(dpt_bucketer_t *b, size_t total)
+{
+    b->dev = 1;
+    b->nccl = b->cfg.algo == DPT_COLL_ALGO_NCCL;
+    b->compute = (cudaStream_t)b->cfg.stream;
+    b->ev_ready = dpt_calloc((size_t)(b->n ? b->n : 1) * sizeof *b->ev_ready);
+    b->ev_d2h = dpt_calloc((size_t)(b->n ? b->n : 1) * sizeof *b->ev_d2h);
+    b->ev_t0 = dpt_calloc((size_t)(b->n ? b->n : 1) * sizeof *b->ev_t0);
+    b->ev_t1 = dpt_calloc((size_t)(b->n ? b->n : 1) * sizeof *b->ev_t1);
+    if (!b->ev_ready || !b->ev_d2h || !b->ev_t0 || !b->ev_t1)
+        return dpt_error_set(DPT_ERR_NOMEM, "bucketer: out of memory");
+    CUDA_TRY(cudaStreamCreateWithFlags(&b->comm, cudaStreamNonBlocking));
+    CUDA_TRY(cudaStreamCreateWithFlags(&b->h2d, cudaStreamNonBlocking));
+    for (int i = 0; i < b->n; i++) {
+        CUDA_TRY(cudaEventCreateWithFlags(&b->ev_ready[i], cudaEventDisableTiming));
+        CUDA_TRY(cudaEventCreateWithFlags(&b->ev_d2h[i], cudaEventDisableTiming));
+        if (b->nccl) {
+            CUDA_TRY(cudaEventCreate(&b->ev_t0[i]));
+            CUDA_TRY(cudaEventCreate(&b->ev_t1[i]));
+        }
+    }
+    if (!b->nccl)
+        CUDA_TRY(cudaHostAlloc((void **)&b->staging, (total ? total : 1) * sizeof(float),
+                               cudaHostAllocDefault));
+    return DPT_OK;
+}
+
+static void device_teardown(dpt_bucketer_t *b)
+{
+    if (b->comm)
+        cudaStreamSynchronize(b->comm);
+    if (b->h2d)
+        cudaStreamSynchronize(b->h2d);
+    for (int i = 0; i < b->n; i++) {
+        if (b->ev_ready && b->ev_ready[i])
+            cudaEventDestroy(b->ev_ready[i]);
+        if (b->ev_d2h && b->ev_d2h[i])
+            cudaEventDestroy(b->ev_d2h[i]);
+        if (b->ev_t0 && b->ev_t0[i])
+            cudaEventDestroy(b->ev_t0[i]);
+        if (b->ev_t1 && b->ev_t1[i])
+            cudaEventDestroy(b->ev_t1[i]);
+    }
+    if (b->comm)
+        cudaStreamDestroy(b->comm);
+    if (b->h2d)
+        cudaStreamDestroy(b->h2d);
+    if (b->staging)
+        cudaFreeHost(b->staging);
+    dpt_free(b->ev_ready);
+    dpt_free(b->ev_d2h);
+    dpt_free(b->ev_t0);
+    dpt_free(b->ev_t1);
+}
+
+/* Bucket i's gradients are queued on the compute stream (main thread): order the comm stream
+ * after them, then queue NCCL's all-reduce, or the copy to pinned memory for the thread. */
+static dpt_status_t device_issue(dpt_bucketer_t *b, int i)
+{
+    size_t off = b->b[i].off, n = b->b[i].count;
+    CUDA_TRY(cudaEventRecord(b->ev_ready[i], b->compute));
+    CUDA_TRY(cudaStreamWaitEvent(b->comm, b->ev_ready[i], 0));
+    if (b->nccl) {   /* t0 completes when the stream got past the wait: times NCCL alone */
+        CUDA_TRY(cudaEventRecord(b->ev_t0[i], b->comm));
+        DPT_CHECK(dpt_coll_nccl_allreduce_async(b->coll, b->grads + off, n, DPT_DTYPE_F32,
+                                                DPT_REDOP_AVG, b->comm));
+        CUDA_TRY(cudaEventRecord(b->ev_t1[i], b->comm));
+        return DPT_OK;
+    }
+    CUDA_TRY(cudaMemcpyAsync(b->staging + off, b->grads + off, n * sizeof(float),
+                             cudaMemcpyDeviceToHost, b->comm));
+    CUDA_TRY(cudaEventRecord(b->ev_d2h[i], b->comm));
+    return DPT_OK;
+}
+
+/* With mu held: note the first error of the step. */
+static void note_error(dpt_bucketer_t *b, dpt_status_t st, int i)
+{
+    if (st != DPT_OK && b->err == DPT_OK) {
+        b->err = st;
+        snprintf(b->err_msg, sizeof b->err_msg, "all-reduce of gradient bucket %d (%zu floats): "
+                 "%s", i, b->b[i].count, dpt_error_get());
+    }
+}
+#endif
+
 dpt_status_t dpt_bucketer_create(dpt_coll_t *coll, float *grads, const dpt_param_segment_t *segs,
                                  int n_segs, const dpt_bucket_config_t *cfg, dpt_bucketer_t **out)
 {
@@ -220,6 +358,23 @@ dpt_status_t dpt_bucketer_create(dpt_coll_t *coll, float *grads, const dpt_param
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv_work, NULL);
     pthread_cond_init(&b->cv_done, NULL);
+    if (cfg->stream) {
+#if DPT_HAVE_CUDA
+        size_t total = n_segs ? segs[n_segs - 1].offset + segs[n_segs - 1].count : 0;
+        dpt_status_t st = device_setup(b, total);
+        if (st != DPT_OK) {
+            dpt_bucketer_destroy(b);
+            return st;
+        }
+#else
+        dpt_bucketer_destroy(b);
+        return dpt_error_set(DPT_ERR_UNSUPPORTED, "bucketer: device gradients need a CUDA build");
+#endif
+    } else if (cfg->algo == DPT_COLL_ALGO_NCCL) {
+        dpt_bucketer_destroy(b);
+        return dpt_error_set(DPT_ERR_UNSUPPORTED, "--allreduce nccl: needs --device cuda "
+                             "(it reduces device memory)");
+    }
     if (b->cfg.overlap) {
         if (pthread_create(&b->thread, NULL, comm_thread, b) != 0) {
             dpt_bucketer_destroy(b);
@@ -243,6 +398,9 @@ void dpt_bucketer_destroy(dpt_bucketer_t *b)
         pthread_mutex_unlock(&b->mu);
         pthread_join(b->thread, NULL);
     }
+#if DPT_HAVE_CUDA
+    device_teardown(b);
+#endif
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->cv_work);
     pthread_cond_destroy(&b->cv_done);
@@ -274,6 +432,30 @@ static void enqueue(dpt_bucketer_t *b, int i)
     pthread_cond_signal(&b->cv_work);
 }
 
+#if DPT_HAVE_CUDA
+/* With mu held, main thread: issue bucket i on the device; NCCL buckets are done for the
+ * accounting once queued (finish waits for the stream), staged ones go to the thread (or, without
+ * overlap, are reduced here). */
+static void device_start(dpt_bucketer_t *b, int i)
+{
+    b->b[i].queued = 1;
+    dpt_status_t st = b->err == DPT_OK ? device_issue(b, i) : b->err;
+    if (st != DPT_OK || b->nccl) {
+        note_error(b, st, i);
+        b->n_done++;
+        return;
+    }
+    if (b->cfg.overlap) {
+        b->queue[b->q_tail++ % b->q_cap] = i;
+        pthread_cond_signal(&b->cv_work);
+        return;
+    }
+    pthread_mutex_unlock(&b->mu);
+    reduce_one(b, i, &b->t_comm);   /* takes mu itself */
+    pthread_mutex_lock(&b->mu);
+}
+#endif
+
 void dpt_bucketer_ready(void *ctx, size_t offset, size_t count)
 {
     dpt_bucketer_t *b = ctx;
@@ -286,6 +468,14 @@ void dpt_bucketer_ready(void *ctx, size_t offset, size_t count)
     pthread_mutex_lock(&b->mu);
     bucket_t *k = &b->b[i];
     k->ready += count;
+#if DPT_HAVE_CUDA
+    if (b->dev) {
+        if (b->cfg.overlap && !k->queued && k->ready >= k->count)
+            device_start(b, i);
+        pthread_mutex_unlock(&b->mu);
+        return;
+    }
+#endif
     if (b->cfg.overlap && !k->queued && k->ready >= k->count)
         enqueue(b, i);
     pthread_mutex_unlock(&b->mu);
@@ -319,6 +509,33 @@ dpt_status_t dpt_bucketer_finish(dpt_bucketer_t *b, double *t_exposed, double *t
     size_t total = 0;
     for (int i = 0; i < b->n; i++)
         total += b->b[i].count;
+#if DPT_HAVE_CUDA
+    if (b->dev) {
+        pthread_mutex_lock(&b->mu);
+        for (int i = 0; i < b->n; i++)   /* in index order: the same on every rank */
+            if (!b->b[i].queued)
+                device_start(b, i);
+        while (b->n_done < b->n)
+            pthread_cond_wait(&b->cv_done, &b->mu);
+        pthread_mutex_unlock(&b->mu);
+        cudaError_t e = cudaStreamSynchronize(b->nccl ? b->comm : b->h2d);
+        if (e != cudaSuccess && b->err == DPT_OK) {
+            b->err = DPT_ERR_CUDA;
+            snprintf(b->err_msg, sizeof b->err_msg, "gradient all-reduce: cuda: "
+                     "cudaStreamSynchronize: %s", cudaGetErrorString(e));
+        }
+        if (b->nccl && b->err == DPT_OK) {   /* the stream is done: every event completed */
+            double tc = 0;
+            for (int i = 0; i < b->n; i++) {
+                float ms = 0;
+                if (cudaEventElapsedTime(&ms, b->ev_t0[i], b->ev_t1[i]) == cudaSuccess)
+                    tc += ms * 1e-3;
+            }
+            b->t_comm = tc;
+        }
+        goto out;
+    }
+#endif
     if (!b->cfg.overlap) {
         double tc = 0;
         for (int i = 0; i < b->n && b->err == DPT_OK; i++)
@@ -333,6 +550,9 @@ dpt_status_t dpt_bucketer_finish(dpt_bucketer_t *b, double *t_exposed, double *t
             pthread_cond_wait(&b->cv_done, &b->mu);
         pthread_mutex_unlock(&b->mu);
     }
+#if DPT_HAVE_CUDA
+out:
+#endif
     if (t_exposed)
         *t_exposed = dpt__now() - t0;
     if (t_comm)

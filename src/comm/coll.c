@@ -22,10 +22,11 @@ static const struct {
     [DPT_COLL_ALGO_MPI] = {"mpi", dpt__allreduce_mpi},
     [DPT_COLL_ALGO_SHM] = {"shm", dpt__allreduce_shm},
     [DPT_COLL_ALGO_AUTO] = {"auto", NULL},   /* dispatched to its choice */
+    [DPT_COLL_ALGO_NCCL] = {"nccl", dpt__allreduce_nccl},   /* device buffers (algo_nccl.c) */
 };
 
 /* Names the command line will accept once their algorithms exist. */
-static const char *const reserved_names[] = {"hier", "nccl"};
+static const char *const reserved_names[] = {"hier"};
 
 size_t dpt_dtype_size(dpt_dtype_t dtype)
 {
@@ -180,6 +181,7 @@ void dpt_coll_destroy(dpt_coll_t *c)
 {
     if (!c)
         return;
+    dpt__nccl_destroy(c);
     dpt__mpi_ops_destroy(c);
     dpt__shm_destroy(c);
     dpt_free(c->mpi_counts);
@@ -248,6 +250,8 @@ int dpt_coll_algo_available(const dpt_coll_t *c, dpt_coll_algo_t algo, const cha
         reason = "it needs the MPI transport";
     else if (algo == DPT_COLL_ALGO_SHM && !c->shm)
         reason = c->shm_why;
+    else if (algo == DPT_COLL_ALGO_NCCL)
+        reason = dpt__nccl_why(c);
     if (why)
         *why = reason ? reason : "";
     return reason == NULL;
@@ -302,6 +306,9 @@ dpt_status_t dpt_coll_allreduce(dpt_coll_t *c, void *buf, size_t count, dpt_dtyp
     if (algo == DPT_COLL_ALGO_SHM && !c->shm)
         return dpt_error_set(DPT_ERR_UNSUPPORTED, "allreduce rank %d: algorithm 'shm' is not "
                              "available: %s", c->rank, c->shm_why);
+    if (algo == DPT_COLL_ALGO_NCCL && dpt__nccl_why(c))
+        return dpt_error_set(DPT_ERR_UNSUPPORTED, "allreduce rank %d: algorithm 'nccl' is not "
+                             "available: %s", c->rank, dpt__nccl_why(c));
     DPT_CHECK(fp_check(c, FP_ALLREDUCE, count, dtype, op, algo));
     if (count == 0)
         return DPT_OK;

@@ -84,6 +84,7 @@ struct dpt_coll {
      * (sequence number, kind, count, dtype, op, algo/root) and compares them across ranks */
     uint64_t seq;
     uint64_t *fp_all;     /* size * DPT__FP_WORDS, NULL when the check is off */
+    struct dpt__nccl *nccl; /* algo_nccl.c: the NCCL communicator; NULL until dpt_coll_nccl_init */
 };
 #define DPT__FP_WORDS 6
 
@@ -108,6 +109,10 @@ dpt_status_t dpt__allreduce_rd(const dpt_coll_args_t *a);
 dpt_status_t dpt__allreduce_rhd(const dpt_coll_args_t *a);
 dpt_status_t dpt__allreduce_mpi(const dpt_coll_args_t *a);
 dpt_status_t dpt__allreduce_shm(const dpt_coll_args_t *a);
+dpt_status_t dpt__allreduce_nccl(const dpt_coll_args_t *a);   /* a->buf is device memory */
+/* Why "nccl" is unavailable on c (NULL when it is available). */
+const char *dpt__nccl_why(const dpt_coll_t *c);
+void dpt__nccl_destroy(dpt_coll_t *c);
 
 /* The shared-memory window of algo_shm.c. Create is collective over `comm` (the transport's
  * communicator); when the ranks span several nodes or are more than DPT__SHM_MAX_RANKS it leaves

@@ -153,7 +153,7 @@ static void rrc_plane(const uint8_t *plane, int H, int W, const int rect[4], int
 
 /* Sample at permutation position `pos` of `epoch`, normalized and augmented, into x (C, H, W). */
 static void assemble_sample(const dpt_loader_t *ld, int epoch, int64_t pos, float *x,
-                            int32_t *y)
+                            int32_t *y, int32_t *aug)
 {
     const dpt_dataset_t *ds = ld->ds;
     uint32_t idx = ld->perm[pos];
@@ -171,6 +171,13 @@ static void assemble_sample(const dpt_loader_t *ld, int epoch, int64_t pos, floa
             dx = word_below(r[1], 2 * pad + 1);
         }
         flip = ld->cfg.flip && (r[2] >> 31);
+    }
+    if (aug) {   /* defer_aug: record the crop and flip, write the plain image */
+        aug[0] = dy;
+        aug[1] = dx;
+        aug[2] = flip;
+        dy = dx = pad;
+        flip = 0;
     }
     if (ld->cfg.rrc) {
         int rect[4];
@@ -215,12 +222,17 @@ static void assemble_range(const dpt_loader_t *ld, int epoch, int step, dpt_batc
     const int64_t first = ((int64_t)step * ld->cfg.nranks + ld->cfg.rank) * ld->cfg.batch;
     for (int i = i0; i < i1; i++) {
         float *x = b->x + (size_t)i * ld->sample_count;
+        int32_t *aug = b->aug ? b->aug + 3 * (size_t)i : NULL;
         int64_t pos = first + i;
         if (pos < ld->ds->n) {
-            assemble_sample(ld, epoch, pos, x, &b->y[i]);
+            assemble_sample(ld, epoch, pos, x, &b->y[i], aug);
         } else {
             memset(x, 0, ld->sample_count * sizeof *x);
             b->y[i] = 0;
+            if (aug) {
+                aug[0] = aug[1] = ld->cfg.crop_pad;
+                aug[2] = 0;
+            }
         }
     }
 }
@@ -335,6 +347,9 @@ dpt_status_t dpt_loader_create(const dpt_dataset_t *ds, const dpt_loader_config_
                              "0 <= crop_pad <= image side, 0 <= workers <= %d)", ds->name,
                              cfg->batch, cfg->rank, cfg->nranks, cfg->crop_pad, cfg->workers,
                              DPT_LOADER_MAX_WORKERS);
+    if (cfg->rrc && cfg->defer_aug)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "%s: random resized crop is not available "
+                             "on the device (it runs in the loader)", ds->name);
     if (cfg->rrc && (cfg->crop_pad > 0 || !(cfg->rrc_scale[0] > 0.0f) ||
                      !(cfg->rrc_scale[0] <= cfg->rrc_scale[1]) || !(cfg->rrc_scale[1] <= 1.0f) ||
                      !(cfg->rrc_ratio[0] > 0.0f) || !(cfg->rrc_ratio[0] <= cfg->rrc_ratio[1]) ||
@@ -373,6 +388,10 @@ dpt_status_t dpt_loader_create(const dpt_dataset_t *ds, const dpt_loader_config_
         ld->slot[i].x = dpt_malloc((size_t)cfg->batch * ld->sample_count * sizeof(float));
         ld->slot[i].y = dpt_malloc((size_t)cfg->batch * sizeof(int32_t));
         ok = ld->slot[i].x && ld->slot[i].y;
+        if (ok && cfg->defer_aug) {
+            ld->slot[i].aug = dpt_malloc((size_t)cfg->batch * 3 * sizeof(int32_t));
+            ok = ld->slot[i].aug != NULL;
+        }
     }
     if (!ok) {
         dpt_loader_destroy(ld);
@@ -515,6 +534,7 @@ void dpt_loader_destroy(dpt_loader_t *ld)
     for (int i = 0; i < LOADER_NBUF; i++) {
         dpt_free(ld->slot[i].x);
         dpt_free(ld->slot[i].y);
+        dpt_free(ld->slot[i].aug);
     }
     dpt_free(ld->perm);
     dpt_free(ld);

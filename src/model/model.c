@@ -38,7 +38,10 @@ struct dpt_model {
     dpt_tensor_t input;
     node_t *nodes;
     int n_nodes;
-    float *params, *grads, *buffers;
+    float *params, *grads, *buffers;   /* the arenas: device memory when ops->on_device */
+    float *h_params, *h_buffers;       /* host mirrors (the arenas themselves on host backends) */
+    int on_device;
+    float loss_scale;                  /* XENT backward multiplies the logits' gradient (0 = 1) */
     size_t n_params, n_buffers;
     dpt_param_segment_t *segs;
     int n_segs;
@@ -187,12 +190,29 @@ static dpt_status_t build(dpt_model_t *m, const dpt_model_spec_t *spec)
     }
     m->n_params = p_off;
     m->n_buffers = b_off;
-    m->params = dpt_calloc((p_off ? p_off : 1) * sizeof(float));
-    m->grads = dpt_calloc((p_off ? p_off : 1) * sizeof(float));
-    m->buffers = dpt_calloc((b_off ? b_off : 1) * sizeof(float));
-    if (!m->params || !m->grads || !m->buffers)
+    m->h_params = dpt_calloc((p_off ? p_off : 1) * sizeof(float));
+    m->h_buffers = dpt_calloc((b_off ? b_off : 1) * sizeof(float));
+    if (!m->h_params || !m->h_buffers)
         return dpt_error_set(DPT_ERR_NOMEM, "model: out of memory for %zu parameters", p_off);
-    return DPT_OK;
+    if (!m->on_device) {
+        m->params = m->h_params;
+        m->buffers = m->h_buffers;
+        m->grads = dpt_calloc((p_off ? p_off : 1) * sizeof(float));
+        if (!m->grads)
+            return dpt_error_set(DPT_ERR_NOMEM, "model: out of memory for %zu parameters", p_off);
+        return DPT_OK;
+    }
+    /* Device arenas: zero-filled from the (zeroed) host mirrors, gradients from the params'. */
+    m->params = m->ops->alloc(m->be, (p_off ? p_off : 1) * sizeof(float));
+    m->grads = m->ops->alloc(m->be, (p_off ? p_off : 1) * sizeof(float));
+    m->buffers = m->ops->alloc(m->be, (b_off ? b_off : 1) * sizeof(float));
+    if (!m->params || !m->grads || !m->buffers)
+        return dpt_error_set(DPT_ERR_NOMEM, "model: out of device memory for %zu parameters",
+                             p_off);
+    DPT_CHECK(dpt_backend_memcpy(m->ops, m->be, m->grads, m->h_params,
+                                 (p_off ? p_off : 1) * sizeof(float), DPT_COPY_H2D));
+    DPT_CHECK(dpt_model_params_to_device(m));
+    return dpt_backend_sync(m->ops, m->be);
 }
 
 /* Synchronized BN: per BN layer a plain copy of its input and the batch statistics, and plain
@@ -276,7 +296,13 @@ dpt_status_t dpt_model_create(const char *path, const dpt_backend_ops_t *ops, dp
     m->in_h = spec.in_h;
     m->in_w = spec.in_w;
     m->classes = spec.classes;
-    dpt_status_t st = build(m, &spec);
+    m->on_device = ops->on_device;
+    dpt_status_t st = DPT_OK;
+    if (m->on_device && opt->bn_sum)
+        st = dpt_error_set(DPT_ERR_UNSUPPORTED, "--sync-bn: not supported with the %s backend "
+                           "(synchronized batch norm runs on host arrays)", ops->name);
+    if (st == DPT_OK)
+        st = build(m, &spec);
     dpt__model_spec_free(&spec);
     if (st == DPT_OK && opt->bn_sum)
         st = alloc_sync_bn(m);
@@ -320,9 +346,18 @@ void dpt_model_destroy(dpt_model_t *m)
     dpt_free(m->nodes);
     dpt_free(m->segs);
     dpt_free(m->labels);
-    dpt_free(m->params);
-    dpt_free(m->grads);
-    dpt_free(m->buffers);
+    if (m->on_device) {
+        if (m->params)
+            m->ops->free(m->be, m->params);
+        if (m->grads)
+            m->ops->free(m->be, m->grads);
+        if (m->buffers)
+            m->ops->free(m->be, m->buffers);
+    } else {
+        dpt_free(m->grads);
+    }
+    dpt_free(m->h_params);
+    dpt_free(m->h_buffers);
     dpt_free(m);
 }
 
@@ -333,7 +368,7 @@ void dpt_model_init_params(dpt_model_t *m, uint64_t seed)
     uint64_t ordinal = 0;
     for (int i = 0; i < m->n_nodes; i++) {
         node_t *nd = &m->nodes[i];
-        float *p = m->params + nd->p_off;
+        float *p = m->h_params + nd->p_off;
         dpt_rng_t r;
         dpt_rng_init(&r, seed, ((uint64_t)DPT_RNG_STREAM_INIT << 32) | ordinal);
         ordinal += nd->info.n_params > 0;
@@ -346,7 +381,7 @@ void dpt_model_init_params(dpt_model_t *m, uint64_t seed)
                 p[k] = bound * (2.0f * dpt_rng_uniform(&r) - 1.0f);
         } else if (nd->spec.kind == DPT_OP_BATCHNORM) {
             int c = nd->info.out.c;
-            float *b = m->buffers + nd->b_off;
+            float *b = m->h_buffers + nd->b_off;
             for (int k = 0; k < c; k++) {
                 p[k] = 1.0f;
                 p[c + k] = 0.0f;
@@ -378,6 +413,36 @@ float *dpt_model_buffers(dpt_model_t *m, size_t *count)
     return m->buffers;
 }
 
+float *dpt_model_host_params(dpt_model_t *m) { return m->h_params; }
+float *dpt_model_host_buffers(dpt_model_t *m) { return m->h_buffers; }
+int dpt_model_on_device(const dpt_model_t *m) { return m->on_device; }
+dpt_tensor_t *dpt_model_input_tensor(dpt_model_t *m) { return &m->input; }
+void dpt_model_set_loss_scale(dpt_model_t *m, float scale) { m->loss_scale = scale; }
+
+dpt_status_t dpt_model_params_to_host(dpt_model_t *m)
+{
+    if (!m->on_device)
+        return DPT_OK;
+    DPT_CHECK(dpt_backend_sync(m->ops, m->be));   /* the arenas are final */
+    DPT_CHECK(dpt_backend_memcpy(m->ops, m->be, m->h_params, m->params,
+                                 m->n_params * sizeof(float), DPT_COPY_D2H));
+    DPT_CHECK(dpt_backend_memcpy(m->ops, m->be, m->h_buffers, m->buffers,
+                                 m->n_buffers * sizeof(float), DPT_COPY_D2H));
+    return dpt_backend_sync(m->ops, m->be);
+}
+
+dpt_status_t dpt_model_params_to_device(dpt_model_t *m)
+{
+    if (!m->on_device)
+        return DPT_OK;
+    DPT_CHECK(dpt_backend_sync(m->ops, m->be));   /* nothing queued still reads the arenas */
+    DPT_CHECK(dpt_backend_memcpy(m->ops, m->be, m->params, m->h_params,
+                                 m->n_params * sizeof(float), DPT_COPY_H2D));
+    DPT_CHECK(dpt_backend_memcpy(m->ops, m->be, m->buffers, m->h_buffers,
+                                 m->n_buffers * sizeof(float), DPT_COPY_H2D));
+    return dpt_backend_sync(m->ops, m->be);
+}
+
 const dpt_param_segment_t *dpt_model_segments(const dpt_model_t *m, int *n)
 {
     *n = m->n_segs;
@@ -398,7 +463,8 @@ int dpt_model_batch(const dpt_model_t *m) { return m->opt.batch; }
 dpt_status_t dpt_model_forward(dpt_model_t *m, const float *x, const int32_t *labels, int n_valid,
                                int training, float *loss, int32_t *correct)
 {
-    DPT_CHECK(m->ops->import_nchw(m->be, x, &m->input));
+    if (x)   /* else the caller wrote the input tensor (dpt_model_input_tensor) */
+        DPT_CHECK(m->ops->import_nchw(m->be, x, &m->input));
     memcpy(m->labels, labels, (size_t)m->opt.batch * sizeof(int32_t));
     m->n_valid = n_valid;
     for (int i = 0; i < m->n_nodes; i++) {
@@ -448,6 +514,7 @@ dpt_status_t dpt_model_backward(dpt_model_t *m)
             .labels = m->labels,
             .n_valid = m->n_valid,
             .training = 1,
+            .loss_scale = m->loss_scale,
         };
         for (int k = 0; k < nd->n_in; k++) {
             if (nd->in[k] < 0)

@@ -19,7 +19,7 @@ typedef struct dpt_metrics {
 dpt_status_t dpt_metrics_open(dpt_metrics_t *m, const char *path);   /* NULL path: no output */
 void dpt_metrics_step(dpt_metrics_t *m, int epoch, long step, double loss, double lr,
                       double img_s, double t_compute_s, double t_comm_exposed_s,
-                      double bytes_sent, double t_comm_s);
+                      double bytes_sent, double t_comm_s, double loss_scale, long skipped);
 void dpt_metrics_epoch(dpt_metrics_t *m, int epoch, double train_loss, double train_acc,
                        double test_loss, double test_acc, double img_s, double wall_s,
                        uint32_t param_crc);

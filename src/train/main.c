@@ -21,9 +21,13 @@
 #include "dptrain/optim.h"
 #include "dptrain/prepare.h"
 #include "dptrain/trainer.h"
+#if DPT_HAVE_CUDA
+#include "dptrain/cuda.h"
+#endif
 
 enum { CMD_TRAIN = 1, CMD_EVAL = 2, CMD_BENCH = 4, CMD_BENCH_AR = 8, CMD_PREPARE = 16 };
-enum { T_INT, T_U64, T_DOUBLE, T_FLOAT, T_STR, T_BOOL, T_SCHED, T_LAYOUT, T_SIZE };
+enum { T_INT, T_U64, T_DOUBLE, T_FLOAT, T_STR, T_BOOL, T_SCHED, T_LAYOUT, T_SIZE, T_PREC,
+       T_LSCALE };
 
 typedef struct opts {
     dpt_train_config_t cfg;
@@ -58,8 +62,10 @@ static const option_def_t options[] = {
      "synthetic:N:C:H:W:K (default fashion-mnist, "
      "read from " DPT_FASHION_MNIST_DIR ")"},
     {"weights", T_STR, O(weights), 0, 0, CMD_EVAL, "FILE", "weights written by train --save (required)"},
-    {"backend", T_STR, C(backend), 0, 0, ALL, "NAME", "compute backend: cpu (oneDNN + OpenBLAS) or ref (plain C)"},
-    {"device", T_STR, C(backend), 0, 0, ALL, "NAME", "alias of --backend (cpu)"},
+    {"backend", T_STR, C(backend), 0, 0, ALL, "NAME", "compute backend: cpu (oneDNN + OpenBLAS), ref (plain C) or cuda (GPU; CUDA builds)"},
+    {"device", T_STR, C(backend), 0, 0, ALL, "cpu|cuda", "alias of --backend: cuda trains on the GPU (device = node-local rank modulo the GPUs)"},
+    {"precision", T_PREC, C(precision), 0, 0, ALL, "fp32|bf16|fp16", "cuda: activation/compute precision, float32 master weights (default fp32; fp16 uses loss scaling)"},
+    {"loss-scale", T_LSCALE, C(loss_scale), 0, 0, CMD_TRAIN | CMD_BENCH, "dynamic|N", "cuda: loss scaling: dynamic (2^16, halved on overflow with the step skipped, doubled after 2000 good steps; the fp16 default) or a fixed N (default for fp32/bf16: none)"},
     {"threads", T_INT, C(threads), 0, 1024, ALL | CMD_PREPARE, "T", "compute (prepare: decode) threads per process (0 = OMP_NUM_THREADS or all cores)"},
     {"winograd", T_BOOL, C(conv_winograd), 0, 0, ALL, NULL, "cpu: Winograd for 3x3 stride-1 convolutions where oneDNN has it (default on; --no-winograd)"},
     {"layout", T_LAYOUT, C(blocked_layout), 0, 0, ALL, "blocked|nchw",
@@ -78,7 +84,7 @@ static const option_def_t options[] = {
     {"optimizer", T_STR, C(sgd.lars), 0, 0, CMD_TRAIN, "NAME", "sgd (default) or lars (SGD with LARS layer-wise trust ratios; BN and biases excluded)"},
     {"lars-eta", T_FLOAT, C(sgd.lars_eta), 1e-6, 1, CMD_TRAIN, "ETA", "LARS trust coefficient (default 0.001)"},
     {"allreduce", T_STR, C(allreduce), 0, 0, CMD_TRAIN, "NAME",
-     "gradient all-reduce across ranks: auto (default: per bucket, by the fitted cost model), ring, tree, rd, rhd, shm, mpi"},
+     "gradient all-reduce across ranks: auto (default: per bucket, by the fitted cost model), ring, tree, rd, rhd, shm, mpi, nccl (--device cuda, NCCL builds)"},
     {"bucket-mb", T_DOUBLE, C(bucket_mb), 0.004, 4096, CMD_TRAIN, "M", "gradient bucket size in MiB (default 25; the first bucket is min(1, M))"},
     {"overlap", T_BOOL, C(overlap), 0, 0, CMD_TRAIN, NULL, "all-reduce buckets on a thread while backward runs (default on; --no-overlap: after backward)"},
     {"sync-bn", T_BOOL, C(sync_bn), 0, 0, CMD_TRAIN, NULL, "batch-norm statistics over all ranks' batches (default: each rank's own; running statistics are averaged before eval and save either way)"},
@@ -330,6 +336,26 @@ static int set_option(opts_t *o, int cmd, const option_def_t *d, const char *val
             return 2;
         }
         return 0;
+    case T_PREC:
+        if (dpt_precision_parse(val, (dpt_precision_t *)p) != DPT_OK) {
+            usage_error(cmd, "--precision: '%s' is not fp32, bf16 or fp16%s", val, "");
+            return 2;
+        }
+        return 0;
+    case T_LSCALE: {
+        if (!strcmp(val, "dynamic")) {
+            *(double *)p = -1;
+            return 0;
+        }
+        double v = strtod(val, &end);
+        if (errno || end == val || *end || !isfinite(v) || v < 1 || v > 16777216.0) {
+            usage_error(cmd, "--loss-scale: '%s' is not 'dynamic' or a number in [1, 2^24]%s",
+                        val, "");
+            return 2;
+        }
+        *(double *)p = v;
+        return 0;
+    }
     case T_LAYOUT:
         if (!strcmp(val, "blocked"))
             *(int *)p = 1;
@@ -489,9 +515,16 @@ static int cmd_info(void)
     printf("dptrain build features\n");
     printf("  backends:   %s\n", dpt_backend_list());
     printf("  oneDNN:     %s\n", DPT_HAVE_DNNL ? "yes" : "no");
-    printf("  CUDA:       %s (compiled; no CUDA backend in this build yet)\n",
-           DPT_HAVE_CUDA ? "toolkit found" : "no");
-    printf("  NCCL:       %s\n", DPT_HAVE_NCCL ? "found" : "no");
+#if DPT_HAVE_CUDA
+    int ndev = dpt_cuda_device_count();
+    const char *why = dpt_cuda_no_device_reason();
+    printf("  CUDA:       backend \"cuda\" compiled, %d device%s found%s%s%s\n", ndev,
+           ndev == 1 ? "" : "s", ndev ? "" : " (", ndev ? "" : (why && *why ? why : "none"),
+           ndev ? "" : ")");
+#else
+    printf("  CUDA:       no (built without the CUDA toolkit)\n");
+#endif
+    printf("  NCCL:       %s\n", DPT_HAVE_NCCL ? "yes (--allreduce nccl with --device cuda)" : "no");
     printf("  schedules:  constant, cosine, linear, step, onecycle\n");
     return 0;
 }
@@ -662,9 +695,11 @@ int main(int argc, char **argv)
         if (st != DPT_OK)
             return fail("bench train", st);
         printf("{\"bench\":\"train\",\"impl\":\"dptrain\",\"model\":\"%s\",\"backend\":\"%s\","
-               "\"layout\":\"%s\",\"winograd\":%s,\"batch\":%d,\"threads\":%d,\"steps\":%d,"
+               "\"precision\":\"%s\",\"layout\":\"%s\",\"winograd\":%s,\"batch\":%d,"
+               "\"threads\":%d,\"steps\":%d,"
                "\"img_s\":%.1f,\"img_s_min\":%.1f,\"img_s_max\":%.1f,\"gflops\":%.2f}\n",
-               o.cfg.model_path, o.cfg.backend, o.cfg.blocked_layout ? "blocked" : "nchw",
+               o.cfg.model_path, o.cfg.backend, dpt_precision_name(o.cfg.precision),
+               o.cfg.blocked_layout ? "blocked" : "nchw",
                o.cfg.conv_winograd ? "true" : "false", o.cfg.batch,
                o.cfg.threads > 0 ? o.cfg.threads : omp_get_max_threads(), b.steps, b.img_s_median,
                b.img_s_min, b.img_s_max, b.gflops);

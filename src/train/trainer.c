@@ -21,7 +21,15 @@
 #include "dptrain/model.h"
 #include "dptrain/rng.h"
 #include "dptrain/trainer.h"
+#include "dptrain/config.h"
 #include "train/internal.h"
+
+#if DPT_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "data/gpu_input.h"
+#include "dptrain/cuda.h"
+#endif
 
 void dpt_train_config_default(dpt_train_config_t *c)
 {
@@ -29,6 +37,8 @@ void dpt_train_config_default(dpt_train_config_t *c)
     c->model_path = "models/fmnist-cnn.cfg";
     c->data_spec = "fashion-mnist";
     c->backend = "cpu";
+    c->precision = DPT_PREC_FP32;
+    c->loss_scale = 0;
     c->threads = 0;
     c->blocked_layout = 1;
     c->conv_winograd = 1;
@@ -82,17 +92,45 @@ typedef struct session {
     dpt_watchdog_t *wd;      /* stall inspector (several ranks, --watchdog > 0) */
     int accum, micro;        /* micro: index of the running micro-step */
     float inv_accum;
+    /* device (--device cuda): the arenas, mom and activations live on the GPU */
+    int dev, device;         /* on a device; its ordinal */
+    void *stream;            /* the backend's compute stream (cudaStream_t) */
+    float *h_mom;            /* host mirror of mom (checkpoints); == mom on host backends */
+    int *d_flag;             /* device int: the non-finite scan's flag */
+    float *d_in;             /* device: the augmented batch before the model's input import */
+    dpt_coll_algo_t host_algo;   /* for host buffers (BN statistics): algo, or ring under nccl */
+    dpt_loss_scaler_t ls;    /* fp16 loss scaling (scale 1, static, otherwise) */
+    long skipped_total;
+#if DPT_HAVE_CUDA
+    dpt_gpu_input_t *gin;    /* device input pipeline (train loader) */
+    int gin_fetched;         /* batches taken from the train loader this epoch */
+#endif
 } session_t;
 
 static void session_fini(session_t *s)
 {
+    if (s->be)   /* nothing queued may still use what goes away */
+        (void)dpt_backend_sync(s->ops, s->be);
     dpt__watchdog_stop(s->wd);
     dpt_bucketer_destroy(s->bk);
     dpt_coll_destroy(s->coll);
     dpt_p2p_destroy(s->p2p);
     dpt_free(s->acc);
     dpt_free(s->buf_all);
-    dpt_free(s->mom);
+#if DPT_HAVE_CUDA
+    dpt_gpu_input_destroy(s->gin);
+#endif
+    if (s->dev) {
+        if (s->mom)
+            s->ops->free(s->be, s->mom);
+        if (s->d_flag)
+            s->ops->free(s->be, s->d_flag);
+        if (s->d_in)
+            s->ops->free(s->be, s->d_in);
+        dpt_free(s->h_mom);
+    } else {
+        dpt_free(s->mom);
+    }
     dpt_loader_destroy(s->test_ld);
     dpt_loader_destroy(s->train_ld);
     dpt_dataset_destroy(s->test);
@@ -138,15 +176,81 @@ static dpt_status_t on_bn_sum(void *ctx, float *buf, size_t n)
     return st;
 }
 
+/* --device cuda: this rank's GPU is its node-local rank modulo the node's device count (several
+ * ranks may share one). Sets the calling thread's current device. */
+static dpt_status_t pick_device(session_t *s)
+{
+#if DPT_HAVE_CUDA
+    int local = 0;
+    if (s->dist.mpi) {   /* collective: before anything that may fail on one rank only */
+        MPI_Comm node;
+        if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node)
+            != MPI_SUCCESS)
+            return dpt_error_set(DPT_ERR_MPI, "--device cuda: rank %d: MPI_Comm_split_type "
+                                 "failed", s->dist.rank);
+        MPI_Comm_rank(node, &local);
+        MPI_Comm_free(&node);
+    }
+    int n = dpt_cuda_device_count();
+    if (n <= 0) {
+        const char *why = dpt_cuda_no_device_reason();
+        return dpt_error_set(DPT_ERR_CUDA, "--device cuda: rank %d has no CUDA device%s%s",
+                             s->dist.rank, why && *why ? ": " : "", why ? why : "");
+    }
+    s->device = local % n;
+    cudaError_t e = cudaSetDevice(s->device);
+    if (e != cudaSuccess)
+        return dpt_error_set(DPT_ERR_CUDA, "--device cuda: rank %d: cuda: cudaSetDevice(%d): %s",
+                             s->dist.rank, s->device, cudaGetErrorString(e));
+    return DPT_OK;
+#else
+    (void)s;
+    return dpt_error_set(DPT_ERR_UNSUPPORTED, "--device cuda: this build has no CUDA");
+#endif
+}
+
 static dpt_status_t session_model(session_t *s, const dpt_train_config_t *cfg)
 {
     s->ops = dpt_backend_find(cfg->backend);
+    if (!s->ops && !strcmp(cfg->backend, "cuda"))
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--device cuda: this build has no CUDA backend "
+                             "(built: %s)", dpt_backend_list());
     if (!s->ops)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "--backend: unknown backend '%s' (built: %s)",
                              cfg->backend, dpt_backend_list());
+    if (cfg->precision != DPT_PREC_FP32 && !s->ops->on_device)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--precision %s: needs --device cuda (the %s "
+                             "backend computes in fp32 only)",
+                             dpt_precision_name(cfg->precision), s->ops->name);
+    if (cfg->loss_scale != 0 && !s->ops->on_device)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--loss-scale: needs --device cuda (with "
+                             "--precision fp16)");
+    if (cfg->allreduce && !strcmp(cfg->allreduce, "nccl") && !s->ops->on_device)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--allreduce nccl: needs --device cuda (NCCL "
+                             "reduces GPU memory)");
+    s->dev = s->ops->on_device;
+    if (s->dev) {
+        if (cfg->accum > 1)
+            return dpt_error_set(DPT_ERR_UNSUPPORTED, "--accum %d: not supported with --device "
+                                 "%s yet", cfg->accum, s->ops->name);
+        if (cfg->sgd.lars)
+            return dpt_error_set(DPT_ERR_UNSUPPORTED, "--optimizer lars: not supported with "
+                                 "--device %s yet", s->ops->name);
+        DPT_CHECK(pick_device(s));
+    }
     dpt_backend_config_t bc = {.threads = cfg->threads, .blocked_layout = cfg->blocked_layout,
-                                .conv_winograd = cfg->conv_winograd};
+                                .conv_winograd = cfg->conv_winograd, .device = s->device,
+                                .precision = cfg->precision};
     DPT_CHECK(s->ops->create(&bc, &s->be));
+#if DPT_HAVE_CUDA
+    if (s->dev)
+        s->stream = dpt_cuda_stream(s->be);
+#endif
+    /* fp16: dynamic loss scaling unless a fixed --loss-scale; else a fixed scale (1 = none) */
+    if (cfg->loss_scale < 0 || (cfg->loss_scale == 0 && cfg->precision == DPT_PREC_FP16))
+        dpt_loss_scaler_init(&s->ls, 1, 0);
+    else
+        dpt_loss_scaler_init(&s->ls, 0, cfg->loss_scale > 0 ? (float)cfg->loss_scale : 1.0f);
     dpt_model_options_t mo = {.batch = cfg->batch, .label_smoothing = cfg->label_smoothing,
                               .fuse_bn_relu = cfg->fuse_bn_relu, .grad_ready = on_grad_ready,
                               .grad_ready_ctx = s, .bn_sum = cfg->sync_bn ? on_bn_sum : NULL,
@@ -155,7 +259,58 @@ static dpt_status_t session_model(session_t *s, const dpt_train_config_t *cfg)
     DPT_CHECK(dpt_model_create(s->model_path, s->ops, s->be, &mo, &s->model));
     s->grads = dpt_model_grads(s->model, NULL);
     s->accum = 1;
+    if (s->dev) {
+        s->d_flag = s->ops->alloc(s->be, sizeof(int));
+        if (!s->d_flag)
+            return dpt_error_set(DPT_ERR_NOMEM, "out of device memory");
+    }
     return DPT_OK;
+}
+
+/* The momentum arena (zeros) and its host mirror. */
+static dpt_status_t alloc_mom(session_t *s)
+{
+    size_t np;
+    dpt_model_params(s->model, &np);
+    size_t bytes = (np ? np : 1) * sizeof(float);
+    if (!s->dev) {
+        s->mom = s->h_mom = dpt_calloc(bytes);
+        return s->mom ? DPT_OK : dpt_error_set(DPT_ERR_NOMEM, "out of memory for optimizer state");
+    }
+    s->h_mom = dpt_calloc(bytes);
+    s->mom = s->ops->alloc(s->be, bytes);
+    if (!s->h_mom || !s->mom)
+        return dpt_error_set(DPT_ERR_NOMEM, "out of memory for optimizer state");
+    return dpt_backend_memcpy(s->ops, s->be, s->mom, s->h_mom, bytes, DPT_COPY_H2D);
+}
+
+/* Device runs: the host mirrors (parameters, BN statistics, momentum) were written (init,
+ * broadcast, resume, weight file): send them to the device. Host runs: nothing to do. */
+static dpt_status_t state_to_device(session_t *s)
+{
+    if (!s->dev)
+        return DPT_OK;
+    size_t np;
+    dpt_model_params(s->model, &np);
+    DPT_CHECK(dpt_model_params_to_device(s->model));
+    DPT_CHECK(dpt_backend_memcpy(s->ops, s->be, s->mom, s->h_mom, np * sizeof(float),
+                                 DPT_COPY_H2D));
+    return dpt_backend_sync(s->ops, s->be);
+}
+
+/* The reverse, before the host reads them (checksums, checkpoints, weight files). */
+static dpt_status_t state_to_host(session_t *s, int with_mom)
+{
+    if (!s->dev)
+        return DPT_OK;
+    DPT_CHECK(dpt_model_params_to_host(s->model));
+    if (!with_mom)
+        return DPT_OK;
+    size_t np;
+    dpt_model_params(s->model, &np);
+    DPT_CHECK(dpt_backend_memcpy(s->ops, s->be, s->h_mom, s->mom, np * sizeof(float),
+                                 DPT_COPY_D2H));
+    return dpt_backend_sync(s->ops, s->be);
 }
 
 static dpt_status_t check_shapes(const dpt_model_t *m, const dpt_dataset_t *ds,
@@ -190,14 +345,17 @@ static dpt_status_t open_test(session_t *s, const dpt_train_config_t *cfg)
 static dpt_status_t sync_buffers(session_t *s)
 {
     size_t nb;
-    float *buffers = dpt_model_buffers(s->model, &nb);
+    dpt_model_buffers(s->model, &nb);
+    float *buffers = dpt_model_host_buffers(s->model);
     if (!s->coll || !nb)
         return DPT_OK;
+    DPT_CHECK(state_to_host(s, 0));
     dpt__watchdog_enter(s->wd, "averaging batch-norm running statistics");
     dpt_status_t st = dpt_coll_allreduce(s->coll, buffers, nb, DPT_DTYPE_F32, DPT_REDOP_AVG,
-                                         s->algo);
+                                         s->host_algo);
     dpt__watchdog_leave(s->wd);
-    return st;
+    DPT_CHECK(st);
+    return s->dev ? dpt_model_params_to_device(s->model) : DPT_OK;
 }
 
 /* Evaluate on the whole test split (BN in inference mode), sharded over ranks; every rank gets
@@ -248,6 +406,10 @@ static void job_hashes(const session_t *s, const dpt_train_config_t *cfg, uint32
                      cfg->random_resized_crop, (double)cfg->rrc_min_scale, cfg->max_steps,
                      cfg->eval_every_epoch, cfg->allreduce, cfg->bucket_mb, cfg->overlap,
                      cfg->accum, cfg->deterministic, cfg->fuse_bn_relu, cfg->sync_bn);
+    if (n > 0 && (size_t)n < sizeof buf
+        && (cfg->precision != DPT_PREC_FP32 || cfg->loss_scale != 0))   /* device runs only */
+        n += snprintf(buf + n, sizeof buf - (size_t)n, " prec=%s lscale=%.9g",
+                      dpt_precision_name(cfg->precision), cfg->loss_scale);
     h[0] = dpt__crc32(0, buf, n > 0 && (size_t)n < sizeof buf ? (size_t)n : sizeof buf);
     char summary[8192];
     dpt_model_summary(s->model, summary, sizeof summary);
@@ -272,17 +434,21 @@ static dpt_status_t setup_parallel(session_t *s, const dpt_train_config_t *cfg, 
     static const char *const what[3] = {"configuration (flags)", "model", "training data"};
     DPT_CHECK(dpt__dist_compare(&s->dist, h, 3, what, mismatch));
     DPT_CHECK(dpt_coll_algo_from_name(cfg->allreduce, &s->algo));
+    s->host_algo = s->algo == DPT_COLL_ALGO_NCCL ? DPT_COLL_ALGO_RING : s->algo;
     DPT_CHECK(dpt__dist_transport(&s->dist, &s->p2p));
     size_t np, nb;
-    float *params = dpt_model_params(s->model, &np);
-    float *buffers = dpt_model_buffers(s->model, &nb);
+    dpt_model_params(s->model, &np);
+    dpt_model_buffers(s->model, &nb);
+    float *params = dpt_model_host_params(s->model);     /* host mirrors: pushed to the */
+    float *buffers = dpt_model_host_buffers(s->model);   /* device after setup */
     int n_segs;
     const dpt_param_segment_t *segs = dpt_model_segments(s->model, &n_segs);
     size_t bucket = (size_t)(cfg->bucket_mb * 1048576.0);
     if (bucket < 4096)
         bucket = 4096;
     dpt_bucket_config_t bc = {.first_bytes = bucket < ((size_t)1 << 20) ? bucket : (size_t)1 << 20,
-                              .bucket_bytes = bucket, .algo = s->algo, .overlap = cfg->overlap};
+                              .bucket_bytes = bucket, .algo = s->algo, .overlap = cfg->overlap,
+                              .stream = s->dev ? s->stream : NULL, .device = s->device};
     /* the collective context is sized for the largest bucket (and the BN statistics) */
     dpt_coll_config_t cc = {.max_bytes = dpt_bucket_max_bytes(segs, n_segs, &bc),
                             .deterministic = cfg->deterministic};
@@ -293,6 +459,8 @@ static dpt_status_t setup_parallel(session_t *s, const dpt_train_config_t *cfg, 
     DPT_CHECK(dpt_coll_create(s->p2p, &cc, &s->coll));
     if (cfg->check_collectives)
         DPT_CHECK(dpt_coll_set_check(s->coll, 1));
+    if (s->algo == DPT_COLL_ALGO_NCCL && s->dev)   /* collective: every rank runs on cuda */
+        DPT_CHECK(dpt_coll_nccl_init(s->coll, s->device));
     const char *why = NULL;
     if (!dpt_coll_algo_available(s->coll, s->algo, &why))
         return dpt_error_set(DPT_ERR_INVALID_ARG, "--allreduce %s: not available here: %s",
@@ -345,12 +513,69 @@ static int all_finite(const float *v, size_t n)
     return acc == 0.0f;
 }
 
+#if DPT_HAVE_CUDA
+/* Device input: the next batch of the train loader, staged (its copy queued) unless the epoch
+ * has no more. */
+static dpt_status_t gin_fetch(session_t *s)
+{
+    if (s->gin_fetched >= dpt_loader_steps(s->train_ld))
+        return DPT_OK;
+    const dpt_batch_t *b;
+    DPT_CHECK(dpt_loader_next(s->train_ld, &b));
+    s->gin_fetched++;
+    return dpt_gpu_input_stage(s->gin, b);
+}
+
+/* Forward of the next train batch through the device input pipeline: take the staged batch
+ * (crop/flip on the compute stream into the model's input), stage the one after so that its copy
+ * overlaps this step's compute, then run forward. */
+static dpt_status_t gin_forward(session_t *s, float *loss, int32_t *hits, int *n_valid)
+{
+    if (!dpt_gpu_input_pending(s->gin))
+        DPT_CHECK(gin_fetch(s));
+    const int32_t *labels;
+    DPT_CHECK(dpt_gpu_input_take(s->gin, s->d_in, &labels, n_valid));
+    DPT_CHECK(dpt_cuda_import_device(s->be, s->d_in, dpt_model_input_tensor(s->model)));
+    DPT_CHECK(gin_fetch(s));
+    return dpt_model_forward(s->model, NULL, labels, *n_valid, 1, loss, hits);
+}
+#endif
+
+/* Start epoch `epoch` of the train loader (and forget batches staged on the device). */
+static dpt_status_t train_epoch_start(session_t *s, int epoch)
+{
+    DPT_CHECK(dpt_loader_start_epoch(s->train_ld, epoch));
+#if DPT_HAVE_CUDA
+    if (s->gin) {
+        DPT_CHECK(dpt_gpu_input_reset(s->gin));
+        s->gin_fetched = 0;
+    }
+#endif
+    return DPT_OK;
+}
+
+/* Are the gradients all finite? (after the all-reduce: the same answer on every rank) */
+static dpt_status_t grads_finite(session_t *s, size_t np, int *finite)
+{
+#if DPT_HAVE_CUDA
+    if (s->dev) {
+        int bad = 0;
+        DPT_CHECK(dpt_nonfinite_device(s->grads, np, s->d_flag, &bad, s->stream));
+        *finite = !bad;
+        return DPT_OK;
+    }
+#endif
+    *finite = all_finite(s->grads, np);
+    return DPT_OK;
+}
+
 /* One optimizer step: accum micro-batches of forward + backward (gradients averaged over ranks
  * by the buckets during the last backward), then one exchange of two flags (a stop request, the
  * first rank with a non-finite loss), then the update, unless the loss or the averaged gradients
  * are not finite: --nan-policy skip skips the update, abort stops every rank with the step and
  * rank (*collective = 1). The averaged gradients are the same bits everywhere, so every rank
- * decides alike. */
+ * decides alike. Under dynamic loss scaling (fp16) non-finite gradients with a finite loss are an
+ * overflow: the step is skipped and the scale halved, whatever the policy. */
 static dpt_status_t train_step(session_t *s, const dpt_train_config_t *cfg, double lr,
                                int epoch, long step, step_out_t *o, int *collective)
 {
@@ -362,17 +587,28 @@ static dpt_status_t train_step(session_t *s, const dpt_train_config_t *cfg, doub
     const dpt_param_segment_t *segs = dpt_model_segments(s->model, &n_segs);
     if (s->bk)
         dpt_bucketer_begin(s->bk);
+    const float scale = s->ls.scale;   /* this step's (the scaler may change it below) */
+    dpt_model_set_loss_scale(s->model, scale);
     double lsum = 0;
     for (s->micro = 0; s->micro < s->accum; s->micro++) {
-        const dpt_batch_t *b;
-        DPT_CHECK(dpt_loader_next(s->train_ld, &b));
         float loss = 0;
         int32_t hits = 0;
-        DPT_CHECK(dpt_model_forward(s->model, b->x, b->y, b->n_valid, 1, &loss, &hits));
+        int n_valid;
+#if DPT_HAVE_CUDA
+        if (s->gin) {
+            DPT_CHECK(gin_forward(s, &loss, &hits, &n_valid));
+        } else
+#endif
+        {
+            const dpt_batch_t *b;
+            DPT_CHECK(dpt_loader_next(s->train_ld, &b));
+            n_valid = b->n_valid;
+            DPT_CHECK(dpt_model_forward(s->model, b->x, b->y, b->n_valid, 1, &loss, &hits));
+        }
         DPT_CHECK(dpt_model_backward(s->model));
         lsum += loss;
         o->hits += hits;
-        o->seen += b->n_valid;
+        o->seen += n_valid;
     }
     o->loss = (float)(lsum / s->accum);
     if (s->bk) {
@@ -381,13 +617,19 @@ static dpt_status_t train_step(session_t *s, const dpt_train_config_t *cfg, doub
         dpt__watchdog_leave(s->wd);
         DPT_CHECK(st);
     }
+    int finite = 1;
+    DPT_CHECK(grads_finite(s, np, &finite));
     int flags[2] = {cfg->stop_flag && *cfg->stop_flag ? 0 : 1,
                     isfinite(lsum) ? INT_MAX : s->dist.rank};
     dpt__watchdog_enter(s->wd, "step flags after step %ld", step + 1);
     dpt__dist_min(&s->dist, flags, 2);
     dpt__watchdog_leave(s->wd);
     o->stop = flags[0] == 0;
-    if (flags[1] != INT_MAX || !all_finite(s->grads, np)) {
+    if (flags[1] == INT_MAX && s->ls.dynamic && !dpt_loss_scaler_update(&s->ls, !finite)) {
+        o->skipped = 1;   /* fp16 overflow: skipped, the scale halved */
+        return DPT_OK;
+    }
+    if (flags[1] != INT_MAX || !finite) {
         char who[64] = "";
         if (flags[1] != INT_MAX)
             snprintf(who, sizeof who, " (first non-finite loss on rank %d)", flags[1]);
@@ -406,6 +648,11 @@ static dpt_status_t train_step(session_t *s, const dpt_train_config_t *cfg, doub
         o->skipped = 1;
         return DPT_OK;
     }
+#if DPT_HAVE_CUDA
+    if (s->dev)
+        return dpt_sgd_step_device(&cfg->sgd, (float)lr, 1.0f / scale, params, s->grads,
+                                   s->mom, segs, n_segs, s->stream);
+#endif
     dpt_sgd_step(&cfg->sgd, (float)lr, params, s->grads, s->mom, segs, n_segs);
     return DPT_OK;
 }
@@ -429,8 +676,10 @@ static dpt_status_t resume(session_t *s, const dpt_train_config_t *cfg, uint32_t
                            dpt_ckpt_state_t *cs, int *found, int *collective)
 {
     size_t np, nb;
-    float *params = dpt_model_params(s->model, &np);
-    float *buffers = dpt_model_buffers(s->model, &nb);
+    dpt_model_params(s->model, &np);
+    dpt_model_buffers(s->model, &nb);
+    float *params = dpt_model_host_params(s->model);    /* host mirrors: the caller sends */
+    float *buffers = dpt_model_host_buffers(s->model);  /* them to the device afterwards */
     char path[4096] = "";
     dpt_status_t st = DPT_OK;
     *found = 0;
@@ -440,10 +689,10 @@ static dpt_status_t resume(session_t *s, const dpt_train_config_t *cfg, uint32_t
                 st = dpt_error_set(DPT_ERR_INVALID_ARG, "--resume auto needs --checkpoint-dir");
             else
                 st = dpt_ckpt_load_newest(cfg->checkpoint_dir, s->dist.size, cs, params, np,
-                                          s->buf_all, nb, s->mom, path, sizeof path, found);
+                                          s->buf_all, nb, s->h_mom, path, sizeof path, found);
         } else {
             st = dpt_ckpt_read(cfg->resume, s->dist.size, cs, params, np, s->buf_all, nb,
-                               s->mom);
+                               s->h_mom);
             *found = st == DPT_OK;
             snprintf(path, sizeof path, "%s", cfg->resume);
         }
@@ -461,7 +710,7 @@ static dpt_status_t resume(session_t *s, const dpt_train_config_t *cfg, uint32_t
         DPT_CHECK(dpt_coll_broadcast(s->coll, params, np * sizeof(float), 0));
         DPT_CHECK(dpt_coll_broadcast(s->coll, s->buf_all,
                                      (size_t)s->dist.size * nb * sizeof(float), 0));
-        DPT_CHECK(dpt_coll_broadcast(s->coll, s->mom, np * sizeof(float), 0));
+        DPT_CHECK(dpt_coll_broadcast(s->coll, s->h_mom, np * sizeof(float), 0));
     }
     if (*found)
         memcpy(buffers, s->buf_all + (size_t)s->dist.rank * nb, nb * sizeof(float));
@@ -484,8 +733,15 @@ static dpt_status_t checkpoint(session_t *s, const dpt_train_config_t *cfg, uint
                                int *collective)
 {
     size_t np, nb;
-    float *params = dpt_model_params(s->model, &np);
-    float *buffers = dpt_model_buffers(s->model, &nb);
+    dpt_model_params(s->model, &np);
+    dpt_model_buffers(s->model, &nb);
+    float *params = dpt_model_host_params(s->model);
+    float *buffers = dpt_model_host_buffers(s->model);
+    dpt_status_t st = state_to_host(s, 1);
+    if (st != DPT_OK) {   /* the others go on into the collectives below: abort the job */
+        *collective = 0;
+        return st;
+    }
     dpt_ckpt_state_t cs = {.step = (uint64_t)step, .epoch = epoch, .epoch_step = epoch_step,
                            .ranks = s->dist.size, .seed = cfg->seed,
                            .config_hash = config_hash};
@@ -493,7 +749,6 @@ static dpt_status_t checkpoint(session_t *s, const dpt_train_config_t *cfg, uint
     dpt__watchdog_enter(s->wd, "checkpoint after step %ld", step);
     dpt__dist_sum(&s->dist, g, 3);
     memcpy(cs.counters, g, sizeof g);
-    dpt_status_t st = DPT_OK;
     if (s->coll)   /* every rank's BN buffers (local statistics differ until averaged) */
         st = dpt_coll_allgather(s->coll, buffers, nb * sizeof(float), s->buf_all);
     else
@@ -504,7 +759,7 @@ static dpt_status_t checkpoint(session_t *s, const dpt_train_config_t *cfg, uint
     }
     if (s->dist.rank == 0)
         st = dpt_ckpt_save(cfg->checkpoint_dir, cfg->keep_checkpoints, &cs, params, np,
-                           s->buf_all, nb, s->mom, NULL, 0);
+                           s->buf_all, nb, s->h_mom, NULL, 0);
     st = dpt__dist_agree(&s->dist, st, collective);
     dpt__watchdog_leave(s->wd);
     return st;
@@ -537,8 +792,24 @@ dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
                                   .prefetch = cfg->prefetch, .workers = cfg->loader_workers,
                                   .rrc = cfg->random_resized_crop,
                                   .rrc_scale = {cfg->rrc_min_scale, 1.0f},
-                                  .rrc_ratio = {3.0f / 4.0f, 4.0f / 3.0f}};
+                                  .rrc_ratio = {3.0f / 4.0f, 4.0f / 3.0f},
+                                  /* on the device, crop and flip run there (not rrc) */
+                                  .defer_aug = s.dev && !cfg->random_resized_crop};
         DPT_CHECK_GOTO(dpt_loader_create(s.train, &lc, &s.train_ld), st, agree);
+#if DPT_HAVE_CUDA
+        if (s.dev) {
+            int c, h, w;
+            dpt_model_input_shape(s.model, &c, &h, &w);
+            DPT_CHECK_GOTO(dpt_gpu_input_create(cfg->batch, c, h, w,
+                                                cfg->random_resized_crop ? 0 : cfg->crop_pad,
+                                                s.stream, &s.gin), st, agree);
+            s.d_in = s.ops->alloc(s.be, (size_t)cfg->batch * c * h * w * sizeof(float));
+            if (!s.d_in) {
+                st = dpt_error_set(DPT_ERR_NOMEM, "out of device memory for the input batch");
+                goto agree;
+            }
+        }
+#endif
         if (dpt_loader_steps(s.train_ld) / s.accum <= 0) {
             st = dpt_error_set(DPT_ERR_INVALID_ARG, "--batch %d x %d ranks x --accum %d is "
                                "larger than the %d training samples of %s", cfg->batch, nranks,
@@ -547,13 +818,13 @@ dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
         }
         size_t np;
         dpt_model_params(s.model, &np);
-        s.mom = dpt_calloc((np ? np : 1) * sizeof(float));
+        DPT_CHECK_GOTO(alloc_mom(&s), st, agree);
         if (s.accum > 1)
             s.acc = dpt_calloc((np ? np : 1) * sizeof(float));
         size_t nbuf;
         dpt_model_buffers(s.model, &nbuf);
         s.buf_all = dpt_calloc(((size_t)nranks * nbuf + 1) * sizeof(float));
-        if (!s.mom || (s.accum > 1 && !s.acc) || !s.buf_all)
+        if ((s.accum > 1 && !s.acc) || !s.buf_all)
             st = dpt_error_set(DPT_ERR_NOMEM, "out of memory for optimizer state");
         else
             dpt_model_init_params(s.model, cfg->seed);
@@ -577,8 +848,11 @@ agree:
     }
 
     size_t np, nb;
-    float *params = dpt_model_params(s.model, &np);
-    float *buffers = dpt_model_buffers(s.model, &nb);
+    dpt_model_params(s.model, &np);
+    dpt_model_buffers(s.model, &nb);
+    /* host mirrors, brought up to date (state_to_host) before each checksum and save */
+    float *params = dpt_model_host_params(s.model);
+    float *buffers = dpt_model_host_buffers(s.model);
     const int steps_per_epoch = dpt_loader_steps(s.train_ld) / s.accum;
     const long global_batch = (long)cfg->batch * nranks * s.accum;
     long total_steps = (long)steps_per_epoch * cfg->epochs;
@@ -600,10 +874,17 @@ agree:
         char acc[32] = "";
         if (s.accum > 1)
             snprintf(acc, sizeof acc, " x accum %d", s.accum);
-        printf("dptrain: %s on %s (%d train / %d test images), backend %s, %d rank%s x batch %d"
+        char dev[96] = "";
+        if (s.dev)
+            snprintf(dev, sizeof dev, " (device %d, %s%s)", s.device,
+                     dpt_precision_name(cfg->precision),
+                     s.ls.dynamic ? ", dynamic loss scaling"
+                                  : s.ls.scale != 1.0f ? ", static loss scale" : "");
+        printf("dptrain: %s on %s (%d train / %d test images), backend %s%s, %d rank%s x batch %d"
                "%s = global batch %ld, %d epochs x %d steps\n%s", s.model_path, s.train->name,
-               s.train->n, s.test ? s.test->n : 0, cfg->backend, nranks, nranks == 1 ? "" : "s",
-               cfg->batch, acc, global_batch, cfg->epochs, steps_per_epoch, summary);
+               s.train->n, s.test ? s.test->n : 0, cfg->backend, dev, nranks,
+               nranks == 1 ? "" : "s", cfg->batch, acc, global_batch, cfg->epochs,
+               steps_per_epoch, summary);
         if (s.bk)
             print_buckets(&s);
         fflush(stdout);
@@ -623,11 +904,12 @@ agree:
         if (resumed)
             res->resumed_from = (long)cs.step;
     }
+    DPT_CHECK_GOTO(state_to_device(&s), st, fail);   /* initial or resumed state */
     double t_start = dpt__now(), train_time = 0;
     long step = resumed ? (long)cs.step : 0, images = 0;
     for (int epoch = resumed ? cs.epoch : 0; epoch < cfg->epochs && step < total_steps;
          epoch++) {
-        DPT_CHECK_GOTO(dpt_loader_start_epoch(s.train_ld, epoch), st, fail);
+        DPT_CHECK_GOTO(train_epoch_start(&s, epoch), st, fail);
         double t_epoch = dpt__now(), log_loss = 0, log_compute = 0, log_exposed = 0,
                log_bytes = 0, log_comm = 0;
         double ev[3] = {0, 0, 0};   /* loss sum over steps, correct, seen (this rank) */
@@ -641,6 +923,9 @@ agree:
                 const dpt_batch_t *b;
                 DPT_CHECK_GOTO(dpt_loader_next(s.train_ld, &b), st, fail);
             }
+#if DPT_HAVE_CUDA
+            s.gin_fetched = first * s.accum;
+#endif
         }
         double t_log = t_epoch;
         for (int i = first; i < steps_per_epoch && step < total_steps; i++, step++) {
@@ -675,7 +960,8 @@ agree:
                 double img_s = (double)log_n * global_batch / (now - t_log);
                 dpt_metrics_step(&mx, epoch, step + 1, log_loss / (double)log_n, lr, img_s,
                                  log_compute / (double)log_n, log_exposed / (double)log_n,
-                                 log_bytes / (double)log_n, log_comm / (double)log_n);
+                                 log_bytes / (double)log_n, log_comm / (double)log_n,
+                                 s.ls.scale, res->skipped_steps);
                 t_log = now;
                 log_loss = log_compute = log_exposed = log_bytes = log_comm = 0;
                 log_n = 0;
@@ -697,6 +983,7 @@ agree:
             if (stop) {
                 res->stopped = 1;
                 res->steps = step + 1;
+                DPT_CHECK_GOTO(state_to_host(&s, 0), st, fail);
                 res->param_crc = dpt_param_crc(params, np, buffers, nb);
                 res->wall_s = dpt__now() - t_start;
                 dpt_progress_clear(&pg);
@@ -725,6 +1012,7 @@ agree:
         } else {
             DPT_CHECK_GOTO(sync_buffers(&s), st, fail);
         }
+        DPT_CHECK_GOTO(state_to_host(&s, 0), st, fail);
         res->param_crc = dpt_param_crc(params, np, buffers, nb);
         int mismatch = 0;
         st = check_replicas(&s, res->param_crc, epoch + 1, &mismatch);
@@ -750,6 +1038,8 @@ agree:
         dpt__dist_sum(&s.dist, &gi, 1);
         res->img_s = train_time > 0 ? gi / train_time : 0;
     }
+    res->loss_scale = s.ls.scale;
+    DPT_CHECK_GOTO(state_to_host(&s, 0), st, fail);
     res->param_crc = dpt_param_crc(params, np, buffers, nb);
     dpt_metrics_final(&mx, res->test_acc, res->wall_s, res->img_s, nranks, cfg->threads,
                       res->param_crc);
@@ -791,9 +1081,12 @@ dpt_status_t dpt_evaluate(const dpt_train_config_t *cfg, const char *weights_pat
     dpt__dist_init(&s.dist);
     DPT_CHECK_GOTO(session_model(&s, cfg), st, done);
     size_t np, nb;
-    float *params = dpt_model_params(s.model, &np);
-    float *buffers = dpt_model_buffers(s.model, &nb);
+    dpt_model_params(s.model, &np);
+    dpt_model_buffers(s.model, &nb);
+    float *params = dpt_model_host_params(s.model);
+    float *buffers = dpt_model_host_buffers(s.model);
     DPT_CHECK_GOTO(dpt_weights_load(weights_path, params, np, buffers, nb), st, done);
+    DPT_CHECK_GOTO(dpt_model_params_to_device(s.model), st, done);
     DPT_CHECK_GOTO(open_test(&s, cfg), st, done);
     double t0 = dpt__now();
     DPT_CHECK_GOTO(evaluate(&s, &res->test_loss, &res->test_correct, &res->test_total), st, done);
@@ -826,11 +1119,11 @@ dpt_status_t dpt_bench_train(const dpt_train_config_t *cfg, int warmup, int step
     times = dpt_malloc((size_t)steps * sizeof(double));
     size_t np;
     float *params = dpt_model_params(s.model, &np);
-    s.mom = dpt_calloc((np ? np : 1) * sizeof(float));
-    if (!x || !y || !times || !s.mom) {
+    if (!x || !y || !times) {
         st = dpt_error_set(DPT_ERR_NOMEM, "bench: out of memory");
         goto done;
     }
+    DPT_CHECK_GOTO(alloc_mom(&s), st, done);
     dpt_rng_t r;
     dpt_rng_init(&r, cfg->seed, 99);
     for (size_t i = 0; i < n_in; i++)
@@ -838,17 +1131,39 @@ dpt_status_t dpt_bench_train(const dpt_train_config_t *cfg, int warmup, int step
     for (int i = 0; i < cfg->batch; i++)
         y[i] = (int32_t)dpt_rng_below(&r, (uint32_t)dpt_model_classes(s.model));
     dpt_model_init_params(s.model, cfg->seed);
+    DPT_CHECK_GOTO(state_to_device(&s), st, done);
     int n_segs;
     const dpt_param_segment_t *segs = dpt_model_segments(s.model, &n_segs);
     float *grads = dpt_model_grads(s.model, NULL);
+    /* device: the batch stays in the input tensor (as a framework's benchmark keeps it on the
+     * GPU); each step ends with a sync so that its time is its own */
+    const float *xin = x;
+    if (s.dev) {
+        DPT_CHECK_GOTO(s.ops->import_nchw(s.be, x, dpt_model_input_tensor(s.model)), st, done);
+        xin = NULL;
+    }
     for (int i = 0; i < warmup + steps; i++) {
         if (i == warmup)
             dpt_model_set_profile(s.model, profile);
         double t0 = dpt__now();
         float loss;
-        DPT_CHECK_GOTO(dpt_model_forward(s.model, x, y, 0, 1, &loss, NULL), st, done);
+        const float scale = s.ls.scale;
+        dpt_model_set_loss_scale(s.model, scale);
+        DPT_CHECK_GOTO(dpt_model_forward(s.model, xin, y, 0, 1, &loss, NULL), st, done);
         DPT_CHECK_GOTO(dpt_model_backward(s.model), st, done);
-        dpt_sgd_step(&cfg->sgd, 0.01f, params, grads, s.mom, segs, n_segs);
+#if DPT_HAVE_CUDA
+        if (s.dev) {
+            int finite = 1;
+            if (s.ls.dynamic)   /* fp16: the overflow check of every real step */
+                DPT_CHECK_GOTO(grads_finite(&s, np, &finite), st, done);
+            if (dpt_loss_scaler_update(&s.ls, !finite))
+                DPT_CHECK_GOTO(dpt_sgd_step_device(&cfg->sgd, 0.01f, 1.0f / scale, params,
+                                                   grads, s.mom, segs, n_segs, s.stream),
+                               st, done);
+            DPT_CHECK_GOTO(dpt_backend_sync(s.ops, s.be), st, done);
+        } else
+#endif
+            dpt_sgd_step(&cfg->sgd, 0.01f, params, grads, s.mom, segs, n_segs);
         if (i >= warmup)
             times[i - warmup] = dpt__now() - t0;
     }

@@ -60,6 +60,8 @@ static void run_case(ctx_t *t, dpt_coll_algo_t algo, int det, int seg, const fx_
     if (f32)
         memcpy(t->fref, t->buf, bytes);
     const char *missing;
+    if (algo == DPT_COLL_ALGO_NCCL) /* device buffers only (tests/gpu) */
+        return;
     if (!dpt_coll_algo_available(t->coll[det][seg], algo, &missing)) {
         /* only shm may be missing, and only when the ranks span several hosts (netns test) */
         char host[2][256] = {"", ""};

@@ -1,0 +1,652 @@
+/* check_cuda_ops.c: the cuda backend against the ref backend (the oracle), op by op, forward and
+ * backward, in each precision (fp32, bf16, fp16). Both get the same parameters, inputs, output
+ * gradients and labels; outputs, input and parameter gradients, BN running statistics, loss and
+ * hit count must agree within 1e-4 (fp32) or 1e-2 (bf16/fp16) of the largest magnitude of the
+ * ref result. In the 16-bit modes the host inputs (x, dy, conv/fc weights) are first rounded
+ * through the device type, so both backends see identical values and only the cuda backend's
+ * 16-bit storage of results differs. Gradient buffers are pre-filled with garbage: backward must
+ * overwrite, never accumulate.
+ *
+ * Without a CUDA device (or driver) the program prints "SKIP: no CUDA device (<reason>)" and
+ * exits 77, which CTest reports as skipped. Check runs in CK_NOFORK mode (never fork after CUDA
+ * is initialized).
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dptrain/alloc.h"
+#include "dptrain/backend.h"
+#include "dptrain/cuda.h"
+#include "dptrain/rng.h"
+
+static const dpt_backend_ops_t *G = &dpt_backend_cuda, *R = &dpt_backend_ref;
+static dpt_backend_t *g_be[DPT_PREC_COUNT_];   /* one cuda backend per precision, reused */
+
+static dpt_backend_t *cuda_be(dpt_precision_t p)
+{
+    if (!g_be[p]) {
+        dpt_backend_config_t cfg = {.device = 0, .precision = p};
+        dpt_status_t st = G->create(&cfg, &g_be[p]);
+        ck_assert_msg(st == DPT_OK, "cuda create (%s): %s", dpt_precision_name(p),
+                      dpt_error_get());
+    }
+    return g_be[p];
+}
+
+static double tol_of(dpt_precision_t p) { return p == DPT_PREC_FP32 ? 1e-4 : 1e-2; }
+
+static float *randv(dpt_rng_t *r, size_t n, float scale, float offset)
+{
+    float *v = dpt_malloc((n + 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        v[i] = offset + scale * (2.0f * dpt_rng_uniform(r) - 1.0f);
+    return v;
+}
+
+/* max |a - b| / max(1e-6, max |b|) */
+static double rel_err(const float *a, const float *b, size_t n)
+{
+    double diff = 0, mag = 1e-6;
+    for (size_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs((double)a[i] - b[i]));
+        mag = fmax(mag, fabs((double)b[i]));
+    }
+    return diff / mag;
+}
+
+/* ---- device helpers ------------------------------------------------------------------------ */
+static dpt_tensor_t dev_tensor(dpt_backend_t *be, dpt_tensor_t shape)
+{
+    shape.data = G->alloc(be, shape.nbytes);
+    ck_assert_msg(shape.data != NULL, "cuda alloc %zu: %s", shape.nbytes, dpt_error_get());
+    return shape;
+}
+
+static dpt_tensor_t with_layout(dpt_tensor_t t, int layout)
+{
+    t.layout = layout;
+    t.nbytes = dpt_tensor_count(&t) * dpt_cuda_layout_elem_size(layout);
+    return t;
+}
+
+static float *dev_floats(dpt_backend_t *be, const float *host, size_t n)
+{
+    float *d = G->alloc(be, (n + 1) * sizeof(float));
+    ck_assert_ptr_nonnull(d);
+    if (host)
+        ck_assert_int_eq(G->memcpy(be, d, host, n * sizeof(float), DPT_COPY_H2D), DPT_OK);
+    return d;
+}
+
+static void to_host(dpt_backend_t *be, float *dst, const float *src_dev, size_t n)
+{
+    ck_assert_int_eq(G->memcpy(be, dst, src_dev, n * sizeof(float), DPT_COPY_D2H), DPT_OK);
+}
+
+static void export_t(dpt_backend_t *be, const dpt_tensor_t *t, float *out)
+{
+    dpt_status_t st = G->export_nchw(be, t, out);
+    ck_assert_msg(st == DPT_OK, "export: %s", dpt_error_get());
+}
+
+static void import_t(dpt_backend_t *be, const float *in, dpt_tensor_t *t)
+{
+    dpt_status_t st = G->import_nchw(be, in, t);
+    ck_assert_msg(st == DPT_OK, "import: %s", dpt_error_get());
+}
+
+/* Round n host floats to what precision p stores (identity for fp32). */
+static void quantize(dpt_backend_t *be, dpt_precision_t p, float *v, size_t n)
+{
+    if (p == DPT_PREC_FP32 || !n)
+        return;
+    dpt_tensor_t t = dev_tensor(be, with_layout(dpt_tensor_shape((int)n, 1, 1, 1),
+                                                dpt_cuda_layout(p)));
+    import_t(be, v, &t);
+    export_t(be, &t, v);
+    G->free(be, t.data);
+}
+
+/* ---- one comparison ------------------------------------------------------------------------ */
+typedef struct mode {
+    dpt_precision_t prec;
+    int in_fp32;         /* 16-bit modes: give the op float32 NCHW inputs (the model's input) */
+    int n_valid;         /* xent */
+    float loss_scale;    /* xent backward */
+} op_mode_t;
+
+static void compare(const dpt_op_desc_t *desc, const op_mode_t *m, uint64_t seed)
+{
+    const char *kind = dpt_op_kind_name(desc->kind), *pn = dpt_precision_name(m->prec);
+    double tol = tol_of(m->prec);
+    dpt_backend_t *gb = cuda_be(m->prec), *rb;
+    ck_assert_int_eq(R->create(&(dpt_backend_config_t){0}, &rb), DPT_OK);
+    int n_in = desc->kind == DPT_OP_ADD ? 2 : 1;
+    int lay = m->in_fp32 ? DPT_LAYOUT_NCHW : dpt_cuda_layout(m->prec);
+
+    dpt_op_desc_t dg = *desc;
+    for (int i = 0; i < n_in; i++)
+        dg.in[i] = with_layout(desc->in[i], lay);
+    dpt_op_t *rop, *gop;
+    dpt_op_info_t ri, gi;
+    ck_assert_msg(R->op_create(rb, desc, &rop, &ri) == DPT_OK, "ref %s: %s", kind,
+                  dpt_error_get());
+    dpt_status_t st = G->op_create(gb, &dg, &gop, &gi);
+    ck_assert_msg(st == DPT_OK, "cuda op_create %s (%s): %s", kind, pn, dpt_error_get());
+    ck_assert_int_eq(gi.out.n, ri.out.n);
+    ck_assert_int_eq(gi.out.c, ri.out.c);
+    ck_assert_int_eq(gi.out.h, ri.out.h);
+    ck_assert_int_eq(gi.out.w, ri.out.w);
+    ck_assert_int_eq(gi.out.layout, dpt_cuda_layout(m->prec));
+    ck_assert_uint_eq(gi.n_params, ri.n_params);
+    ck_assert_uint_eq(gi.n_weights, ri.n_weights);
+    ck_assert_uint_eq(gi.n_buffers, ri.n_buffers);
+
+    dpt_rng_t rng;
+    dpt_rng_init(&rng, seed, (uint64_t)desc->kind * 8 + (uint64_t)m->prec);
+    size_t np = ri.n_params, nb = ri.n_buffers;
+    size_t nx = dpt_tensor_count(&desc->in[0]), ny = dpt_tensor_count(&ri.out);
+    int N = desc->in[0].n;
+
+    /* host data, rounded to the device type where the op stores it in that type */
+    float *w = randv(&rng, np, 0.5f, 0.0f);
+    if (desc->kind == DPT_OP_BATCHNORM)      /* gamma around 1 */
+        for (size_t i = 0; i < np / 2; i++)
+            w[i] += 1.0f;
+    if (desc->kind == DPT_OP_CONV2D || desc->kind == DPT_OP_FC)
+        quantize(gb, m->prec, w, ri.n_weights);
+    float *buf = randv(&rng, nb, 0.2f, 0.0f);
+    for (size_t i = nb / 2; i < nb; i++)     /* running var > 0 */
+        buf[i] += 1.0f;
+    float *x[2] = {NULL, NULL};
+    for (int i = 0; i < n_in; i++) {
+        x[i] = randv(&rng, nx, 2.0f, 0.3f);
+        quantize(gb, m->prec, x[i], nx);
+    }
+    float *dy = randv(&rng, ny, 1.0f, 0.0f);
+    quantize(gb, m->prec, dy, ny);
+    int32_t *labels = dpt_malloc((size_t)N * sizeof(int32_t));
+    for (int i = 0; i < N; i++)
+        labels[i] = (int32_t)dpt_rng_below(&rng, (uint32_t)desc->in[0].c);
+    float *garbage = dpt_malloc(((nx > ny ? nx : ny) + np + 1) * sizeof(float));
+    for (size_t i = 0; i < (nx > ny ? nx : ny) + np; i++)
+        garbage[i] = 7.0f;
+
+    /* ref side: host memory */
+    dpt_tensor_t rx[2], rdx[2], ry = ri.out, rdy = ri.out;
+    for (int i = 0; i < n_in; i++) {
+        rx[i] = rdx[i] = desc->in[i];
+        rx[i].data = R->alloc(rb, rx[i].nbytes);
+        rdx[i].data = R->alloc(rb, rdx[i].nbytes);
+        memcpy(rx[i].data, x[i], nx * sizeof(float));
+    }
+    ry.data = R->alloc(rb, ry.nbytes);
+    rdy.data = R->alloc(rb, rdy.nbytes);
+    memcpy(rdy.data, dy, ny * sizeof(float));
+    float *rw = dpt_malloc((np + 1) * sizeof(float)), *rdw = dpt_calloc((np + 1) * sizeof(float));
+    float *rbuf = dpt_malloc((nb + 1) * sizeof(float));
+    memcpy(rw, w, np * sizeof(float));
+    memcpy(rbuf, buf, nb * sizeof(float));
+
+    /* cuda side: device memory */
+    dpt_tensor_t gx[2], gdx[2], gy = dev_tensor(gb, gi.out), gdy = dev_tensor(gb, gi.out);
+    for (int i = 0; i < n_in; i++) {
+        gx[i] = dev_tensor(gb, dg.in[i]);
+        gdx[i] = dev_tensor(gb, dg.in[i]);
+        import_t(gb, x[i], &gx[i]);
+    }
+    import_t(gb, dy, &gdy);
+    float *gw = dev_floats(gb, w, np), *gdw = dev_floats(gb, NULL, np);
+    float *gbuf = dev_floats(gb, buf, nb);
+
+    float *got = dpt_malloc(((nx > ny ? nx : ny) + np + nb + 1) * sizeof(float));
+    float rloss = -1, gloss = -2;
+    int32_t rcorrect = -1, gcorrect = -2;
+    for (int training = 1; training >= 0; training--) {
+        if (desc->kind == DPT_OP_XENT && !training)
+            break;
+        dpt_op_args_t ra = {.x = {&rx[0], n_in > 1 ? &rx[1] : NULL}, .y = &ry, .dy = &rdy,
+                            .dx = {&rdx[0], n_in > 1 ? &rdx[1] : NULL}, .w = rw, .dw = rdw,
+                            .buf = rbuf, .labels = labels, .loss = &rloss, .correct = &rcorrect,
+                            .n_valid = m->n_valid, .training = training};
+        dpt_op_args_t ga = {.x = {&gx[0], n_in > 1 ? &gx[1] : NULL}, .y = &gy, .dy = &gdy,
+                            .dx = {&gdx[0], n_in > 1 ? &gdx[1] : NULL}, .w = gw, .dw = gdw,
+                            .buf = gbuf, .labels = labels, .loss = &gloss, .correct = &gcorrect,
+                            .n_valid = m->n_valid, .training = training,
+                            .loss_scale = m->loss_scale};
+        ck_assert_int_eq(R->forward(rop, &ra), DPT_OK);
+        st = G->forward(gop, &ga);
+        ck_assert_msg(st == DPT_OK, "%s %s fwd: %s", kind, pn, dpt_error_get());
+        export_t(gb, &gy, got);
+        double e = rel_err(got, ry.data, ny);
+        ck_assert_msg(e < tol, "%s %s fwd (training %d): rel err %g", kind, pn, training, e);
+        if (nb) {
+            to_host(gb, got, gbuf, nb);
+            e = rel_err(got, rbuf, nb);
+            ck_assert_msg(e < tol, "%s %s running stats (training %d): rel err %g", kind, pn,
+                          training, e);
+        }
+        if (desc->kind == DPT_OP_XENT) {
+            ck_assert_msg(fabsf(gloss - rloss) < 1e-4f * fmaxf(1.0f, fabsf(rloss)),
+                          "xent %s loss %g vs ref %g", pn, gloss, rloss);
+            ck_assert_int_eq(gcorrect, rcorrect);
+        }
+        if (!training)
+            break;
+
+        /* backward twice: with input gradients, then without (dW must not depend on it) */
+        for (int with_dx = 1; with_dx >= 0; with_dx--) {
+            if (!with_dx && !np)
+                break;
+            for (int i = 0; i < n_in; i++) {
+                import_t(gb, garbage, &gdx[i]);
+                if (!with_dx)
+                    ga.dx[i] = NULL, ra.dx[i] = NULL;
+            }
+            if (np)
+                ck_assert_int_eq(G->memcpy(gb, gdw, garbage, np * sizeof(float), DPT_COPY_H2D),
+                                 DPT_OK);
+            ck_assert_int_eq(R->backward(rop, &ra), DPT_OK);
+            st = G->backward(gop, &ga);
+            ck_assert_msg(st == DPT_OK, "%s %s bwd: %s", kind, pn, dpt_error_get());
+            if (with_dx)
+                for (int i = 0; i < n_in; i++) {
+                    float s = desc->kind == DPT_OP_XENT && m->loss_scale != 0 ? m->loss_scale : 1;
+                    for (size_t k = 0; k < nx; k++)
+                        rdx[i].data[k] *= s;
+                    export_t(gb, &gdx[i], got);
+                    e = rel_err(got, rdx[i].data, nx);
+                    ck_assert_msg(e < tol, "%s %s dx%d: rel err %g", kind, pn, i, e);
+                }
+            if (np) {
+                to_host(gb, got, gdw, np);
+                e = rel_err(got, rdw, np);
+                ck_assert_msg(e < tol, "%s %s dW (dx %s): rel err %g", kind, pn,
+                              with_dx ? "on" : "off", e);
+            }
+        }
+    }
+
+    for (int i = 0; i < n_in; i++) {
+        R->free(rb, rx[i].data);
+        R->free(rb, rdx[i].data);
+        G->free(gb, gx[i].data);
+        G->free(gb, gdx[i].data);
+        dpt_free(x[i]);
+    }
+    R->free(rb, ry.data);
+    R->free(rb, rdy.data);
+    G->free(gb, gy.data);
+    G->free(gb, gdy.data);
+    G->free(gb, gw);
+    G->free(gb, gdw);
+    G->free(gb, gbuf);
+    dpt_free(rw);
+    dpt_free(rdw);
+    dpt_free(rbuf);
+    dpt_free(w);
+    dpt_free(buf);
+    dpt_free(dy);
+    dpt_free(labels);
+    dpt_free(garbage);
+    dpt_free(got);
+    R->op_destroy(rop);
+    G->op_destroy(gop);
+    R->destroy(rb);
+}
+
+static void compare_p(const dpt_op_desc_t *d, int prec, uint64_t seed)
+{
+    op_mode_t m = {.prec = (dpt_precision_t)prec};
+    compare(d, &m, seed);
+}
+
+/* ---- the cases (_i of every loop test is the precision) ------------------------------------- */
+static dpt_op_desc_t conv(int n, int c, int h, int w, int o, int k, int s, int p, int bias)
+{
+    dpt_op_desc_t d = {.kind = DPT_OP_CONV2D, .n_in = 1, .out_c = o, .kh = k, .kw = k,
+                       .stride = s, .pad = p, .has_bias = bias};
+    d.in[0] = dpt_tensor_shape(n, c, h, w);
+    return d;
+}
+
+static const int conv_cases[][9] = {
+    {2, 3, 9, 7, 5, 3, 1, 1, 1},   {3, 16, 8, 8, 32, 3, 1, 1, 0}, {1, 7, 11, 10, 13, 3, 2, 0, 1},
+    {2, 5, 6, 6, 17, 1, 1, 0, 0},  {4, 24, 7, 7, 20, 5, 2, 2, 1}, {1, 1, 28, 28, 32, 3, 1, 1, 0},
+    {8, 64, 16, 16, 64, 3, 1, 1, 0},
+};
+#define N_CONV ((int)(sizeof conv_cases / sizeof conv_cases[0]))
+
+START_TEST(test_conv)
+{
+    for (int c = 0; c < N_CONV; c++) {
+        const int *k = conv_cases[c];
+        dpt_op_desc_t d = conv(k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]);
+        compare_p(&d, _i, 100 + (uint64_t)c);
+    }
+    if (_i != DPT_PREC_FP32) {   /* the first layer: float32 input in a 16-bit backend */
+        dpt_op_desc_t d = conv(2, 3, 9, 7, 5, 3, 1, 1, 1);
+        op_mode_t m = {.prec = (dpt_precision_t)_i, .in_fp32 = 1};
+        compare(&d, &m, 150);
+    }
+}
+END_TEST
+
+static const int shape_cases[][4] = {{4, 3, 5, 5}, {2, 16, 7, 9}, {5, 20, 3, 3}, {3, 32, 6, 6}};
+#define N_SHAPES ((int)(sizeof shape_cases / sizeof shape_cases[0]))
+
+static dpt_op_desc_t shaped(dpt_op_kind_t kind, int i)
+{
+    const int *s = shape_cases[i];
+    dpt_op_desc_t d = {.kind = kind, .n_in = kind == DPT_OP_ADD ? 2 : 1, .bn_eps = 1e-5f,
+                       .bn_momentum = 0.1f, .alpha = 0.7f, .pool_k = 2, .pool_stride = 2,
+                       .out_features = 11, .has_bias = 1};
+    d.in[0] = d.in[1] = dpt_tensor_shape(s[0], s[1], s[2], s[3]);
+    return d;
+}
+
+START_TEST(test_batchnorm)
+{
+    for (int s = 0; s < N_SHAPES; s++) {
+        dpt_op_desc_t d = shaped(DPT_OP_BATCHNORM, s);
+        compare_p(&d, _i, 200 + (uint64_t)s);
+        d.fuse_relu = 1;
+        compare_p(&d, _i, 300 + (uint64_t)s);
+    }
+    /* a larger plane: many elements per channel */
+    dpt_op_desc_t d = shaped(DPT_OP_BATCHNORM, 0);
+    d.in[0] = dpt_tensor_shape(16, 8, 32, 32);
+    d.fuse_relu = 1;
+    compare_p(&d, _i, 350);
+}
+END_TEST
+
+START_TEST(test_eltwise)
+{
+    static const dpt_op_kind_t kinds[] = {DPT_OP_RELU, DPT_OP_CELU, DPT_OP_SCALE, DPT_OP_ADD};
+    for (int s = 0; s < N_SHAPES; s++)
+        for (int k = 0; k < 4; k++) {
+            dpt_op_desc_t d = shaped(kinds[k], s);
+            compare_p(&d, _i, 400 + (uint64_t)(s * 4 + k));
+        }
+}
+END_TEST
+
+START_TEST(test_pool)
+{
+    for (int s = 0; s < N_SHAPES; s++) {
+        dpt_op_desc_t d = shaped(DPT_OP_MAXPOOL, s);
+        compare_p(&d, _i, 500 + (uint64_t)s);
+        d.pool_k = 3, d.pool_stride = 2, d.pool_pad = 1;
+        compare_p(&d, _i, 600 + (uint64_t)s);
+        d.pool_k = 3, d.pool_stride = 1, d.pool_pad = 0;
+        compare_p(&d, _i, 650 + (uint64_t)s);
+        d = shaped(DPT_OP_GAP, s);
+        compare_p(&d, _i, 700 + (uint64_t)s);
+    }
+}
+END_TEST
+
+START_TEST(test_fc_flatten)
+{
+    for (int s = 0; s < N_SHAPES; s++) {
+        dpt_op_desc_t d = shaped(DPT_OP_FC, s);
+        compare_p(&d, _i, 800 + (uint64_t)s);
+        d.has_bias = 0;
+        d.out_features = 3;
+        compare_p(&d, _i, 850 + (uint64_t)s);
+        d = shaped(DPT_OP_FLATTEN, s);
+        compare_p(&d, _i, 900 + (uint64_t)s);
+    }
+    dpt_op_desc_t d = shaped(DPT_OP_FC, 0);   /* a bigger GEMM */
+    d.in[0] = dpt_tensor_shape(64, 128, 2, 2);
+    d.out_features = 100;
+    compare_p(&d, _i, 950);
+}
+END_TEST
+
+/* smoothing x n_valid x loss scale */
+START_TEST(test_xent)
+{
+    static const float smoothing[] = {0.0f, 0.1f, 0.3f};
+    static const float scales[] = {0.0f, 1.0f, 1024.0f};
+    for (int sm = 0; sm < 3; sm++)
+        for (int v = 0; v < 2; v++)
+            for (int sc = 0; sc < 3; sc++) {
+                dpt_op_desc_t d = {.kind = DPT_OP_XENT, .n_in = 1,
+                                   .label_smoothing = smoothing[sm]};
+                int n = 7 + 5 * sm, k = 10 + 37 * sm;   /* K = 84 spans several warp passes */
+                d.in[0] = dpt_tensor_shape(n, k, 1, 1);
+                op_mode_t m = {.prec = (dpt_precision_t)_i, .n_valid = v ? n - 2 : 0,
+                            .loss_scale = scales[sc]};
+                compare(&d, &m, 1000 + (uint64_t)(sm * 6 + v * 3 + sc));
+            }
+}
+END_TEST
+
+/* A small network, conv -> BN+ReLU -> maxpool -> conv -> BN -> CELU -> GAP -> FC -> XENT, run
+ * forward and backward on both backends with each op's input being the previous op's output
+ * tensor (so layouts and casts compose; the network input is float32 NCHW as in the model).
+ * Compared: loss, hits, the first conv's and the FC's weight gradients, BN running statistics.
+ * In 16-bit modes every intermediate activation is rounded, so the tolerance is looser (5e-2:
+ * a composition check; per-op precision is what the tests above hold to 1e-2). */
+START_TEST(test_chain)
+{
+    enum { N = 8, C = 3, H = 12, W = 12, K = 10, OPS = 8 };
+    dpt_precision_t prec = (dpt_precision_t)_i;
+    double tol = prec == DPT_PREC_FP32 ? 1e-4 : 5e-2;
+    dpt_op_desc_t ds[OPS] = {
+        {.kind = DPT_OP_CONV2D, .out_c = 16, .kh = 3, .kw = 3, .stride = 1, .pad = 1,
+         .has_bias = 1},
+        {.kind = DPT_OP_BATCHNORM, .bn_eps = 1e-5f, .bn_momentum = 0.1f, .fuse_relu = 1},
+        {.kind = DPT_OP_MAXPOOL, .pool_k = 2, .pool_stride = 2},
+        {.kind = DPT_OP_CONV2D, .out_c = 12, .kh = 3, .kw = 3, .stride = 2, .pad = 1},
+        {.kind = DPT_OP_BATCHNORM, .bn_eps = 1e-5f, .bn_momentum = 0.1f},
+        {.kind = DPT_OP_CELU, .alpha = 1.0f},
+        {.kind = DPT_OP_GAP},
+        {.kind = DPT_OP_FC, .out_features = K, .has_bias = 1},
+    };
+    dpt_op_desc_t loss_d = {.kind = DPT_OP_XENT, .label_smoothing = 0.1f};
+    const dpt_backend_ops_t *ops[2] = {R, G};
+    float loss[2];
+    int32_t hits[2];
+    float *dw_first[2], *dw_fc[2], *bufs[2];
+    size_t n_first = 0, n_fc = 0, n_buf = 0;
+    dpt_rng_t rng;
+    dpt_rng_init(&rng, 4242, 0);
+    size_t nx = (size_t)N * C * H * W;
+    float *x = randv(&rng, nx, 1.0f, 0.0f);
+    int32_t labels[N];
+    for (int i = 0; i < N; i++)
+        labels[i] = (int32_t)dpt_rng_below(&rng, K);
+    if (prec != DPT_PREC_FP32)
+        quantize(cuda_be(prec), prec, x, nx);
+    for (int b = 0; b < 2; b++) {
+        const dpt_backend_ops_t *o = ops[b];
+        dpt_backend_t *be;
+        if (b == 0)
+            ck_assert_int_eq(o->create(&(dpt_backend_config_t){0}, &be), DPT_OK);
+        else
+            be = cuda_be(prec);
+        dpt_op_t *op[OPS + 1];
+        dpt_op_info_t info[OPS + 1];
+        dpt_tensor_t act[OPS + 2], grad[OPS + 2];
+        float *w[OPS + 1], *dw[OPS + 1], *buf[OPS + 1];
+        size_t np[OPS + 1], nb[OPS + 1];
+        act[0] = dpt_tensor_shape(N, C, H, W);
+        dpt_rng_t wr;
+        dpt_rng_init(&wr, 99, 0);   /* same weights on both sides */
+        for (int i = 0; i <= OPS; i++) {
+            dpt_op_desc_t d = i < OPS ? ds[i] : loss_d;
+            d.n_in = 1;
+            d.in[0] = act[i];
+            d.in[0].data = NULL;
+            dpt_status_t st = o->op_create(be, &d, &op[i], &info[i]);
+            ck_assert_msg(st == DPT_OK, "chain op %d (%s): %s", i, o->name, dpt_error_get());
+            act[i + 1] = info[i].out;
+            np[i] = info[i].n_params;
+            nb[i] = info[i].n_buffers;
+            float *hw = randv(&wr, np[i], 0.4f, 0.0f);
+            if (d.kind == DPT_OP_BATCHNORM)
+                for (size_t k = 0; k < np[i] / 2; k++)
+                    hw[k] += 1.0f;
+            if (d.kind == DPT_OP_CONV2D || d.kind == DPT_OP_FC)
+                quantize(cuda_be(prec), prec, hw, info[i].n_weights);
+            float *hb = randv(&wr, nb[i], 0.0f, 0.0f);
+            for (size_t k = nb[i] / 2; k < nb[i]; k++)
+                hb[k] = 1.0f;
+            if (b == 0) {
+                w[i] = hw, buf[i] = hb;
+                dw[i] = dpt_calloc((np[i] + 1) * sizeof(float));
+            } else {
+                w[i] = dev_floats(be, hw, np[i]);
+                buf[i] = dev_floats(be, hb, nb[i]);
+                dw[i] = dev_floats(be, NULL, np[i]);
+                dpt_free(hw);
+                dpt_free(hb);
+            }
+        }
+        for (int i = 0; i <= OPS + 1; i++) {
+            act[i].data = o->alloc(be, act[i].nbytes);
+            grad[i] = act[i];
+            grad[i].data = o->alloc(be, act[i].nbytes);
+            ck_assert(act[i].data && grad[i].data);
+        }
+        ck_assert_int_eq(o->import_nchw(be, x, &act[0]), DPT_OK);
+        for (int i = 0; i <= OPS; i++) {
+            dpt_op_args_t a = {.x = {&act[i]}, .y = &act[i + 1], .w = w[i], .buf = buf[i],
+                               .labels = labels, .loss = &loss[b], .correct = &hits[b],
+                               .training = 1};
+            dpt_status_t st = o->forward(op[i], &a);
+            ck_assert_msg(st == DPT_OK, "chain fwd %d (%s): %s", i, o->name, dpt_error_get());
+        }
+        for (int i = OPS; i >= 0; i--) {
+            dpt_op_args_t a = {.x = {&act[i]}, .y = &act[i + 1], .dy = &grad[i + 1],
+                               .dx = {i > 0 ? &grad[i] : NULL}, .w = w[i], .dw = dw[i],
+                               .buf = buf[i], .labels = labels, .training = 1};
+            dpt_status_t st = o->backward(op[i], &a);
+            ck_assert_msg(st == DPT_OK, "chain bwd %d (%s): %s", i, o->name, dpt_error_get());
+        }
+        n_first = np[0], n_fc = np[OPS - 1], n_buf = nb[1];
+        dw_first[b] = dpt_malloc((n_first + 1) * sizeof(float));
+        dw_fc[b] = dpt_malloc((n_fc + 1) * sizeof(float));
+        bufs[b] = dpt_malloc((n_buf + 1) * sizeof(float));
+        if (b == 0) {
+            memcpy(dw_first[b], dw[0], n_first * sizeof(float));
+            memcpy(dw_fc[b], dw[OPS - 1], n_fc * sizeof(float));
+            memcpy(bufs[b], buf[1], n_buf * sizeof(float));
+        } else {
+            to_host(be, dw_first[b], dw[0], n_first);
+            to_host(be, dw_fc[b], dw[OPS - 1], n_fc);
+            to_host(be, bufs[b], buf[1], n_buf);
+        }
+        for (int i = 0; i <= OPS + 1; i++) {
+            o->free(be, act[i].data);
+            o->free(be, grad[i].data);
+        }
+        for (int i = 0; i <= OPS; i++) {
+            o->op_destroy(op[i]);
+            if (b == 0) {
+                dpt_free(w[i]);
+                dpt_free(dw[i]);
+                dpt_free(buf[i]);
+            } else {
+                o->free(be, w[i]);
+                o->free(be, dw[i]);
+                o->free(be, buf[i]);
+            }
+        }
+        if (b == 0)
+            o->destroy(be);
+    }
+    const char *pn = dpt_precision_name(prec);
+    ck_assert_msg(fabsf(loss[1] - loss[0]) < tol * fmaxf(1.0f, fabsf(loss[0])),
+                  "chain %s loss %g vs ref %g", pn, loss[1], loss[0]);
+    if (prec == DPT_PREC_FP32)
+        ck_assert_int_eq(hits[1], hits[0]);
+    double e = rel_err(dw_first[1], dw_first[0], n_first);
+    ck_assert_msg(e < tol, "chain %s first conv dW: rel err %g", pn, e);
+    e = rel_err(dw_fc[1], dw_fc[0], n_fc);
+    ck_assert_msg(e < tol, "chain %s fc dW: rel err %g", pn, e);
+    e = rel_err(bufs[1], bufs[0], n_buf);
+    ck_assert_msg(e < tol, "chain %s BN running stats: rel err %g", pn, e);
+    for (int b = 0; b < 2; b++) {
+        dpt_free(dw_first[b]);
+        dpt_free(dw_fc[b]);
+        dpt_free(bufs[b]);
+    }
+    dpt_free(x);
+}
+END_TEST
+
+/* Errors are reported, not crashed on. */
+START_TEST(test_errors)
+{
+    dpt_backend_t *be;
+    dpt_backend_config_t cfg = {.device = 4096};
+    ck_assert_int_eq(G->create(&cfg, &be), DPT_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(dpt_error_get(), "device 4096"));
+
+    dpt_backend_t *gb = cuda_be(DPT_PREC_FP32);
+    dpt_op_desc_t d = shaped(DPT_OP_RELU, 0);
+    d.in[0] = with_layout(d.in[0], dpt_cuda_layout(DPT_PREC_BF16));
+    dpt_op_t *op;
+    dpt_op_info_t info;
+    ck_assert_int_eq(G->op_create(gb, &d, &op, &info), DPT_ERR_UNSUPPORTED);
+
+    d = (dpt_op_desc_t){.kind = DPT_OP_XENT, .n_in = 1};
+    d.in[0] = dpt_tensor_shape(2, 3, 1, 1);
+    ck_assert_int_eq(G->op_create(gb, &d, &op, &info), DPT_OK);
+    dpt_tensor_t x = dev_tensor(gb, info.out), y = dev_tensor(gb, info.out);
+    int32_t labels[2] = {1, 3};
+    float loss;
+    dpt_op_args_t a = {.x = {&x}, .y = &y, .labels = labels, .loss = &loss};
+    ck_assert_int_eq(G->forward(op, &a), DPT_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(dpt_error_get(), "label 3"));
+    G->free(gb, x.data);
+    G->free(gb, y.data);
+    G->op_destroy(op);
+}
+END_TEST
+
+static Suite *cuda_ops_suite(void)
+{
+    Suite *s = suite_create("cuda_ops");
+    struct {
+        const char *name;
+        const TTest *fn;
+    } tests[] = {
+        {"conv", test_conv},       {"batchnorm", test_batchnorm}, {"eltwise", test_eltwise},
+        {"pool", test_pool},       {"fc_flatten", test_fc_flatten}, {"xent", test_xent},
+        {"chain", test_chain},
+    };
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        TCase *tc = tcase_create(tests[i].name);
+        tcase_add_loop_test(tc, tests[i].fn, 0, DPT_PREC_COUNT_);
+        suite_add_tcase(s, tc);
+    }
+    TCase *tc = tcase_create("errors");
+    tcase_add_test(tc, test_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    if (dpt_cuda_device_count() == 0) {
+        printf("SKIP: no CUDA device (%s)\n", dpt_cuda_no_device_reason());
+        return 77;
+    }
+    SRunner *sr = srunner_create(cuda_ops_suite());
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_VERBOSE);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    for (int p = 0; p < DPT_PREC_COUNT_; p++)
+        if (g_be[p])
+            G->destroy(g_be[p]);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

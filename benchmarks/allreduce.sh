@@ -25,10 +25,12 @@ for r in $(seq "$ROUNDS"); do
     mpirun "${extra[@]}" -np "$np" build/dptrain bench allreduce --json --min-bytes 4 \
       --max-bytes "$MAX" --factor 4 \
       | sed "s/^{/{\"run\":$r,/" >> "$LOG"
-    # shm on a buffer inside its window (dpt_coll_buffer: no copy in), reported as "shm0copy"
+    # shm and auto on a buffer inside the window (dpt_coll_buffer: no copy in), reported as
+    # "shm0copy" and "auto0copy"
     mpirun "${extra[@]}" -np "$np" build/dptrain bench allreduce --json --min-bytes 4 \
-      --max-bytes "$MAX" --factor 4 --algos shm --window \
-      | grep '"algo":"shm"' | sed "s/^{/{\"run\":$r,/; s/\"algo\":\"shm\"/\"algo\":\"shm0copy\"/" >> "$LOG"
+      --max-bytes "$MAX" --factor 4 --algos shm,auto --window \
+      | grep -E '"algo":"(shm|auto)"' \
+      | sed -E "s/^\{/{\"run\":$r,/; s/\"algo\":\"(shm|auto)\"/\"algo\":\"\10copy\"/" >> "$LOG"
   done
 done
 python3 benchmarks/summarize_allreduce.py "$LOG"

@@ -37,7 +37,7 @@ typedef enum {
 } dpt_redop_t;
 
 /* All-reduce algorithms (docs/ALGORITHMS.md has costs and limitations). More come later
- * ("hier", "nccl"), so never rely on the numeric values or on DPT_COLL_ALGO_COUNT. */
+ * ("nccl"), so never rely on the numeric values or on DPT_COLL_ALGO_COUNT. */
 typedef enum {
     DPT_COLL_ALGO_RING = 0, /* "ring": reduce-scatter + all-gather, pipelined segments */
     DPT_COLL_ALGO_TREE,     /* "tree": binomial (small) or pipelined double binary tree (large) */
@@ -46,6 +46,8 @@ typedef enum {
     DPT_COLL_ALGO_MPI,      /* "mpi": MPI_Allreduce passthrough (MPI transport only) */
     DPT_COLL_ALGO_SHM,      /* "shm": shared-memory window, peers' buffers read directly (MPI
                                transport, all ranks on one node) */
+    DPT_COLL_ALGO_HIER,     /* "hier": shm inside each node + an all-reduce between the node
+                               leaders (MPI transport, ranks on two or more nodes) */
     DPT_COLL_ALGO_AUTO,     /* "auto": per call, the lowest time the alpha-beta-gamma model
                                predicts (src/comm/auto.c); the first auto call probes */
     DPT_COLL_ALGO_NCCL,     /* "nccl": ncclAllReduce of a DEVICE buffer (builds with NCCL, after

@@ -22,11 +22,34 @@
 
 #include "dptrain/status.h"
 
+/* Calibration (the probe of "auto", src/comm/auto.c): measured seconds of each algorithm at a
+ * ladder of sizes, because the formulas above are idealisations (pipelining, cache effects,
+ * the copies of shm, load on the node) and a plain alpha-beta-gamma ranking can be off by far
+ * more than the 10% that separate close algorithms. Algorithms, in this order: */
+#define DPT_COLL_CAL_ALGOS 7
+#define DPT_COLL_CAL_NAMES {"ring", "tree", "rd", "rhd", "shm", "shm0", "hier"}
+/* ("shm0": shm on a buffer inside its window, dpt_coll_buffer(): no copy in) */
+#define DPT_COLL_CAL_SIZES 16
+
 typedef struct dpt_coll_cost {
     double alpha;   /* s per message */
     double beta;    /* s per byte on the wire */
     double gamma;   /* s per byte reduced */
+    int n_sizes;                                       /* 0: not calibrated */
+    double sizes[DPT_COLL_CAL_SIZES];                  /* bytes, increasing */
+    double measured[DPT_COLL_CAL_ALGOS][DPT_COLL_CAL_SIZES]; /* seconds; <= 0: not measured */
 } dpt_coll_cost_t;
+
+/* Index of a calibrated algorithm name in DPT_COLL_CAL_NAMES, -1 if none. */
+int dpt_coll_cost_cal_index(const char *algo);
+
+/* The time "auto" ranks by: the model's prediction corrected by the calibration. Between two
+ * measured sizes the measured times are interpolated log-log; past the largest measured size the
+ * last measurement is scaled by the model (t(n) = t(m) * model(n) / model(m)); below the
+ * smallest, the smallest's time. Without measurements of `algo` (or for "shm0"/"hier" without
+ * any) it is the model's prediction (for "shm0": that of "shm"). Negative if unknown. */
+double dpt_coll_cost_estimate(const char *algo, int p, size_t nbytes, size_t segment_bytes,
+                              const dpt_coll_cost_t *c);
 
 /* Predicted seconds of algorithm `algo` ("ring", "rd", "rhd", "tree", "shm") for p ranks and nbytes,
  * with pipelining segments of segment_bytes (0 = unsegmented). Negative if the name is unknown. */
@@ -45,10 +68,12 @@ const char *dpt_coll_cost_choose(int p, size_t nbytes, size_t segment_bytes,
                                  const dpt_coll_cost_t *c, const char *const *algos, int n_algos,
                                  double *predicted);
 
-/* The cache of a fit: one line "key alpha beta gamma" per key in a text file. Load returns
- * DPT_ERR_IO when the file or key is absent (not an error for callers: they probe instead);
- * DPT_ERR_FORMAT naming the file and line for a damaged entry. Save replaces the key's line
- * atomically (temp file + rename). */
+/* The cache of a fit: one line "key alpha beta gamma" per key in a text file, then for a
+ * calibrated fit the line "key@cal s1 s2 ..." (sizes) and one line "key@<algo> t1 t2 ..."
+ * (seconds, 0 = not measured) per algorithm. Load returns DPT_ERR_IO when the file or key is
+ * absent (not an error for callers: they probe instead); DPT_ERR_FORMAT naming the file and line
+ * for a damaged entry. An entry without calibration lines loads with n_sizes = 0. Save replaces
+ * the key's lines atomically (temp file + rename). */
 dpt_status_t dpt_coll_cost_load(const char *path, const char *key, dpt_coll_cost_t *out);
 dpt_status_t dpt_coll_cost_save(const char *path, const char *key, const dpt_coll_cost_t *c);
 

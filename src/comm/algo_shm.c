@@ -44,20 +44,89 @@
 #define FOLD_TILE 1024
 
 struct dpt__shm {
-    MPI_Comm node;          /* == the whole transport's ranks, on one node */
+    MPI_Comm node;          /* the window's ranks, all on one node (owned) */
     MPI_Win win;
-    unsigned char **slot;   /* (p) base of each rank's slot, in this process's address space */
+    unsigned char **slot;   /* (n) base of each rank's slot, in this process's address space */
     size_t slot_bytes;
+    int n;                  /* ranks in `node` */
     int locked;
 };
 
-static dpt_status_t shm_sync(dpt_coll_t *c)
+dpt_status_t dpt__shm_window_sync(struct dpt__shm *s, int rank)
 {
-    int rc = MPI_Win_sync(c->shm->win);
+    int rc = MPI_Win_sync(s->win);
     if (rc == MPI_SUCCESS)
-        rc = MPI_Barrier(c->shm->node);
-    return rc == MPI_SUCCESS ? DPT_OK : dpt__mpi_error(rc, c->rank, "shm", "barrier");
+        rc = MPI_Barrier(s->node);
+    return rc == MPI_SUCCESS ? DPT_OK : dpt__mpi_error(rc, rank, "shm", "barrier");
 }
+
+unsigned char *dpt__shm_window_slot(const struct dpt__shm *s, int r) { return s->slot[r]; }
+
+void dpt__shm_window_destroy(struct dpt__shm *s)
+{
+    if (!s)
+        return;
+    if (s->locked)
+        MPI_Win_unlock_all(s->win);
+    if (s->win != MPI_WIN_NULL)
+        MPI_Win_free(&s->win);
+    MPI_Comm_free(&s->node);
+    dpt_free(s->slot);
+    dpt_free(s);
+}
+
+dpt_status_t dpt__shm_window_create(MPI_Comm node, size_t bytes, int rank, struct dpt__shm **out)
+{
+    *out = NULL;
+    struct dpt__shm *s = dpt_calloc(sizeof *s);
+    if (!s) {
+        MPI_Comm_free(&node);
+        return dpt_error_set(DPT_ERR_NOMEM, "shm rank %d: out of memory", rank);
+    }
+    s->node = node;
+    s->win = MPI_WIN_NULL;
+    MPI_Comm_size(node, &s->n);
+    s->slot_bytes = (bytes + 63) & ~(size_t)63;
+    if (s->slot_bytes == 0)
+        s->slot_bytes = 64;
+    s->slot = dpt_calloc((size_t)s->n * sizeof *s->slot);
+    dpt_status_t st = DPT_OK;
+    if (!s->slot) {
+        st = dpt_error_set(DPT_ERR_NOMEM, "shm rank %d: out of memory", rank);
+        goto fail;
+    }
+    void *base = NULL;
+    int rc = MPI_Win_allocate_shared((MPI_Aint)s->slot_bytes, 1, MPI_INFO_NULL, node, &base,
+                                     &s->win);
+    if (rc != MPI_SUCCESS) {
+        st = dpt__mpi_error(rc, rank, "shm", "MPI_Win_allocate_shared");
+        goto fail;
+    }
+    for (int r = 0; r < s->n; r++) {
+        MPI_Aint sz;
+        int disp;
+        void *p = NULL;
+        rc = MPI_Win_shared_query(s->win, r, &sz, &disp, &p);
+        if (rc != MPI_SUCCESS) {
+            st = dpt__mpi_error(rc, rank, "shm", "MPI_Win_shared_query");
+            goto fail;
+        }
+        s->slot[r] = p;
+    }
+    rc = MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win);
+    if (rc != MPI_SUCCESS) {
+        st = dpt__mpi_error(rc, rank, "shm", "MPI_Win_lock_all");
+        goto fail;
+    }
+    s->locked = 1;
+    *out = s;
+    return DPT_OK;
+fail:
+    dpt__shm_window_destroy(s);
+    return st;
+}
+
+static dpt_status_t shm_sync(dpt_coll_t *c) { return dpt__shm_window_sync(c->shm, c->rank); }
 
 dpt_status_t dpt__shm_create(dpt_coll_t *c, MPI_Comm comm)
 {
@@ -76,52 +145,14 @@ dpt_status_t dpt__shm_create(dpt_coll_t *c, MPI_Comm comm)
         snprintf(c->shm_why, sizeof c->shm_why, "the %d ranks span more than one node", c->size);
         return DPT_OK;
     }
-    struct dpt__shm *s = dpt_calloc(sizeof *s);
-    if (!s) {
-        MPI_Comm_free(&node);
-        return dpt_error_set(DPT_ERR_NOMEM, "shm rank %d: out of memory", c->rank);
-    }
-    s->node = node;
-    s->win = MPI_WIN_NULL;
-    s->slot_bytes = (c->max_bytes + 63) & ~(size_t)63;
-    if (s->slot_bytes == 0)
-        s->slot_bytes = 64;
-    s->slot = dpt_calloc((size_t)c->size * sizeof *s->slot);
-    dpt_status_t st = DPT_OK;
-    if (!s->slot) {
-        st = dpt_error_set(DPT_ERR_NOMEM, "shm rank %d: out of memory", c->rank);
-        goto fail;
-    }
-    void *base = NULL;
-    rc = MPI_Win_allocate_shared((MPI_Aint)s->slot_bytes, 1, MPI_INFO_NULL, node, &base, &s->win);
-    if (rc != MPI_SUCCESS) {
-        st = dpt__mpi_error(rc, c->rank, "shm", "MPI_Win_allocate_shared");
-        goto fail;
-    }
-    for (int r = 0; r < c->size; r++) {
-        MPI_Aint sz;
-        int disp;
-        void *p = NULL;
-        rc = MPI_Win_shared_query(s->win, r, &sz, &disp, &p);
-        if (rc != MPI_SUCCESS) {
-            st = dpt__mpi_error(rc, c->rank, "shm", "MPI_Win_shared_query");
-            goto fail;
-        }
-        s->slot[r] = p;
-    }
-    rc = MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win);
-    if (rc != MPI_SUCCESS) {
-        st = dpt__mpi_error(rc, c->rank, "shm", "MPI_Win_lock_all");
-        goto fail;
-    }
-    s->locked = 1;
-    c->shm = s;
+    DPT_CHECK(dpt__shm_window_create(node, c->max_bytes, c->rank, &c->shm));
     c->shm_why[0] = '\0';
     return DPT_OK;
-fail:
-    c->shm = s;
-    dpt__shm_destroy(c);
-    return st;
+}
+
+int dpt__shm_in_window(const dpt_coll_t *c, const void *buf)
+{
+    return c->shm && buf == (const void *)c->shm->slot[c->rank];
 }
 
 void *dpt_coll_buffer(dpt_coll_t *c, size_t *nbytes)
@@ -138,16 +169,7 @@ void *dpt_coll_buffer(dpt_coll_t *c, size_t *nbytes)
 
 void dpt__shm_destroy(dpt_coll_t *c)
 {
-    struct dpt__shm *s = c->shm;
-    if (!s)
-        return;
-    if (s->locked)
-        MPI_Win_unlock_all(s->win);
-    if (s->win != MPI_WIN_NULL)
-        MPI_Win_free(&s->win);
-    MPI_Comm_free(&s->node);
-    dpt_free(s->slot);
-    dpt_free(s);
+    dpt__shm_window_destroy(c->shm);
     c->shm = NULL;
 }
 

@@ -7,13 +7,26 @@
  *   alpha, beta  least-relative-error fit of one-way times of a ping-pong between ranks 0 and 1
  *                over the transport (8 B .. 1 MiB)
  *   gamma        rank 0 times the f32 reduction kernel (dpt__reduce) over up to 4 MiB
- * Rank 0 loads or measures, then broadcasts the three numbers, so every rank holds the same bits
- * and makes the same choice for the same size: the decision never depends on local timing
- * (that would deadlock). The choice is logged (info level) on rank 0 whenever it changes from
- * one call to the next, with the predicted time.
+ *   calibration  every candidate algorithm timed at a ladder of sizes (4 B, x4, ... up to
+ *                the context's max_bytes, 64 MiB at most), each a median of 3 blocks of
+ *                back-to-back calls; the ladder stops early once the fastest algorithm needs
+ *                more than PROBE_SLOW_S per call or the probe has used PROBE_BUDGET_S, and at
+ *                bandwidth-bound sizes an algorithm 3x slower than the best is not timed
+ *                further. dpt_coll_cost_estimate() then ranks by these times (log-log
+ *                interpolation, the model's slope past the largest size): the formulas alone
+ *                misrank close algorithms by more than the 10% that separate them.
+ * Rank 0 loads or measures (its clock decides), then broadcasts all of it, so every rank holds
+ * the same bits and makes the same choice for the same size: the decision never depends on
+ * local timing (that would deadlock). Within a process the result is kept per layout key, so
+ * further contexts on the same layout (tests, a second trainer) do not probe again. The choice
+ * is logged (info level) on rank 0 whenever it changes from one call to the next, with the
+ * predicted time.
  *
- * Candidates: ring, tree, rd, rhd, and shm where available. "mpi" is the baseline to compare
- * with, not a candidate (its internals are not modelled). */
+ * Candidates: ring, tree, rd, rhd, and shm or hier where available; on a buffer inside the shm window
+ * (dpt_coll_buffer) shm is ranked by its window timing ("shm0"). "mpi" is the baseline to
+ * compare with, not a candidate (its internals are not modelled). */
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -24,6 +37,46 @@
 #include "dptrain/coll_cost.h"
 #include "dptrain/log.h"
 
+#define PROBE_BUDGET_S 2.0
+#define PROBE_SLOW_S 0.025
+#define PROBE_MAX_BYTES ((size_t)64 << 20)
+#define PROBE_BLOCK_S 0.001   /* aim of one timed block of back-to-back calls */
+
+static const char *const cal_names[DPT_COLL_CAL_ALGOS] = DPT_COLL_CAL_NAMES;
+
+/* Calibrated models already made in this process, by layout key and max_bytes. */
+#define MEMO_SLOTS 8
+static struct {
+    char key[128];
+    size_t max_bytes;
+    dpt_coll_cost_t cost;
+} memo[MEMO_SLOTS];
+static int memo_n;
+static pthread_mutex_t memo_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int memo_get(const char *key, size_t max_bytes, dpt_coll_cost_t *out)
+{
+    int hit = 0;
+    pthread_mutex_lock(&memo_lock);
+    for (int i = 0; i < memo_n && !hit; i++)
+        if (!strcmp(memo[i].key, key) && memo[i].max_bytes == max_bytes) {
+            *out = memo[i].cost;
+            hit = 1;
+        }
+    pthread_mutex_unlock(&memo_lock);
+    return hit;
+}
+
+static void memo_put(const char *key, size_t max_bytes, const dpt_coll_cost_t *k)
+{
+    pthread_mutex_lock(&memo_lock);
+    int i = memo_n < MEMO_SLOTS ? memo_n++ : MEMO_SLOTS - 1;
+    snprintf(memo[i].key, sizeof memo[i].key, "%s", key);
+    memo[i].max_bytes = max_bytes;
+    memo[i].cost = *k;
+    pthread_mutex_unlock(&memo_lock);
+}
+
 /* FNV-1a over the bytes, chained. */
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
@@ -33,11 +86,12 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-/* "mpi-np4-<hash of every rank's host name in rank order>" or "loop-np4". */
+/* "mpi-np4-hosts1-<hash of every rank's host name in rank order>-d<deterministic>-s<segment
+ * bytes>" or "loop-np4-d0-s262144": the timings depend on all of these. */
 static dpt_status_t layout_key(dpt_coll_t *c, char *key, size_t cap)
 {
     if (c->p2p->mpi_comm == MPI_COMM_NULL) {
-        snprintf(key, cap, "loop-np%d", c->size);
+        snprintf(key, cap, "loop-np%d-d%d-s%zu", c->size, c->deterministic, c->segment_bytes);
         return DPT_OK;
     }
     char name[MPI_MAX_PROCESSOR_NAME] = "";
@@ -61,7 +115,8 @@ static dpt_status_t layout_key(dpt_coll_t *c, char *key, size_t cap)
     dpt_free(all);
     if (rc != MPI_SUCCESS)
         return dpt__mpi_error(rc, c->rank, "auto", "MPI_Allgather of host names");
-    snprintf(key, cap, "mpi-np%d-hosts%d-%016llx", c->size, hosts, (unsigned long long)h);
+    snprintf(key, cap, "mpi-np%d-hosts%d-%016llx-d%d-s%zu", c->size, hosts, (unsigned long long)h,
+             c->deterministic, c->segment_bytes);
     return DPT_OK;
 }
 
@@ -120,6 +175,115 @@ done:
     return st;
 }
 
+
+/* Everyone waits for everyone (MPI transport: a barrier; threads: a broadcast from rank 0 and
+ * one back through the all-reduce of one float, which needs every rank). */
+static dpt_status_t sync_all(dpt_coll_t *c)
+{
+    if (c->p2p->mpi_comm != MPI_COMM_NULL) {
+        int rc = MPI_Barrier(c->p2p->mpi_comm);
+        return rc == MPI_SUCCESS ? DPT_OK : dpt__mpi_error(rc, c->rank, "auto", "MPI_Barrier");
+    }
+    float one = 1.0f;
+    return dpt__allreduce_direct(c, &one, 1, DPT_DTYPE_F32, DPT_REDOP_SUM, DPT_COLL_ALGO_RD);
+}
+
+/* Seconds per call of `algo` on buf[0..count) floats, as rank 0 sees it (broadcast): median of 3
+ * blocks of back-to-back calls, the block length decided by rank 0 from one warm call. */
+static dpt_status_t time_algo(dpt_coll_t *c, dpt_coll_algo_t algo, float *buf, size_t count,
+                              double *sec)
+{
+    DPT_CHECK(dpt__allreduce_direct(c, buf, count, DPT_DTYPE_F32, DPT_REDOP_SUM, algo));
+    DPT_CHECK(sync_all(c));
+    double t0 = dpt__now();
+    DPT_CHECK(dpt__allreduce_direct(c, buf, count, DPT_DTYPE_F32, DPT_REDOP_SUM, algo));
+    double iters = fmin(200.0, fmax(1.0, floor(PROBE_BLOCK_S / fmax(dpt__now() - t0, 1e-7))));
+    DPT_CHECK(dpt_coll_broadcast(c, &iters, sizeof iters, 0));
+
+    double blocks[3];
+    for (int b = 0; b < 3; b++) {
+        DPT_CHECK(sync_all(c));
+        t0 = dpt__now();
+        for (int i = 0; i < (int)iters; i++)
+            DPT_CHECK(dpt__allreduce_direct(c, buf, count, DPT_DTYPE_F32, DPT_REDOP_SUM, algo));
+        blocks[b] = (dpt__now() - t0) / iters;
+    }
+    *sec = dpt__median(blocks, 3);
+    return DPT_OK;
+}
+
+static double row_best(const double *row)
+{
+    double best = 0;
+    for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++)
+        if (row[a] > 0 && (best == 0 || row[a] < best))
+            best = row[a];
+    return best;
+}
+
+/* Fill k->sizes / k->measured (collective; rank 0's times, broadcast row by row). */
+static dpt_status_t calibrate(dpt_coll_t *c, dpt_coll_cost_t *k)
+{
+    dpt_coll_algo_t algo[DPT_COLL_CAL_ALGOS];
+    int live[DPT_COLL_CAL_ALGOS];
+    for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++) {
+        dpt_coll_algo_t id = DPT_COLL_ALGO_RING;
+        int known = !strcmp(cal_names[a], "shm0")
+                        ? (id = DPT_COLL_ALGO_SHM, 1)
+                        : dpt_coll_algo_from_name(cal_names[a], &id) == DPT_OK;
+        algo[a] = id;
+        live[a] = known && dpt_coll_algo_available(c, id, NULL);
+    }
+    size_t cap = c->max_bytes < PROBE_MAX_BYTES ? c->max_bytes : PROBE_MAX_BYTES;
+    const char *env = getenv("DPTRAIN_AUTO_PROBE_MAX");   /* bytes, for quick tests */
+    if (env && atof(env) >= 4 && (size_t)atof(env) < cap)
+        cap = (size_t)atof(env);
+    cap &= ~(size_t)3;
+    if (cap < 4)
+        return DPT_OK;   /* nothing worth timing: the plain model decides */
+    float *heap = dpt_calloc(cap);
+    if (!heap)
+        return dpt_error_set(DPT_ERR_NOMEM, "auto rank %d: %zu-byte probe buffer", c->rank, cap);
+    float *win = c->shm ? dpt_coll_buffer(c, NULL) : NULL;   /* shm0: the window slot itself */
+    if (win)
+        memset(win, 0, cap);
+    dpt_status_t st = DPT_OK;
+    double start = dpt__now();
+    int n = 0;
+    for (size_t bytes = 4; bytes <= cap && n < DPT_COLL_CAL_SIZES; bytes *= 4) {
+        double row[DPT_COLL_CAL_ALGOS + 1] = {0};
+        for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++) {
+            int is_win = !strcmp(cal_names[a], "shm0");
+            if (!live[a] || (is_win && !win))
+                continue;
+            DPT_CHECK_GOTO(time_algo(c, algo[a], is_win ? win : heap, bytes / 4, &row[a]), st,
+                           done);
+        }
+        /* rank 0's row decides everything below (times, whether to go on: fastest call still
+         * short and budget left, which algorithms stay); its best is recomputed everywhere */
+        double best = row_best(row);
+        row[DPT_COLL_CAL_ALGOS] = best < PROBE_SLOW_S && dpt__now() - start < PROBE_BUDGET_S;
+        DPT_CHECK_GOTO(dpt_coll_broadcast(c, row, sizeof row, 0), st, done);
+        best = row_best(row);
+        k->sizes[n] = (double)bytes;
+        for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++) {
+            k->measured[a][n] = row[a];
+            /* bandwidth-bound and 3x slower than the best: it will not win at larger sizes */
+            if (row[a] > 3.0 * best && best > 1e-3)
+                live[a] = 0;
+        }
+        n++;
+        if (!row[DPT_COLL_CAL_ALGOS])
+            break;
+    }
+    k->n_sizes = n;
+done:
+    if (win)
+        memset(win, 0, cap);
+    dpt_free(heap);
+    return st;
+}
+
 dpt_status_t dpt__auto_init(dpt_coll_t *c, const char *configured_cache)
 {
     if (c->size == 1) {
@@ -129,46 +293,73 @@ dpt_status_t dpt__auto_init(dpt_coll_t *c, const char *configured_cache)
     char key[128];
     DPT_CHECK(layout_key(c, key, sizeof key));
     const char *path = configured_cache && *configured_cache ? configured_cache : NULL;
-    double v[4] = {0, 0, 0, 0};   /* alpha, beta, gamma, "found in cache" */
-    if (c->rank == 0 && path) {
-        dpt_coll_cost_t k;
-        dpt_status_t st = dpt_coll_cost_load(path, key, &k);
-        if (st == DPT_OK)
-            v[0] = k.alpha, v[1] = k.beta, v[2] = k.gamma, v[3] = 1;
-        else if (st == DPT_ERR_FORMAT)
-            DPT_WARN("auto: %s (probing again)", dpt_error_get());
+    /* rank 0: this process's memo, else the cache file; then everyone gets rank 0's model */
+    dpt_coll_cost_t k = {0};
+    double found = 0;   /* 1 memo, 2 cache file */
+    if (c->rank == 0) {
+        if (memo_get(key, c->max_bytes, &k)) {
+            found = 1;
+        } else if (path) {
+            dpt_status_t st = dpt_coll_cost_load(path, key, &k);
+            if (st == DPT_OK && k.n_sizes > 0)
+                found = 2;
+            else if (st == DPT_ERR_FORMAT)
+                DPT_WARN("auto: %s (probing again)", dpt_error_get());
+        }
     }
-    DPT_CHECK(dpt_coll_broadcast(c, v, sizeof v, 0));
-    if (!v[3]) {
-        dpt_coll_cost_t k;
-        DPT_CHECK(probe(c, &k));
-        v[0] = k.alpha, v[1] = k.beta, v[2] = k.gamma;
+    DPT_CHECK(dpt_coll_broadcast(c, &found, sizeof found, 0));
+    if (found) {
+        DPT_CHECK(dpt_coll_broadcast(c, &k, sizeof k, 0));
+    } else {
+        double v[3] = {0, 0, 0};
+        dpt_coll_cost_t fit;
+        DPT_CHECK(probe(c, &fit));
+        v[0] = fit.alpha, v[1] = fit.beta, v[2] = fit.gamma;
         DPT_CHECK(dpt_coll_broadcast(c, v, sizeof v, 0));
-        if (c->rank == 0 && path && dpt_coll_cost_save(path, key, &k) != DPT_OK)
-            DPT_INFO("auto: cost cache not written: %s", dpt_error_get());
+        k = (dpt_coll_cost_t){.alpha = v[0], .beta = v[1], .gamma = v[2]};
+        DPT_CHECK(calibrate(c, &k));
+        if (c->rank == 0) {
+            memo_put(key, c->max_bytes, &k);
+            if (path && dpt_coll_cost_save(path, key, &k) != DPT_OK)
+                DPT_INFO("auto: cost cache not written: %s", dpt_error_get());
+        }
     }
-    c->cost = (dpt_coll_cost_t){.alpha = v[0], .beta = v[1], .gamma = v[2]};
+    c->cost = k;
     c->have_cost = 1;
     c->auto_last = -1;
+    for (int i = 0; i < 16; i++)
+        c->auto_memo[i].algo = -1;
     if (c->rank == 0)
-        DPT_INFO("auto: %s: alpha %.2f us, beta %.3f GB/s, gamma %.3f GB/s (%s)", key,
-                 1e6 * v[0], v[1] > 0 ? 1e-9 / v[1] : 0.0, v[2] > 0 ? 1e-9 / v[2] : 0.0,
-                 v[3] ? "cached" : "probed");
+        DPT_INFO("auto: %s: alpha %.2f us, beta %.3f GB/s, gamma %.3f GB/s, %d sizes timed up to "
+                 "%.0f bytes (%s)", key, 1e6 * k.alpha, k.beta > 0 ? 1e-9 / k.beta : 0.0,
+                 k.gamma > 0 ? 1e-9 / k.gamma : 0.0, k.n_sizes,
+                 k.n_sizes ? k.sizes[k.n_sizes - 1] : 0.0,
+                 found == 1 ? "this process" : found == 2 ? "cached" : "probed");
     return DPT_OK;
 }
 
-dpt_coll_algo_t dpt__auto_choose(dpt_coll_t *c, size_t nbytes, double *predicted)
+dpt_coll_algo_t dpt__auto_choose(dpt_coll_t *c, size_t nbytes, int in_window, double *predicted)
 {
+    /* the same inputs give the same answer: keep recent ones (a latency-bound call must not pay
+     * for the ranking; identical on every rank, like the ranking itself) */
+    unsigned slot = (unsigned)(((nbytes * 0x9E3779B97F4A7C15ull) >> 58) ^ (unsigned)in_window) & 15u;
+    if (c->auto_memo[slot].algo >= 0 && c->auto_memo[slot].nbytes == nbytes
+        && c->auto_memo[slot].in_window == in_window) {
+        if (predicted)
+            *predicted = c->auto_memo[slot].predicted;
+        return (dpt_coll_algo_t)c->auto_memo[slot].algo;
+    }
     static const dpt_coll_algo_t cand[] = {DPT_COLL_ALGO_RING, DPT_COLL_ALGO_TREE,
                                            DPT_COLL_ALGO_RD, DPT_COLL_ALGO_RHD,
-                                           DPT_COLL_ALGO_SHM};
+                                           DPT_COLL_ALGO_SHM, DPT_COLL_ALGO_HIER};
     dpt_coll_algo_t best = DPT_COLL_ALGO_RING;
     double best_t = -1;
     for (size_t i = 0; i < sizeof cand / sizeof *cand; i++) {
         if (!dpt_coll_algo_available(c, cand[i], NULL))
             continue;
-        double t = dpt_coll_cost_predict(dpt_coll_algo_name(cand[i]), c->size, nbytes,
-                                         c->segment_bytes, &c->cost);
+        const char *name = cand[i] == DPT_COLL_ALGO_SHM && in_window ? "shm0"
+                                                                      : dpt_coll_algo_name(cand[i]);
+        double t = dpt_coll_cost_estimate(name, c->size, nbytes, c->segment_bytes, &c->cost);
         if (t >= 0 && (best_t < 0 || t < best_t)) {
             best = cand[i];
             best_t = t;
@@ -180,5 +371,9 @@ dpt_coll_algo_t dpt__auto_choose(dpt_coll_t *c, size_t nbytes, double *predicted
         DPT_INFO("auto: %zu bytes on %d ranks -> %s (predicted %.1f us)", nbytes, c->size,
                  dpt_coll_algo_name(best), 1e6 * best_t);
     c->auto_last = (int)best;
+    c->auto_memo[slot].nbytes = nbytes;
+    c->auto_memo[slot].in_window = in_window;
+    c->auto_memo[slot].algo = (int)best;
+    c->auto_memo[slot].predicted = best_t;
     return best;
 }

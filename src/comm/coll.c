@@ -21,12 +21,11 @@ static const struct {
     [DPT_COLL_ALGO_RHD] = {"rhd", dpt__allreduce_rhd},
     [DPT_COLL_ALGO_MPI] = {"mpi", dpt__allreduce_mpi},
     [DPT_COLL_ALGO_SHM] = {"shm", dpt__allreduce_shm},
+    [DPT_COLL_ALGO_HIER] = {"hier", dpt__allreduce_hier},
     [DPT_COLL_ALGO_AUTO] = {"auto", NULL},   /* dispatched to its choice */
     [DPT_COLL_ALGO_NCCL] = {"nccl", dpt__allreduce_nccl},   /* device buffers (algo_nccl.c) */
 };
 
-/* Names the command line will accept once their algorithms exist. */
-static const char *const reserved_names[] = {"hier"};
 
 size_t dpt_dtype_size(dpt_dtype_t dtype)
 {
@@ -59,12 +58,8 @@ dpt_status_t dpt_coll_algo_from_name(const char *name, dpt_coll_algo_t *out)
         len += (size_t)snprintf(known + len, sizeof known - len, "%s%s", i ? ", " : "",
                                 algos[i].name);
     }
-    const char *later = "";
-    for (size_t i = 0; name && i < sizeof reserved_names / sizeof *reserved_names; i++)
-        if (strcmp(name, reserved_names[i]) == 0)
-            later = " (not built yet)";
-    return dpt_error_set(DPT_ERR_INVALID_ARG, "unknown all-reduce algorithm '%s'%s; known: %s",
-                         name ? name : "(null)", later, known);
+    return dpt_error_set(DPT_ERR_INVALID_ARG, "unknown all-reduce algorithm '%s'; known: %s",
+                         name ? name : "(null)", known);
 }
 
 /* ---- transport wrappers -------------------------------------------------------------------- */
@@ -124,7 +119,22 @@ dpt_status_t dpt__need_scratch(const dpt_coll_args_t *a, size_t nbytes, const ch
 
 /* ---- create / destroy ---------------------------------------------------------------------- */
 
+static dpt_status_t coll_create(dpt_p2p_t *p2p, const dpt_coll_config_t *cfg, int flat,
+                                dpt_coll_t **out);
+
 dpt_status_t dpt_coll_create(dpt_p2p_t *p2p, const dpt_coll_config_t *cfg, dpt_coll_t **out)
+{
+    return coll_create(p2p, cfg, 0, out);
+}
+
+dpt_status_t dpt__coll_create_flat(dpt_p2p_t *p2p, const dpt_coll_config_t *cfg,
+                                   dpt_coll_t **out)
+{
+    return coll_create(p2p, cfg, 1, out);
+}
+
+static dpt_status_t coll_create(dpt_p2p_t *p2p, const dpt_coll_config_t *cfg, int flat,
+                                dpt_coll_t **out)
 {
     if (!p2p || !cfg || !out)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "coll_create: NULL %s",
@@ -139,10 +149,13 @@ dpt_status_t dpt_coll_create(dpt_p2p_t *p2p, const dpt_coll_config_t *cfg, dpt_c
     c->max_bytes = cfg->max_bytes;
     c->segment_bytes = cfg->segment_bytes ? cfg->segment_bytes : DEFAULT_SEGMENT_BYTES;
     c->deterministic = cfg->deterministic != 0;
+    c->flat = flat;
     const char *cache = cfg->cost_cache && *cfg->cost_cache ? cfg->cost_cache
                                                            : getenv("DPTRAIN_COLL_CACHE");
     snprintf(c->cost_cache, sizeof c->cost_cache, "%s", cache ? cache : "");
     c->auto_last = -1;
+    for (int i = 0; i < 16; i++)
+        c->auto_memo[i].algo = -1;
     for (int d = 0; d < DPT_DTYPE_COUNT; d++)
         c->mpi_op_sum16[d] = MPI_OP_NULL;
     c->nreqs_max = 2 * c->size + 32;
@@ -162,13 +175,20 @@ dpt_status_t dpt_coll_create(dpt_p2p_t *p2p, const dpt_coll_config_t *cfg, dpt_c
             goto fail;
         }
         DPT_CHECK_GOTO(dpt__mpi_ops_create(c), st, fail);
-        if (c->size <= DPT__SHM_MAX_RANKS)
+        if (flat) {
+            snprintf(c->shm_why, sizeof c->shm_why, "not in hier's inner context");
+            snprintf(c->hier_why, sizeof c->hier_why, "not in hier's inner context");
+        } else if (c->size <= DPT__SHM_MAX_RANKS) {
             DPT_CHECK_GOTO(dpt__shm_create(c, p2p->mpi_comm), st, fail);
-        else
+            DPT_CHECK_GOTO(dpt__hier_create(c, p2p->mpi_comm), st, fail);
+        } else {
             snprintf(c->shm_why, sizeof c->shm_why, "more than %d ranks", DPT__SHM_MAX_RANKS);
+            snprintf(c->hier_why, sizeof c->hier_why, "more than %d ranks", DPT__SHM_MAX_RANKS);
+        }
     } else {
         snprintf(c->shm_why, sizeof c->shm_why, "it needs the MPI transport, this one is '%s'",
                  p2p->ops->name);
+        snprintf(c->hier_why, sizeof c->hier_why, "%s", c->shm_why);
     }
     *out = c;
     return DPT_OK;
@@ -183,6 +203,7 @@ void dpt_coll_destroy(dpt_coll_t *c)
         return;
     dpt__nccl_destroy(c);
     dpt__mpi_ops_destroy(c);
+    dpt__hier_destroy(c);
     dpt__shm_destroy(c);
     dpt_free(c->mpi_counts);
     dpt_free(c->fp_all);
@@ -250,6 +271,8 @@ int dpt_coll_algo_available(const dpt_coll_t *c, dpt_coll_algo_t algo, const cha
         reason = "it needs the MPI transport";
     else if (algo == DPT_COLL_ALGO_SHM && !c->shm)
         reason = c->shm_why;
+    else if (algo == DPT_COLL_ALGO_HIER && !c->hier)
+        reason = c->hier_why;
     else if (algo == DPT_COLL_ALGO_NCCL)
         reason = dpt__nccl_why(c);
     if (why)
@@ -271,7 +294,7 @@ dpt_coll_algo_t dpt_coll_auto_choice(dpt_coll_t *c, size_t nbytes, double *predi
             *predicted = -1;
         return DPT_COLL_ALGO_RING;
     }
-    return dpt__auto_choose(c, nbytes, predicted);
+    return dpt__auto_choose(c, nbytes, 0, predicted);
 }
 
 void dpt_coll_auto_model(const dpt_coll_t *c, dpt_coll_cost_t *out)
@@ -306,6 +329,9 @@ dpt_status_t dpt_coll_allreduce(dpt_coll_t *c, void *buf, size_t count, dpt_dtyp
     if (algo == DPT_COLL_ALGO_SHM && !c->shm)
         return dpt_error_set(DPT_ERR_UNSUPPORTED, "allreduce rank %d: algorithm 'shm' is not "
                              "available: %s", c->rank, c->shm_why);
+    if (algo == DPT_COLL_ALGO_HIER && !c->hier)
+        return dpt_error_set(DPT_ERR_UNSUPPORTED, "allreduce rank %d: algorithm 'hier' is not "
+                             "available: %s", c->rank, c->hier_why);
     if (algo == DPT_COLL_ALGO_NCCL && dpt__nccl_why(c))
         return dpt_error_set(DPT_ERR_UNSUPPORTED, "allreduce rank %d: algorithm 'nccl' is not "
                              "available: %s", c->rank, dpt__nccl_why(c));
@@ -324,8 +350,15 @@ dpt_status_t dpt_coll_allreduce(dpt_coll_t *c, void *buf, size_t count, dpt_dtyp
     if (algo == DPT_COLL_ALGO_AUTO) {
         if (!c->have_cost)
             DPT_CHECK(dpt_coll_auto_tune(c));
-        algo = dpt__auto_choose(c, count * esize, NULL);
+        algo = dpt__auto_choose(c, count * esize, dpt__shm_in_window(c, buf), NULL);
     }
+    return dpt__allreduce_direct(c, buf, count, dtype, op, algo);
+}
+
+dpt_status_t dpt__allreduce_direct(dpt_coll_t *c, void *buf, size_t count, dpt_dtype_t dtype,
+                                   dpt_redop_t op, dpt_coll_algo_t algo)
+{
+    size_t esize = dpt_dtype_size(dtype);
     size_t seg_count = c->segment_bytes / esize;
     dpt_coll_args_t a = {
         .coll = c, .buf = buf, .count = count, .dtype = dtype, .op = op, .esize = esize,

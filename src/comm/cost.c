@@ -71,6 +71,49 @@ double dpt_coll_cost_predict(const char *algo, int p, size_t nbytes, size_t segm
     return -1.0;
 }
 
+int dpt_coll_cost_cal_index(const char *algo)
+{
+    static const char *const names[DPT_COLL_CAL_ALGOS] = DPT_COLL_CAL_NAMES;
+    for (int i = 0; algo && i < DPT_COLL_CAL_ALGOS; i++)
+        if (!strcmp(algo, names[i]))
+            return i;
+    return -1;
+}
+
+double dpt_coll_cost_estimate(const char *algo, int p, size_t nbytes, size_t segment_bytes,
+                              const dpt_coll_cost_t *c)
+{
+    int a = dpt_coll_cost_cal_index(algo);
+    /* the model of the window variant is that of shm, of hier that of ring (between leaders) */
+    const char *model = a == 5 ? "shm" : a == 6 ? "ring" : algo;
+    double t = dpt_coll_cost_predict(model, p, nbytes, segment_bytes, c);
+    if (t < 0 || a < 0 || p == 1 || nbytes == 0 || c->n_sizes <= 0)
+        return t;
+    const double *m = c->measured[a];
+    const double n = (double)nbytes;
+    int lo = -1, hi = -1;   /* measured sizes just below / at-or-above n */
+    for (int i = 0; i < c->n_sizes; i++) {
+        if (!(m[i] > 0))
+            continue;
+        if (c->sizes[i] <= n)
+            lo = i;
+        if (c->sizes[i] >= n && hi < 0)
+            hi = i;
+    }
+    if (lo < 0 && hi < 0)
+        return t;
+    if (lo < 0)
+        return m[hi];
+    if (hi < 0 || hi == lo) {   /* at or past the largest measured size: scale by the model */
+        if (c->sizes[lo] == n)
+            return m[lo];
+        double at = dpt_coll_cost_predict(model, p, (size_t)c->sizes[lo], segment_bytes, c);
+        return at > 0 ? m[lo] * t / at : m[lo] * n / c->sizes[lo];
+    }
+    double f = log(n / c->sizes[lo]) / log(c->sizes[hi] / c->sizes[lo]);
+    return exp(log(m[lo]) + f * (log(m[hi]) - log(m[lo])));
+}
+
 dpt_status_t dpt_coll_cost_fit_link(const double *bytes, const double *seconds, int n,
                                     double *alpha, double *beta)
 {
@@ -117,39 +160,90 @@ const char *dpt_coll_cost_choose(int p, size_t nbytes, size_t segment_bytes,
     return best;
 }
 
+/* Parse up to `max` doubles after the key of `line`; -1 on anything that is not a number. */
+static int parse_values(const char *line, double *v, int max)
+{
+    const char *q = line + strcspn(line, " \t");
+    int n = 0;
+    for (;;) {
+        q += strspn(q, " \t\n");
+        if (!*q)
+            return n;
+        char *end;
+        double x = strtod(q, &end);
+        if (end == q || n == max || !isfinite(x) || x < 0)
+            return -1;
+        v[n++] = x;
+        q = end;
+    }
+}
+
 dpt_status_t dpt_coll_cost_load(const char *path, const char *key, dpt_coll_cost_t *out)
 {
     FILE *f = fopen(path, "r");
     if (!f)
         return dpt_error_set(DPT_ERR_IO, "%s: %s", path, strerror(errno));
     char line[1024];
-    int lineno = 0;
-    dpt_status_t st = dpt_error_set(DPT_ERR_IO, "%s: no entry for %s", path, key);
-    while (fgets(line, sizeof line, f)) {
+    int lineno = 0, found = 0;
+    dpt_coll_cost_t k = {0};
+    int cal_n = -1;                               /* sizes on the key@cal line */
+    int have[DPT_COLL_CAL_ALGOS] = {0};
+    double tmp[DPT_COLL_CAL_SIZES + 1];
+    size_t klen = strlen(key);
+    dpt_status_t st = DPT_OK;
+    while (st == DPT_OK && fgets(line, sizeof line, f)) {
         lineno++;
-        char k[512];
-        double a, b, g;
-        if (line[0] == '#' || line[0] == '\n')
+        if (line[0] == '#' || line[0] == '\n' || strncmp(line, key, klen))
             continue;
-        int got = sscanf(line, "%511s %lf %lf %lf", k, &a, &b, &g);
-        if (got < 1 || strcmp(k, key))
-            continue;
-        if (got != 4 || !(a >= 0) || !(b >= 0) || !(g >= 0) || !isfinite(a + b + g)) {
-            st = dpt_error_set(DPT_ERR_FORMAT, "%s:%d: damaged cost entry for %s", path, lineno,
-                               key);
-            break;
+        const char *rest = line + klen;
+        int n = parse_values(line, tmp, DPT_COLL_CAL_SIZES + 1);
+        if (*rest == ' ' || *rest == '\t') {             /* "key alpha beta gamma" */
+            if (n != 3) {
+                st = dpt_error_set(DPT_ERR_FORMAT, "%s:%d: damaged cost entry for %s", path,
+                                   lineno, key);
+                break;
+            }
+            k.alpha = tmp[0], k.beta = tmp[1], k.gamma = tmp[2];
+            found = 1;
+        } else if (*rest == '@') {
+            char sub[32];
+            if (sscanf(rest + 1, "%31s", sub) != 1)
+                continue;
+            int a = dpt_coll_cost_cal_index(sub), is_cal = !strcmp(sub, "cal");
+            if (a < 0 && !is_cal)
+                continue;   /* an algorithm this build does not know: ignore */
+            int bad = n < 1 || n > DPT_COLL_CAL_SIZES;
+            for (int i = 1; is_cal && !bad && i < n; i++)
+                bad = !(tmp[i] > tmp[i - 1]);
+            if (bad) {
+                st = dpt_error_set(DPT_ERR_FORMAT, "%s:%d: damaged calibration line for %s",
+                                   path, lineno, key);
+            } else if (is_cal) {
+                cal_n = n;
+                memcpy(k.sizes, tmp, (size_t)n * sizeof *tmp);
+            } else {
+                have[a] = n;
+                memcpy(k.measured[a], tmp, (size_t)n * sizeof *tmp);
+            }
         }
-        *out = (dpt_coll_cost_t){.alpha = a, .beta = b, .gamma = g};
-        st = DPT_OK;
-        break;
     }
     fclose(f);
-    return st;
+    if (st != DPT_OK)
+        return st;
+    if (!found)
+        return dpt_error_set(DPT_ERR_IO, "%s: no entry for %s", path, key);
+    for (int a = 0; a < DPT_COLL_CAL_ALGOS && cal_n > 0; a++)
+        if (have[a] && have[a] != cal_n)
+            return dpt_error_set(DPT_ERR_FORMAT, "%s: calibration of %s has %d sizes, not %d",
+                                 path, key, have[a], cal_n);
+    k.n_sizes = cal_n > 0 ? cal_n : 0;
+    *out = k;
+    return DPT_OK;
 }
 
 dpt_status_t dpt_coll_cost_save(const char *path, const char *key, const dpt_coll_cost_t *c)
 {
-    if (strchr(key, ' ') || strchr(key, '\n') || !*key)
+    if (strchr(key, ' ') || strchr(key, '\n') || strchr(key, '@') || !*key)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "cost cache: bad key '%s'", key);
     char tmp[4096];
     int w = snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
@@ -161,12 +255,27 @@ dpt_status_t dpt_coll_cost_save(const char *path, const char *key, const dpt_col
     FILE *in = fopen(path, "r");
     if (in) {   /* keep the other keys */
         char line[1024], k[512];
-        while (fgets(line, sizeof line, in))
-            if (!(sscanf(line, "%511s", k) == 1 && !strcmp(k, key)))
+        size_t klen = strlen(key);
+        while (fgets(line, sizeof line, in))   /* drop "key" and "key@..." */
+            if (!(sscanf(line, "%511s", k) == 1 && !strncmp(k, key, klen)
+                  && (k[klen] == '\0' || k[klen] == '@')))
                 fputs(line, out);
         fclose(in);
     }
     fprintf(out, "%s %.9g %.9g %.9g\n", key, c->alpha, c->beta, c->gamma);
+    if (c->n_sizes > 0) {
+        static const char *const names[DPT_COLL_CAL_ALGOS] = DPT_COLL_CAL_NAMES;
+        fprintf(out, "%s@cal", key);
+        for (int i = 0; i < c->n_sizes; i++)
+            fprintf(out, " %.0f", c->sizes[i]);
+        fputc('\n', out);
+        for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++) {
+            fprintf(out, "%s@%s", key, names[a]);
+            for (int i = 0; i < c->n_sizes; i++)
+                fprintf(out, " %.6g", c->measured[a][i] > 0 ? c->measured[a][i] : 0.0);
+            fputc('\n', out);
+        }
+    }
     int bad = ferror(out);
     bad |= fflush(out) != 0 || fsync(fileno(out)) != 0;
     bad |= fclose(out) != 0;

@@ -76,9 +76,17 @@ struct dpt_coll {
     dpt__dtree_t dtree;
     struct dpt__shm *shm; /* shared-memory window of algo_shm.c; NULL when unavailable */
     char shm_why[96];     /* why shm is unavailable ("" when it is) */
+    struct dpt__hier *hier; /* algo_hier.c; NULL when unavailable */
+    char hier_why[96];    /* why hier is unavailable ("" when it is) */
+    int flat;             /* an inner context (hier's leaders): no shm, no hier */
     dpt_coll_cost_t cost; /* the "auto" model (auto.c), identical on every rank */
     int have_cost;
     int auto_last;        /* the last choice, to log changes */
+    struct {              /* auto's recent decisions (sizes repeat: gradient buckets) */
+        size_t nbytes;
+        int in_window, algo;
+        double predicted;
+    } auto_memo[16];      /* algo < 0: empty */
     char cost_cache[512]; /* "" = none */
     /* fingerprint check (dpt_coll_set_check): every collective first all-gathers
      * (sequence number, kind, count, dtype, op, algo/root) and compares them across ranks */
@@ -122,7 +130,35 @@ dpt_status_t dpt__shm_create(dpt_coll_t *c, MPI_Comm comm);
 
 /* "auto" (auto.c): fit or load the model (collective), and the per-call choice. */
 dpt_status_t dpt__auto_init(dpt_coll_t *c, const char *cache_path);
-dpt_coll_algo_t dpt__auto_choose(dpt_coll_t *c, size_t nbytes, double *predicted);
+/* A shared-memory window over `node` (all ranks on one node; the window takes ownership of the
+ * communicator): one slot of `bytes` per rank, readable by every rank of the node. Sync is
+ * MPI_Win_sync + a barrier of the node. `rank` only names the caller in errors. */
+struct dpt__shm;
+dpt_status_t dpt__shm_window_create(MPI_Comm node, size_t bytes, int rank, struct dpt__shm **out);
+void dpt__shm_window_destroy(struct dpt__shm *s);
+dpt_status_t dpt__shm_window_sync(struct dpt__shm *s, int rank);
+unsigned char *dpt__shm_window_slot(const struct dpt__shm *s, int r);
+
+/* "hier" (algo_hier.c): shm inside each node, an all-reduce between the node leaders. Create is
+ * collective over `comm`; when every rank is on one node (shm is the algorithm there) it leaves
+ * c->hier NULL and says why in c->hier_why. Nodes are MPI_COMM_TYPE_SHARED, or blocks of
+ * $DPTRAIN_HIER_NODE_SIZE consecutive ranks (rank 0's value) to test it on one machine. */
+struct dpt__hier;
+dpt_status_t dpt__hier_create(dpt_coll_t *c, MPI_Comm comm);
+void dpt__hier_destroy(dpt_coll_t *c);
+dpt_status_t dpt__allreduce_hier(const dpt_coll_args_t *a);
+
+/* in_window: the buffer is this rank's slot of the shm window (dpt__shm_in_window). */
+dpt_coll_algo_t dpt__auto_choose(dpt_coll_t *c, size_t nbytes, int in_window, double *predicted);
+/* 1 when buf is this rank's slot of the shm window (shm then skips the copy in). */
+int dpt__shm_in_window(const dpt_coll_t *c, const void *buf);
+/* dpt_coll_create for an inner context (hier's leaders): no shm window, no hier. */
+dpt_status_t dpt__coll_create_flat(dpt_p2p_t *p2p, const dpt_coll_config_t *cfg,
+                                   dpt_coll_t **out);
+/* One all-reduce by `algo` (not auto) without the public checks and the fingerprint: the
+ * arguments are known to be valid (coll.c's dispatch, auto.c's probe). count > 0, size > 1. */
+dpt_status_t dpt__allreduce_direct(dpt_coll_t *c, void *buf, size_t count, dpt_dtype_t dtype,
+                                   dpt_redop_t op, dpt_coll_algo_t algo);
 void dpt__shm_destroy(dpt_coll_t *c);
 
 /* Fill *t with rank's nodes in the two trees of the double binary tree over p ranks (NCCL's
@@ -151,6 +187,7 @@ enum {
     DPT__TAG_DBT_UP,       /* + tree (0, 1) */
     DPT__TAG_DBT_DOWN = DPT__TAG_DBT_UP + 2, /* + tree (0, 1) */
     DPT__TAG_PROBE = DPT__TAG_DBT_DOWN + 2, /* auto.c ping-pong */
+    DPT__TAG_HIER,         /* algo_hier.c: node leaders */
 };
 
 /* ---- small shared helpers ------------------------------------------------------------------ */

@@ -84,7 +84,7 @@ static const option_def_t options[] = {
     {"optimizer", T_STR, C(sgd.lars), 0, 0, CMD_TRAIN, "NAME", "sgd (default) or lars (SGD with LARS layer-wise trust ratios; BN and biases excluded)"},
     {"lars-eta", T_FLOAT, C(sgd.lars_eta), 1e-6, 1, CMD_TRAIN, "ETA", "LARS trust coefficient (default 0.001)"},
     {"allreduce", T_STR, C(allreduce), 0, 0, CMD_TRAIN, "NAME",
-     "gradient all-reduce across ranks: auto (default: per bucket, by the fitted cost model), ring, tree, rd, rhd, shm, mpi, nccl (--device cuda, NCCL builds)"},
+     "gradient all-reduce across ranks: auto (default: per bucket, by the cost model calibrated at start-up), ring, tree, rd, rhd, shm, hier, mpi, nccl (--device cuda, NCCL builds)"},
     {"bucket-mb", T_DOUBLE, C(bucket_mb), 0.004, 4096, CMD_TRAIN, "M", "gradient bucket size in MiB (default 25; the first bucket is min(1, M))"},
     {"overlap", T_BOOL, C(overlap), 0, 0, CMD_TRAIN, NULL, "all-reduce buckets on a thread while backward runs (default on; --no-overlap: after backward)"},
     {"sync-bn", T_BOOL, C(sync_bn), 0, 0, CMD_TRAIN, NULL, "batch-norm statistics over all ranks' batches (default: each rank's own; running statistics are averaged before eval and save either way)"},

@@ -54,12 +54,20 @@ for a in ring tree rd rhd shm mpi auto; do
   if [[ -z $first ]]; then first=$a; continue; fi
   same "$TMP/det-$first.dpt" "$TMP/det-$a.dpt" --exact "--deterministic: $a vs $first"
 done
+# hier needs two nodes: simulated ones of one rank (rank 0's DPTRAIN_HIER_NODE_SIZE decides)
+export DPTRAIN_HIER_NODE_SIZE=1
+train 2 "$TMP/det-hier.dpt" "${args[@]}" --batch 32 --deterministic --allreduce hier --bucket-mb 0.05 \
+  && same "$TMP/det-$first.dpt" "$TMP/det-hier.dpt" --exact "--deterministic: hier vs $first"
+unset DPTRAIN_HIER_NODE_SIZE
 grep -q "gradient buckets" "$TMP/det-ring.txt" && ok || bad "no bucket report in: $(head -3 "$TMP/det-ring.txt")"
 
 # replicas identical after every epoch, for every algorithm, at a rank count that is not a power of 2
 for a in ring tree rd rhd shm mpi auto; do
   train 3 "$TMP/r3-$a.dpt" "${args[@]}" --batch 16 --allreduce "$a" && ok
 done
+export DPTRAIN_HIER_NODE_SIZE=2   # nodes {0, 1} and {2}
+train 3 "$TMP/r3-hier.dpt" "${args[@]}" --batch 16 --allreduce hier && ok
+unset DPTRAIN_HIER_NODE_SIZE
 grep -q "^final: .*param_crc" "$TMP/r3-ring.txt" && ok || bad "np 3 final line missing"
 
 # ranks that disagree stop together, naming the rank

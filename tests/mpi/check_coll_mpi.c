@@ -71,7 +71,15 @@ static void run_case(ctx_t *t, dpt_coll_algo_t algo, int det, int seg, const fx_
         MPI_Bcast(host[1], sizeof host[1], MPI_CHAR, 0, MPI_COMM_WORLD);
         int other = strcmp(host[0], host[1]) != 0, any = 0;
         MPI_Allreduce(&other, &any, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD);
-        CHECK(algo == DPT_COLL_ALGO_SHM && any, "%s unavailable on one host: %s", what, missing);
+        /* hier needs two nodes: hosts, or blocks of $DPTRAIN_HIER_NODE_SIZE ranks */
+        const char *env = getenv("DPTRAIN_HIER_NODE_SIZE");
+        int block = env ? atoi(env) : 0;
+        int hier_nodes = block > 0 ? (p + block - 1) / block >= 2 : any;
+        if (algo == DPT_COLL_ALGO_HIER)
+            CHECK(!hier_nodes, "%s unavailable with two nodes or more: %s", what, missing);
+        else
+            CHECK(algo == DPT_COLL_ALGO_SHM && any, "%s unavailable on one host: %s", what,
+                  missing);
         return;
     }
     dpt_status_t st = dpt_coll_allreduce(t->coll[det][seg], t->buf, in->count, in->dtype, in->op,

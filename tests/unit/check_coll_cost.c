@@ -100,6 +100,64 @@ START_TEST(test_cache)
 }
 END_TEST
 
+/* The calibrated estimate: the measurement at a probed size, log-log in between, the model's
+ * slope past the largest, the model alone for an algorithm without measurements; and the cache
+ * round trip of a calibrated fit, with a damaged calibration line refused. */
+START_TEST(test_calibration)
+{
+    dpt_coll_cost_t k = C;
+    int ring = dpt_coll_cost_cal_index("ring"), rd = dpt_coll_cost_cal_index("rd");
+    ck_assert_int_ge(ring, 0);
+    ck_assert_int_ge(rd, 0);
+    ck_assert_int_eq(dpt_coll_cost_cal_index("mpi"), -1);
+    k.n_sizes = 3;
+    k.sizes[0] = 1024, k.sizes[1] = 4096, k.sizes[2] = 16384;
+    k.measured[ring][0] = 10e-6, k.measured[ring][1] = 40e-6, k.measured[ring][2] = 90e-6;
+    /* rd measured only at the first two sizes (dropped from the ladder after) */
+    k.measured[rd][0] = 5e-6, k.measured[rd][1] = 80e-6;
+    ck_assert_double_eq_tol(dpt_coll_cost_estimate("ring", 4, 4096, 0, &k), 40e-6, 1e-15);
+    /* 2048 is half-way in log between 1024 and 4096: the geometric mean */
+    ck_assert_double_eq_tol(dpt_coll_cost_estimate("ring", 4, 2048, 0, &k), 20e-6, 1e-12);
+    ck_assert_double_eq_tol(dpt_coll_cost_estimate("ring", 4, 16, 0, &k), 10e-6, 1e-15);
+    double model = dpt_coll_cost_predict("rd", 4, 1 << 20, 0, &k);
+    double at = dpt_coll_cost_predict("rd", 4, 4096, 0, &k);
+    ck_assert_double_eq_tol(dpt_coll_cost_estimate("rd", 4, 1 << 20, 0, &k), 80e-6 * model / at,
+                            1e-12);
+    ck_assert_double_eq_tol(dpt_coll_cost_estimate("rhd", 4, 4096, 0, &k),
+                            dpt_coll_cost_predict("rhd", 4, 4096, 0, &k), 1e-15);
+    /* the choice follows the measurements, not the formulas */
+    ck_assert_double_lt(dpt_coll_cost_estimate("rd", 4, 1024, 0, &k),
+                        dpt_coll_cost_estimate("ring", 4, 1024, 0, &k));
+    ck_assert_double_gt(dpt_coll_cost_estimate("rd", 4, 4096, 0, &k),
+                        dpt_coll_cost_estimate("ring", 4, 4096, 0, &k));
+
+    char path[] = "/tmp/dpt_cal_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(dpt_coll_cost_save(path, "mpi-np4-x", &k), DPT_OK);
+    ck_assert_int_eq(dpt_coll_cost_save(path, "mpi-np4-x2", &C), DPT_OK);   /* a longer key */
+    dpt_coll_cost_t got;
+    ck_assert_int_eq(dpt_coll_cost_load(path, "mpi-np4-x", &got), DPT_OK);
+    ck_assert_int_eq(got.n_sizes, 3);
+    ck_assert_double_eq(got.sizes[2], 16384);
+    ck_assert_double_eq_tol(got.measured[ring][2], 90e-6, 1e-12);
+    ck_assert_double_eq(got.measured[rd][2], 0);
+    ck_assert_int_eq(dpt_coll_cost_load(path, "mpi-np4-x2", &got), DPT_OK);
+    ck_assert_int_eq(got.n_sizes, 0);   /* an uncalibrated entry */
+    ck_assert_int_eq(dpt_coll_cost_save(path, "a@b", &C), DPT_ERR_INVALID_ARG);
+    FILE *f = fopen(path, "a");
+    fputs("mpi-np4-x@tree 1e-6 abc\n", f);
+    fclose(f);
+    ck_assert_int_eq(dpt_coll_cost_load(path, "mpi-np4-x", &got), DPT_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(dpt_error_get(), path));
+    /* saving again replaces every line of the key, the damaged one too */
+    ck_assert_int_eq(dpt_coll_cost_save(path, "mpi-np4-x", &k), DPT_OK);
+    ck_assert_int_eq(dpt_coll_cost_load(path, "mpi-np4-x", &got), DPT_OK);
+    unlink(path);
+}
+END_TEST
+
 static Suite *coll_cost_suite(void)
 {
     Suite *s = suite_create("coll_cost");
@@ -108,6 +166,7 @@ static Suite *coll_cost_suite(void)
     tcase_add_test(tc, test_fit);
     tcase_add_test(tc, test_choose);
     tcase_add_test(tc, test_cache);
+    tcase_add_test(tc, test_calibration);
     suite_add_tcase(s, tc);
     return s;
 }

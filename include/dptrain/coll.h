@@ -137,9 +137,11 @@ dpt_status_t dpt_coll_allreduce(dpt_coll_t *coll, void *buf, size_t count, dpt_d
  * probe buffers). */
 dpt_status_t dpt_coll_auto_tune(dpt_coll_t *coll);
 
-/* The algorithm "auto" picks for `nbytes` on this context and the model's predicted seconds
- * (after dpt_coll_auto_tune; before it, ring and -1). Local and identical on every rank. */
-dpt_coll_algo_t dpt_coll_auto_choice(dpt_coll_t *coll, size_t nbytes, double *predicted);
+/* The algorithm "auto" picks for `nbytes` at `buf` on this context and its estimated seconds
+ * (after dpt_coll_auto_tune; before it, ring and -1). buf matters only when it is the shm window
+ * slot (dpt_coll_buffer); NULL means an ordinary buffer. Local and identical on every rank. */
+dpt_coll_algo_t dpt_coll_auto_choice(dpt_coll_t *coll, const void *buf, size_t nbytes,
+                                     double *predicted);
 
 /* The model "auto" uses (zeros before dpt_coll_auto_tune), for reports next to measurements. */
 void dpt_coll_auto_model(const dpt_coll_t *coll, dpt_coll_cost_t *out);

@@ -8,9 +8,10 @@
  *                over the transport (8 B .. 1 MiB)
  *   gamma        rank 0 times the f32 reduction kernel (dpt__reduce) over up to 4 MiB
  *   calibration  every candidate algorithm timed at a ladder of sizes (4 B, x4, ... up to
- *                the context's max_bytes, 64 MiB at most), each a median of 3 blocks of
- *                back-to-back calls; the ladder stops early once the fastest algorithm needs
- *                more than PROBE_SLOW_S per call or the probe has used PROBE_BUDGET_S, and at
+ *                the context's max_bytes, 64 MiB at most), each a median of 5 blocks of
+ *                back-to-back calls (3 when one call fills a block); the ladder stops early
+ *                once the fastest algorithm needs more than PROBE_SLOW_S per call or the
+ *                probe has used PROBE_BUDGET_S, and at
  *                bandwidth-bound sizes an algorithm 3x slower than the best is not timed
  *                further. dpt_coll_cost_estimate() then ranks by these times (log-log
  *                interpolation, the model's slope past the largest size): the formulas alone
@@ -188,8 +189,9 @@ static dpt_status_t sync_all(dpt_coll_t *c)
     return dpt__allreduce_direct(c, &one, 1, DPT_DTYPE_F32, DPT_REDOP_SUM, DPT_COLL_ALGO_RD);
 }
 
-/* Seconds per call of `algo` on buf[0..count) floats, as rank 0 sees it (broadcast): median of 3
- * blocks of back-to-back calls, the block length decided by rank 0 from one warm call. */
+/* Seconds per call of `algo` on buf[0..count) floats, as rank 0 sees it (broadcast): median of 5
+ * blocks of back-to-back calls (3 when one call fills a block), the block length decided by
+ * rank 0 from one warm call. */
 static dpt_status_t time_algo(dpt_coll_t *c, dpt_coll_algo_t algo, float *buf, size_t count,
                               double *sec)
 {
@@ -200,15 +202,17 @@ static dpt_status_t time_algo(dpt_coll_t *c, dpt_coll_algo_t algo, float *buf, s
     double iters = fmin(200.0, fmax(1.0, floor(PROBE_BLOCK_S / fmax(dpt__now() - t0, 1e-7))));
     DPT_CHECK(dpt_coll_broadcast(c, &iters, sizeof iters, 0));
 
-    double blocks[3];
-    for (int b = 0; b < 3; b++) {
+    /* 5 blocks while a block is one call or more of a short message, 3 for the long ones */
+    double blocks[5];
+    int nb = iters > 1 ? 5 : 3;
+    for (int b = 0; b < nb; b++) {
         DPT_CHECK(sync_all(c));
         t0 = dpt__now();
         for (int i = 0; i < (int)iters; i++)
             DPT_CHECK(dpt__allreduce_direct(c, buf, count, DPT_DTYPE_F32, DPT_REDOP_SUM, algo));
         blocks[b] = (dpt__now() - t0) / iters;
     }
-    *sec = dpt__median(blocks, 3);
+    *sec = dpt__median(blocks, nb);
     return DPT_OK;
 }
 

@@ -287,14 +287,15 @@ dpt_status_t dpt_coll_auto_tune(dpt_coll_t *c)
     return dpt__auto_init(c, c->cost_cache);
 }
 
-dpt_coll_algo_t dpt_coll_auto_choice(dpt_coll_t *c, size_t nbytes, double *predicted)
+dpt_coll_algo_t dpt_coll_auto_choice(dpt_coll_t *c, const void *buf, size_t nbytes,
+                                     double *predicted)
 {
     if (!c->have_cost) {
         if (predicted)
             *predicted = -1;
         return DPT_COLL_ALGO_RING;
     }
-    return dpt__auto_choose(c, nbytes, 0, predicted);
+    return dpt__auto_choose(c, nbytes, buf && dpt__shm_in_window(c, buf), predicted);
 }
 
 void dpt_coll_auto_model(const dpt_coll_t *c, dpt_coll_cost_t *out)

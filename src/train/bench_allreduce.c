@@ -322,7 +322,7 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
             double pred = dpt_coll_cost_predict(model, b.size, nbytes, seg, &b.cost);
             const char *choice = "";
             if (b.algos[a] == DPT_COLL_ALGO_AUTO)   /* its own model's pick and prediction */
-                choice = dpt_coll_algo_name(dpt_coll_auto_choice(b.coll, nbytes, &pred));
+                choice = dpt_coll_algo_name(dpt_coll_auto_choice(b.coll, b.buf, nbytes, &pred));
             double algbw = sec > 0 ? (double)nbytes / sec / 1e9 : 0.0;
             double busbw = b.size > 1 ? algbw * 2.0 * (b.size - 1) / b.size : algbw;
             wrong_row += wrong;

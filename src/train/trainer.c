@@ -486,7 +486,7 @@ static void print_buckets(session_t *s)
         dpt_bucketer_range(s->bk, i, &off, &cnt);
         double pred = -1;
         dpt_coll_algo_t a = s->algo == DPT_COLL_ALGO_AUTO
-                                ? dpt_coll_auto_choice(s->coll, cnt * sizeof(float), &pred)
+                                ? dpt_coll_auto_choice(s->coll, NULL, cnt * sizeof(float), &pred)
                                 : s->algo;
         if (pred >= 0)
             printf("  bucket %d: %zu floats (%.2f MiB) -> %s, predicted %.1f us\n", i, cnt,

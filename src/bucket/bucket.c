@@ -17,6 +17,8 @@
 
 #if DPT_HAVE_CUDA
 #include <cuda_runtime.h>
+
+#include "core/cuda_try.h"
 #endif
 
 typedef struct bucket {
@@ -59,16 +61,7 @@ struct dpt_bucketer {
 };
 
 #if DPT_HAVE_CUDA
-static dpt_status_t cuda_fail(cudaError_t e, const char *call)
-{
-    return dpt_error_set(DPT_ERR_CUDA, "bucketer: cuda: %s: %s", call, cudaGetErrorString(e));
-}
-#define CUDA_TRY(call)                                                                         \
-    do {                                                                                       \
-        cudaError_t e_ = (call);                                                               \
-        if (e_ != cudaSuccess)                                                                 \
-            return cuda_fail(e_, #call);                                                       \
-    } while (0)
+#define CUDA_TRY(call) DPT_CUDA_TRY("bucketer", call)
 #endif
 
 int dpt_bucketer_count(const dpt_bucketer_t *b)

@@ -31,17 +31,9 @@ struct dpt_gpu_input {
     int head, count;            /* oldest staged slot, staged and not taken */
 };
 
-static dpt_status_t cuda_fail(cudaError_t e, const char *call)
-{
-    return dpt_error_set(DPT_ERR_CUDA, "gpu input: cuda: %s: %s", call, cudaGetErrorString(e));
-}
+#include "core/cuda_try.h"
 
-#define CUDA_TRY(call)                                                                         \
-    do {                                                                                       \
-        cudaError_t e_ = (call);                                                               \
-        if (e_ != cudaSuccess)                                                                 \
-            return cuda_fail(e_, #call);                                                       \
-    } while (0)
+#define CUDA_TRY(call) DPT_CUDA_TRY("gpu input", call)
 
 extern "C" void dpt_gpu_input_destroy(dpt_gpu_input_t *g)
 {

@@ -8,17 +8,9 @@ extern "C" {
 #include "dptrain/optim.h"
 }
 
-static dpt_status_t cuda_fail(cudaError_t e, const char *call)
-{
-    return dpt_error_set(DPT_ERR_CUDA, "cuda: %s: %s", call, cudaGetErrorString(e));
-}
+#include "core/cuda_try.h"
 
-#define CUDA_TRY(call)                                                                         \
-    do {                                                                                       \
-        cudaError_t e_ = (call);                                                               \
-        if (e_ != cudaSuccess)                                                                 \
-            return cuda_fail(e_, #call);                                                       \
-    } while (0)
+#define CUDA_TRY(call) DPT_CUDA_TRY("sgd", call)
 
 static unsigned grid_for(size_t n, unsigned block)
 {

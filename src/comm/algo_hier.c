@@ -92,7 +92,12 @@ dpt_status_t dpt__hier_create(dpt_coll_t *c, MPI_Comm comm)
         MPI_Comm_free(&node);
         return dpt__mpi_error(rc, c->rank, "hier", "leaders split");
     }
-    DPT_CHECK(dpt__shm_window_create(node, c->max_bytes, c->rank, &h->win));
+    dpt_status_t wst = dpt__shm_window_create(node, c->max_bytes, c->rank, &h->win);
+    if (wst != DPT_OK) {
+        if (lc != MPI_COMM_NULL)
+            MPI_Comm_free(&lc);
+        return wst;
+    }
     if (lead) {
         dpt_status_t st = dpt_p2p_mpi_create(lc, &h->lp2p);
         MPI_Comm_free(&lc);   /* the transport holds its own duplicate */

@@ -242,15 +242,24 @@ static dpt_status_t calibrate(dpt_coll_t *c, dpt_coll_cost_t *k)
     const char *env = getenv("DPTRAIN_AUTO_PROBE_MAX");   /* bytes, for quick tests */
     if (env && atof(env) >= 4 && (size_t)atof(env) < cap)
         cap = (size_t)atof(env);
-    cap &= ~(size_t)3;
+    double capd = (double)(cap & ~(size_t)3);
+    DPT_CHECK(dpt_coll_broadcast(c, &capd, sizeof capd, 0));   /* rank 0's ladder everywhere */
+    cap = (size_t)capd;
     if (cap < 4)
         return DPT_OK;   /* nothing worth timing: the plain model decides */
     float *heap = dpt_calloc(cap);
-    if (!heap)
-        return dpt_error_set(DPT_ERR_NOMEM, "auto rank %d: %zu-byte probe buffer", c->rank, cap);
     float *win = c->shm ? dpt_coll_buffer(c, NULL) : NULL;   /* shm0: the window slot itself */
-    if (win)
+    /* the slot may hold the caller's data (a first auto call on a window buffer): keep it */
+    unsigned char *saved = win ? dpt_malloc(cap) : NULL;
+    if (!heap || (win && !saved)) {
+        dpt_free(heap);
+        dpt_free(saved);
+        return dpt_error_set(DPT_ERR_NOMEM, "auto rank %d: %zu-byte probe buffers", c->rank, cap);
+    }
+    if (win) {
+        memcpy(saved, win, cap);
         memset(win, 0, cap);
+    }
     dpt_status_t st = DPT_OK;
     double start = dpt__now();
     int n = 0;
@@ -283,7 +292,8 @@ static dpt_status_t calibrate(dpt_coll_t *c, dpt_coll_cost_t *k)
     k->n_sizes = n;
 done:
     if (win)
-        memset(win, 0, cap);
+        memcpy(win, saved, cap);
+    dpt_free(saved);
     dpt_free(heap);
     return st;
 }

@@ -234,6 +234,27 @@ static void window_buffer(ctx_t *t)
                       "window buffer and ordinary buffer differ: %s np=%d count=%zu",
                       dpt_coll_algo_name(algos[a]), g_size, n);
             }
+    /* The first "auto" call of a context on its window buffer probes, timing shm in that very
+     * slot, and must leave the caller's data intact: the (deterministic) result equals the
+     * deterministic ring's on an ordinary buffer. */
+    enum { N = 4096 };
+    dpt_coll_t *fresh = NULL;
+    dpt_coll_config_t cfg = {.max_bytes = N * sizeof(float), .deterministic = 1};
+    dpt_status_t st = dpt_coll_create(t->p2p, &cfg, &fresh);
+    CHECK(st == DPT_OK, "coll_create: %s", dpt_error_get());
+    float *fw = st == DPT_OK ? dpt_coll_buffer(fresh, NULL) : NULL;
+    if (fw) {
+        fx_input_t in = {.count = N, .dtype = DPT_DTYPE_F32, .op = DPT_REDOP_SUM, .seed = 990};
+        fx_fill(&in, g_size, g_rank, t->buf);
+        st = dpt_coll_allreduce(t->coll[1][0], t->buf, N, in.dtype, in.op, DPT_COLL_ALGO_RING);
+        CHECK(st == DPT_OK, "ring: %s", dpt_error_get());
+        fx_fill(&in, g_size, g_rank, fw);
+        st = dpt_coll_allreduce(fresh, fw, N, in.dtype, in.op, DPT_COLL_ALGO_AUTO);
+        CHECK(st == DPT_OK, "first auto call on the window: %s", dpt_error_get());
+        CHECK(memcmp(fw, t->buf, N * sizeof(float)) == 0,
+              "first auto call on the window buffer: result differs from ring's (np=%d)", g_size);
+    }
+    dpt_coll_destroy(fresh);
 }
 
 static void errors(ctx_t *t)

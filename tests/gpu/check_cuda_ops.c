@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_compare.h"
 #include "dptrain/alloc.h"
 #include "dptrain/backend.h"
 #include "dptrain/cuda.h"
@@ -38,24 +39,6 @@ static dpt_backend_t *cuda_be(dpt_precision_t p)
 
 static double tol_of(dpt_precision_t p) { return p == DPT_PREC_FP32 ? 1e-4 : 1e-2; }
 
-static float *randv(dpt_rng_t *r, size_t n, float scale, float offset)
-{
-    float *v = dpt_malloc((n + 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++)
-        v[i] = offset + scale * (2.0f * dpt_rng_uniform(r) - 1.0f);
-    return v;
-}
-
-/* max |a - b| / max(1e-6, max |b|) */
-static double rel_err(const float *a, const float *b, size_t n)
-{
-    double diff = 0, mag = 1e-6;
-    for (size_t i = 0; i < n; i++) {
-        diff = fmax(diff, fabs((double)a[i] - b[i]));
-        mag = fmax(mag, fabs((double)b[i]));
-    }
-    return diff / mag;
-}
 
 /* ---- device helpers ------------------------------------------------------------------------ */
 static dpt_tensor_t dev_tensor(dpt_backend_t *be, dpt_tensor_t shape)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check_compare.h"
 #include "check_main.h"
 #include "dptrain/alloc.h"
 #include "dptrain/backend.h"
@@ -29,24 +30,6 @@ typedef struct side {
     int32_t correct;
 } side_t;
 
-static float *randv(dpt_rng_t *r, size_t n, float scale, float offset)
-{
-    float *v = dpt_malloc(n * sizeof(float) + 64);
-    for (size_t i = 0; i < n; i++)
-        v[i] = offset + scale * (2.0f * dpt_rng_uniform(r) - 1.0f);
-    return v;
-}
-
-/* max |a - b| / max(1e-6, max |b|) */
-static double rel_err(const float *a, const float *b, size_t n)
-{
-    double diff = 0, mag = 1e-6;
-    for (size_t i = 0; i < n; i++) {
-        diff = fmax(diff, fabs((double)a[i] - b[i]));
-        mag = fmax(mag, fabs((double)b[i]));
-    }
-    return diff / mag;
-}
 
 static dpt_tensor_t make_tensor(side_t *s, dpt_tensor_t shape)
 {

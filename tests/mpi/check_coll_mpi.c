@@ -257,6 +257,36 @@ static void window_buffer(ctx_t *t)
     dpt_coll_destroy(fresh);
 }
 
+/* Many shm calls back to back with different data, small (the flag path, whose two buffers per
+ * rank are reused on alternate calls) and large (the barrier path) mixed, the ranks put out of
+ * step by uneven delays: a rank that reused a buffer a peer still reads, or read a peer's buffer
+ * before it was written, gives a wrong sum. Integer data: the exact sum is known. */
+static void shm_back_to_back(ctx_t *t)
+{
+    if (!dpt_coll_algo_available(t->coll[0][0], DPT_COLL_ALGO_SHM, NULL))
+        return;
+    const size_t counts[] = {1, 5, 4096, 4097, 300};   /* 4096 f32 = the flag path's limit */
+    float *x = (float *)t->buf;
+    int p = g_size, bad_calls = 0;
+    for (int k = 0; k < 400; k++) {
+        size_t n = counts[k % 5];
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)((g_rank + 1) * (k + 1)) + (float)(i % 7);
+        volatile double spin = 0;   /* uneven start: a different rank is late each call */
+        for (int d = 0; d < ((k + g_rank) % p) * 2000; d++)
+            spin += d;
+        dpt_status_t st = dpt_coll_allreduce(t->coll[0][0], x, n, DPT_DTYPE_F32, DPT_REDOP_SUM,
+                                             DPT_COLL_ALGO_SHM);
+        CHECK(st == DPT_OK, "shm back to back: %s", dpt_error_get());
+        for (size_t i = 0; i < n; i++)
+            if (x[i] != (float)((k + 1) * p * (p + 1) / 2) + (float)(p * (int)(i % 7))) {
+                bad_calls++;
+                break;
+            }
+    }
+    CHECK(bad_calls == 0, "shm back to back np=%d: %d of 400 calls wrong", p, bad_calls);
+}
+
 static void errors(ctx_t *t)
 {
     dpt_status_t st = dpt_coll_allreduce(t->coll[0][0], t->buf, LARGE_COUNT + 1, DPT_DTYPE_F32,
@@ -295,6 +325,7 @@ int main(int argc, char **argv)
         allreduce_sweep(&t);
         movement(&t);
         window_buffer(&t);
+        shm_back_to_back(&t);
         errors(&t);
     } else {
         CHECK(0, "setup failed on some rank");

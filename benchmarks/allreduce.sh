@@ -22,15 +22,11 @@ for r in $(seq "$ROUNDS"); do
   for np in 2 4; do
     extra=()
     ((np > $(nproc --all))) && extra=(--oversubscribe)
+    # shm0copy / auto0copy: shm and auto on a buffer inside the shm window (dpt_coll_buffer: no
+    # copy in), in the same run; every size's blocks are interleaved across all the variants
     mpirun "${extra[@]}" -np "$np" build/dptrain bench allreduce --json --min-bytes 4 \
-      --max-bytes "$MAX" --factor 4 \
+      --max-bytes "$MAX" --factor 4 --algos ring,tree,rd,rhd,shm,auto,mpi,shm0copy,auto0copy \
       | sed "s/^{/{\"run\":$r,/" >> "$LOG"
-    # shm and auto on a buffer inside the window (dpt_coll_buffer: no copy in), reported as
-    # "shm0copy" and "auto0copy"
-    mpirun "${extra[@]}" -np "$np" build/dptrain bench allreduce --json --min-bytes 4 \
-      --max-bytes "$MAX" --factor 4 --algos shm,auto --window \
-      | grep -E '"algo":"(shm|auto)"' \
-      | sed -E "s/^\{/{\"run\":$r,/; s/\"algo\":\"(shm|auto)\"/\"algo\":\"\10copy\"/" >> "$LOG"
   done
 done
 python3 benchmarks/summarize_allreduce.py "$LOG"

@@ -6,7 +6,8 @@ against MPI_Allreduce (busbw ratio; latency ratio for small messages), `auto` on
 buffer against the best algorithm on an ordinary buffer (auto/best), and `auto0copy` (auto on a
 buffer inside the shm window) against the best of all (auto0/best) -- these two as the median
 over runs of the ratio inside each run (each run is its own mpirun, and on an oversubscribed
-node the same algorithm's time moves 20-30% from run to run),
+node the same algorithm's time moves 20-30% from run to run; inside a run `dptrain bench
+allreduce` interleaves the timed blocks of all algorithms, window variants included),
 the memcpy-bound limit (median per-rank copy bandwidth with all ranks copying at once: an
 on-node all-reduce moves every byte of busbw through at least one copy per rank), and `wrong`
 (must be 0 everywhere).

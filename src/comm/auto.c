@@ -9,7 +9,9 @@
  *   gamma        rank 0 times the f32 reduction kernel (dpt__reduce) over up to 4 MiB
  *   calibration  every candidate algorithm timed at a ladder of sizes (4 B, x4, ... up to
  *                the context's max_bytes, 64 MiB at most), each a median of 5 blocks of
- *                back-to-back calls (3 when one call fills a block); the ladder stops early
+ *                back-to-back calls (3 when one call fills a block), the blocks of all
+ *                algorithms interleaved; when the runner-up is within 15% of the best, both
+ *                get 8 more blocks (a close race is where noise picks wrong); the ladder stops early
  *                once the fastest algorithm needs more than PROBE_SLOW_S per call or the
  *                probe has used PROBE_BUDGET_S, and at
  *                bandwidth-bound sizes an algorithm 3x slower than the best is not timed
@@ -42,6 +44,9 @@
 #define PROBE_SLOW_S 0.025
 #define PROBE_MAX_BYTES ((size_t)64 << 20)
 #define PROBE_BLOCK_S 0.001   /* aim of one timed block of back-to-back calls */
+#define PROBE_CLOSE 1.15      /* runner-up within this factor of the best: time both again */
+#define PROBE_EXTRA 8         /* further blocks of each of the two */
+#define PROBE_BLOCKS_MAX (5 + PROBE_EXTRA)
 
 static const char *const cal_names[DPT_COLL_CAL_ALGOS] = DPT_COLL_CAL_NAMES;
 
@@ -189,31 +194,48 @@ static dpt_status_t sync_all(dpt_coll_t *c)
     return dpt__allreduce_direct(c, &one, 1, DPT_DTYPE_F32, DPT_REDOP_SUM, DPT_COLL_ALGO_RD);
 }
 
-/* Seconds per call of `algo` on buf[0..count) floats, as rank 0 sees it (broadcast): median of 5
- * blocks of back-to-back calls (3 when one call fills a block), the block length decided by
- * rank 0 from one warm call. */
-static dpt_status_t time_algo(dpt_coll_t *c, dpt_coll_algo_t algo, float *buf, size_t count,
-                              double *sec)
+/* Calls per timed block of `algo` on buf[0..count) floats: about PROBE_BLOCK_S of calls as rank 0
+ * sees one warm call (broadcast, so every rank runs the same number). */
+static dpt_status_t block_iters(dpt_coll_t *c, dpt_coll_algo_t algo, float *buf, size_t count,
+                                double *iters)
 {
     DPT_CHECK(dpt__allreduce_direct(c, buf, count, DPT_DTYPE_F32, DPT_REDOP_SUM, algo));
     DPT_CHECK(sync_all(c));
     double t0 = dpt__now();
     DPT_CHECK(dpt__allreduce_direct(c, buf, count, DPT_DTYPE_F32, DPT_REDOP_SUM, algo));
-    double iters = fmin(200.0, fmax(1.0, floor(PROBE_BLOCK_S / fmax(dpt__now() - t0, 1e-7))));
-    DPT_CHECK(dpt_coll_broadcast(c, &iters, sizeof iters, 0));
+    *iters = fmin(200.0, fmax(1.0, floor(PROBE_BLOCK_S / fmax(dpt__now() - t0, 1e-7))));
+    return dpt_coll_broadcast(c, iters, sizeof *iters, 0);
+}
 
-    /* 5 blocks while a block is one call or more of a short message, 3 for the long ones */
-    double blocks[5];
-    int nb = iters > 1 ? 5 : 3;
-    for (int b = 0; b < nb; b++) {
-        DPT_CHECK(sync_all(c));
-        t0 = dpt__now();
-        for (int i = 0; i < (int)iters; i++)
-            DPT_CHECK(dpt__allreduce_direct(c, buf, count, DPT_DTYPE_F32, DPT_REDOP_SUM, algo));
-        blocks[b] = (dpt__now() - t0) / iters;
-    }
-    *sec = dpt__median(blocks, nb);
+/* Seconds per call of one block of `iters` back-to-back calls, on this rank's clock. */
+static dpt_status_t time_block(dpt_coll_t *c, dpt_coll_algo_t algo, float *buf, size_t count,
+                               double iters, double *sec)
+{
+    DPT_CHECK(sync_all(c));
+    double t0 = dpt__now();
+    for (int i = 0; i < (int)iters; i++)
+        DPT_CHECK(dpt__allreduce_direct(c, buf, count, DPT_DTYPE_F32, DPT_REDOP_SUM, algo));
+    *sec = (dpt__now() - t0) / iters;
     return DPT_OK;
+}
+
+/* Mark the fastest algorithm of the row and the runner-up when it is within PROBE_CLOSE of it,
+ * among the candidates of one kind of buffer (`skip`: the other kind's shm entry). */
+static void mark_close(const double *row, int skip, int *refine)
+{
+    int top[2] = {-1, -1};
+    for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++) {
+        if (row[a] <= 0 || a == skip)
+            continue;
+        if (top[0] < 0 || row[a] < row[top[0]]) {
+            top[1] = top[0];
+            top[0] = a;
+        } else if (top[1] < 0 || row[a] < row[top[1]]) {
+            top[1] = a;
+        }
+    }
+    if (top[1] >= 0 && row[top[1]] <= PROBE_CLOSE * row[top[0]])
+        refine[top[0]] = refine[top[1]] = 1;
 }
 
 static double row_best(const double *row)
@@ -260,18 +282,56 @@ static dpt_status_t calibrate(dpt_coll_t *c, dpt_coll_cost_t *k)
         memcpy(saved, win, cap);
         memset(win, 0, cap);
     }
+    float *bufs[DPT_COLL_CAL_ALGOS];
+    for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++)
+        bufs[a] = strcmp(cal_names[a], "shm0") ? heap : win;
     dpt_status_t st = DPT_OK;
     double start = dpt__now();
     int n = 0;
     for (size_t bytes = 4; bytes <= cap && n < DPT_COLL_CAL_SIZES; bytes *= 4) {
         double row[DPT_COLL_CAL_ALGOS + 1] = {0};
+        double iters[DPT_COLL_CAL_ALGOS] = {0};
+        double blocks[DPT_COLL_CAL_ALGOS][PROBE_BLOCKS_MAX];
+        int on[DPT_COLL_CAL_ALGOS], nb = 5;
         for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++) {
-            int is_win = !strcmp(cal_names[a], "shm0");
-            if (!live[a] || (is_win && !win))
-                continue;
-            DPT_CHECK_GOTO(time_algo(c, algo[a], is_win ? win : heap, bytes / 4, &row[a]), st,
-                           done);
+            on[a] = live[a] && bufs[a];
+            if (on[a]) {
+                DPT_CHECK_GOTO(block_iters(c, algo[a], bufs[a], bytes / 4, &iters[a]), st,
+                               done);
+                if (iters[a] <= 1)
+                    nb = 3;   /* one call fills a block: long calls, 3 blocks each */
+            }
         }
+        /* blocks interleaved (every algorithm's first block, then every second, ...), so a
+         * slow spell of the machine hits them all rather than the one timed during it */
+        for (int b = 0; b < nb; b++)
+            for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++)
+                if (on[a])
+                    DPT_CHECK_GOTO(time_block(c, algo[a], bufs[a], bytes / 4, iters[a],
+                                              &blocks[a][b]), st, done);
+        for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++)
+            if (on[a])
+                row[a] = dpt__median(blocks[a], nb);
+        /* a close race (the runner-up within PROBE_CLOSE of the best on rank 0's clock, for an
+         * ordinary buffer or for the window) gets PROBE_EXTRA more interleaved blocks of the
+         * two: the noise of 5 blocks is 10-20% on a loaded node */
+        int refine[DPT_COLL_CAL_ALGOS] = {0}, any = 0;
+        if (c->rank == 0 && dpt__now() - start < PROBE_BUDGET_S) {
+            mark_close(row, dpt_coll_cost_cal_index("shm0"), refine);
+            if (win)
+                mark_close(row, dpt_coll_cost_cal_index("shm"), refine);
+        }
+        DPT_CHECK_GOTO(dpt_coll_broadcast(c, refine, sizeof refine, 0), st, done);
+        for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++)
+            any |= refine[a];
+        for (int b = nb; any && b < nb + PROBE_EXTRA; b++)
+            for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++)
+                if (refine[a])
+                    DPT_CHECK_GOTO(time_block(c, algo[a], bufs[a], bytes / 4, iters[a],
+                                              &blocks[a][b]), st, done);
+        for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++)
+            if (refine[a])
+                row[a] = dpt__median(blocks[a], nb + PROBE_EXTRA);
         /* rank 0's row decides everything below (times, whether to go on: fastest call still
          * short and budget left, which algorithms stay); its best is recomputed everywhere */
         double best = row_best(row);

@@ -20,18 +20,22 @@
 #include "dptrain/coll_cost.h"
 #include "dptrain/trainer.h"
 
-#define MAX_ALGOS 8
+#define MAX_ALGOS 12
+#define ZERO_COPY "0copy"   /* --algos suffix: that algorithm on a buffer inside the shm window */
 
 typedef struct bench {
     const dpt_bench_coll_config_t *cfg;
     int rank, size;
     dpt_coll_t *coll;
     dpt_coll_algo_t algos[MAX_ALGOS];
+    int in_win[MAX_ALGOS];   /* "<algo>0copy": on the window buffer */
+    char names[MAX_ALGOS][24];
     int n_algos;
     dpt_dtype_t dtype;
     dpt_redop_t op;
     size_t esize;
-    void *buf;
+    void *buf;         /* the buffer of the algorithm at hand: heap or win */
+    void *heap, *win;  /* win: dpt_coll_buffer(), NULL without a window */
     float *ref;        /* float32 reference of the verified call */
     dpt_coll_cost_t cost;
     FILE *out;
@@ -113,32 +117,33 @@ static dpt_status_t verify(bench_t *b, dpt_coll_algo_t algo, size_t count, long 
     return DPT_OK;
 }
 
-/* Seconds per call: median over reps of the slowest rank's block time / iters. */
-static dpt_status_t time_algo(bench_t *b, dpt_coll_algo_t algo, size_t count, double *sec)
+/* Calls per timed block: cfg->iters, or about 30 ms of calls as the slowest rank sees one warm
+ * call (decided identically everywhere). The buffer holds zeros: no overflow over many sums. */
+static dpt_status_t block_iters(bench_t *b, dpt_coll_algo_t algo, size_t count, int *iters)
 {
-    memset(b->buf, 0, count * b->esize);   /* zeros: no overflow over many in-place sums */
     DPT_CHECK(dpt_coll_allreduce(b->coll, b->buf, count, b->dtype, b->op, algo));   /* warm */
-    int iters = b->cfg->iters;
-    if (iters <= 0) {   /* aim at ~target seconds per block, decided identically everywhere */
-        MPI_Barrier(MPI_COMM_WORLD);
-        double t0 = MPI_Wtime();
+    *iters = b->cfg->iters;
+    if (*iters > 0)
+        return DPT_OK;
+    MPI_Barrier(MPI_COMM_WORLD);
+    double t0 = MPI_Wtime();
+    DPT_CHECK(dpt_coll_allreduce(b->coll, b->buf, count, b->dtype, b->op, algo));
+    double t1 = MPI_Wtime() - t0, tmax;
+    MPI_Allreduce(&t1, &tmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    *iters = (int)fmin(1000.0, fmax(1.0, 0.03 / fmax(tmax, 1e-7)));
+    return DPT_OK;
+}
+
+/* Seconds per call of one block of `iters` calls: the slowest rank's block time / iters. */
+static dpt_status_t time_block(bench_t *b, dpt_coll_algo_t algo, size_t count, int iters,
+                               double *sec)
+{
+    MPI_Barrier(MPI_COMM_WORLD);
+    double t0 = MPI_Wtime();
+    for (int k = 0; k < iters; k++)
         DPT_CHECK(dpt_coll_allreduce(b->coll, b->buf, count, b->dtype, b->op, algo));
-        double t1 = MPI_Wtime() - t0, tmax;
-        MPI_Allreduce(&t1, &tmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-        iters = (int)fmin(1000.0, fmax(1.0, 0.03 / fmax(tmax, 1e-7)));
-    }
-    double blocks[64];
-    int reps = b->cfg->reps < 1 ? 1 : b->cfg->reps > 64 ? 64 : b->cfg->reps;
-    for (int r = 0; r < reps; r++) {
-        MPI_Barrier(MPI_COMM_WORLD);
-        double t0 = MPI_Wtime();
-        for (int k = 0; k < iters; k++)
-            DPT_CHECK(dpt_coll_allreduce(b->coll, b->buf, count, b->dtype, b->op, algo));
-        double t = (MPI_Wtime() - t0) / iters, tmax;
-        MPI_Allreduce(&t, &tmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-        blocks[r] = tmax;
-    }
-    *sec = dpt__median(blocks, reps);
+    double t = (MPI_Wtime() - t0) / iters;
+    MPI_Allreduce(&t, sec, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     return DPT_OK;
 }
 
@@ -194,12 +199,18 @@ static dpt_status_t parse_algos(bench_t *b)
     for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         if (b->n_algos == MAX_ALGOS)
             return dpt_error_set(DPT_ERR_INVALID_ARG, "--algos: more than %d names", MAX_ALGOS);
-        dpt_status_t st = dpt_coll_algo_from_name(t, &b->algos[b->n_algos]);
+        int a = b->n_algos;
+        size_t len = strlen(t), sl = strlen(ZERO_COPY);
+        b->in_win[a] = len > sl && !strcmp(t + len - sl, ZERO_COPY);
+        if (b->in_win[a])
+            t[len - sl] = '\0';
+        dpt_status_t st = dpt_coll_algo_from_name(t, &b->algos[a]);
         if (st != DPT_OK) {
             char why[256];   /* copy first: the message buffer is about to be rewritten */
             snprintf(why, sizeof why, "%s", dpt_error_get());
             return dpt_error_set(st, "--algos: %s", why);
         }
+        snprintf(b->names[a], sizeof b->names[a], "%s%s", t, b->in_win[a] ? ZERO_COPY : "");
         b->n_algos++;
     }
     if (!b->n_algos)
@@ -228,11 +239,60 @@ static dpt_status_t parse_type(bench_t *b)
     return DPT_OK;
 }
 
+/* Whether variant a can run here, and why not (for the "unavailable" line). */
+static int variant_ok(const bench_t *b, int a, const char **why)
+{
+    if (!dpt_coll_algo_available(b->coll, b->algos[a], why))
+        return 0;
+    if (b->in_win[a] && !b->win) {
+        if (why)
+            *why = "no shm window here (ranks on several nodes)";
+        return 0;
+    }
+    return 1;
+}
+
+/* One row: every variant verified, then timed in `reps` rounds of one block each, the variants
+ * interleaved within a round (a slow spell of the machine hits all of them, not the one that
+ * happened to be timed during it; the ratios between them are what the benchmark is for). */
+static dpt_status_t bench_row(bench_t *b, size_t count, double *sec, long *wrong)
+{
+    int iters[MAX_ALGOS];
+    double blocks[MAX_ALGOS][64];
+    int reps = b->cfg->reps < 1 ? 1 : b->cfg->reps > 64 ? 64 : b->cfg->reps;
+    for (int a = 0; a < b->n_algos; a++) {
+        wrong[a] = 0;
+        if (!variant_ok(b, a, NULL))
+            continue;
+        b->buf = b->in_win[a] ? b->win : b->heap;
+        DPT_CHECK(verify(b, b->algos[a], count, &wrong[a]));
+    }
+    memset(b->heap, 0, count * b->esize);   /* zeros: no overflow over many in-place sums */
+    if (b->win)
+        memset(b->win, 0, count * b->esize);
+    for (int a = 0; a < b->n_algos; a++) {
+        if (!variant_ok(b, a, NULL))
+            continue;
+        b->buf = b->in_win[a] ? b->win : b->heap;
+        DPT_CHECK(block_iters(b, b->algos[a], count, &iters[a]));
+    }
+    for (int r = 0; r < reps; r++)
+        for (int a = 0; a < b->n_algos; a++) {
+            if (!variant_ok(b, a, NULL))
+                continue;
+            b->buf = b->in_win[a] ? b->win : b->heap;
+            DPT_CHECK(time_block(b, b->algos[a], count, iters[a], &blocks[a][r]));
+        }
+    for (int a = 0; a < b->n_algos; a++)
+        sec[a] = variant_ok(b, a, NULL) ? dpt__median(blocks[a], reps) : -1.0;
+    return DPT_OK;
+}
+
 dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, long *wrong_total)
 {
     bench_t b = {.cfg = cfg, .out = out};
     dpt_p2p_t *p2p = NULL;
-    void *heap_buf = NULL;
+    void *heap_alloc = NULL;
     dpt_status_t st = DPT_OK;
     *wrong_total = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &b.rank);
@@ -245,10 +305,9 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
     size_t max_count = cfg->max_bytes / b.esize;
     if (max_count == 0)
         max_count = 1;
-    b.buf = dpt_malloc(max_count * b.esize);
-    heap_buf = b.buf;
+    b.heap = heap_alloc = dpt_malloc(max_count * b.esize);
     b.ref = dpt_malloc(max_count * sizeof(float));
-    if (!b.buf || !b.ref) {
+    if (!b.heap || !b.ref) {
         st = dpt_error_set(DPT_ERR_NOMEM, "bench allreduce: %zu-byte buffers", cfg->max_bytes);
         goto done;
     }
@@ -258,14 +317,18 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
     DPT_CHECK_GOTO(dpt_coll_create(p2p, &cc, &b.coll), st, done);
     DPT_CHECK_GOTO(dpt_coll_auto_tune(b.coll), st, done);   /* the model auto uses */
     dpt_coll_auto_model(b.coll, &b.cost);
-    if (cfg->window) {
-        size_t cap = 0;
-        void *w = dpt_coll_buffer(b.coll, &cap);
-        if (w && cap >= max_count * b.esize)
-            b.buf = w;
-        else if (b.rank == 0)
+    size_t cap = 0;
+    b.win = dpt_coll_buffer(b.coll, &cap);
+    if (b.win && cap < max_count * b.esize)
+        b.win = NULL;
+    if (cfg->window) {   /* every algorithm on the window buffer */
+        if (b.win) {
+            b.heap = b.win;
+            b.win = NULL;
+        } else if (b.rank == 0) {
             fprintf(out, cfg->json ? "{\"note\":\"--window: no shm window, heap buffer used\"}\n"
                                    : "# --window: no shm window here, heap buffer used\n");
+        }
     }
     if (b.rank == 0) {
         if (cfg->json)
@@ -284,59 +347,59 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
     }
     for (int a = 0; a < b.n_algos; a++) {
         const char *why;
-        if (b.rank == 0 && !dpt_coll_algo_available(b.coll, b.algos[a], &why))
+        if (b.rank == 0 && !variant_ok(&b, a, &why))
             fprintf(out, cfg->json ? "{\"algo\":\"%s\",\"np\":%d,\"unavailable\":\"%s\"}\n"
                                    : "# %s: not available with np %d: %s\n",
-                    dpt_coll_algo_name(b.algos[a]), b.size, why);
+                    b.names[a], b.size, why);
     }
     memcpy_line(&b);
     if (b.rank == 0 && !cfg->json) {
         fprintf(out, "%12s", "bytes");
         for (int a = 0; a < b.n_algos; a++)
-            fprintf(out, "  %8s %9s %9s", dpt_coll_algo_name(b.algos[a]), "busbw", "pred_us");
+            fprintf(out, "  %9s %9s %9s", b.names[a], "busbw", "pred_us");
         fprintf(out, "  %6s\n%12s", "wrong", "");
         for (int a = 0; a < b.n_algos; a++)
-            fprintf(out, "  %8s %9s %9s", "us", "GB/s", "");
+            fprintf(out, "  %9s %9s %9s", "us", "GB/s", "");
         fprintf(out, "\n");
     }
     size_t seg = cfg->segment_bytes ? cfg->segment_bytes : (size_t)256 << 10;
     for (size_t bytes = cfg->min_bytes;; bytes *= (size_t)cfg->factor) {
         size_t count = bytes / b.esize;
         size_t nbytes = count * b.esize;
-        long wrong_row = 0;
+        double sec[MAX_ALGOS];
+        long wrong[MAX_ALGOS], wrong_row = 0;
+        DPT_CHECK_GOTO(bench_row(&b, count, sec, wrong), st, done);
         if (b.rank == 0 && !cfg->json)
             fprintf(out, "%12zu", nbytes);
         for (int a = 0; a < b.n_algos; a++) {
-            long wrong = 0;
-            double sec = 0;
-            if (!dpt_coll_algo_available(b.coll, b.algos[a], NULL)) {
+            if (sec[a] < 0) {
                 if (b.rank == 0 && !cfg->json)
-                    fprintf(out, "  %8s %9s %9s", "-", "-", "-");
+                    fprintf(out, "  %9s %9s %9s", "-", "-", "-");
                 continue;
             }
-            DPT_CHECK_GOTO(verify(&b, b.algos[a], count, &wrong), st, done);
-            DPT_CHECK_GOTO(time_algo(&b, b.algos[a], count, &sec), st, done);
             const char *name = dpt_coll_algo_name(b.algos[a]);
             const char *model = b.algos[a] == DPT_COLL_ALGO_MPI ? mpi_equivalent(b.size, nbytes)
                                                                 : name;
             double pred = dpt_coll_cost_predict(model, b.size, nbytes, seg, &b.cost);
             const char *choice = "";
             if (b.algos[a] == DPT_COLL_ALGO_AUTO)   /* its own model's pick and prediction */
-                choice = dpt_coll_algo_name(dpt_coll_auto_choice(b.coll, b.buf, nbytes, &pred));
-            double algbw = sec > 0 ? (double)nbytes / sec / 1e9 : 0.0;
+                choice = dpt_coll_algo_name(dpt_coll_auto_choice(
+                    b.coll, b.in_win[a] ? b.win : b.heap, nbytes, &pred));
+            double algbw = sec[a] > 0 ? (double)nbytes / sec[a] / 1e9 : 0.0;
             double busbw = b.size > 1 ? algbw * 2.0 * (b.size - 1) / b.size : algbw;
-            wrong_row += wrong;
+            wrong_row += wrong[a];
             if (b.rank != 0)
                 continue;
             if (cfg->json)
                 fprintf(out, "{\"algo\":\"%s\",\"np\":%d,\"bytes\":%zu,\"dtype\":\"%s\","
                         "\"time_us\":%.3f,\"algbw_GBs\":%.4f,\"busbw_GBs\":%.4f,"
-                        "\"predicted_us\":%.3f,\"wrong\":%ld%s%s%s}\n", name, b.size, nbytes,
-                        cfg->dtype ? cfg->dtype : "f32", 1e6 * sec, algbw, busbw,
-                        pred >= 0 ? 1e6 * pred : -1.0, wrong, *choice ? ",\"choice\":\"" : "",
+                        "\"predicted_us\":%.3f,\"wrong\":%ld%s%s%s}\n", b.names[a], b.size,
+                        nbytes, cfg->dtype ? cfg->dtype : "f32", 1e6 * sec[a], algbw, busbw,
+                        pred >= 0 ? 1e6 * pred : -1.0, wrong[a], *choice ? ",\"choice\":\"" : "",
                         choice, *choice ? "\"" : "");
             else
-                fprintf(out, "  %8.1f %9.3f %9.1f", 1e6 * sec, busbw, pred >= 0 ? 1e6 * pred : -1);
+                fprintf(out, "  %9.1f %9.3f %9.1f", 1e6 * sec[a], busbw,
+                        pred >= 0 ? 1e6 * pred : -1);
         }
         *wrong_total += wrong_row;
         if (b.rank == 0 && !cfg->json)
@@ -347,10 +410,9 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
             break;
     }
 done:
-    b.buf = heap_buf;
     dpt_coll_destroy(b.coll);
     dpt_p2p_destroy(p2p);
-    dpt_free(b.buf);
+    dpt_free(heap_alloc);
     dpt_free(b.ref);
     return st;
 }

@@ -128,7 +128,7 @@ static const option_def_t options[] = {
     {"warmup-steps", T_INT, O(warmup_steps), 0, 100000, CMD_BENCH, "N", "bench train: untimed steps first (default 5)"},
     {"steps", T_INT, O(bench_steps), 1, 100000, CMD_BENCH, "N", "bench train: timed steps (default 30)"},
     {"profile", T_BOOL, O(profile), 0, 0, CMD_BENCH, NULL, "bench train: print per-layer forward/backward times to stderr"},
-    {"algos", T_STR, O(ar.algos), 0, 0, CMD_BENCH_AR, "LIST", "comma-separated algorithms (default ring,tree,rd,rhd,shm,auto,mpi)"},
+    {"algos", T_STR, O(ar.algos), 0, 0, CMD_BENCH_AR, "LIST", "comma-separated algorithms (default ring,tree,rd,rhd,shm,auto,mpi); NAME0copy: NAME on a buffer inside the shm window, in the same run"},
     {"min-bytes", T_SIZE, O(ar.min_bytes), 0, 0, CMD_BENCH_AR, "N", "smallest message, K/M/G suffixes (default 4)"},
     {"max-bytes", T_SIZE, O(ar.max_bytes), 0, 0, CMD_BENCH_AR, "N", "largest message (default 256M)"},
     {"factor", T_INT, O(ar.factor), 2, 1024, CMD_BENCH_AR, "F", "size multiplier between rows (default 4)"},

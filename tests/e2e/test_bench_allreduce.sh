@@ -22,6 +22,14 @@ bad_rows=$(grep -v '"wrong":0' "$TMP/a.jsonl" | grep -c '"wrong"' || true)
 run 4 "$DPT" bench allreduce --json --deterministic --dtype bf16 --op avg --max-bytes 64K --factor 16 \
   --reps 1 > "$TMP/d.jsonl" && ok || bad "deterministic bf16 avg run exited $?: $(cat "$TMP/err")"
 [[ $(grep -c '"wrong":0' "$TMP/d.jsonl") -eq $(grep -c '"wrong"' "$TMP/d.jsonl") ]] && ok || bad "deterministic run has wrong rows"
+# window variants in the same run: shm and auto on the shm window buffer, verified too
+run 2 "$DPT" bench allreduce --json --max-bytes 1M --factor 64 --reps 2 --algos shm,mpi,shm0copy,auto0copy \
+  > "$TMP/w.jsonl" && ok || bad "0copy run exited $?: $(cat "$TMP/err")"
+for algo in shm0copy auto0copy; do
+  n=$(grep '"wrong":0' "$TMP/w.jsonl" | grep -c "\"algo\":\"$algo\"" || true)
+  [[ $n -eq 4 ]] && ok || bad "$algo: $n verified rows, want 4: $(cat "$TMP/w.jsonl")"
+done
+grep -q '"algo":"auto0copy".*"choice":"shm"' "$TMP/w.jsonl" && ok || bad "auto on the window never chose shm"
 # table output for people
 run 2 "$DPT" bench allreduce --max-bytes 4K --factor 32 --reps 1 --algos ring,mpi > "$TMP/t.txt" \
   && grep -q "busbw" "$TMP/t.txt" && ok || bad "table output: $(cat "$TMP/t.txt" "$TMP/err")"

@@ -18,6 +18,9 @@
  *                further. dpt_coll_cost_estimate() then ranks by these times (log-log
  *                interpolation, the model's slope past the largest size): the formulas alone
  *                misrank close algorithms by more than the 10% that separate them.
+ * A close race (other candidates estimated within 15% of the best; 30% past the largest probed
+ * size) is settled on the real calls of that size: the contenders run in turn, 3 timed calls
+ * each, and rank 0's medians name the winner (broadcast; dpt__auto_allreduce).
  * Rank 0 loads or measures (its clock decides), then broadcasts all of it, so every rank holds
  * the same bits and makes the same choice for the same size: the decision never depends on
  * local timing (that would deadlock). Within a process the result is kept per layout key, so
@@ -47,6 +50,8 @@
 #define PROBE_CLOSE 1.15      /* runner-up within this factor of the best: time both again */
 #define PROBE_EXTRA 8         /* further blocks of each of the two */
 #define PROBE_BLOCKS_MAX (5 + PROBE_EXTRA)
+#define TRIAL_CLOSE 1.15      /* per call: runner-up estimated within this factor: time both */
+#define TRIAL_CLOSE_FAR 1.3   /* the same past the largest probed size (extrapolated) */
 
 static const char *const cal_names[DPT_COLL_CAL_ALGOS] = DPT_COLL_CAL_NAMES;
 
@@ -369,20 +374,25 @@ dpt_status_t dpt__auto_init(dpt_coll_t *c, const char *configured_cache)
     const char *path = configured_cache && *configured_cache ? configured_cache : NULL;
     /* rank 0: this process's memo, else the cache file; then everyone gets rank 0's model */
     dpt_coll_cost_t k = {0};
-    double found = 0;   /* 1 memo, 2 cache file */
+    double found[2] = {0, 0};   /* 1 memo, 2 cache file; whether every size races (tests) */
     if (c->rank == 0) {
         if (memo_get(key, c->max_bytes, &k)) {
-            found = 1;
+            found[0] = 1;
         } else if (path) {
             dpt_status_t st = dpt_coll_cost_load(path, key, &k);
             if (st == DPT_OK && k.n_sizes > 0)
-                found = 2;
+                found[0] = 2;
             else if (st == DPT_ERR_FORMAT)
                 DPT_WARN("auto: %s (probing again)", dpt_error_get());
         }
     }
-    DPT_CHECK(dpt_coll_broadcast(c, &found, sizeof found, 0));
-    if (found) {
+    if (c->rank == 0) {
+        const char *race = getenv("DPTRAIN_AUTO_RACE_ALL");
+        found[1] = race && *race && strcmp(race, "0");
+    }
+    DPT_CHECK(dpt_coll_broadcast(c, found, sizeof found, 0));
+    c->auto_race_all = found[1] != 0;
+    if (found[0]) {
         DPT_CHECK(dpt_coll_broadcast(c, &k, sizeof k, 0));
     } else {
         double v[3] = {0, 0, 0};
@@ -408,46 +418,117 @@ dpt_status_t dpt__auto_init(dpt_coll_t *c, const char *configured_cache)
                  "%.0f bytes (%s)", key, 1e6 * k.alpha, k.beta > 0 ? 1e-9 / k.beta : 0.0,
                  k.gamma > 0 ? 1e-9 / k.gamma : 0.0, k.n_sizes,
                  k.n_sizes ? k.sizes[k.n_sizes - 1] : 0.0,
-                 found == 1 ? "this process" : found == 2 ? "cached" : "probed");
+                 found[0] == 1 ? "this process" : found[0] == 2 ? "cached" : "probed");
     return DPT_OK;
+}
+
+static unsigned memo_slot(size_t nbytes, int in_window)
+{
+    return (unsigned)(((nbytes * 0x9E3779B97F4A7C15ull) >> 58) ^ (unsigned)in_window) & 15u;
 }
 
 dpt_coll_algo_t dpt__auto_choose(dpt_coll_t *c, size_t nbytes, int in_window, double *predicted)
 {
     /* the same inputs give the same answer: keep recent ones (a latency-bound call must not pay
      * for the ranking; identical on every rank, like the ranking itself) */
-    unsigned slot = (unsigned)(((nbytes * 0x9E3779B97F4A7C15ull) >> 58) ^ (unsigned)in_window) & 15u;
-    if (c->auto_memo[slot].algo >= 0 && c->auto_memo[slot].nbytes == nbytes
-        && c->auto_memo[slot].in_window == in_window) {
+    struct dpt__auto_memo *m = &c->auto_memo[memo_slot(nbytes, in_window)];
+    if (m->algo >= 0 && m->nbytes == nbytes && m->in_window == in_window) {
         if (predicted)
-            *predicted = c->auto_memo[slot].predicted;
-        return (dpt_coll_algo_t)c->auto_memo[slot].algo;
+            *predicted = m->predicted;
+        return (dpt_coll_algo_t)m->algo;
     }
     static const dpt_coll_algo_t cand[] = {DPT_COLL_ALGO_RING, DPT_COLL_ALGO_TREE,
                                            DPT_COLL_ALGO_RD, DPT_COLL_ALGO_RHD,
                                            DPT_COLL_ALGO_SHM, DPT_COLL_ALGO_HIER};
-    dpt_coll_algo_t best = DPT_COLL_ALGO_RING;
-    double best_t = -1;
-    for (size_t i = 0; i < sizeof cand / sizeof *cand; i++) {
+    enum { NC = sizeof cand / sizeof *cand };
+    double t[NC];
+    int best = -1;
+    for (int i = 0; i < NC; i++) {
+        t[i] = -1;
         if (!dpt_coll_algo_available(c, cand[i], NULL))
             continue;
         const char *name = cand[i] == DPT_COLL_ALGO_SHM && in_window ? "shm0"
                                                                       : dpt_coll_algo_name(cand[i]);
-        double t = dpt_coll_cost_estimate(name, c->size, nbytes, c->segment_bytes, &c->cost);
-        if (t >= 0 && (best_t < 0 || t < best_t)) {
-            best = cand[i];
-            best_t = t;
-        }
+        t[i] = dpt_coll_cost_estimate(name, c->size, nbytes, c->segment_bytes, &c->cost);
+        if (t[i] >= 0 && (best < 0 || t[i] < t[best]))
+            best = i;
     }
+    if (best < 0)
+        best = 0;   /* no estimate at all: ring */
+    double best_t = t[best];
+    /* a close race is decided by timing real calls (dpt__auto_allreduce): the best and whatever
+     * is estimated within `close` of it, fastest first; past the largest probed size the
+     * estimates are extrapolations, so "close" is wider there */
+    int beyond = c->cost.n_sizes > 0 && (double)nbytes > c->cost.sizes[c->cost.n_sizes - 1];
+    double close = c->auto_race_all ? HUGE_VAL : beyond ? TRIAL_CLOSE_FAR : TRIAL_CLOSE;
+    m->n_race = 0;
+    m->race[m->n_race++] = (int)cand[best];
+    for (int n = 1; n < DPT__AUTO_RACE; n++) {
+        int next = -1;
+        for (int i = 0; i < NC; i++) {
+            int in = 0;
+            for (int r = 0; r < m->n_race; r++)
+                in |= m->race[r] == (int)cand[i];
+            if (!in && t[i] >= 0 && t[i] <= close * best_t && (next < 0 || t[i] < t[next]))
+                next = i;
+        }
+        if (next < 0)
+            break;
+        m->race[m->n_race++] = (int)cand[next];
+    }
+    if (m->n_race == 1)
+        m->n_race = 0;   /* no race */
+    m->tried = 0;
     if (predicted)
         *predicted = best_t;
-    if ((int)best != c->auto_last && c->rank == 0)
-        DPT_INFO("auto: %zu bytes on %d ranks -> %s (predicted %.1f us)", nbytes, c->size,
-                 dpt_coll_algo_name(best), 1e6 * best_t);
-    c->auto_last = (int)best;
-    c->auto_memo[slot].nbytes = nbytes;
-    c->auto_memo[slot].in_window = in_window;
-    c->auto_memo[slot].algo = (int)best;
-    c->auto_memo[slot].predicted = best_t;
-    return best;
+    if ((int)cand[best] != c->auto_last && c->rank == 0)
+        DPT_INFO("auto: %zu bytes on %d ranks -> %s (predicted %.1f us)%s", nbytes, c->size,
+                 dpt_coll_algo_name(cand[best]), 1e6 * best_t,
+                 m->n_race ? "; a close race: timing the first calls" : "");
+    c->auto_last = (int)cand[best];
+    m->nbytes = nbytes;
+    m->in_window = in_window;
+    m->algo = (int)cand[best];
+    m->predicted = best_t;
+    return cand[best];
+}
+
+dpt_status_t dpt__auto_allreduce(dpt_coll_t *c, void *buf, size_t count, dpt_dtype_t dtype,
+                                 dpt_redop_t op)
+{
+    size_t nbytes = count * dpt_dtype_size(dtype);
+    int in_window = dpt__shm_in_window(c, buf);
+    dpt_coll_algo_t algo = dpt__auto_choose(c, nbytes, in_window, NULL);
+    struct dpt__auto_memo *m = &c->auto_memo[memo_slot(nbytes, in_window)];
+    if (m->n_race == 0)
+        return dpt__allreduce_direct(c, buf, count, dtype, op, algo);
+    /* a close race: the contenders in turn, each call timed; every rank counts the same calls,
+     * so all reach the decision at the same call */
+    int k = m->tried++, who = k % m->n_race;
+    double t0 = dpt__now();
+    DPT_CHECK(dpt__allreduce_direct(c, buf, count, dtype, op, (dpt_coll_algo_t)m->race[who]));
+    m->t[who][k / m->n_race] = dpt__now() - t0;
+    if (m->tried < m->n_race * DPT__AUTO_TRIALS)
+        return DPT_OK;
+    double t[DPT__AUTO_RACE];
+    for (int r = 0; r < m->n_race; r++)
+        t[r] = dpt__median(m->t[r], DPT__AUTO_TRIALS);
+    DPT_CHECK(dpt_coll_broadcast(c, t, (size_t)m->n_race * sizeof *t, 0));   /* rank 0 decides */
+    int win = 0;
+    for (int r = 1; r < m->n_race; r++)
+        if (t[r] < t[win])
+            win = r;
+    if (c->rank == 0) {
+        char what[160] = "";
+        for (int r = 0, at = 0; r < m->n_race && at < (int)sizeof what; r++)
+            at += snprintf(what + at, sizeof what - (size_t)at, "%s%s %.1f us", r ? ", " : "",
+                           dpt_coll_algo_name((dpt_coll_algo_t)m->race[r]), 1e6 * t[r]);
+        DPT_INFO("auto: %zu bytes on %d ranks: timed %s -> %s", nbytes, c->size, what,
+                 dpt_coll_algo_name((dpt_coll_algo_t)m->race[win]));
+    }
+    m->algo = m->race[win];
+    m->predicted = t[win];
+    c->auto_last = m->algo;
+    m->n_race = 0;
+    return DPT_OK;
 }

@@ -351,7 +351,7 @@ dpt_status_t dpt_coll_allreduce(dpt_coll_t *c, void *buf, size_t count, dpt_dtyp
     if (algo == DPT_COLL_ALGO_AUTO) {
         if (!c->have_cost)
             DPT_CHECK(dpt_coll_auto_tune(c));
-        algo = dpt__auto_choose(c, count * esize, dpt__shm_in_window(c, buf), NULL);
+        return dpt__auto_allreduce(c, buf, count, dtype, op);
     }
     return dpt__allreduce_direct(c, buf, count, dtype, op, algo);
 }

@@ -61,6 +61,9 @@ typedef struct dpt__dtree {
     int maxdepth[2]; /* depth of the deepest rank in each tree */
 } dpt__dtree_t;
 
+#define DPT__AUTO_TRIALS 3 /* real calls timed per contender of a close race (auto.c) */
+#define DPT__AUTO_RACE 3   /* contenders of a race at most */
+
 struct dpt_coll {
     dpt_p2p_t *p2p; /* borrowed */
     int rank, size;
@@ -81,11 +84,15 @@ struct dpt_coll {
     int flat;             /* an inner context (hier's leaders): no shm, no hier */
     dpt_coll_cost_t cost; /* the "auto" model (auto.c), identical on every rank */
     int have_cost;
+    int auto_race_all;    /* $DPTRAIN_AUTO_RACE_ALL on rank 0: every size races (tests) */
     int auto_last;        /* the last choice, to log changes */
-    struct {              /* auto's recent decisions (sizes repeat: gradient buckets) */
+    struct dpt__auto_memo { /* auto's recent decisions (sizes repeat: gradient buckets) */
         size_t nbytes;
         int in_window, algo;
         double predicted;
+        int race[DPT__AUTO_RACE], n_race; /* a close race: the contenders (0: none) */
+        int tried;                         /* real calls of the race timed so far */
+        double t[DPT__AUTO_RACE][DPT__AUTO_TRIALS]; /* rank 0's times per contender */
     } auto_memo[16];      /* algo < 0: empty */
     char cost_cache[512]; /* "" = none */
     /* fingerprint check (dpt_coll_set_check): every collective first all-gathers
@@ -150,6 +157,11 @@ dpt_status_t dpt__allreduce_hier(const dpt_coll_args_t *a);
 
 /* in_window: the buffer is this rank's slot of the shm window (dpt__shm_in_window). */
 dpt_coll_algo_t dpt__auto_choose(dpt_coll_t *c, size_t nbytes, int in_window, double *predicted);
+/* An "auto" all-reduce: the chosen algorithm, or while a close race is open (others estimated
+ * within 15% of the best, 30% past the probed sizes) the contenders in turn, each call timed,
+ * until rank 0 names the fastest (broadcast: every rank switches at the same call). */
+dpt_status_t dpt__auto_allreduce(dpt_coll_t *c, void *buf, size_t count, dpt_dtype_t dtype,
+                                 dpt_redop_t op);
 /* 1 when buf is this rank's slot of the shm window (shm then skips the copy in). */
 int dpt__shm_in_window(const dpt_coll_t *c, const void *buf);
 /* dpt_coll_create for an inner context (hier's leaders): no shm window, no hier. */

@@ -287,6 +287,46 @@ static void shm_back_to_back(ctx_t *t)
     CHECK(bad_calls == 0, "shm back to back np=%d: %d of 400 calls wrong", p, bad_calls);
 }
 
+/* auto's race: with $DPTRAIN_AUTO_RACE_ALL every size is a close race, so the first calls of a
+ * size run the three best contenders in turn, timed, and then rank 0's verdict is broadcast.
+ * Every call must be right while the race runs, and after it every rank must hold the same
+ * choice (a local decision would split the ranks over two algorithms: a hang or wrong sums). */
+static void auto_race(ctx_t *t)
+{
+    setenv("DPTRAIN_AUTO_RACE_ALL", "1", 1);
+    dpt_coll_t *c = NULL;
+    dpt_coll_config_t cfg = {.max_bytes = 4096 * sizeof(float)};
+    dpt_status_t st = dpt_coll_create(t->p2p, &cfg, &c);
+    if (st == DPT_OK)
+        st = dpt_coll_auto_tune(c);
+    unsetenv("DPTRAIN_AUTO_RACE_ALL");
+    CHECK(st == DPT_OK, "auto race context: %s", dpt_error_get());
+    if (st != DPT_OK) {
+        dpt_coll_destroy(c);
+        return;
+    }
+    float *x = (float *)t->buf;
+    int p = g_size, bad_calls = 0;
+    const size_t n = 1021;
+    for (int k = 0; k < 3 * 3 + 3; k++) {   /* 3 contenders x 3 timed calls, then decided */
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)((g_rank + 1) * (k + 1)) + (float)(i % 5);
+        st = dpt_coll_allreduce(c, x, n, DPT_DTYPE_F32, DPT_REDOP_SUM, DPT_COLL_ALGO_AUTO);
+        CHECK(st == DPT_OK, "auto race call %d: %s", k, dpt_error_get());
+        for (size_t i = 0; i < n; i++)
+            if (x[i] != (float)((k + 1) * p * (p + 1) / 2) + (float)(p * (int)(i % 5))) {
+                bad_calls++;
+                break;
+            }
+    }
+    CHECK(bad_calls == 0, "auto race np=%d: %d of 12 calls wrong", p, bad_calls);
+    int mine = (int)dpt_coll_auto_choice(c, x, n * sizeof(float), NULL), lo = 0, hi = 0;
+    MPI_Allreduce(&mine, &lo, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&mine, &hi, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    CHECK(lo == hi, "auto race np=%d: the ranks chose different algorithms (%d..%d)", p, lo, hi);
+    dpt_coll_destroy(c);
+}
+
 static void errors(ctx_t *t)
 {
     dpt_status_t st = dpt_coll_allreduce(t->coll[0][0], t->buf, LARGE_COUNT + 1, DPT_DTYPE_F32,
@@ -326,6 +366,7 @@ int main(int argc, char **argv)
         movement(&t);
         window_buffer(&t);
         shm_back_to_back(&t);
+        auto_race(&t);
         errors(&t);
     } else {
         CHECK(0, "setup failed on some rank");

@@ -139,7 +139,10 @@ dpt_status_t dpt_coll_auto_tune(dpt_coll_t *coll);
 
 /* The algorithm "auto" picks for `nbytes` at `buf` on this context and its estimated seconds
  * (after dpt_coll_auto_tune; before it, ring and -1). buf matters only when it is the shm window
- * slot (dpt_coll_buffer); NULL means an ordinary buffer. Local and identical on every rank. */
+ * slot (dpt_coll_buffer); NULL means an ordinary buffer. Local and identical on every rank.
+ * Where the estimates are close, the first calls of a size time the contenders in turn and the
+ * choice is final after at most DPT_COLL_AUTO_SETTLE_CALLS calls of that size. */
+#define DPT_COLL_AUTO_SETTLE_CALLS 9
 dpt_coll_algo_t dpt_coll_auto_choice(dpt_coll_t *coll, const void *buf, size_t nbytes,
                                      double *predicted);
 

@@ -63,6 +63,8 @@ typedef struct dpt__dtree {
 
 #define DPT__AUTO_TRIALS 3 /* real calls timed per contender of a close race (auto.c) */
 #define DPT__AUTO_RACE 3   /* contenders of a race at most */
+_Static_assert(DPT__AUTO_TRIALS * DPT__AUTO_RACE <= DPT_COLL_AUTO_SETTLE_CALLS,
+               "a race must end within DPT_COLL_AUTO_SETTLE_CALLS calls");
 
 struct dpt_coll {
     dpt_p2p_t *p2p; /* borrowed */

@@ -118,10 +118,15 @@ static dpt_status_t verify(bench_t *b, dpt_coll_algo_t algo, size_t count, long 
 }
 
 /* Calls per timed block: cfg->iters, or about 30 ms of calls as the slowest rank sees one warm
- * call (decided identically everywhere). The buffer holds zeros: no overflow over many sums. */
+ * call (decided identically everywhere). The buffer holds zeros: no overflow over many sums.
+ * auto is warmed until its choice for the size is final (a close race times the contenders on
+ * the first calls of a size, DPT_COLL_AUTO_SETTLE_CALLS at most; verify made one): the rows
+ * measure auto as a training run meets it, step after step. */
 static dpt_status_t block_iters(bench_t *b, dpt_coll_algo_t algo, size_t count, int *iters)
 {
-    DPT_CHECK(dpt_coll_allreduce(b->coll, b->buf, count, b->dtype, b->op, algo));   /* warm */
+    int warm = algo == DPT_COLL_ALGO_AUTO ? DPT_COLL_AUTO_SETTLE_CALLS - 1 : 1;
+    for (int i = 0; i < warm; i++)
+        DPT_CHECK(dpt_coll_allreduce(b->coll, b->buf, count, b->dtype, b->op, algo));
     *iters = b->cfg->iters;
     if (*iters > 0)
         return DPT_OK;

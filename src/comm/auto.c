@@ -19,7 +19,8 @@
  *                interpolation, the model's slope past the largest size): the formulas alone
  *                misrank close algorithms by more than the 10% that separate them.
  * A close race (other candidates estimated within 15% of the best; 30% past the largest probed
- * size) is settled on the real calls of that size: the contenders run in turn, 3 timed calls
+ * size) among calls of 1 ms or more (shorter ones the probe's blocks settle) is settled on the
+ * real calls of that size: the contenders run in turn, 3 timed calls
  * each, and rank 0's medians name the winner (broadcast; dpt__auto_allreduce).
  * Rank 0 loads or measures (its clock decides), then broadcasts all of it, so every rank holds
  * the same bits and makes the same choice for the same size: the decision never depends on
@@ -52,6 +53,7 @@
 #define PROBE_BLOCKS_MAX (5 + PROBE_EXTRA)
 #define TRIAL_CLOSE 1.15      /* per call: runner-up estimated within this factor: time both */
 #define TRIAL_CLOSE_FAR 1.3   /* the same past the largest probed size (extrapolated) */
+#define TRIAL_MIN_S 0.001     /* races only for calls estimated at least this long */
 
 static const char *const cal_names[DPT_COLL_CAL_ALGOS] = DPT_COLL_CAL_NAMES;
 
@@ -476,7 +478,9 @@ dpt_coll_algo_t dpt__auto_choose(dpt_coll_t *c, size_t nbytes, int in_window, do
             break;
         m->race[m->n_race++] = (int)cand[next];
     }
-    if (m->n_race == 1)
+    /* single calls are timed: below a millisecond one call says little on a busy node (a time
+     * slice, the skew the previous call left), and there the probe's blocks already decide */
+    if (m->n_race == 1 || (best_t < TRIAL_MIN_S && !c->auto_race_all))
         m->n_race = 0;   /* no race */
     m->tried = 0;
     if (predicted)
@@ -505,6 +509,7 @@ dpt_status_t dpt__auto_allreduce(dpt_coll_t *c, void *buf, size_t count, dpt_dty
     /* a close race: the contenders in turn, each call timed; every rank counts the same calls,
      * so all reach the decision at the same call */
     int k = m->tried++, who = k % m->n_race;
+    DPT_CHECK(sync_all(c));   /* a common start: not the skew the previous call left */
     double t0 = dpt__now();
     DPT_CHECK(dpt__allreduce_direct(c, buf, count, dtype, op, (dpt_coll_algo_t)m->race[who]));
     m->t[who][k / m->n_race] = dpt__now() - t0;

@@ -226,6 +226,23 @@ static dpt_status_t time_block(dpt_coll_t *c, dpt_coll_algo_t algo, float *buf, 
     return DPT_OK;
 }
 
+/* Blocks b0 .. b1-1 of every algorithm in `on`, interleaved (every algorithm's block b0, then
+ * every b0+1, ...), so a slow spell of the machine hits them all rather than the one timed
+ * during it; then row[a] = the median of blocks 0 .. b1-1. */
+static dpt_status_t time_rounds(dpt_coll_t *c, const dpt_coll_algo_t *algo, float *const *bufs,
+                                size_t count, const double *iters, const int *on, int b0, int b1,
+                                double (*blocks)[PROBE_BLOCKS_MAX], double *row)
+{
+    for (int b = b0; b < b1; b++)
+        for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++)
+            if (on[a])
+                DPT_CHECK(time_block(c, algo[a], bufs[a], count, iters[a], &blocks[a][b]));
+    for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++)
+        if (on[a])
+            row[a] = dpt__median(blocks[a], b1);
+    return DPT_OK;
+}
+
 /* Mark the fastest algorithm of the row and the runner-up when it is within PROBE_CLOSE of it,
  * among the candidates of one kind of buffer (`skip`: the other kind's shm entry). */
 static void mark_close(const double *row, int skip, int *refine)
@@ -309,16 +326,8 @@ static dpt_status_t calibrate(dpt_coll_t *c, dpt_coll_cost_t *k)
                     nb = 3;   /* one call fills a block: long calls, 3 blocks each */
             }
         }
-        /* blocks interleaved (every algorithm's first block, then every second, ...), so a
-         * slow spell of the machine hits them all rather than the one timed during it */
-        for (int b = 0; b < nb; b++)
-            for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++)
-                if (on[a])
-                    DPT_CHECK_GOTO(time_block(c, algo[a], bufs[a], bytes / 4, iters[a],
-                                              &blocks[a][b]), st, done);
-        for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++)
-            if (on[a])
-                row[a] = dpt__median(blocks[a], nb);
+        DPT_CHECK_GOTO(time_rounds(c, algo, bufs, bytes / 4, iters, on, 0, nb, blocks, row), st,
+                       done);
         /* a close race (the runner-up within PROBE_CLOSE of the best on rank 0's clock, for an
          * ordinary buffer or for the window) gets PROBE_EXTRA more interleaved blocks of the
          * two: the noise of 5 blocks is 10-20% on a loaded node */
@@ -331,14 +340,9 @@ static dpt_status_t calibrate(dpt_coll_t *c, dpt_coll_cost_t *k)
         DPT_CHECK_GOTO(dpt_coll_broadcast(c, refine, sizeof refine, 0), st, done);
         for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++)
             any |= refine[a];
-        for (int b = nb; any && b < nb + PROBE_EXTRA; b++)
-            for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++)
-                if (refine[a])
-                    DPT_CHECK_GOTO(time_block(c, algo[a], bufs[a], bytes / 4, iters[a],
-                                              &blocks[a][b]), st, done);
-        for (int a = 0; a < DPT_COLL_CAL_ALGOS; a++)
-            if (refine[a])
-                row[a] = dpt__median(blocks[a], nb + PROBE_EXTRA);
+        if (any)
+            DPT_CHECK_GOTO(time_rounds(c, algo, bufs, bytes / 4, iters, refine, nb,
+                                       nb + PROBE_EXTRA, blocks, row), st, done);
         /* rank 0's row decides everything below (times, whether to go on: fastest call still
          * short and budget left, which algorithms stay); its best is recomputed everywhere */
         double best = row_best(row);

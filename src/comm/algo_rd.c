@@ -30,7 +30,8 @@
  *   log2(p2) alpha + n beta for the all-gather (+ alpha + n beta fold-out).
  *
  * Segments
- *   Across nodes each step's exchange is cut into segments of segment_bytes, up to RD_WINDOW per
+ *   Across nodes each step's exchange is cut into segments of segment_bytes, at most
+ *   DPT__XNODE_PIECE_BYTES (64 KiB, comm/internal.h), up to RD_WINDOW per
  *   direction in flight (receives posted first): over TCP one message each way can wait for the
  *   other's rendezvous handshake, whose control message queues behind the data, and then the
  *   exchange runs one direction at a time (measured: 2x the time of a one-way transfer). On one
@@ -49,7 +50,7 @@
  */
 #include "comm/internal.h"
 
-#define RD_WINDOW 8 /* segments in flight per direction */
+#define RD_WINDOW DPT__XNODE_WINDOW /* segments in flight per direction */
 
 /* Elements per message of a step: seg_count, but on one node (Open MPI's shared-memory transport
  * moves a large message with one single copy) the whole buffer: there segments only add
@@ -57,7 +58,8 @@
  * with 256 KiB segments on a loaded 2-core machine). */
 static size_t segment(const dpt_coll_args_t *a)
 {
-    size_t seg = a->coll->shm ? a->count : a->seg_count;
+    size_t piece = DPT__XNODE_PIECE_BYTES / a->esize;
+    size_t seg = a->coll->shm ? a->count : a->seg_count < piece ? a->seg_count : piece;
     return seg ? seg : 1;
 }
 

@@ -433,16 +433,11 @@ static unsigned memo_slot(size_t nbytes, int in_window)
     return (unsigned)(((nbytes * 0x9E3779B97F4A7C15ull) >> 58) ^ (unsigned)in_window) & 15u;
 }
 
-dpt_coll_algo_t dpt__auto_choose(dpt_coll_t *c, size_t nbytes, int in_window, double *predicted)
+/* The ranking for (nbytes, in_window), a pure function of the model: the fastest candidate and
+ * its estimate, and the contenders of a close race (fastest first; *n_race = 0: no race). */
+static dpt_coll_algo_t rank_candidates(dpt_coll_t *c, size_t nbytes, int in_window,
+                                       double *best_t, int *race, int *n_race)
 {
-    /* the same inputs give the same answer: keep recent ones (a latency-bound call must not pay
-     * for the ranking; identical on every rank, like the ranking itself) */
-    struct dpt__auto_memo *m = &c->auto_memo[memo_slot(nbytes, in_window)];
-    if (m->algo >= 0 && m->nbytes == nbytes && m->in_window == in_window) {
-        if (predicted)
-            *predicted = m->predicted;
-        return (dpt_coll_algo_t)m->algo;
-    }
     static const dpt_coll_algo_t cand[] = {DPT_COLL_ALGO_RING, DPT_COLL_ALGO_TREE,
                                            DPT_COLL_ALGO_RD, DPT_COLL_ALGO_RHD,
                                            DPT_COLL_ALGO_SHM, DPT_COLL_ALGO_HIER};
@@ -461,55 +456,81 @@ dpt_coll_algo_t dpt__auto_choose(dpt_coll_t *c, size_t nbytes, int in_window, do
     }
     if (best < 0)
         best = 0;   /* no estimate at all: ring */
-    double best_t = t[best];
+    *best_t = t[best];
     /* a close race is decided by timing real calls (dpt__auto_allreduce): the best and whatever
      * is estimated within `close` of it, fastest first; past the largest probed size the
      * estimates are extrapolations, so "close" is wider there */
     int beyond = c->cost.n_sizes > 0 && (double)nbytes > c->cost.sizes[c->cost.n_sizes - 1];
     double close = c->auto_race_all ? HUGE_VAL : beyond ? TRIAL_CLOSE_FAR : TRIAL_CLOSE;
-    m->n_race = 0;
-    m->race[m->n_race++] = (int)cand[best];
-    for (int n = 1; n < DPT__AUTO_RACE; n++) {
+    int n = 0;
+    race[n++] = (int)cand[best];
+    while (n < DPT__AUTO_RACE) {
         int next = -1;
         for (int i = 0; i < NC; i++) {
             int in = 0;
-            for (int r = 0; r < m->n_race; r++)
-                in |= m->race[r] == (int)cand[i];
-            if (!in && t[i] >= 0 && t[i] <= close * best_t && (next < 0 || t[i] < t[next]))
+            for (int r = 0; r < n; r++)
+                in |= race[r] == (int)cand[i];
+            if (!in && t[i] >= 0 && t[i] <= close * t[best] && (next < 0 || t[i] < t[next]))
                 next = i;
         }
         if (next < 0)
             break;
-        m->race[m->n_race++] = (int)cand[next];
+        race[n++] = (int)cand[next];
     }
     /* single calls are timed: below a millisecond one call says little on a busy node (a time
      * slice, the skew the previous call left), and there the probe's blocks already decide */
-    if (m->n_race == 1 || (best_t < TRIAL_MIN_S && !c->auto_race_all))
-        m->n_race = 0;   /* no race */
-    m->tried = 0;
+    *n_race = n == 1 || (t[best] < TRIAL_MIN_S && !c->auto_race_all) ? 0 : n;
+    return cand[best];
+}
+
+/* The decision so far for (nbytes, in_window), without changing any state: a caller on one rank
+ * only (a log line) must not make the ranks' memos differ. */
+dpt_coll_algo_t dpt__auto_choose(dpt_coll_t *c, size_t nbytes, int in_window, double *predicted)
+{
+    const struct dpt__auto_memo *m = &c->auto_memo[memo_slot(nbytes, in_window)];
+    if (m->algo >= 0 && m->nbytes == nbytes && m->in_window == in_window) {
+        if (predicted)
+            *predicted = m->predicted;
+        return (dpt_coll_algo_t)m->algo;
+    }
+    double best_t;
+    int race[DPT__AUTO_RACE], n_race;
+    dpt_coll_algo_t best = rank_candidates(c, nbytes, in_window, &best_t, race, &n_race);
     if (predicted)
         *predicted = best_t;
-    if ((int)cand[best] != c->auto_last && c->rank == 0)
+    return best;
+}
+
+/* The memo entry of (nbytes, in_window), made on a miss (every rank makes the same calls, so
+ * every rank's memo holds the same entries: the ranking and any race in progress). Recent sizes
+ * are kept: a latency-bound call must not pay for the ranking, and gradient buckets repeat. */
+static struct dpt__auto_memo *memo_entry(dpt_coll_t *c, size_t nbytes, int in_window)
+{
+    struct dpt__auto_memo *m = &c->auto_memo[memo_slot(nbytes, in_window)];
+    if (m->algo >= 0 && m->nbytes == nbytes && m->in_window == in_window)
+        return m;
+    double best_t;
+    dpt_coll_algo_t best = rank_candidates(c, nbytes, in_window, &best_t, m->race, &m->n_race);
+    m->tried = 0;
+    if ((int)best != c->auto_last && c->rank == 0)
         DPT_INFO("auto: %zu bytes on %d ranks -> %s (predicted %.1f us)%s", nbytes, c->size,
-                 dpt_coll_algo_name(cand[best]), 1e6 * best_t,
+                 dpt_coll_algo_name(best), 1e6 * best_t,
                  m->n_race ? "; a close race: timing the first calls" : "");
-    c->auto_last = (int)cand[best];
+    c->auto_last = (int)best;
     m->nbytes = nbytes;
     m->in_window = in_window;
-    m->algo = (int)cand[best];
+    m->algo = (int)best;
     m->predicted = best_t;
-    return cand[best];
+    return m;
 }
 
 dpt_status_t dpt__auto_allreduce(dpt_coll_t *c, void *buf, size_t count, dpt_dtype_t dtype,
                                  dpt_redop_t op)
 {
     size_t nbytes = count * dpt_dtype_size(dtype);
-    int in_window = dpt__shm_in_window(c, buf);
-    dpt_coll_algo_t algo = dpt__auto_choose(c, nbytes, in_window, NULL);
-    struct dpt__auto_memo *m = &c->auto_memo[memo_slot(nbytes, in_window)];
+    struct dpt__auto_memo *m = memo_entry(c, nbytes, dpt__shm_in_window(c, buf));
     if (m->n_race == 0)
-        return dpt__allreduce_direct(c, buf, count, dtype, op, algo);
+        return dpt__allreduce_direct(c, buf, count, dtype, op, (dpt_coll_algo_t)m->algo);
     /* a close race: the contenders in turn, each call timed; every rank counts the same calls,
      * so all reach the decision at the same call */
     int k = m->tried++, who = k % m->n_race;

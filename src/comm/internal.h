@@ -164,7 +164,8 @@ dpt_status_t dpt__hier_create(dpt_coll_t *c, MPI_Comm comm);
 void dpt__hier_destroy(dpt_coll_t *c);
 dpt_status_t dpt__allreduce_hier(const dpt_coll_args_t *a);
 
-/* in_window: the buffer is this rank's slot of the shm window (dpt__shm_in_window). */
+/* auto's choice so far for nbytes; in_window: the buffer is this rank's slot of the shm window
+ * (dpt__shm_in_window). Changes no state, so a caller on one rank only is safe. */
 dpt_coll_algo_t dpt__auto_choose(dpt_coll_t *c, size_t nbytes, int in_window, double *predicted);
 /* An "auto" all-reduce: the chosen algorithm, or while a close race is open (others estimated
  * within 15% of the best, 30% past the probed sizes) the contenders in turn, each call timed,

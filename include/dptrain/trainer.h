@@ -3,6 +3,7 @@
 #ifndef DPT_TRAINER_H
 #define DPT_TRAINER_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -65,8 +66,8 @@ typedef struct dpt_train_config {
                                     the ranks that did not reach it (default 300; 0 = off) */
     int check_collectives;       /* debug: fingerprint every collective (dpt_coll_set_check) */
     int nan_skip;                /* non-finite loss/gradients: 1 = skip the step, 0 = stop */
-    volatile int *stop_flag;     /* set (e.g. by a signal handler) to stop after the running
-                                    step with a checkpoint; NULL = none */
+    const atomic_int *stop_flag; /* set (by another thread, e.g. one in sigwait) to stop after
+                                    the running step with a checkpoint; NULL = none */
 } dpt_train_config_t;
 
 typedef struct dpt_train_result {

@@ -2,7 +2,9 @@
  * then argv, which wins), fills a dpt_train_config_t and calls the trainer. Only main decides to
  * exit: usage errors exit 2, run-time errors (files, shapes) exit 1, each with one clear line. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <unistd.h>
 #include <limits.h>
 #include <math.h>
@@ -533,31 +535,77 @@ static int cmd_info(void)
  * every rank returned together end with MPI_Finalize and status 1; an error of one rank while
  * the others may wait in a collective ends the whole job with MPI_Abort, naming the rank. */
 /* SIGTERM, SIGINT, SIGUSR1 (Slurm's warning before the time limit): finish the running step,
- * checkpoint and exit with DPT_EXIT_STOPPED; a second signal exits at once (128 + signal). */
+ * checkpoint and exit with DPT_EXIT_STOPPED; a second signal exits at once (128 + signal).
+ * The signals are blocked before MPI_Init, so every thread started later (MPI's, the loader's,
+ * oneDNN's) inherits the mask, and one thread takes them in sigwait. A handler alone would push
+ * its frame onto whatever thread it interrupts: a few hundred SIGUSR1 during training corrupted
+ * the heap inside oneDNN's kernels within a second (glibc "corrupted size vs. prev_size", or
+ * SIGSEGV in malloc). The handler stays for threads that libraries start before main (OpenBLAS
+ * starts its workers at load time unless OPENBLAS_NUM_THREADS=1; they idle, as dptrain keeps
+ * OpenBLAS single-threaded): without it a signal the kernel hands to one of them kills the
+ * process by the default action. */
 #define DPT_EXIT_STOPPED 75   /* EX_TEMPFAIL: stopped on request, resume to continue */
-static volatile int stop_requested;
+static atomic_int stop_requested;
+static atomic_int stop_rank = -1;   /* this process's rank once MPI is up: rank 0 reports */
+static sigset_t stop_signals;
 
-static void on_stop_signal(int sig)
+static void say(const char *s)   /* async-signal-safe */
 {
-    if (stop_requested)
-        _exit(128 + sig);
-    stop_requested = 1;
+    if (write(STDERR_FILENO, s, strlen(s)) < 0) {
+        /* nothing to do: the stop goes ahead without the line */
+    }
 }
 
-static void install_stop_handlers(void)
+/* Async-signal-safe: called by the sigwait thread and by the handler. */
+static void on_stop_signal(int sig)
 {
+    if (atomic_exchange(&stop_requested, 1))
+        _exit(128 + sig);
+    if (atomic_load(&stop_rank) > 0)
+        return;
+    say("dptrain train: ");
+    say(sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGUSR1");
+    say(": stopping after the running step (a second signal exits at once)\n");
+}
+
+static void *stop_signal_thread(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&stop_signals, &sig) == 0)
+            on_stop_signal(sig);
+    }
+    return NULL;
+}
+
+/* Before MPI_Init. Without the thread the handler takes the signals on the calling thread. */
+static void start_stop_signal_thread(void)
+{
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGUSR1);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigfillset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    pthread_t t;
+    if (pthread_create(&t, NULL, stop_signal_thread, NULL) == 0)
+        pthread_detach(t);
+    else
+        pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
 }
 
 static int cmd_train(opts_t *o)
 {
     int provided = 0;
+    start_stop_signal_thread();
     MPI_Init_thread(NULL, NULL, o->cfg.watchdog_s > 0 ? MPI_THREAD_MULTIPLE : MPI_THREAD_SERIALIZED,
                     &provided);
     int rank = 0, size = 1;
@@ -571,7 +619,7 @@ static int cmd_train(opts_t *o)
     }
     if (provided < MPI_THREAD_MULTIPLE && o->cfg.watchdog_s > 0 && size > 1 && rank == 0)
         fprintf(stderr, "dptrain train: MPI gives no MPI_THREAD_MULTIPLE: no --watchdog\n");
-    install_stop_handlers();
+    atomic_store(&stop_rank, rank);
     o->cfg.stop_flag = &stop_requested;
     dpt_train_result_t res;
     dpt_status_t st = dpt_train(&o->cfg, &res);

@@ -619,7 +619,7 @@ static dpt_status_t train_step(session_t *s, const dpt_train_config_t *cfg, doub
     }
     int finite = 1;
     DPT_CHECK(grads_finite(s, np, &finite));
-    int flags[2] = {cfg->stop_flag && *cfg->stop_flag ? 0 : 1,
+    int flags[2] = {cfg->stop_flag && atomic_load(cfg->stop_flag) ? 0 : 1,
                     isfinite(lsum) ? INT_MAX : s->dist.rank};
     dpt__watchdog_enter(s->wd, "step flags after step %ld", step + 1);
     dpt__dist_min(&s->dist, flags, 2);

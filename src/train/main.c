@@ -531,9 +531,6 @@ static int cmd_info(void)
     return 0;
 }
 
-/* train: flags are parsed before MPI starts (usage errors exit 2 on every rank alike). Errors
- * every rank returned together end with MPI_Finalize and status 1; an error of one rank while
- * the others may wait in a collective ends the whole job with MPI_Abort, naming the rank. */
 /* SIGTERM, SIGINT, SIGUSR1 (Slurm's warning before the time limit): finish the running step,
  * checkpoint and exit with DPT_EXIT_STOPPED; a second signal exits at once (128 + signal).
  * The signals are blocked before MPI_Init, so every thread started later (MPI's, the loader's,
@@ -602,6 +599,9 @@ static void start_stop_signal_thread(void)
         pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
 }
 
+/* train: flags are parsed before MPI starts (usage errors exit 2 on every rank alike). Errors
+ * every rank returned together end with MPI_Finalize and status 1; an error of one rank while
+ * the others may wait in a collective ends the whole job with MPI_Abort, naming the rank. */
 static int cmd_train(opts_t *o)
 {
     int provided = 0;

@@ -24,6 +24,26 @@ expect_fail() {
   fi
 }
 
+# wait_for PATTERN FILE [SECONDS]: until FILE has a line matching PATTERN (default 60 s)
+wait_for() {
+  local i
+  for ((i = 0; i < ${3:-60} * 10; i++)); do
+    grep -q -- "$1" "$2" 2> /dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# rank_pid PATTERN R: the pid of MPI rank R among the processes whose command line matches PATTERN
+rank_pid() {
+  local pid r
+  for pid in $(pgrep -f -- "$1"); do
+    r=$(tr '\0' '\n' < "/proc/$pid/environ" 2> /dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+    [[ $r == "$2" ]] && { echo "$pid"; return 0; }
+  done
+  return 1
+}
+
 ok() { PASSES=$((PASSES + 1)); }
 bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 

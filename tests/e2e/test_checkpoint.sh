@@ -28,10 +28,7 @@ r=$("$CMP" "$TMP/straight.dpt" "$TMP/res.dpt" --exact) && ok || bad "resume from
 timeout 300 "${MPI[@]}" "$DPT" train "${args[@]}" --checkpoint-dir "$TMP/s" --checkpoint-every 1000 \
   --save "$TMP/sig.dpt" > "$TMP/s.txt" 2>&1 &
 job=$!
-for _ in $(seq 200); do   # wait until training runs (the bucket report is printed after setup)
-  grep -q "gradient bucket" "$TMP/s.txt" 2> /dev/null && break
-  sleep 0.1
-done
+wait_for "gradient bucket" "$TMP/s.txt"   # training runs (the bucket report comes after setup)
 sleep 1
 # the stop signals are blocked in every thread of every rank but the one in sigwait (a handler
 # interrupting oneDNN's kernels corrupted the heap): SIGINT, SIGUSR1, SIGTERM = 0x4202
@@ -59,7 +56,7 @@ r=$("$CMP" "$TMP/straight.dpt" "$TMP/sig.dpt" --exact) && ok || bad "signal + re
 env -u OPENBLAS_NUM_THREADS timeout 300 "${MPI[@]}" "$DPT" train "${args[@]}" \
   --checkpoint-dir "$TMP/o" --epochs 50 > "$TMP/o.txt" 2>&1 &
 job=$!
-for _ in $(seq 600); do grep -q "gradient bucket" "$TMP/o.txt" 2> /dev/null && break; sleep 0.1; done
+wait_for "gradient bucket" "$TMP/o.txt"
 pkill -USR1 -f -- "^$DPT train .*--checkpoint-dir $TMP/o " || bad "no rank to signal"
 rc=0
 wait $job || rc=$?
@@ -70,13 +67,9 @@ wait $job || rc=$?
 # run is still inside it when the second arrives.
 "$DPT" train "${args[@]}" --epochs 50 --batch 512 > "$TMP/two.txt" 2>&1 &
 pid=$!
-waitfor() {   # waitfor PATTERN FILE: up to 60 s
-  for _ in $(seq 600); do grep -q "$1" "$2" 2> /dev/null && return 0; sleep 0.1; done
-  return 1
-}
-waitfor "total parameters" "$TMP/two.txt" || bad "two SIGUSR1: the run did not start"
+wait_for "total parameters" "$TMP/two.txt" || bad "two SIGUSR1: the run did not start"
 kill -USR1 $pid
-waitfor "SIGUSR1: stopping after the running step" "$TMP/two.txt" || bad "no line for the first SIGUSR1"
+wait_for "SIGUSR1: stopping after the running step" "$TMP/two.txt" || bad "no line for the first SIGUSR1"
 kill -USR1 $pid
 rc=0; wait $pid || rc=$?
 [[ $rc -eq 138 ]] && ok || bad "two SIGUSR1: exit $rc, want 138: $(tail -2 "$TMP/two.txt")"

@@ -7,7 +7,8 @@
 #  - replicas stay bitwise identical for every algorithm at np 3 (the trainer compares a
 #    parameter checksum across ranks after every epoch and fails otherwise);
 #  - ranks that disagree (flags, a missing dataset on one rank) stop with a message naming the rank;
-#  - the watchdog names a rank that stops answering and the job ends; NaN/Inf policies.
+#  - the watchdog names a rank that stops answering and the job ends; a killed rank ends the job,
+#    named (by mpirun); NaN/Inf policies.
 source "$(dirname "$0")/lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
@@ -88,13 +89,9 @@ wd=(--model "$SRC/tests/models/small-nobn.cfg" --data synthetic:8192:1:28:28:10 
     --threads 1 --batch 16 --no-eval --no-progress --watchdog 4)
 timeout 120 "${MPI[@]}" -np 3 "$DPT" train "${wd[@]}" > "$TMP/wd.txt" 2>&1 &
 job=$!
-for _ in $(seq 300); do grep -q "gradient bucket" "$TMP/wd.txt" 2> /dev/null && break; sleep 0.1; done
+wait_for "gradient bucket" "$TMP/wd.txt"
 sleep 1
-victim=
-for pid in $(pgrep -f -- "^$DPT train .*--watchdog 4"); do
-  r=$(tr '\0' '\n' < "/proc/$pid/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
-  [[ $r == 1 ]] && victim=$pid
-done
+victim=$(rank_pid "^$DPT train .*--watchdog 4" 1)
 if [[ -n $victim ]]; then
   t0=$SECONDS
   kill -STOP "$victim"
@@ -105,6 +102,25 @@ if [[ -n $victim ]]; then
   pgrep -f -- "^$DPT train .*--watchdog 4" > /dev/null && bad "ranks left running after the watchdog abort" || ok
 else
   bad "no rank 1 process to stop"; wait $job
+fi
+
+# a dead rank (kill -9): the job ends within 30 s, non-zero, naming the rank, no rank left
+dead=(--model "$SRC/tests/models/small-nobn.cfg" --data synthetic:8192:1:28:28:10 --epochs 20
+      --threads 1 --batch 16 --no-eval --no-progress --seed 4242)
+timeout 120 "${MPI[@]}" -np 3 "$DPT" train "${dead[@]}" > "$TMP/dead.txt" 2>&1 &
+job=$!
+wait_for "gradient bucket" "$TMP/dead.txt"
+sleep 1
+victim=$(rank_pid "^$DPT train .*--seed 4242" 1)
+if [[ -n $victim ]]; then
+  t0=$SECONDS
+  kill -9 "$victim"
+  rc=0; wait $job || rc=$?
+  [[ $rc -ne 0 && $rc -ne 124 ]] && grep -q "process rank 1 .* exited on signal 9" "$TMP/dead.txt" \
+    && ((SECONDS - t0 <= 30)) && ok || bad "dead rank: exit $rc after $((SECONDS - t0)) s: $(tail -4 "$TMP/dead.txt")"
+  pgrep -f -- "^$DPT train .*--seed 4242" > /dev/null && bad "ranks left running after a rank died" || ok
+else
+  bad "no rank 1 process to kill"; wait $job
 fi
 
 # a NaN/Inf loss: every rank stops, one message naming the step and the rank; or the step is skipped

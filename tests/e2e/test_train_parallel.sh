@@ -83,45 +83,34 @@ timeout 120 "${MPI[@]}" -np 1 "$DPT" train "${args[@]}" --batch 32 : \
 [[ $rc -ne 0 && $rc -ne 124 ]] && grep -q "rank 1 stopped during setup" "$TMP/err" && grep -q "nowhere" "$TMP/err" \
   && ok || bad "missing data on rank 1: exit $rc, $(cat "$TMP/err")"
 
+# break_rank1 SIG MARK OUT WANT ARGS...: np 3 training with ARGS (MARK: a unique part of them);
+# once it trains, SIG to rank 1. The job must end within 30 s, non-zero, OUT matching WANT, and
+# leave no rank running.
+break_rank1() {
+  local sig=$1 mark=$2 out=$3 want=$4 job victim t0 rc=0
+  shift 4
+  timeout 120 "${MPI[@]}" -np 3 "$DPT" train "$@" > "$out" 2>&1 &
+  job=$!
+  wait_for "gradient bucket" "$out"
+  sleep 1
+  victim=$(rank_pid "^$DPT train .*$mark" 1) || { bad "SIG$sig: no rank 1 process"; wait $job; return; }
+  t0=$SECONDS
+  kill -"$sig" "$victim"
+  wait $job || rc=$?
+  kill -CONT "$victim" 2> /dev/null || true
+  [[ $rc -ne 0 && $rc -ne 124 ]] && grep -q "$want" "$out" && ((SECONDS - t0 <= 30)) && ok \
+    || bad "SIG$sig to rank 1: exit $rc after $((SECONDS - t0)) s: $(tail -4 "$out")"
+  pgrep -f -- "^$DPT train .*$mark" > /dev/null && bad "SIG$sig: ranks left running" || ok
+}
+small=(--model "$SRC/tests/models/small-nobn.cfg" --data synthetic:8192:1:28:28:10 --epochs 20
+       --threads 1 --batch 16 --no-eval --no-progress)
 # the watchdog: a rank that stops answering (SIGSTOP) is named within the timeout (+ a grace of
 # the same length), and the whole job exits non-zero
-wd=(--model "$SRC/tests/models/small-nobn.cfg" --data synthetic:8192:1:28:28:10 --epochs 20
-    --threads 1 --batch 16 --no-eval --no-progress --watchdog 4)
-timeout 120 "${MPI[@]}" -np 3 "$DPT" train "${wd[@]}" > "$TMP/wd.txt" 2>&1 &
-job=$!
-wait_for "gradient bucket" "$TMP/wd.txt"
-sleep 1
-victim=$(rank_pid "^$DPT train .*--watchdog 4" 1)
-if [[ -n $victim ]]; then
-  t0=$SECONDS
-  kill -STOP "$victim"
-  rc=0; wait $job || rc=$?
-  kill -CONT "$victim" 2> /dev/null || true
-  [[ $rc -ne 0 && $rc -ne 124 ]] && grep -q "rank 1 not answering (stopped, hung or dead)" "$TMP/wd.txt" \
-    && ((SECONDS - t0 <= 30)) && ok || bad "watchdog: exit $rc after $((SECONDS - t0)) s: $(grep -i watchdog "$TMP/wd.txt")"
-  pgrep -f -- "^$DPT train .*--watchdog 4" > /dev/null && bad "ranks left running after the watchdog abort" || ok
-else
-  bad "no rank 1 process to stop"; wait $job
-fi
-
-# a dead rank (kill -9): the job ends within 30 s, non-zero, naming the rank, no rank left
-dead=(--model "$SRC/tests/models/small-nobn.cfg" --data synthetic:8192:1:28:28:10 --epochs 20
-      --threads 1 --batch 16 --no-eval --no-progress --seed 4242)
-timeout 120 "${MPI[@]}" -np 3 "$DPT" train "${dead[@]}" > "$TMP/dead.txt" 2>&1 &
-job=$!
-wait_for "gradient bucket" "$TMP/dead.txt"
-sleep 1
-victim=$(rank_pid "^$DPT train .*--seed 4242" 1)
-if [[ -n $victim ]]; then
-  t0=$SECONDS
-  kill -9 "$victim"
-  rc=0; wait $job || rc=$?
-  [[ $rc -ne 0 && $rc -ne 124 ]] && grep -q "process rank 1 .* exited on signal 9" "$TMP/dead.txt" \
-    && ((SECONDS - t0 <= 30)) && ok || bad "dead rank: exit $rc after $((SECONDS - t0)) s: $(tail -4 "$TMP/dead.txt")"
-  pgrep -f -- "^$DPT train .*--seed 4242" > /dev/null && bad "ranks left running after a rank died" || ok
-else
-  bad "no rank 1 process to kill"; wait $job
-fi
+break_rank1 STOP "--watchdog 4" "$TMP/wd.txt" "rank 1 not answering (stopped, hung or dead)" \
+  "${small[@]}" --watchdog 4
+# a dead rank (SIGKILL): mpirun ends the job, naming the rank
+break_rank1 KILL "--seed 4242" "$TMP/dead.txt" "process rank 1 .* exited on signal 9" \
+  "${small[@]}" --seed 4242
 
 # a NaN/Inf loss: every rank stops, one message naming the step and the rank; or the step is skipped
 nan=(--model "$SRC/tests/models/small-nobn.cfg" --data synthetic:512:1:28:28:10 --epochs 1 --threads 1

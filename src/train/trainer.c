@@ -907,19 +907,26 @@ agree:
     DPT_CHECK_GOTO(state_to_device(&s), st, fail);   /* initial or resumed state */
     double t_start = dpt__now(), train_time = 0;
     long step = resumed ? (long)cs.step : 0, images = 0;
-    for (int epoch = resumed ? cs.epoch : 0; epoch < cfg->epochs && step < total_steps;
-         epoch++) {
+    int late_stop = 0;   /* a stop request came with the final step: the run completes */
+    /* A checkpoint holds the state after its step and before that epoch's end (BN statistics
+     * averaged, evaluation, replica check): a resume runs the epoch end it left pending, also
+     * when no step remains (a checkpoint of the last step: the run had completed). */
+    for (int epoch = resumed ? cs.epoch : 0;
+         epoch < cfg->epochs && (step < total_steps || (resumed && epoch == cs.epoch)); epoch++) {
         DPT_CHECK_GOTO(train_epoch_start(&s, epoch), st, fail);
         double t_epoch = dpt__now(), log_loss = 0, log_compute = 0, log_exposed = 0,
                log_bytes = 0, log_comm = 0;
         double ev[3] = {0, 0, 0};   /* loss sum over steps, correct, seen (this rank) */
+        double seen_before = 0;     /* of ev[2], the images of steps before a resume */
         long log_n = 0, done_steps = 0;
         int first = 0;
         if (resumed && epoch == cs.epoch) {   /* continue mid-epoch: skip the batches done */
             first = cs.epoch_step;
             memcpy(ev, cs.counters, sizeof ev);
+            seen_before = ev[2];
             done_steps = first;
-            for (int k = 0; k < first * s.accum; k++) {
+            int more = first < steps_per_epoch && step < total_steps;
+            for (int k = 0; more && k < first * s.accum; k++) {
                 const dpt_batch_t *b;
                 DPT_CHECK_GOTO(dpt_loader_next(s.train_ld, &b), st, fail);
             }
@@ -980,7 +987,9 @@ agree:
                 if (st != DPT_OK)
                     goto done;
             }
-            if (stop) {
+            if (stop && step + 1 == total_steps) {
+                late_stop = 1;   /* nothing left to stop before: finish (exit 0, no requeue) */
+            } else if (stop) {
                 res->stopped = 1;
                 res->steps = step + 1;
                 DPT_CHECK_GOTO(state_to_host(&s, 0), st, fail);
@@ -998,13 +1007,13 @@ agree:
         }
         double epoch_time = dpt__now() - t_epoch;
         train_time += epoch_time;
-        double gv[3] = {ev[0], ev[1], ev[2]};
+        double gv[4] = {ev[0], ev[1], ev[2], ev[2] - seen_before};
         dpt__watchdog_enter(s.wd, "training counters of epoch %d", epoch + 1);
-        dpt__dist_sum(&s.dist, gv, 3);
+        dpt__dist_sum(&s.dist, gv, 4);
         dpt__watchdog_leave(s.wd);
         res->train_loss = done_steps ? gv[0] / ((double)done_steps * nranks) : 0;
         res->train_acc = gv[2] > 0 ? gv[1] / gv[2] : 0;
-        res->img_s = gv[2] / epoch_time;
+        res->img_s = gv[3] / epoch_time;   /* the images trained by this process */
         if (s.test_ld) {
             DPT_CHECK_GOTO(evaluate(&s, &res->test_loss, &res->test_correct, &res->test_total),
                            st, fail);
@@ -1045,6 +1054,10 @@ agree:
                       res->param_crc);
     if (cfg->save_path && rank == 0)
         DPT_CHECK_GOTO(dpt_weights_save(cfg->save_path, params, np, buffers, nb), st, fail);
+    if (rank == 0 && (late_stop || (cfg->stop_flag && atomic_load(cfg->stop_flag)))) {
+        printf("the stop request came with the final step or after it: the run is complete\n");
+        fflush(stdout);
+    }
     if (rank == 0) {   /* the final line, also with --quiet */
         if (s.test_ld)
             printf("final test accuracy: %.2f%% (%ld/%ld)  wall %.1f s  %.0f img/s  "

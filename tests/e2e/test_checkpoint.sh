@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Checkpoints and resume (issue 6):
-#  - bit-exact resume: a run resumed from its step-4 checkpoint ends with the same bits as the
-#    straight run (np 2: every rank's BN statistics are in the checkpoint);
+# Checkpoints and resume (issues 6, 13):
+#  - bit-exact resume: a run resumed from its checkpoint of step 1, 4 (mid-epoch), 16 (epoch end)
+#    or 32 (the last: a completed run) ends with the same bits as the straight run (np 2: every
+#    rank's BN statistics are in the checkpoint), and so does a --max-steps run;
+#  - a stop signal during the final step: the run completes and exits 0;
 #  - SIGUSR1 to the ranks: finish the step, checkpoint, exit 75; --resume auto finishes the run
 #    with the straight run's bits; two signals at once: immediate exit 128 + 10;
 #  - truncated, bit-flipped and foreign files are refused with an error naming the file;
@@ -15,24 +17,45 @@ MPI=(mpirun --oversubscribe --bind-to none -np 2)
 args=(--model "$SRC/models/fmnist-cnn.cfg" --data synthetic:1024:1:28:28:10 --epochs 2 --threads 1
       --lr 0.05 --batch 32 --allreduce ring --no-progress --no-eval)
 
-timeout 300 "${MPI[@]}" "$DPT" train "${args[@]}" --checkpoint-dir "$TMP/a" --checkpoint-every 4 \
+timeout 300 "${MPI[@]}" "$DPT" train "${args[@]}" --checkpoint-dir "$TMP/a" --checkpoint-every 1 \
   --keep-checkpoints 100 --save "$TMP/straight.dpt" > "$TMP/a.txt" 2>&1 || bad "straight run: $(tail -3 "$TMP/a.txt")"
-[[ -f $TMP/a/ckpt-4.dpt && -f $TMP/a/ckpt-32.dpt && $(cat "$TMP/a/latest") == ckpt-32.dpt ]] && ok \
+[[ -f $TMP/a/ckpt-1.dpt && -f $TMP/a/ckpt-32.dpt && $(cat "$TMP/a/latest") == ckpt-32.dpt ]] && ok \
   || bad "checkpoints: $(ls "$TMP/a")"
-timeout 300 "${MPI[@]}" "$DPT" train "${args[@]}" --resume "$TMP/a/ckpt-4.dpt" --save "$TMP/res.dpt" \
-  > "$TMP/b.txt" 2>&1 || bad "resume run: $(tail -3 "$TMP/b.txt")"
-grep -q "resumed from .*ckpt-4.dpt: step 4" "$TMP/b.txt" && ok || bad "no resume line: $(head -3 "$TMP/b.txt")"
-r=$("$CMP" "$TMP/straight.dpt" "$TMP/res.dpt" --exact) && ok || bad "resume from step 4 is not bit-exact: $r"
+# every boundary: the first step, mid-epoch, an epoch end, and the last step (the run had completed:
+# its epoch end, BN statistics averaged before the save, is still to run after the checkpoint)
+for c in 1 4 16 32; do
+  timeout 300 "${MPI[@]}" "$DPT" train "${args[@]}" --resume "$TMP/a/ckpt-$c.dpt" --save "$TMP/res$c.dpt" \
+    > "$TMP/b$c.txt" 2>&1 || bad "resume run from ckpt-$c: $(tail -3 "$TMP/b$c.txt")"
+  grep -q "resumed from .*ckpt-$c.dpt: step $c" "$TMP/b$c.txt" && ok || bad "no resume line: $(head -3 "$TMP/b$c.txt")"
+  r=$("$CMP" "$TMP/straight.dpt" "$TMP/res$c.dpt" --exact) && ok || bad "resume from step $c is not bit-exact: $r"
+done
+# --resume auto of the completed run: the final line of the run itself (it printed 0/0 accuracy)
+want=$(grep "^final" "$TMP/a.txt" | sed 's/  wall.*param_crc/ param_crc/')
+got=$(grep "^final" "$TMP/b32.txt" | sed 's/  wall.*param_crc/ param_crc/')
+[[ -n $want && $got == "$want" ]] && ok || bad "resumed completed run: '$got', want '$want'"
+# a run cut by --max-steps in mid-epoch: its last checkpoint resumes to the same bits
+timeout 300 "${MPI[@]}" "$DPT" train "${args[@]}" --max-steps 20 --checkpoint-dir "$TMP/m" \
+  --save "$TMP/m1.dpt" > "$TMP/m1.txt" 2>&1 || bad "--max-steps run: $(tail -3 "$TMP/m1.txt")"
+timeout 300 "${MPI[@]}" "$DPT" train "${args[@]}" --max-steps 20 --checkpoint-dir "$TMP/m" \
+  --resume auto --save "$TMP/m2.dpt" > "$TMP/m2.txt" 2>&1 || bad "--max-steps resume: $(tail -3 "$TMP/m2.txt")"
+grep -q "resumed from .*ckpt-20.dpt: step 20" "$TMP/m2.txt" && ok || bad "no resume from ckpt-20: $(head -3 "$TMP/m2.txt")"
+r=$("$CMP" "$TMP/m1.dpt" "$TMP/m2.dpt" --exact) && ok || bad "resume at --max-steps is not bit-exact: $r"
 
-# SIGUSR1 to both ranks mid-run -> checkpoint + exit 75 -> resume auto -> the straight run's bits
+# ranks of the job whose command line holds $1 (the checkpoint dir), and a signal to all of them
+ranks() { pgrep -f -- "^$DPT train .*--checkpoint-dir $1 "; }
+signal_ranks() { local p; for p in $(ranks "$1"); do kill "-$2" "$p"; done; }
+
+# SIGUSR1 to both ranks mid-run -> checkpoint + exit 75 -> resume auto -> the straight run's bits.
+# The ranks are stopped (SIGSTOP) when training starts and the signal is sent while they are
+# stopped, so it lands in the first steps however fast the machine is.
 timeout 300 "${MPI[@]}" "$DPT" train "${args[@]}" --checkpoint-dir "$TMP/s" --checkpoint-every 1000 \
   --save "$TMP/sig.dpt" > "$TMP/s.txt" 2>&1 &
 job=$!
-wait_for "gradient bucket" "$TMP/s.txt"   # training runs (the bucket report comes after setup)
-sleep 1
+wait_for "gradient bucket" "$TMP/s.txt" || bad "SIGUSR1: the run did not start"   # after setup
+signal_ranks "$TMP/s" STOP
 # the stop signals are blocked in every thread of every rank but the one in sigwait (a handler
 # interrupting oneDNN's kernels corrupted the heap): SIGINT, SIGUSR1, SIGTERM = 0x4202
-masks=$(for p in $(pgrep -f -- "^$DPT train .*--checkpoint-dir $TMP/s "); do
+masks=$(for p in $(ranks "$TMP/s"); do
           for t in /proc/"$p"/task/*; do
             [[ $(cat "$t/wchan" 2> /dev/null) == *sigtimedwait* ]] && continue
             awk '/^SigBlk/ {print $2}' "$t/status"
@@ -41,7 +64,9 @@ masks=$(for p in $(pgrep -f -- "^$DPT train .*--checkpoint-dir $TMP/s "); do
 unblocked=$(for m in $masks; do (( (16#$m & 16#4202) == 16#4202 )) || echo "$m"; done)
 [[ -n $masks && -z $unblocked ]] && ok || bad "stop signals not blocked in every thread: ${masks:-no ranks}"
 # the ranks only (as srun delivers it); mpirun would forward a signal of its own as well
-pkill -USR1 -f -- "^$DPT train .*--checkpoint-dir $TMP/s " || bad "no rank to signal"
+[[ -n $(ranks "$TMP/s") ]] || bad "no rank to signal"
+signal_ranks "$TMP/s" USR1
+signal_ranks "$TMP/s" CONT
 rc=0
 wait $job || rc=$?
 [[ $rc -eq 75 ]] && ok || bad "SIGUSR1: exit $rc, want 75: $(tail -3 "$TMP/s.txt")"
@@ -50,6 +75,27 @@ timeout 300 "${MPI[@]}" "$DPT" train "${args[@]}" --checkpoint-dir "$TMP/s" --re
   --save "$TMP/sig.dpt" > "$TMP/s2.txt" 2>&1 || bad "resume auto after the signal: $(tail -3 "$TMP/s2.txt")"
 grep -q "resumed from" "$TMP/s2.txt" && ok || bad "resume auto did not resume: $(head -3 "$TMP/s2.txt")"
 r=$("$CMP" "$TMP/straight.dpt" "$TMP/sig.dpt" --exact) && ok || bad "signal + resume is not bit-exact: $r"
+
+# a stop signal during the final step (here the only one): the run is complete, so it finishes
+# (evaluation, save) and exits 0, and Slurm does not requeue it; the checkpoint is the last step's
+one=(--model "$SRC/models/fmnist-cnn.cfg" --data synthetic:256:1:28:28:10 --epochs 1 --threads 1
+     --lr 0.05 --batch 128 --allreduce ring --no-progress)
+timeout 300 "${MPI[@]}" "$DPT" train "${one[@]}" --save "$TMP/one.dpt" > "$TMP/one.txt" 2>&1 \
+  || bad "one-step run: $(tail -3 "$TMP/one.txt")"
+timeout 300 "${MPI[@]}" "$DPT" train "${one[@]}" --checkpoint-dir "$TMP/l" --save "$TMP/late.dpt" \
+  > "$TMP/l.txt" 2>&1 &
+job=$!
+wait_for "gradient bucket" "$TMP/l.txt" || bad "final-step signal: the run did not start"
+signal_ranks "$TMP/l" STOP
+signal_ranks "$TMP/l" USR1
+signal_ranks "$TMP/l" CONT
+rc=0
+wait $job || rc=$?
+[[ $rc -eq 0 ]] && grep -q "^the stop request came with the final step" "$TMP/l.txt" \
+  && grep -q "^final test accuracy" "$TMP/l.txt" && ! grep -q "^stopped after" "$TMP/l.txt" && ok \
+  || bad "SIGUSR1 in the final step: exit $rc, want 0 with a completion line: $(tail -4 "$TMP/l.txt")"
+[[ $(cat "$TMP/l/latest" 2> /dev/null) == ckpt-1.dpt ]] && ok || bad "final-step signal: latest is not ckpt-1"
+r=$("$CMP" "$TMP/one.dpt" "$TMP/late.dpt" --exact) && ok || bad "final-step signal changed the result: $r"
 
 # without OPENBLAS_NUM_THREADS=1 OpenBLAS starts a worker before main, with no signal blocked:
 # a signal the kernel hands to it must still stop the run cleanly (exit 75), not kill it (138)

@@ -66,6 +66,9 @@ typedef struct dpt_train_config {
                                     the ranks that did not reach it (default 300; 0 = off) */
     int check_collectives;       /* debug: fingerprint every collective (dpt_coll_set_check) */
     int nan_skip;                /* non-finite loss/gradients: 1 = skip the step, 0 = stop */
+    const char *agree_flags;     /* "--name=value" lines every rank must share (the CLI's flag
+                                    table, src/cli/options.h); NULL = not compared */
+    const char *run_flags;       /* the subset that makes the run (checkpoints record its hash) */
     const atomic_int *stop_flag; /* set (by another thread, e.g. one in sigwait) to stop after
                                     the running step with a checkpoint; NULL = none */
 } dpt_train_config_t;

@@ -71,6 +71,60 @@ dpt_status_t dpt__dist_compare(const dpt_dist_t *d, const uint32_t *h, int n,
     return st;
 }
 
+dpt_status_t dpt__dist_compare_lines(const dpt_dist_t *d, const char *text, int *mismatch)
+{
+    enum { MAX_LINES = 256, LINE = 512 };
+    *mismatch = 0;
+    if (!d->mpi || d->size == 1)
+        return DPT_OK;
+    /* h[0]: the line count, h[1 + k]: line k's checksum */
+    uint32_t h[1 + MAX_LINES] = {0};
+    const char *lines[MAX_LINES];
+    size_t lens[MAX_LINES];
+    int n = 0;
+    for (const char *p = text ? text : ""; *p && n < MAX_LINES; n++) {
+        lens[n] = strcspn(p, "\n");
+        lines[n] = p;
+        h[1 + n] = dpt__crc32(0, p, lens[n]);
+        p += lens[n] + (p[lens[n]] == '\n');
+    }
+    h[0] = (uint32_t)n;
+    uint32_t *all = dpt_malloc((size_t)d->size * (1 + MAX_LINES) * sizeof *all);
+    if (!all)
+        return dpt_error_set(DPT_ERR_NOMEM, "out of memory comparing ranks");
+    if (MPI_Allgather(h, 1 + MAX_LINES, MPI_UINT32_T, all, 1 + MAX_LINES, MPI_UINT32_T,
+                      MPI_COMM_WORLD) != MPI_SUCCESS) {
+        dpt_free(all);
+        return dpt_error_set(DPT_ERR_MPI, "rank %d: MPI_Allgather failed comparing flags",
+                             d->rank);
+    }
+    int bad_rank = -1, bad_line = -1;   /* the same on every rank: all have the same table */
+    for (int r = 1; r < d->size && bad_rank < 0; r++)
+        for (int k = 0; k <= MAX_LINES; k++)
+            if (all[(size_t)r * (1 + MAX_LINES) + k] != all[k]) {
+                bad_rank = r;
+                bad_line = k - 1;   /* -1: the counts differ */
+                break;
+            }
+    dpt_free(all);
+    if (bad_rank < 0)
+        return DPT_OK;
+    *mismatch = 1;
+    if (bad_line < 0 || bad_line >= n)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "rank %d's set of flags differs from rank "
+                             "0's (another dptrain build?); every rank must run the same job",
+                             bad_rank);
+    /* both texts of the line, so that the message names the flag and the two values */
+    char mine[LINE], other[LINE];
+    snprintf(mine, sizeof mine, "%.*s", (int)lens[bad_line], lines[bad_line]);
+    memcpy(other, mine, sizeof other);
+    MPI_Bcast(other, LINE, MPI_CHAR, bad_rank, MPI_COMM_WORLD);
+    MPI_Bcast(mine, LINE, MPI_CHAR, 0, MPI_COMM_WORLD);   /* rank 0's, on every rank */
+    other[LINE - 1] = mine[LINE - 1] = '\0';
+    return dpt_error_set(DPT_ERR_INVALID_ARG, "rank %d has %s but rank 0 has %s; every rank "
+                         "must run the same job", bad_rank, other, mine);
+}
+
 void dpt__dist_sum(const dpt_dist_t *d, double *v, int n)
 {
     if (!d->mpi || d->size == 1)

@@ -58,6 +58,10 @@ dpt_status_t dpt__dist_agree(const dpt_dist_t *d, dpt_status_t st, int *collecti
  * differing rank and what[k] (e.g. "dataset"); *mismatch = 1. */
 dpt_status_t dpt__dist_compare(const dpt_dist_t *d, const uint32_t *h, int n,
                                const char *const *what, int *mismatch);
+/* Compare a text of lines (e.g. "--name=value" flags) with rank 0's, line by line; on a
+ * difference every rank returns an error naming the first differing rank and both lines;
+ * *mismatch = 1. */
+dpt_status_t dpt__dist_compare_lines(const dpt_dist_t *d, const char *text, int *mismatch);
 /* Sum n doubles over ranks, in place (counters for metrics and evaluation). */
 void dpt__dist_sum(const dpt_dist_t *d, double *v, int n);
 /* Element-wise minimum of n ints over ranks, in place. */

@@ -387,30 +387,12 @@ static dpt_status_t evaluate(session_t *s, double *loss, long *correct, long *to
     return DPT_OK;
 }
 
-/* Hashes every rank must agree on: the run's settings (not threads or layout), the model file
- * and the training data. */
+/* Hashes of the job: h[0] the flags that make the run (recorded in checkpoints), h[1] the model
+ * file as parsed, h[2] the training data. */
 static void job_hashes(const session_t *s, const dpt_train_config_t *cfg, uint32_t h[3])
 {
-    char buf[2048];
-    int n = snprintf(buf, sizeof buf,
-                     "data=%s backend=%s epochs=%d batch=%d lr=%.17g warmup=%.17g sched=%d "
-                     "final=%.17g gamma=%.17g stepe=%.17g peak=%.17g mom=%.9g nest=%d wd=%.9g "
-                     "lars=%d eta=%.9g ls=%.9g seed=%llu crop=%d flip=%d rrc=%d rrcs=%.9g "
-                     "max=%ld eval=%d ar=%s bucket=%.17g overlap=%d accum=%d det=%d fuse=%d sbn=%d",
-                     cfg->data_spec, cfg->backend, cfg->epochs, cfg->batch, cfg->lr,
-                     cfg->warmup_epochs, (int)cfg->schedule, cfg->final_lr_frac, cfg->step_gamma,
-                     cfg->step_epochs, cfg->onecycle_peak, (double)cfg->sgd.momentum,
-                     cfg->sgd.nesterov, (double)cfg->sgd.weight_decay, cfg->sgd.lars,
-                     (double)cfg->sgd.lars_eta, (double)cfg->label_smoothing,
-                     (unsigned long long)cfg->seed, cfg->crop_pad, cfg->flip,
-                     cfg->random_resized_crop, (double)cfg->rrc_min_scale, cfg->max_steps,
-                     cfg->eval_every_epoch, cfg->allreduce, cfg->bucket_mb, cfg->overlap,
-                     cfg->accum, cfg->deterministic, cfg->fuse_bn_relu, cfg->sync_bn);
-    if (n > 0 && (size_t)n < sizeof buf
-        && (cfg->precision != DPT_PREC_FP32 || cfg->loss_scale != 0))   /* device runs only */
-        n += snprintf(buf + n, sizeof buf - (size_t)n, " prec=%s lscale=%.9g",
-                      dpt_precision_name(cfg->precision), cfg->loss_scale);
-    h[0] = dpt__crc32(0, buf, n > 0 && (size_t)n < sizeof buf ? (size_t)n : sizeof buf);
+    const char *run = cfg->run_flags ? cfg->run_flags : "";
+    h[0] = dpt__crc32(0, run, strlen(run));
     char summary[8192];
     dpt_model_summary(s->model, summary, sizeof summary);
     size_t np;
@@ -429,10 +411,12 @@ static void job_hashes(const session_t *s, const dpt_train_config_t *cfg, uint32
 static dpt_status_t setup_parallel(session_t *s, const dpt_train_config_t *cfg, int *mismatch)
 {
     *mismatch = 0;
+    /* first: every flag that decides which collectives run (a rank that differs would hang) */
+    DPT_CHECK(dpt__dist_compare_lines(&s->dist, cfg->agree_flags, mismatch));
     uint32_t h[3];
     job_hashes(s, cfg, h);
-    static const char *const what[3] = {"configuration (flags)", "model", "training data"};
-    DPT_CHECK(dpt__dist_compare(&s->dist, h, 3, what, mismatch));
+    static const char *const what[2] = {"model", "training data"};
+    DPT_CHECK(dpt__dist_compare(&s->dist, h + 1, 2, what, mismatch));
     DPT_CHECK(dpt_coll_algo_from_name(cfg->allreduce, &s->algo));
     s->host_algo = s->algo == DPT_COLL_ALGO_NCCL ? DPT_COLL_ALGO_RING : s->algo;
     DPT_CHECK(dpt__dist_transport(&s->dist, &s->p2p));

@@ -11,14 +11,14 @@ expect_fail 2 "--lr: 'nan' is not a number" -- "$DPT" train --lr nan
 expect_fail 2 "unknown flag '--bogus'" -- "$DPT" train --bogus 3
 expect_fail 2 "--batch needs a value" -- "$DPT" train --batch
 expect_fail 2 "--schedule: unknown schedule 'zigzag'" -- "$DPT" train --schedule zigzag
-expect_fail 2 "--layout: 'diagonal' is not blocked or nchw" -- "$DPT" train --layout diagonal
+expect_fail 2 "--layout: 'diagonal' is not one of nchw|blocked" -- "$DPT" train --layout diagonal
 expect_fail 2 "unexpected argument 'extra'" -- "$DPT" train extra
 expect_fail 2 "--seed: '-4' is not a non-negative integer" -- "$DPT" train --seed -4
 expect_fail 2 "--nesterov: 'maybe' is not a boolean" -- "$DPT" train --nesterov=maybe
 expect_fail 2 "flag '--weights' does not apply here" -- "$DPT" train --weights x
 expect_fail 2 "--weights FILE is required" -- "$DPT" eval
 expect_fail 2 "unknown command 'frobnicate'" -- "$DPT" frobnicate
-expect_fail 2 "--optimizer: 'adam' is not available" -- "$DPT" train --optimizer adam
+expect_fail 2 "--optimizer: 'adam' is not one of sgd|lars" -- "$DPT" train --optimizer adam
 expect_fail 1 "--backend: unknown backend 'tpu'" -- "$DPT" train --backend tpu --data synthetic:64:1:28:28:10
 printf 'epochs = 2\nfrob = 1\n' > "$TMP/bad.conf"
 expect_fail 2 "bad.conf:2: unknown flag 'frob'" -- "$DPT" train --config "$TMP/bad.conf"

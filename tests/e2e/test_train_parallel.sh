@@ -75,8 +75,19 @@ grep -q "^final: .*param_crc" "$TMP/r3-ring.txt" && ok || bad "np 3 final line m
 rc=0
 timeout 120 "${MPI[@]}" -np 1 "$DPT" train "${args[@]}" --batch 32 --lr 0.05 : \
   -np 1 "$DPT" train "${args[@]}" --batch 32 --lr 0.1 > /dev/null 2> "$TMP/err" || rc=$?
-[[ $rc -ne 0 && $rc -ne 124 ]] && grep -q "rank 1's configuration (flags) differs from rank 0's" "$TMP/err" \
+[[ $rc -ne 0 && $rc -ne 124 ]] && grep -q "rank 1 has --lr=0.1 but rank 0 has --lr=0.05" "$TMP/err" \
   && ok || bad "different --lr per rank: exit $rc, $(cat "$TMP/err")"
+# every flag that decides which collectives run is compared too (they hung until the watchdog)
+for f in "--watchdog 60:--watchdog 90" "--nan-policy skip:--nan-policy abort" \
+         "--checkpoint-every 3:--checkpoint-every 5" "--no-eval:--eval" "--check-collectives:--no-check-collectives"; do
+  a=${f%%:*} b=${f#*:} rc=0
+  # shellcheck disable=SC2086
+  timeout 120 "${MPI[@]}" -np 1 "$DPT" train "${args[@]}" --batch 32 --checkpoint-dir "$TMP/cmp" $a : \
+    -np 1 "$DPT" train "${args[@]}" --batch 32 --checkpoint-dir "$TMP/cmp" $b > /dev/null 2> "$TMP/err" || rc=$?
+  flag=${a%% *} flag=${flag/--no-/--}
+  [[ $rc -ne 0 && $rc -ne 124 ]] && grep -q "rank 1 has $flag=.* but rank 0 has $flag=" "$TMP/err" \
+    && ok || bad "'$a' on rank 0, '$b' on rank 1: exit $rc, $(head -3 "$TMP/err")"
+done
 rc=0
 timeout 120 "${MPI[@]}" -np 1 "$DPT" train "${args[@]}" --batch 32 : \
   -np 1 "$DPT" train "${args[@]/synthetic:1024:1:28:28:10/mnist:$TMP/nowhere}" --batch 32 > /dev/null 2> "$TMP/err" || rc=$?

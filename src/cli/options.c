@@ -1,0 +1,544 @@
+/* options.c: the flag registry (see options.h) and the parser over it. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/options.h"
+#include "dptrain/coll.h"
+#include "dptrain/dataset.h"
+#include "dptrain/config.h"
+#include "dptrain/optim.h"
+
+typedef dpt_cli_opts_t opts_t;
+
+/* T_ENUM: an int, the index of the value among the row's `arg`, "a|b|c" */
+enum { T_INT, T_LONG, T_U64, T_DOUBLE, T_FLOAT, T_STR, T_BOOL, T_ENUM, T_SCHED, T_SIZE, T_PREC,
+       T_LSCALE };
+
+typedef struct option_def {
+    const char *name;
+    int type;
+    size_t off;          /* offset into opts_t */
+    double lo, hi;       /* numeric range */
+    int cmds;            /* subcommands that accept it, and its scope (LOCAL, CONTROL) */
+    const char *arg;     /* argument name in --help */
+    const char *help;
+} option_def_t;
+
+#define C(field) offsetof(opts_t, cfg.field)
+#define O(field) offsetof(opts_t, field)
+#define ALL (CMD_TRAIN | CMD_EVAL | CMD_BENCH)
+/* Scope of a train flag across ranks (dpt_cli_flag_text). Unmarked: the run's identity, every
+ * rank must agree and checkpoints record it, so that a new flag is compared unless its row says
+ * otherwise. CONTROL: ranks must agree (it decides which collectives run) but a resumed run may
+ * differ. LOCAL: a rank's own (threads, output files, a rank's kernels: replicas stay identical
+ * whatever each rank computes its gradients with, since they are averaged). */
+#define LOCAL (1 << 8)
+#define CONTROL (1 << 9)
+
+static const option_def_t options[] = {
+    {"model", T_STR, C(model_path), 0, 0, ALL, "FILE", "model definition (default models/fmnist-cnn.cfg)"},
+    {"data", T_STR, C(data_spec), 0, 0, CMD_TRAIN | CMD_EVAL, "SPEC",
+     "fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | shards:DIR (from dptrain prepare) | "
+     "synthetic:N:C:H:W:K (default fashion-mnist, "
+     "read from " DPT_FASHION_MNIST_DIR ")"},
+    {"weights", T_STR, O(weights), 0, 0, CMD_EVAL, "FILE", "weights written by train --save (required)"},
+    {"backend", T_STR, C(backend), 0, 0, ALL, "NAME", "compute backend: cpu (oneDNN + OpenBLAS), ref (plain C) or cuda (GPU; CUDA builds)"},
+    {"device", T_STR, C(backend), 0, 0, ALL, "cpu|cuda", "alias of --backend: cuda trains on the GPU (device = node-local rank modulo the GPUs)"},
+    {"precision", T_PREC, C(precision), 0, 0, ALL, "fp32|bf16|fp16", "cuda: activation/compute precision, float32 master weights (default fp32; fp16 uses loss scaling)"},
+    {"loss-scale", T_LSCALE, C(loss_scale), 0, 0, CMD_TRAIN | CMD_BENCH, "dynamic|N", "cuda: loss scaling: dynamic (2^16, halved on overflow with the step skipped, doubled after 2000 good steps; the fp16 default) or a fixed N (default for fp32/bf16: none)"},
+    {"threads", T_INT, C(threads), 0, 1024, ALL | CMD_PREPARE | LOCAL, "T", "compute (prepare: decode) threads per process (0 = OMP_NUM_THREADS or all cores)"},
+    {"winograd", T_BOOL, C(conv_winograd), 0, 0, ALL | LOCAL, NULL, "cpu: Winograd for 3x3 stride-1 convolutions where oneDNN has it (default on; --no-winograd)"},
+    {"layout", T_ENUM, C(blocked_layout), 0, 0, ALL | LOCAL, "nchw|blocked",
+     "cpu backend activation layout between layers (default blocked)"},
+    {"fuse-bn-relu", T_BOOL, C(fuse_bn_relu), 0, 0, ALL, NULL, "fuse batchnorm + relu (default on; --no-fuse-bn-relu)"},
+    {"epochs", T_INT, C(epochs), 1, 100000, CMD_TRAIN, "N", "training epochs (default 8)"},
+    {"batch", T_INT, C(batch), 1, 1 << 20, ALL, "B", "batch size per rank (default 128)"},
+    {"lr", T_DOUBLE, C(lr), 0, 1e6, CMD_TRAIN, "X", "peak learning rate (default 0.1)"},
+    {"warmup-epochs", T_DOUBLE, C(warmup_epochs), 0, 1e5, CMD_TRAIN, "W", "linear warmup length in epochs (default 0.5)"},
+    {"schedule", T_SCHED, C(schedule), 0, 0, CMD_TRAIN, "NAME",
+     "LR after warmup: cosine (default), linear, step, onecycle, constant"},
+    {"final-lr-frac", T_DOUBLE, C(final_lr_frac), 0, 1, CMD_TRAIN, "F", "cosine/linear: final LR as a fraction of --lr (default 0)"},
+    {"step-epochs", T_DOUBLE, C(step_epochs), 0.001, 1e5, CMD_TRAIN, "E", "step schedule: epochs between decays (default 3)"},
+    {"step-gamma", T_DOUBLE, C(step_gamma), 0, 1, CMD_TRAIN, "G", "step schedule: decay factor (default 0.1)"},
+    {"onecycle-peak", T_DOUBLE, C(onecycle_peak), 0.001, 0.999, CMD_TRAIN, "F", "onecycle: fraction of training at the peak (default 0.25)"},
+    {"optimizer", T_ENUM, C(sgd.lars), 0, 0, CMD_TRAIN, "sgd|lars", "sgd (default) or lars (SGD with LARS layer-wise trust ratios; BN and biases excluded)"},
+    {"lars-eta", T_FLOAT, C(sgd.lars_eta), 1e-6, 1, CMD_TRAIN, "ETA", "LARS trust coefficient (default 0.001)"},
+    {"allreduce", T_STR, C(allreduce), 0, 0, CMD_TRAIN, "NAME",
+     "gradient all-reduce across ranks: auto (default: per bucket, by the cost model calibrated at start-up), ring, tree, rd, rhd, shm, hier, mpi, nccl (--device cuda, NCCL builds)"},
+    {"bucket-mb", T_DOUBLE, C(bucket_mb), 0.004, 4096, CMD_TRAIN, "M", "gradient bucket size in MiB (default 25; the first bucket is min(1, M))"},
+    {"overlap", T_BOOL, C(overlap), 0, 0, CMD_TRAIN, NULL, "all-reduce buckets on a thread while backward runs (default on; --no-overlap: after backward)"},
+    {"sync-bn", T_BOOL, C(sync_bn), 0, 0, CMD_TRAIN, NULL, "batch-norm statistics over all ranks' batches (default: each rank's own; running statistics are averaged before eval and save either way)"},
+    {"checkpoint-dir", T_STR, C(checkpoint_dir), 0, 0, CMD_TRAIN | CONTROL, "DIR", "write checkpoints (ckpt-<step>.dpt, 'latest') here: at every epoch end, every --checkpoint-every steps and when stopped by a signal"},
+    {"checkpoint-every", T_LONG, C(checkpoint_every), 0, INT_MAX, CMD_TRAIN | CONTROL, "N", "also checkpoint every N steps (default 0: epoch ends and stops only)"},
+    {"keep-checkpoints", T_INT, C(keep_checkpoints), 1, 1000000, CMD_TRAIN | CONTROL, "K", "keep the newest K checkpoints (default 3)"},
+    {"resume", T_STR, C(resume), 0, 0, CMD_TRAIN | CONTROL, "auto|FILE", "continue from a checkpoint: auto = the newest valid one in --checkpoint-dir (skipping corrupt ones; a fresh start if none), or FILE"},
+    {"watchdog", T_DOUBLE, C(watchdog_s), 0, 1e7, CMD_TRAIN | CONTROL, "SECONDS", "stall inspector: a collective waiting longer than this aborts every rank, naming the ranks that did not reach it (default 300; 0 = off)"},
+    {"check-collectives", T_BOOL, C(check_collectives), 0, 0, CMD_TRAIN | CONTROL, NULL, "debug: before every collective, compare a fingerprint (sequence number, kind, size, type, op) across ranks and stop naming the rank that differs"},
+    {"nan-policy", T_ENUM, C(nan_skip), 0, 0, CMD_TRAIN | CONTROL, "abort|skip", "a NaN/Inf loss or gradient: stop every rank naming the step and rank (abort, default) or skip that step's update (skip)"},
+    {"accum", T_INT, C(accum), 1, 4096, CMD_TRAIN, "K", "gradient accumulation: K micro-batches of --batch per optimizer step, one all-reduce (default 1)"},
+    {"momentum", T_FLOAT, C(sgd.momentum), 0, 0.9999, CMD_TRAIN, "M", "SGD momentum (default 0.9)"},
+    {"nesterov", T_BOOL, C(sgd.nesterov), 0, 0, CMD_TRAIN, NULL, "Nesterov momentum (default on; --no-nesterov)"},
+    {"weight-decay", T_FLOAT, C(sgd.weight_decay), 0, 1, CMD_TRAIN, "WD",
+     "L2 weight decay on conv/fc weights, never on BN or bias (default 5e-4)"},
+    {"label-smoothing", T_FLOAT, C(label_smoothing), 0, 0.999, CMD_TRAIN, "E", "label smoothing (default 0.1)"},
+    {"seed", T_U64, C(seed), 0, 0, ALL | CMD_PREPARE, "S", "seed for init, shuffle and augmentation; prepare: the train/val draw (default 1)"},
+    {"crop-pad", T_INT, C(crop_pad), 0, 64, CMD_TRAIN, "P", "random crop after padding by P pixels (default 0 = off)"},
+    {"flip", T_BOOL, C(flip), 0, 0, CMD_TRAIN, NULL, "random horizontal flip (default on; --no-flip)"},
+    {"random-resized-crop", T_BOOL, C(random_resized_crop), 0, 0, CMD_TRAIN, NULL,
+     "random crop of area --rrc-min-scale..1 and aspect 3/4..4/3, resized back (default off)"},
+    {"rrc-min-scale", T_FLOAT, C(rrc_min_scale), 0.05, 1, CMD_TRAIN, "F", "smallest area fraction of --random-resized-crop (default 0.35)"},
+    {"input", T_STR, O(prep.input_dir), 0, 0, CMD_PREPARE, "DIR",
+     "JPEG folder: cat.N.jpg/dog.N.jpg files and/or one folder per class (Cat/, Dog/) (required)"},
+    {"output", T_STR, O(prep.output_dir), 0, 0, CMD_PREPARE, "DIR", "where shard-*.dps and manifest.txt go; created if missing (required)"},
+    {"size", T_INT, O(prep.size), 8, 1024, CMD_PREPARE, "S", "output images are S x S RGB (required; models/dvc-resnet.cfg wants 64)"},
+    {"resize", T_STR, O(resize), 0, 0, CMD_PREPARE, "MODE",
+     "shorter-crop (shorter side to S, center crop; default) or whole (squash to S x S)"},
+    {"val-fraction", T_DOUBLE, O(prep.val_fraction), 0, 0.9, CMD_PREPARE, "F", "validation share of every class (default 0.1)"},
+    {"force", T_BOOL, O(prep.force), 0, 0, CMD_PREPARE, NULL, "rebuild even if the manifest says the output is up to date"},
+    {"prefetch", T_BOOL, C(prefetch), 0, 0, CMD_TRAIN | CMD_EVAL | LOCAL, NULL, "assemble the next batch on loader worker threads during the step (default on; --no-prefetch: in the training thread)"},
+    {"loader-workers", T_INT, C(loader_workers), 0, 64, CMD_TRAIN | CMD_EVAL | LOCAL, "N", "threads assembling batches with --prefetch (default 0 = automatic: a quarter of the cores, 1 to 4; the batches are the same for any N)"},
+    {"metrics", T_STR, C(metrics_path), 0, 0, CMD_TRAIN | LOCAL, "FILE", "write JSON-lines metrics (step, epoch, final records)"},
+    {"save", T_STR, C(save_path), 0, 0, CMD_TRAIN | LOCAL, "FILE", "write the trained weights (atomically) at the end"},
+    {"progress", T_BOOL, C(progress), 0, 0, CMD_TRAIN | LOCAL, NULL,
+     "force the progress bar on (--progress) or plain lines (--no-progress); default: bar on a terminal"},
+    {"log-every", T_INT, C(log_every), 1, 1 << 30, CMD_TRAIN | LOCAL, "N", "steps between step metrics and plain progress lines (default 50)"},
+    {"max-steps", T_LONG, C(max_steps), 0, INT_MAX, CMD_TRAIN, "N", "stop after N steps in total (default 0 = all epochs)"},
+    {"eval", T_BOOL, C(eval_every_epoch), 0, 0, CMD_TRAIN | CONTROL, NULL, "evaluate on the test split after every epoch (default on)"},
+    {"quiet", T_BOOL, C(quiet), 0, 0, CMD_TRAIN | LOCAL, NULL, "print only the final line"},
+    {"warmup-steps", T_INT, O(warmup_steps), 0, 100000, CMD_BENCH, "N", "bench train: untimed steps first (default 5)"},
+    {"steps", T_INT, O(bench_steps), 1, 100000, CMD_BENCH, "N", "bench train: timed steps (default 30)"},
+    {"profile", T_BOOL, O(profile), 0, 0, CMD_BENCH, NULL, "bench train: print per-layer forward/backward times to stderr"},
+    {"algos", T_STR, O(ar.algos), 0, 0, CMD_BENCH_AR, "LIST", "comma-separated algorithms (default ring,tree,rd,rhd,shm,auto,mpi); NAME0copy: NAME on a buffer inside the shm window, in the same run"},
+    {"min-bytes", T_SIZE, O(ar.min_bytes), 0, 0, CMD_BENCH_AR, "N", "smallest message, K/M/G suffixes (default 4)"},
+    {"max-bytes", T_SIZE, O(ar.max_bytes), 0, 0, CMD_BENCH_AR, "N", "largest message (default 256M)"},
+    {"factor", T_INT, O(ar.factor), 2, 1024, CMD_BENCH_AR, "F", "size multiplier between rows (default 4)"},
+    {"iters", T_INT, O(ar.iters), 0, 1000000, CMD_BENCH_AR, "N", "calls per timed block (default 0 = about 30 ms per block)"},
+    {"reps", T_INT, O(ar.reps), 1, 64, CMD_BENCH_AR, "N", "timed blocks per size; the median is reported (default 5)"},
+    {"json", T_BOOL, O(ar.json), 0, 0, CMD_BENCH_AR, NULL, "JSON lines instead of the table"},
+    {"dtype", T_STR, O(ar.dtype), 0, 0, CMD_BENCH_AR, "T", "f32, bf16 or f16 (default f32)"},
+    {"op", T_STR, O(ar.op), 0, 0, CMD_BENCH_AR, "OP", "sum or avg (default sum)"},
+    {"deterministic", T_BOOL, C(deterministic), 0, 0, CMD_TRAIN | CMD_BENCH_AR, NULL, "rank-ordered reductions: the same bits for every all-reduce algorithm"},
+    {"window", T_BOOL, O(ar.window), 0, 0, CMD_BENCH_AR, NULL, "reduce a buffer inside the shm window (zero-copy shm; others treat it as any buffer)"},
+    {"segment-bytes", T_SIZE, O(ar.segment_bytes), 0, 0, CMD_BENCH_AR, "N", "pipelining segment of ring and tree (default 256K)"},
+    {"config", T_STR, O(config_file), 0, 0, ALL | CMD_BENCH_AR | CMD_PREPARE | LOCAL, "FILE", "read flags from FILE (lines 'name = value'); command-line flags win"},
+    {"help", T_BOOL, O(help), 0, 0, ALL | CMD_BENCH_AR | CMD_PREPARE | LOCAL, NULL, "this help"},
+};
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+const char *dpt_cli_cmd_name(int cmd)
+{
+    return cmd == CMD_TRAIN ? "train" : cmd == CMD_EVAL ? "eval"
+           : cmd == CMD_BENCH ? "bench train" : cmd == CMD_PREPARE ? "prepare"
+           : "bench allreduce";
+}
+
+void dpt_cli_usage_error(int cmd, const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "dptrain %s: ", dpt_cli_cmd_name(cmd));
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, " (see 'dptrain %s --help')\n", dpt_cli_cmd_name(cmd));
+}
+
+void dpt_cli_print_help(int cmd)
+{
+    static const char *what[] = {
+        [CMD_TRAIN] = "train a model: one process, or one rank per process under mpirun / srun\n"
+                       "  (launch/dptrain-run, launch/slurm/dptrain.sbatch; docs/USAGE.md)",
+        [CMD_EVAL] = "evaluate saved weights on the test split",
+        [CMD_BENCH] = "time training steps on a fixed synthetic batch (img/s, GFLOP/s)",
+        [CMD_BENCH_AR] = "every all-reduce algorithm and MPI_Allreduce side by side, verified\n"
+                         "  (run under mpirun: mpirun -np 4 build/dptrain bench allreduce)",
+        [CMD_PREPARE] = "turn a folder of JPEGs into zstd shards for --data shards:DIR\n"
+                        "  (bad files are reported and skipped; an unchanged re-run does nothing)",
+    };
+    printf("usage: dptrain %s [flags]\n  %s\n\nflags:\n", dpt_cli_cmd_name(cmd), what[cmd]);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const option_def_t *o = &options[i];
+        if (!(o->cmds & cmd))
+            continue;
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        printf("  %-26s %s\n", left, o->help);
+    }
+}
+
+/* The index of `val` in the '|'-separated `choices`, or -1. */
+static int choice_index(const char *choices, const char *val)
+{
+    size_t n = strlen(val);
+    int k = 0;
+    for (const char *c = choices; *c; k++) {
+        size_t len = strcspn(c, "|");
+        if (len == n && !strncmp(c, val, n))
+            return k;
+        c += len + (c[len] == '|');
+    }
+    return -1;
+}
+
+/* Set one option from its text value. Returns 0 or prints an error and returns 2. */
+static int set_option(opts_t *o, int cmd, const option_def_t *d, const char *val, int negated)
+{
+    void *p = (char *)o + d->off;
+    char *end;
+    errno = 0;
+    if (!(d->cmds & cmd)) {
+        dpt_cli_usage_error(cmd, "flag '--%s' does not apply here%s", d->name, "");
+        return 2;
+    }
+    if (d->type == T_BOOL) {
+        int v = !negated;
+        if (val) {
+            if (!strcmp(val, "1") || !strcmp(val, "true") || !strcmp(val, "yes") || !strcmp(val, "on"))
+                v = !negated;
+            else if (!strcmp(val, "0") || !strcmp(val, "false") || !strcmp(val, "no") || !strcmp(val, "off"))
+                v = negated;
+            else {
+                dpt_cli_usage_error(cmd, "--%s: '%s' is not a boolean (1/0, true/false)", d->name, val);
+                return 2;
+            }
+        }
+        *(int *)p = v;
+        return 0;
+    }
+    if (!val) {
+        dpt_cli_usage_error(cmd, "--%s needs a value%s", d->name, "");
+        return 2;
+    }
+    if (negated) {
+        dpt_cli_usage_error(cmd, "unknown flag '--no-%s'%s", d->name, "");
+        return 2;
+    }
+    char range[96];
+    snprintf(range, sizeof range, "out of range [%g, %g]", d->lo, d->hi);
+    switch (d->type) {
+    case T_INT:
+    case T_LONG: {
+        long v = strtol(val, &end, 10);
+        if (errno || end == val || *end) {
+            dpt_cli_usage_error(cmd, "--%s: '%s' is not an integer", d->name, val);
+            return 2;
+        }
+        if (v < d->lo || v > d->hi) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%ld is %s", v, range);
+            dpt_cli_usage_error(cmd, "--%s: %s", d->name, msg);
+            return 2;
+        }
+        if (d->type == T_LONG)
+            *(long *)p = v;
+        else
+            *(int *)p = (int)v;
+        return 0;
+    }
+    case T_ENUM: {
+        int k = choice_index(d->arg, val);
+        if (k < 0) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "'%s' is not one of %s", val, d->arg);
+            dpt_cli_usage_error(cmd, "--%s: %s", d->name, msg);
+            return 2;
+        }
+        *(int *)p = k;
+        return 0;
+    }
+    case T_SIZE: {
+        unsigned long long v = 0;
+        if (val[0] != '-')
+            v = strtoull(val, &end, 10);
+        int shift = 0;
+        if (val[0] != '-' && end != val && *end) {
+            shift = (*end == 'K' || *end == 'k') ? 10 : (*end == 'M' || *end == 'm') ? 20
+                    : (*end == 'G' || *end == 'g') ? 30 : -1;
+            end += shift > 0;
+        }
+        if (val[0] == '-' || errno || end == val || *end || shift < 0 || v > (1ULL << 40) >> shift) {
+            dpt_cli_usage_error(cmd, "--%s: '%s' is not a size (bytes, optional K, M or G)", d->name, val);
+            return 2;
+        }
+        *(size_t *)p = (size_t)(v << shift);
+        return 0;
+    }
+    case T_U64: {
+        if (val[0] == '-') {
+            dpt_cli_usage_error(cmd, "--%s: '%s' is not a non-negative integer", d->name, val);
+            return 2;
+        }
+        unsigned long long v = strtoull(val, &end, 0);
+        if (errno || end == val || *end) {
+            dpt_cli_usage_error(cmd, "--%s: '%s' is not a non-negative integer", d->name, val);
+            return 2;
+        }
+        *(uint64_t *)p = v;
+        return 0;
+    }
+    case T_DOUBLE:
+    case T_FLOAT: {
+        double v = strtod(val, &end);
+        if (errno || end == val || *end || !isfinite(v)) {
+            dpt_cli_usage_error(cmd, "--%s: '%s' is not a number", d->name, val);
+            return 2;
+        }
+        if (v < d->lo || v > d->hi) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%g is %s", v, range);
+            dpt_cli_usage_error(cmd, "--%s: %s", d->name, msg);
+            return 2;
+        }
+        if (d->type == T_FLOAT)
+            *(float *)p = (float)v;
+        else
+            *(double *)p = v;
+        return 0;
+    }
+    case T_STR:
+        if (!*val) {
+            dpt_cli_usage_error(cmd, "--%s: empty value%s", d->name, "");
+            return 2;
+        }
+        if (!strcmp(d->name, "allreduce")) {
+            dpt_coll_algo_t a;
+            if (dpt_coll_algo_from_name(val, &a) != DPT_OK) {
+                dpt_cli_usage_error(cmd, "%s%s", dpt_error_get(), "");
+                return 2;
+            }
+        }
+        *(const char **)p = val;
+        return 0;
+    case T_SCHED:
+        if (dpt_schedule_parse(val, (dpt_sched_kind_t *)p) != DPT_OK) {
+            dpt_cli_usage_error(cmd, "--schedule: unknown schedule '%s' (cosine, linear, step, onecycle, "
+                        "constant)%s", val, "");
+            return 2;
+        }
+        return 0;
+    case T_PREC:
+        if (dpt_precision_parse(val, (dpt_precision_t *)p) != DPT_OK) {
+            dpt_cli_usage_error(cmd, "--precision: '%s' is not fp32, bf16 or fp16%s", val, "");
+            return 2;
+        }
+        return 0;
+    case T_LSCALE: {
+        if (!strcmp(val, "dynamic")) {
+            *(double *)p = -1;
+            return 0;
+        }
+        double v = strtod(val, &end);
+        if (errno || end == val || *end || !isfinite(v) || v < 1 || v > 16777216.0) {
+            dpt_cli_usage_error(cmd, "--loss-scale: '%s' is not 'dynamic' or a number in [1, 2^24]%s",
+                        val, "");
+            return 2;
+        }
+        *(double *)p = v;
+        return 0;
+    }
+    }
+    return 2;
+}
+
+static const option_def_t *find_option(const char *name, int *negated)
+{
+    *negated = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < N_OPTIONS; i++)
+            if (!strcmp(options[i].name, name) && (!pass || options[i].type == T_BOOL))
+                return &options[i];
+        if (strncmp(name, "no-", 3))
+            break;
+        name += 3;
+        *negated = 1;
+    }
+    return NULL;
+}
+
+/* Parse argv flags ("--name value", "--name=value", "--flag", "--no-flag"). */
+static int parse_args(opts_t *o, int cmd, int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) || !a[2]) {
+            dpt_cli_usage_error(cmd, "unexpected argument '%s'%s", a, "");
+            return 2;
+        }
+        char name[64];
+        const char *eq = strchr(a + 2, '=');
+        size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (len >= sizeof name) {
+            dpt_cli_usage_error(cmd, "unknown flag '%s'%s", a, "");
+            return 2;
+        }
+        memcpy(name, a + 2, len);
+        name[len] = '\0';
+        int neg;
+        const option_def_t *d = find_option(name, &neg);
+        if (!d) {
+            dpt_cli_usage_error(cmd, "unknown flag '--%s'%s", name, "");
+            return 2;
+        }
+        const char *val = eq ? eq + 1 : NULL;
+        if (!val && d->type != T_BOOL) {
+            if (i + 1 >= argc) {
+                dpt_cli_usage_error(cmd, "--%s needs a value%s", d->name, "");
+                return 2;
+            }
+            val = argv[++i];
+        }
+        int rc = set_option(o, cmd, d, val, neg);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Config file: "name = value" or "name value" per line, '#' comments, names without "--". The
+ * strings live until exit (they are referenced by the config). */
+static int parse_config_file(opts_t *o, int cmd, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "dptrain %s: --config: %s: %s\n", dpt_cli_cmd_name(cmd), path, strerror(errno));
+        return 1;
+    }
+    char line[1024];
+    int ln = 0, rc = 0;
+    while (!rc && fgets(line, sizeof line, f)) {
+        ln++;
+        char *h = strchr(line, '#');
+        if (h)
+            *h = '\0';
+        char *s = line;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        char *e = s + strlen(s);
+        while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+            *--e = '\0';
+        if (!*s)
+            continue;
+        if (!strncmp(s, "--", 2))
+            s += 2;
+        size_t klen = strcspn(s, " \t=");
+        char *v = s + klen;
+        while (*v == ' ' || *v == '\t' || *v == '=')
+            v++;
+        s[klen] = '\0';
+        int neg;
+        const option_def_t *d = find_option(s, &neg);
+        if (!d || !strcmp(s, "config")) {
+            fprintf(stderr, "dptrain %s: %s:%d: unknown flag '%s'\n", dpt_cli_cmd_name(cmd), path, ln, s);
+            rc = 2;
+            break;
+        }
+        char *val = *v ? strdup(v) : NULL;   /* kept for the life of the process */
+        if (set_option(o, cmd, d, val, neg)) {
+            fprintf(stderr, "  (in %s:%d)\n", path, ln);
+            rc = 2;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+int dpt_cli_parse(opts_t *o, int cmd, int argc, char **argv)
+{
+    memset(o, 0, sizeof *o);
+    dpt_train_config_default(&o->cfg);
+    o->warmup_steps = 5;
+    o->bench_steps = 30;
+    o->ar.min_bytes = 4;
+    o->ar.max_bytes = (size_t)256 << 20;
+    o->ar.factor = 4;
+    o->ar.reps = 5;
+    dpt_prepare_config_default(&o->prep);
+    /* The config file first, so that command-line flags win. */
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            dpt_cli_print_help(cmd);
+            exit(0);
+        }
+        const char *path = NULL;
+        if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            path = argv[i + 1];
+        else if (!strncmp(argv[i], "--config=", 9))
+            path = argv[i] + 9;
+        if (path) {
+            int rc = parse_config_file(o, cmd, path);
+            if (rc)
+                return rc;
+        }
+    }
+    return parse_args(o, cmd, argc, argv);
+}
+
+/* The k-th name of a '|'-separated list, into buf. */
+static const char *choice_name(const char *choices, int k, char *buf, size_t n)
+{
+    const char *c = choices;
+    for (; k > 0 && *c; k--)
+        c += strcspn(c, "|") + (c[strcspn(c, "|")] == '|');
+    size_t len = strcspn(c, "|");
+    snprintf(buf, n, "%.*s", (int)len, c);
+    return buf;
+}
+
+/* The shortest %g text that reads back as v (0.1, not 0.10000000000000001). */
+static void format_double(double v, int max_digits, char *buf, size_t n)
+{
+    for (int digits = 6; digits <= max_digits; digits++) {
+        snprintf(buf, n, "%.*g", digits, v);
+        double back = strtod(buf, NULL);
+        if (max_digits <= 9 ? (float)back == (float)v : back == v)
+            return;
+    }
+}
+
+/* One flag's effective value as text (the inverse of set_option, up to number formatting). */
+static void format_value(const opts_t *o, const option_def_t *d, char *buf, size_t n)
+{
+    const void *p = (const char *)o + d->off;
+    char tmp[64];
+    switch (d->type) {
+    case T_INT:
+    case T_BOOL: snprintf(buf, n, "%d", *(const int *)p); break;
+    case T_ENUM: snprintf(buf, n, "%s", choice_name(d->arg, *(const int *)p, tmp, sizeof tmp)); break;
+    case T_LONG: snprintf(buf, n, "%ld", *(const long *)p); break;
+    case T_U64: snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+    case T_DOUBLE:
+    case T_LSCALE: format_double(*(const double *)p, 17, buf, n); break;
+    case T_FLOAT: format_double((double)*(const float *)p, 9, buf, n); break;
+    case T_STR: snprintf(buf, n, "%s", *(const char *const *)p ? *(const char *const *)p : ""); break;
+    case T_SCHED: snprintf(buf, n, "%s", dpt_schedule_name(*(const dpt_sched_kind_t *)p)); break;
+    case T_SIZE: snprintf(buf, n, "%zu", *(const size_t *)p); break;
+    case T_PREC: snprintf(buf, n, "%s", dpt_precision_name(*(const dpt_precision_t *)p)); break;
+    default: snprintf(buf, n, "?"); break;
+    }
+}
+
+size_t dpt_cli_flag_text(const opts_t *o, int scope, char *buf, size_t n)
+{
+    size_t len = 0;
+    if (n)
+        buf[0] = '\0';
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const option_def_t *d = &options[i];
+        if (!(d->cmds & CMD_TRAIN) || (d->cmds & LOCAL)
+            || (scope == DPT_SCOPE_RUN && (d->cmds & CONTROL)))
+            continue;
+        int alias = 0;   /* --device is --backend: once */
+        for (size_t j = 0; j < i && !alias; j++)
+            alias = (options[j].cmds & CMD_TRAIN) && options[j].off == d->off;
+        if (alias)
+            continue;
+        char val[4096];
+        format_value(o, d, val, sizeof val);
+        int w = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0, "--%s=%s\n",
+                         d->name, val);
+        if (w > 0)
+            len += (size_t)w;
+    }
+    return len;
+}

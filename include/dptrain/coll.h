@@ -79,6 +79,9 @@ size_t dpt_dtype_size(dpt_dtype_t dtype);
  * The string is static. */
 const char *dpt_coll_algo_name(dpt_coll_algo_t algo);
 
+/* What an algorithm needs to run, in words ("any ranks", "every rank on one node ..."); static. */
+const char *dpt_coll_algo_needs(dpt_coll_algo_t algo);
+
 /* Parse an algorithm name (exact, lower case) into *out. Returns DPT_OK, or
  * DPT_ERR_INVALID_ARG with a message that names `name` and lists the known names (also for names
  * reserved for later: "shm", "hier", "nccl", "auto"). `name` is borrowed; `out` is written only

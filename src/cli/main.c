@@ -51,22 +51,58 @@ static int fail(const char *what, dpt_status_t st)
     return 1;
 }
 
+/* What the build has, and what every selector flag accepts, read off the registries (the
+ * algorithm, backend, schedule and precision tables, and the flag table's choices). */
 static int cmd_info(void)
 {
-    printf("dptrain build features\n");
-    printf("  backends:   %s\n", dpt_backend_list());
-    printf("  oneDNN:     %s\n", DPT_HAVE_DNNL ? "yes" : "no");
+    int ndev = 0;
+    const char *why = "built without the CUDA toolkit";
 #if DPT_HAVE_CUDA
-    int ndev = dpt_cuda_device_count();
-    const char *why = dpt_cuda_no_device_reason();
-    printf("  CUDA:       backend \"cuda\" compiled, %d device%s found%s%s%s\n", ndev,
-           ndev == 1 ? "" : "s", ndev ? "" : " (", ndev ? "" : (why && *why ? why : "none"),
-           ndev ? "" : ")");
-#else
-    printf("  CUDA:       no (built without the CUDA toolkit)\n");
+    ndev = dpt_cuda_device_count();
+    why = dpt_cuda_no_device_reason();
+    if (!why || !*why)
+        why = "none found";
 #endif
-    printf("  NCCL:       %s\n", DPT_HAVE_NCCL ? "yes (--allreduce nccl with --device cuda)" : "no");
-    printf("  schedules:  constant, cosine, linear, step, onecycle\n");
+    printf("dptrain build features\n");
+    printf("  oneDNN:     %s\n", DPT_HAVE_DNNL ? "yes" : "no");
+    if (DPT_HAVE_CUDA)
+        printf("  CUDA:       backend \"cuda\" compiled, %d device%s%s%s\n", ndev,
+               ndev == 1 ? "" : "s", ndev ? "" : ": ", ndev ? "" : why);
+    else
+        printf("  CUDA:       no (%s)\n", why);
+    printf("  NCCL:       %s\n", DPT_HAVE_NCCL ? "yes" : "no");
+    printf("\nwhat each selector flag accepts (usable here: yes, or why not)\n");
+    printf("  --allreduce\n");
+    for (int a = 0; a < DPT_COLL_ALGO_COUNT; a++) {
+        const char *no = NULL;
+        if (a == DPT_COLL_ALGO_NCCL)
+            no = !DPT_HAVE_NCCL ? "this build has no NCCL" : ndev == 0 ? "no CUDA device" : NULL;
+        printf("    %-6s %-4s needs %s%s%s\n", dpt_coll_algo_name((dpt_coll_algo_t)a),
+               no ? "no" : "yes", dpt_coll_algo_needs((dpt_coll_algo_t)a), no ? ": " : "",
+               no ? no : "");
+    }
+    printf("  --backend, --device\n");
+    const char *list = dpt_backend_list();
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        char name[32];
+        snprintf(name, sizeof name, "%.*s", (int)len, p);
+        const dpt_backend_ops_t *ops = dpt_backend_find(name);
+        int usable = ops && (!ops->on_device || ndev > 0);
+        printf("    %-6s %s%s%s\n", name, usable ? "yes" : "no", usable ? "" : ": ",
+               usable ? "" : why);
+        p += len + (p[len] == ',');
+    }
+    printf("  --precision\n");
+    for (int k = 0; k < DPT_PREC_COUNT_; k++)
+        printf("    %-6s %s\n", dpt_precision_name((dpt_precision_t)k),
+               k == DPT_PREC_FP32 ? "yes" : ndev > 0 ? "yes (--device cuda)"
+                                                     : "no: needs --device cuda");
+    printf("  --schedule\n   ");
+    for (int k = 0; strcmp(dpt_schedule_name((dpt_sched_kind_t)k), "?"); k++)
+        printf(" %s", dpt_schedule_name((dpt_sched_kind_t)k));
+    printf("\n");
+    dpt_cli_print_choices(stdout);
     return 0;
 }
 

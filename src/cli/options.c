@@ -542,3 +542,15 @@ size_t dpt_cli_flag_text(const opts_t *o, int scope, char *buf, size_t n)
     }
     return len;
 }
+
+void dpt_cli_print_choices(FILE *out)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (options[i].type == T_ENUM && (options[i].cmds & CMD_TRAIN)) {
+            fprintf(out, "  --%s\n   ", options[i].name);
+            char name[64];
+            for (int k = 0; *choice_name(options[i].arg, k, name, sizeof name); k++)
+                fprintf(out, " %s", name);
+            fprintf(out, "\n");
+        }
+}

@@ -6,6 +6,7 @@
 #define DPT_CLI_OPTIONS_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "dptrain/prepare.h"
 #include "dptrain/trainer.h"
@@ -31,6 +32,8 @@ int dpt_cli_parse(dpt_cli_opts_t *o, int cmd, int argc, char **argv);
 
 const char *dpt_cli_cmd_name(int cmd);
 void dpt_cli_print_help(int cmd);
+/* Every train flag with a fixed set of values (--optimizer, --layout, ...) and those values. */
+void dpt_cli_print_choices(FILE *out);
 
 /* "dptrain CMD: <fmt with a, b> (see 'dptrain CMD --help')" on stderr. */
 void dpt_cli_usage_error(int cmd, const char *fmt, const char *a, const char *b);

@@ -10,22 +10,29 @@
 
 #define DEFAULT_SEGMENT_BYTES ((size_t)256 << 10)
 
-/* The algorithm table, indexed by dpt_coll_algo_t. */
+/* The algorithm table, indexed by dpt_coll_algo_t; `needs` is what `dptrain info` prints. */
 static const struct {
     const char *name;
     dpt__allreduce_fn fn;
+    const char *needs;
 } algos[DPT_COLL_ALGO_COUNT] = {
-    [DPT_COLL_ALGO_RING] = {"ring", dpt__allreduce_ring},
-    [DPT_COLL_ALGO_TREE] = {"tree", dpt__allreduce_tree},
-    [DPT_COLL_ALGO_RD] = {"rd", dpt__allreduce_rd},
-    [DPT_COLL_ALGO_RHD] = {"rhd", dpt__allreduce_rhd},
-    [DPT_COLL_ALGO_MPI] = {"mpi", dpt__allreduce_mpi},
-    [DPT_COLL_ALGO_SHM] = {"shm", dpt__allreduce_shm},
-    [DPT_COLL_ALGO_HIER] = {"hier", dpt__allreduce_hier},
-    [DPT_COLL_ALGO_AUTO] = {"auto", NULL},   /* dispatched to its choice */
-    [DPT_COLL_ALGO_NCCL] = {"nccl", dpt__allreduce_nccl},   /* device buffers (algo_nccl.c) */
+    [DPT_COLL_ALGO_RING] = {"ring", dpt__allreduce_ring, "any ranks"},
+    [DPT_COLL_ALGO_TREE] = {"tree", dpt__allreduce_tree, "any ranks"},
+    [DPT_COLL_ALGO_RD] = {"rd", dpt__allreduce_rd, "any ranks"},
+    [DPT_COLL_ALGO_RHD] = {"rhd", dpt__allreduce_rhd, "any ranks"},
+    [DPT_COLL_ALGO_MPI] = {"mpi", dpt__allreduce_mpi, "the MPI transport (mpirun, srun)"},
+    [DPT_COLL_ALGO_SHM] = {"shm", dpt__allreduce_shm, "every rank on one node (a shared window)"},
+    [DPT_COLL_ALGO_HIER] = {"hier", dpt__allreduce_hier, "ranks on two or more nodes"},
+    [DPT_COLL_ALGO_AUTO] = {"auto", NULL,   /* dispatched to its choice */
+                            "any ranks: per bucket, the fastest usable one, timed at start-up"},
+    [DPT_COLL_ALGO_NCCL] = {"nccl", dpt__allreduce_nccl,   /* device buffers (algo_nccl.c) */
+                            "--device cuda and an NCCL build"},
 };
 
+const char *dpt_coll_algo_needs(dpt_coll_algo_t algo)
+{
+    return (unsigned)algo < DPT_COLL_ALGO_COUNT ? algos[algo].needs : "?";
+}
 
 size_t dpt_dtype_size(dpt_dtype_t dtype)
 {

@@ -82,4 +82,16 @@ expect_fail 1 "$TMP/wflip.dpt: payload checksum mismatch" -- "$DPT" eval --model
 expect_fail 1 "different model" -- "$DPT" eval --model "$SRC/models/resnet9.cfg" --data "synthetic:64:3:32:32:10" --batch 16 --weights "$TMP/w.dpt"
 expect_fail 1 "$TMP/nothing.dpt" -- "$DPT" eval --model "$SRC/models/fmnist-cnn.cfg" --data "fashion-mnist:$TMP/good" --weights "$TMP/nothing.dpt"
 
+# dptrain info lists every value the parsers accept (they name their own lists in their errors)
+info=$("$DPT" info)
+known=$("$DPT" train --allreduce bogus 2>&1 | sed -n 's/.*known: \(.*\) (see.*/\1/p' | tr -d ',')
+[[ -n $known ]] || bad "no list of all-reduce algorithms in the --allreduce error"
+for a in $known; do grep -qE "^    $a +(yes|no) " <<< "$info" && ok || bad "dptrain info does not list --allreduce $a: $info"; done
+for k in $("$DPT" train --schedule bogus 2>&1 | sed -n 's/.*(\(.*\)) (see.*/\1/p' | tr -d ','); do
+  grep -A1 -- "--schedule" <<< "$info" | grep -qw "$k" && ok || bad "dptrain info does not list schedule $k"
+done
+grep -A1 -- "--optimizer" <<< "$info" | grep -q "sgd lars" && ok || bad "dptrain info: no --optimizer values: $info"
+[[ $("$DPT" help train) == "$("$DPT" train --help)" ]] && ok || bad "'dptrain help train' is not the train help"
+[[ $("$DPT" help bench allreduce) == "$("$DPT" bench allreduce --help)" ]] && ok || bad "'dptrain help bench allreduce' differs"
+
 finish

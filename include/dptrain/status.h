@@ -33,6 +33,16 @@ const char *dpt_status_str(dpt_status_t st);
 dpt_status_t dpt_error_set(dpt_status_t st, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Prepend context to the calling thread's last message, "<fmt ...><old message>", and return
+ * `st` (NCCL's chained messages): `return dpt_error_prefix(st, "--output %s: ", dir);`. Use it,
+ * never dpt_error_set(st, "ctx %s", dpt_error_get()): that formats the message buffer into
+ * itself, an overlapping vsnprintf (undefined behaviour; glibc garbles the text). The prefix is
+ * formatted into a local buffer first, so its arguments may include dpt_error_get(); the result
+ * is cut at the buffer size (1023 bytes plus the NUL), the old message's end going first; with
+ * no old message ("") the result is just the prefix. */
+dpt_status_t dpt_error_prefix(dpt_status_t st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* The calling thread's last message set by dpt_error_set ("" if none). Borrowed. */
 const char *dpt_error_get(void);
 

@@ -26,6 +26,23 @@ dpt_status_t dpt_error_set(dpt_status_t st, const char *fmt, ...)
     return st;
 }
 
+dpt_status_t dpt_error_prefix(dpt_status_t st, const char *fmt, ...)
+{
+    char pre[sizeof last_error];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    const size_t cap = sizeof last_error - 1;                /* room for text, without the NUL */
+    size_t np = n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap;
+    size_t old = strnlen(last_error, cap);
+    size_t keep = old < cap - np ? old : cap - np;
+    memmove(last_error + np, last_error, keep);               /* the old text, overlap-safe */
+    memcpy(last_error, pre, np);
+    last_error[np + keep] = '\0';
+    return st;
+}
+
 const char *dpt_error_get(void) { return last_error; }
 
 void dpt_error_clear(void) { last_error[0] = '\0'; }

@@ -124,12 +124,9 @@ static dpt_status_t build(dpt_model_t *m, const dpt_model_spec_t *spec)
             d.in[k].data = NULL;
         }
         dpt_status_t st = m->ops->op_create(m->be, &d, &nd->op, &nd->info);
-        if (st != DPT_OK) {
-            char why[512];
-            snprintf(why, sizeof why, "%s", dpt_error_get());
-            return dpt_error_set(st, "%s:%d: layer '%s' (%s): %s", spec->path, nd->spec.line,
-                                 nd->spec.name, dpt_op_kind_name(nd->spec.kind), why);
-        }
+        if (st != DPT_OK)
+            return dpt_error_prefix(st, "%s:%d: layer '%s' (%s): ", spec->path, nd->spec.line,
+                                    nd->spec.name, dpt_op_kind_name(nd->spec.kind));
         nd->p_off = p_off;
         nd->b_off = b_off;
         if (nd->info.n_weights)

@@ -677,7 +677,7 @@ dpt_status_t dpt_prepare(const dpt_prepare_config_t *cfg, dpt_prepare_result_t *
     meta->c = 3;
     meta->chunk_records = chunk_records;
     if (dpt__make_dirs(cfg->output_dir) != DPT_OK) {
-        st = dpt_error_set(DPT_ERR_IO, "--output %s", dpt_error_get());
+        st = dpt_error_prefix(DPT_ERR_IO, "--output ");
         goto done;
     }
     char path[4096];

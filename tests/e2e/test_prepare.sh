@@ -87,7 +87,7 @@ ls "$TMP/shards"/shard-*.dps > /dev/null && ok || bad "no shards written"
 stamp() { stat -c '%n %Y.%y %s' "$TMP/shards"/shard-*.dps; }
 before=$(stamp)
 sum_before=$(cat "$TMP/shards"/shard-*.dps | md5sum)
-sleep 1
+sleep 1   # mtime granularity, not a wait: a rewrite after it has another stamp on any file system
 "$DPT" prepare --input "$TMP/in" --output "$TMP/shards" --size 64 --val-fraction 0.15 --seed 5 \
   > "$TMP/rerun.out" 2> "$TMP/rerun.err" || bad "re-run exited $?"
 grep -q "is up to date" "$TMP/rerun.out" && ok || bad "re-run was not a no-op: $(cat "$TMP/rerun.out")"

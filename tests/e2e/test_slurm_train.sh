@@ -71,7 +71,7 @@ while :; do
     scancel "$jid" || true
     break
   fi
-  sleep 1
+  sleep 1   # a bounded poll of the job state: the loop ends on the state, not on the time
 done
 out=$(cat "$TMP/job-$jid.out" 2> /dev/null || true)
 echo "job $jid: $st after $((SECONDS - t1)) s"
@@ -95,6 +95,11 @@ pct=$(awk -v a="${acc:-x}" 'BEGIN { printf "%.2f%%", 100 * a }')
 # Preemption: USR1 to the batch shell -> the ranks checkpoint and exit 75 -> the script requeues
 # the job -> the requeued run resumes; its final parameters must be the bits of an uninterrupted
 # run (the same flags under mpirun, outside Slurm).
+# Events, not times (a signal sent 2 s after training began came after the end of the job on a
+# fast machine): once both ranks catch USR1 (SigCgt; dptrain sets its handler before MPI_Init)
+# they are stopped (SIGSTOP), so they cannot finish first; USR1 goes to the batch shell, which
+# forwards it through srun; once it is pending on both stopped ranks (ShdPnd/SigPnd) they go on
+# (SIGCONT) and stop after their first step. slurmstepd and srun do not mind stopped tasks.
 req=(--model "$SRC/models/fmnist-cnn.cfg" --data synthetic:2048:1:28:28:10 --epochs 2 --batch 32
      --lr 0.05 --seed 3 --allreduce ring --no-eval)
 jid=$(DPTRAIN=$DPT sbatch --parsable --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --time=8 \
@@ -102,9 +107,34 @@ jid=$(DPTRAIN=$DPT sbatch --parsable --nodes=1 --ntasks-per-node=2 --cpus-per-ta
   --save "$TMP/rq.dpt" 2> "$TMP/sbatch.err") || true
 [[ $jid =~ ^[0-9]+$ ]] || { echo "FAIL: sbatch gave no job id: $jid $(cat "$TMP/sbatch.err")"; exit 1; }
 t1=$SECONDS
-until grep -q "gradient bucket" "$TMP/rq-$jid.out" 2> /dev/null || ((SECONDS - t1 > 120)); do sleep 0.5; done
-sleep 2
+usr1() {   # usr1 PID FIELD...: true if /proc/PID/status shows SIGUSR1 (bit 10) in one of the masks
+  local f m
+  for f in "${@:2}"; do
+    m=$(sed -n "s/^$f:[[:space:]]*//p" "/proc/$1/status" 2> /dev/null) || true
+    (((16#${m:-0}) & 0x200)) && return 0
+  done
+  return 1
+}
+ranks=()   # the job's two dptrain processes (srun and the batch shell do not start with $DPT)
+until ((${#ranks[@]} == 2)) || ((SECONDS - t1 > 120)); do
+  ranks=()
+  for p in $(pgrep -f -- "^$DPT train .*--checkpoint-dir $TMP/rq-ckpt"); do
+    usr1 "$p" SigCgt && ranks+=("$p")
+  done
+  ((${#ranks[@]} == 2)) || sleep 0.02
+done
+((${#ranks[@]} == 2)) || bad "requeue job $jid: no 2 ranks catching USR1 after 120 s (${ranks[*]})"
+kill -STOP "${ranks[@]}" 2> /dev/null || bad "cannot stop the ranks ${ranks[*]}"
+# USR1 only once every thread has stopped: a thread still running (the stop is asynchronous)
+# could take it in sigwait, and the pending check below would never see it
+running() { local p; for p; do grep -h '^State:' /proc/"$p"/task/*/status; done 2> /dev/null | grep -vq stopped; }
+until ! running "${ranks[@]}" || ((SECONDS - t1 > 120)); do sleep 0.02; done
 scancel --signal=USR1 --batch "$jid" || bad "scancel --signal=USR1 failed"
+for p in "${ranks[@]}"; do
+  until usr1 "$p" ShdPnd SigPnd || [[ ! -e /proc/$p ]] || ((SECONDS - t1 > 120)); do sleep 0.05; done
+  usr1 "$p" ShdPnd SigPnd || bad "USR1 did not reach the stopped rank $p: $(grep -h . "$TMP/rq-$jid.out")"
+done
+kill -CONT "${ranks[@]}" 2> /dev/null || true
 while :; do
   st=$(state "$jid")
   restarts=$(scontrol show job "$jid" 2> /dev/null | grep -oP 'Restarts=\K[0-9]+' || echo 0)

@@ -102,8 +102,9 @@ break_rank1() {
   shift 4
   timeout 120 "${MPI[@]}" -np 3 "$DPT" train "$@" > "$out" 2>&1 &
   job=$!
-  wait_for "gradient bucket" "$out"
-  sleep 1
+  # trains: a progress line (every 50 steps) of the first epoch, many epochs before the end
+  wait_for "^epoch 1/[0-9]* step " "$out" \
+    || { bad "SIG$sig: not training after 60 s: $(tail -3 "$out")"; wait $job; return; }
   victim=$(rank_pid "^$DPT train .*$mark" 1) || { bad "SIG$sig: no rank 1 process"; wait $job; return; }
   t0=$SECONDS
   kill -"$sig" "$victim"

@@ -761,7 +761,7 @@ START_TEST(prepare_rerun_is_noop)
     ck_assert_int_eq(r1.up_to_date, 0);
     ck_assert_int_eq(r1.shards, 6);
     long long t1 = mtime_of(shard);
-    usleep(20000);
+    usleep(20000);   /* more than a tick of the file-time clock: a rewrite gets another mtime */
     cfg.threads = 1;   /* not an option of the output */
     dpt_prepare_result_t r2 = run_prepare(&cfg);
     ck_assert_int_eq(r2.up_to_date, 1);

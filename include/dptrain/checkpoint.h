@@ -29,20 +29,23 @@ typedef struct dpt_ckpt_state {
     uint64_t step;          /* optimizer steps done */
     int32_t epoch;          /* epoch of the next step (0-based) */
     int32_t epoch_step;     /* steps already done in that epoch */
-    int32_t ranks;          /* rank count that wrote it (the data shards depend on it) */
+    int32_t ranks;          /* rank count that wrote it */
     uint64_t seed;
-    uint32_t config_hash;   /* hash of the flags (a resume with other flags is warned about) */
+    uint32_t config_hash;   /* hash of `flags` */
     double counters[4];     /* the running epoch: loss sum, correct, seen (summed over ranks),
                                training seconds so far */
+    char flags[8192];       /* the run's flags, "--name=value" lines ("" in version-1 files):
+                               a resume with other values is refused, naming them */
 } dpt_ckpt_state_t;
 
 /* One checkpoint file, written atomically (PATH.tmp, fsync, rename, directory fsync).
  * `buffers` holds s->ranks copies of the nb BN buffers (each rank's). */
 dpt_status_t dpt_ckpt_write(const char *path, const dpt_ckpt_state_t *s, const float *params,
                             size_t np, const float *buffers, size_t nb, const float *mom);
-/* Read and verify one (magic, version, header CRC, sizes against the model, payload CRC,
- * decompressed CRC) written by `ranks` ranks (else an error); buffers receives ranks * nb floats.
- * Errors name the file and what is wrong. */
+/* Read and verify one (magic, version, header CRC, sizes against the model, flags CRC, payload
+ * CRC, decompressed CRC) for `ranks` ranks: buffers receives ranks * nb floats, each rank's own
+ * when the file was written by as many ranks, else every rank gets the average of the writers'
+ * (s->ranks says which). Errors name the file and what is wrong. */
 dpt_status_t dpt_ckpt_read(const char *path, int ranks, dpt_ckpt_state_t *s, float *params,
                            size_t np, float *buffers, size_t nb, float *mom);
 /* Write DIR/ckpt-<step>.dpt, point DIR/latest at it, delete all but the newest `keep`. */
@@ -54,5 +57,14 @@ dpt_status_t dpt_ckpt_save(const char *dir, int keep, const dpt_ckpt_state_t *s,
 dpt_status_t dpt_ckpt_load_newest(const char *dir, int ranks, dpt_ckpt_state_t *s, float *params,
                                   size_t np, float *buffers, size_t nb, float *mom,
                                   char *path_out, size_t cap, int *found);
+
+/* A checkpoint read as weights (dptrain eval): parameters, and the BN buffers averaged over the
+ * ranks that wrote it (what the run's evaluation would use); momentum dropped. */
+dpt_status_t dpt_ckpt_load_weights(const char *path, float *params, size_t np, float *buffers,
+                                   size_t nb);
+/* How many ckpt-<step>.dpt files DIR holds (0 if none or no DIR); the newest's name in newest. */
+int dpt_ckpt_list(const char *dir, char *newest, size_t cap);
+/* Move DIR's checkpoints and `latest` into a new DIR/replaced-<time>/ (its path in aside). */
+dpt_status_t dpt_ckpt_move_aside(const char *dir, char *aside, size_t cap);
 
 #endif

@@ -24,6 +24,8 @@ typedef struct dpt_train_config {
     int fuse_bn_relu;
     int epochs;
     int batch;                   /* per rank; the global batch is batch x ranks x accum */
+    int global_batch;            /* > 0: batch = global_batch / (ranks x accum), which must
+                                    divide (a run resumed on another rank count keeps it) */
     double lr;                   /* base (peak) learning rate for the global batch as given (the
                                     linear scaling rule is the user's: docs/USAGE.md) */
     double warmup_epochs;
@@ -62,6 +64,9 @@ typedef struct dpt_train_config {
     int keep_checkpoints;        /* newest files kept (default 3) */
     const char *resume;          /* NULL, "auto" (newest valid in checkpoint_dir, if any) or a
                                     checkpoint file */
+    const char *resume_ignore;   /* comma-separated flag names a resume may change */
+    int force_new;               /* a fresh run in a checkpoint dir holding checkpoints: they
+                                    move to a subdirectory (else refused) */
     double watchdog_s;           /* a collective phase longer than this aborts the job, naming
                                     the ranks that did not reach it (default 300; 0 = off) */
     int check_collectives;       /* debug: fingerprint every collective (dpt_coll_set_check) */
@@ -69,6 +74,7 @@ typedef struct dpt_train_config {
     const char *agree_flags;     /* "--name=value" lines every rank must share (the CLI's flag
                                     table, src/cli/options.h); NULL = not compared */
     const char *run_flags;       /* the subset that makes the run (checkpoints record its hash) */
+    const char *all_flags;       /* every flag, for the metrics' config record */
     const atomic_int *stop_flag; /* set (by another thread, e.g. one in sigwait) to stop after
                                     the running step with a checkpoint; NULL = none */
 } dpt_train_config_t;

@@ -3,9 +3,10 @@
  * one found again after a crash (corrupt or partial files skipped with a warning).
  *
  * File: a 128-byte header (magic "DPTCKPT1", version, the state, sizes, CRCs of the zstd payload
- * and of the raw bytes, CRC of the header itself), then one zstd frame holding params, every
- * rank's BN buffers (rank 0's first: with local BN statistics they differ until averaged) and
- * momentum (float32). Written to PATH.tmp, fsync'd, renamed, directory fsync'd
+ * and of the raw bytes, CRC of the header itself), then (version 2) the run's flags as text
+ * ("--name=value" lines, flags_nbytes bytes, their own CRC), then one zstd frame holding params,
+ * every rank's BN buffers (rank 0's first: with local BN statistics they differ until averaged)
+ * and momentum (float32). Version 1 files (no flags) are still read. Written to PATH.tmp, fsync'd, renamed, directory fsync'd
  * (dpt__write_atomic): a crash at any point leaves either the old file set or the new one, and a
  * torn .tmp is never a ckpt-*.dpt. */
 #include <dirent.h>
@@ -13,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -24,18 +27,18 @@
 
 #define HDR_BYTES 128
 static const char MAGIC[8] = {'D', 'P', 'T', 'C', 'K', 'P', 'T', '1'};
-enum { VERSION = 1 };
+enum { VERSION = 2, MAX_RANKS = 1 << 16 };
 
 typedef struct header {
     char magic[8];
     uint32_t version, ranks;
     uint64_t step, seed;
     int32_t epoch, epoch_step;
-    uint32_t config_hash, reserved;
+    uint32_t config_hash, flags_nbytes;   /* flags_nbytes: 0 in version 1 (reserved) */
     uint64_t n_params, n_buffers, n_mom, payload_nbytes;
     double counters[4];
     uint32_t payload_crc, raw_crc;
-    uint8_t pad[4];
+    uint32_t flags_crc;   /* 0 in version 1 (padding) */
     uint32_t header_crc;
 } header_t;
 _Static_assert(sizeof(header_t) == HDR_BYTES, "checkpoint header must be 128 bytes");
@@ -61,18 +64,20 @@ dpt_status_t dpt_ckpt_write(const char *path, const dpt_ckpt_state_t *s, const f
         st = dpt_error_set(DPT_ERR_INTERNAL, "%s: zstd: %s", path, ZSTD_getErrorName(zn));
         goto done;
     }
+    const size_t flags_n = strnlen(s->flags, sizeof s->flags - 1);
     header_t h = {.version = VERSION, .ranks = (uint32_t)s->ranks, .step = s->step,
                   .seed = s->seed, .epoch = s->epoch, .epoch_step = s->epoch_step,
-                  .config_hash = s->config_hash, .n_params = np, .n_buffers = nb, .n_mom = np,
-                  .payload_nbytes = zn};
+                  .config_hash = s->config_hash, .flags_nbytes = (uint32_t)flags_n,
+                  .n_params = np, .n_buffers = nb, .n_mom = np, .payload_nbytes = zn};
     memcpy(h.magic, MAGIC, sizeof MAGIC);
     memcpy(h.counters, s->counters, sizeof h.counters);
     h.payload_crc = dpt__crc32(0, z, zn);
     h.raw_crc = dpt__crc32(0, raw, raw_n);
+    h.flags_crc = dpt__crc32(0, s->flags, flags_n);
     h.header_crc = dpt__crc32(0, &h, offsetof(header_t, header_crc));
-    const void *parts[2] = {&h, z};
-    size_t lens[2] = {sizeof h, zn};
-    st = dpt__write_atomic(path, 2, parts, lens);
+    const void *parts[3] = {&h, s->flags, z};
+    size_t lens[3] = {sizeof h, flags_n, zn};
+    st = dpt__write_atomic(path, 3, parts, lens);
 done:
     dpt_free(raw);
     dpt_free(z);
@@ -94,16 +99,20 @@ dpt_status_t dpt_ckpt_read(const char *path, int ranks, dpt_ckpt_state_t *s, flo
         goto done;
     }
     if (memcmp(h.magic, MAGIC, sizeof MAGIC)) {
-        st = dpt_error_set(DPT_ERR_FORMAT, "%s: bad magic (not a dptrain checkpoint)", path);
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: bad magic (%s)", path,
+                           !memcmp(h.magic, "DPTWGHT1", 8)
+                               ? "a weights file from train --save, not a checkpoint: --resume "
+                                 "takes the ckpt-<step>.dpt files of --checkpoint-dir"
+                               : "not a dptrain checkpoint");
         goto done;
     }
     if (dpt__crc32(0, &h, offsetof(header_t, header_crc)) != h.header_crc) {
         st = dpt_error_set(DPT_ERR_FORMAT, "%s: header checksum mismatch (corrupt file)", path);
         goto done;
     }
-    if (h.version != VERSION) {
-        st = dpt_error_set(DPT_ERR_FORMAT, "%s: version %u, this build reads version %d", path,
-                           h.version, VERSION);
+    if (h.version != 1 && h.version != VERSION) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: version %u, this build reads versions 1 to %d",
+                           path, h.version, VERSION);
         goto done;
     }
     if (h.n_params != np || h.n_buffers != nb || h.n_mom != np) {
@@ -113,13 +122,22 @@ dpt_status_t dpt_ckpt_read(const char *path, int ranks, dpt_ckpt_state_t *s, flo
                            nb);
         goto done;
     }
-    if ((int)h.ranks != ranks) {
-        st = dpt_error_set(DPT_ERR_INVALID_ARG, "%s was written by %u rank%s; resume with the "
-                           "same rank count (each rank's data shard depends on it)", path,
-                           h.ranks, h.ranks == 1 ? "" : "s");
+    if (h.ranks < 1 || h.ranks > MAX_RANKS || h.flags_nbytes >= sizeof s->flags) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: bad header (%u ranks, %u bytes of flags)", path,
+                           h.ranks, h.flags_nbytes);
         goto done;
     }
-    const size_t nball = nb * (size_t)ranks;
+    char flags[sizeof s->flags];
+    if (fread(flags, 1, h.flags_nbytes, f) != h.flags_nbytes) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: truncated flags", path);
+        goto done;
+    }
+    flags[h.flags_nbytes] = '\0';
+    if (dpt__crc32(0, flags, h.flags_nbytes) != h.flags_crc) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: flags checksum mismatch (corrupt file)", path);
+        goto done;
+    }
+    const size_t nball = nb * (size_t)h.ranks;
     size_t raw_n = (2 * np + nball) * sizeof(float);
     raw = dpt_malloc(raw_n ? raw_n : 1);
     if (!raw) {
@@ -129,12 +147,25 @@ dpt_status_t dpt_ckpt_read(const char *path, int ranks, dpt_ckpt_state_t *s, flo
     st = dpt__ckpt_read_payload(f, path, h.payload_nbytes, h.payload_crc, raw, raw_n, h.raw_crc);
     if (st != DPT_OK)
         goto done;
+    if ((int)h.ranks == ranks) {
+        memcpy(buffers, raw + np, nball * sizeof(float));
+    } else {
+        /* Another rank count: every rank continues from the average of the writers' buffers
+         * (the BN running statistics an evaluation or a save would have used). */
+        for (size_t k = 0; k < nb; k++) {
+            double sum = 0;
+            for (uint32_t r = 0; r < h.ranks; r++)
+                sum += raw[np + (size_t)r * nb + k];
+            for (int r = 0; r < ranks; r++)
+                buffers[(size_t)r * nb + k] = (float)(sum / h.ranks);
+        }
+    }
     memcpy(params, raw, np * sizeof(float));
-    memcpy(buffers, raw + np, nball * sizeof(float));
     memcpy(mom, raw + np + nball, np * sizeof(float));
     *s = (dpt_ckpt_state_t){.step = h.step, .epoch = h.epoch, .epoch_step = h.epoch_step,
                             .ranks = (int)h.ranks, .seed = h.seed, .config_hash = h.config_hash};
     memcpy(s->counters, h.counters, sizeof s->counters);
+    memcpy(s->flags, flags, h.flags_nbytes + 1);
 done:
     fclose(f);
     dpt_free(raw);
@@ -228,5 +259,58 @@ dpt_status_t dpt_ckpt_load_newest(const char *dir, int ranks, dpt_ckpt_state_t *
         st = DPT_OK;
     }
     free(steps);
+    return st;
+}
+
+int dpt_ckpt_list(const char *dir, char *newest, size_t cap)
+{
+    uint64_t *steps;
+    int n = list_steps(dir, &steps);
+    if (n > 0 && newest)
+        snprintf(newest, cap, "ckpt-%llu.dpt", (unsigned long long)steps[0]);
+    free(steps);
+    return n;
+}
+
+dpt_status_t dpt_ckpt_move_aside(const char *dir, char *aside, size_t cap)
+{
+    time_t now = time(NULL);
+    char stamp[32];
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+    if (snprintf(aside, cap, "%s/replaced-%s", dir, stamp) >= (int)cap)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--checkpoint-dir: path too long");
+    for (int k = 2; mkdir(aside, 0755) != 0; k++) {   /* a second --force-new in one second */
+        if (errno != EEXIST || k > 99)
+            return dpt_error_set(DPT_ERR_IO, "--force-new: %s: %s", aside, strerror(errno));
+        snprintf(aside, cap, "%s/replaced-%s-%d", dir, stamp, k);
+    }
+    uint64_t *steps;
+    int n = list_steps(dir, &steps);
+    dpt_status_t st = DPT_OK;
+    for (int i = -1; i < n && st == DPT_OK; i++) {   /* -1: `latest` */
+        char name[64], from[4096], to[4096];
+        if (i < 0)
+            snprintf(name, sizeof name, "latest");
+        else
+            snprintf(name, sizeof name, "ckpt-%llu.dpt", (unsigned long long)steps[i]);
+        snprintf(from, sizeof from, "%s/%s", dir, name);
+        snprintf(to, sizeof to, "%s/%s", aside, name);
+        if (rename(from, to) != 0 && !(i < 0 && errno == ENOENT))
+            st = dpt_error_set(DPT_ERR_IO, "--force-new: moving %s to %s: %s", from, aside,
+                               strerror(errno));
+    }
+    free(steps);
+    return st;
+}
+
+dpt_status_t dpt_ckpt_load_weights(const char *path, float *params, size_t np, float *buffers,
+                                   size_t nb)
+{
+    float *mom = dpt_malloc((np ? np : 1) * sizeof(float));
+    static dpt_ckpt_state_t st_;   /* 8 KiB of flags: not on the stack */
+    if (!mom)
+        return dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory", path);
+    dpt_status_t st = dpt_ckpt_read(path, 1, &st_, params, np, buffers, nb, mom);
+    dpt_free(mom);
     return st;
 }

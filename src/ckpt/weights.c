@@ -82,7 +82,8 @@ dpt_status_t dpt_weights_load(const char *path, float *params, size_t n_params, 
         goto done;
     }
     if (memcmp(h.magic, MAGIC, sizeof MAGIC)) {
-        st = dpt_error_set(DPT_ERR_FORMAT, "%s: bad magic (not a dptrain weights file)", path);
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: bad magic (neither a dptrain weights file nor "
+                           "a checkpoint)", path);
         goto done;
     }
     if (dpt__crc32(0, &h, offsetof(header_t, header_crc)) != h.header_crc) {

@@ -197,11 +197,13 @@ static int cmd_train(dpt_cli_opts_t *o)
     atomic_store(&stop_rank, rank);
     o->cfg.stop_flag = &stop_requested;
     /* the flags ranks compare at start-up and checkpoints record, read off the flag table */
-    static char agree[16384], run[16384];
+    static char agree[16384], run[16384], all[16384];
     dpt_cli_flag_text(o, DPT_SCOPE_AGREE, agree, sizeof agree);
     dpt_cli_flag_text(o, DPT_SCOPE_RUN, run, sizeof run);
+    dpt_cli_flag_text(o, DPT_SCOPE_ALL, all, sizeof all);
     o->cfg.agree_flags = agree;
     o->cfg.run_flags = run;
+    o->cfg.all_flags = all;
     dpt_train_result_t res;
     dpt_status_t st = dpt_train(&o->cfg, &res);
     if (st == DPT_OK) {
@@ -295,14 +297,19 @@ int main(int argc, char **argv)
             dpt_cli_usage_error(CMD_EVAL, "--weights FILE is required%s%s", "", "");
             return 2;
         }
+        /* under mpirun the ranks shard the test set, and rank 0 prints the one result */
+        int provided, rank = 0;
+        MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
         dpt_train_result_t res;
         dpt_status_t st = dpt_evaluate(&o.cfg, o.weights, &res);
-        if (st != DPT_OK)
-            return fail("eval", st);
-        printf("test accuracy: %.2f%% (%ld/%ld)  test loss %.4f  param_crc %08x\n",
-               100.0 * res.test_acc, res.test_correct, res.test_total, res.test_loss,
-               res.param_crc);
-        return 0;
+        if (st == DPT_OK && rank == 0)
+            printf("test accuracy: %.2f%% (%ld/%ld)  test loss %.4f  param_crc %08x\n",
+                   100.0 * res.test_acc, res.test_correct, res.test_total, res.test_loss,
+                   res.param_crc);
+        rc = st == DPT_OK ? 0 : rank == 0 ? fail("eval", st) : 1;
+        MPI_Finalize();
+        return rc;
     }
     if (!strcmp(sub, "prepare")) {
         int rc = dpt_cli_parse(&o, CMD_PREPARE, argc - 2, argv + 2);

@@ -58,6 +58,7 @@ static const option_def_t options[] = {
     {"fuse-bn-relu", T_BOOL, C(fuse_bn_relu), 0, 0, ALL, NULL, "fuse batchnorm + relu (default on; --no-fuse-bn-relu)"},
     {"epochs", T_INT, C(epochs), 1, 100000, CMD_TRAIN, "N", "training epochs (default 8)"},
     {"batch", T_INT, C(batch), 1, 1 << 20, ALL, "B", "batch size per rank (default 128)"},
+    {"global-batch", T_INT, C(global_batch), 0, 1 << 30, CMD_TRAIN, "G", "batch size of the whole job instead of --batch: G / (ranks x accum) per rank, which must divide (a run resumed on another rank count keeps G; default 0: --batch)"},
     {"lr", T_DOUBLE, C(lr), 0, 1e6, CMD_TRAIN, "X", "peak learning rate (default 0.1)"},
     {"warmup-epochs", T_DOUBLE, C(warmup_epochs), 0, 1e5, CMD_TRAIN, "W", "linear warmup length in epochs (default 0.5)"},
     {"schedule", T_SCHED, C(schedule), 0, 0, CMD_TRAIN, "NAME",
@@ -76,6 +77,8 @@ static const option_def_t options[] = {
     {"checkpoint-dir", T_STR, C(checkpoint_dir), 0, 0, CMD_TRAIN | CONTROL, "DIR", "write checkpoints (ckpt-<step>.dpt, 'latest') here: at every epoch end, every --checkpoint-every steps and when stopped by a signal"},
     {"checkpoint-every", T_LONG, C(checkpoint_every), 0, INT_MAX, CMD_TRAIN | CONTROL, "N", "also checkpoint every N steps (default 0: epoch ends and stops only)"},
     {"keep-checkpoints", T_INT, C(keep_checkpoints), 1, 1000000, CMD_TRAIN | CONTROL, "K", "keep the newest K checkpoints (default 3)"},
+    {"resume-ignore", T_STR, C(resume_ignore), 0, 0, CMD_TRAIN | CONTROL, "FLAG,...", "--resume: flags whose values may differ from the checkpoint's run (e.g. epochs,lr); any other difference is refused, naming the flags"},
+    {"force-new", T_BOOL, C(force_new), 0, 0, CMD_TRAIN | CONTROL, NULL, "start a fresh run in a --checkpoint-dir that holds an earlier run's checkpoints (they move to DIR/replaced-<time>/; refused otherwise)"},
     {"resume", T_STR, C(resume), 0, 0, CMD_TRAIN | CONTROL, "auto|FILE", "continue from a checkpoint: auto = the newest valid one in --checkpoint-dir (skipping corrupt ones; a fresh start if none), or FILE"},
     {"watchdog", T_DOUBLE, C(watchdog_s), 0, 1e7, CMD_TRAIN | CONTROL, "SECONDS", "stall inspector: a collective waiting longer than this aborts every rank, naming the ranks that did not reach it (default 300; 0 = off)"},
     {"check-collectives", T_BOOL, C(check_collectives), 0, 0, CMD_TRAIN | CONTROL, NULL, "debug: before every collective, compare a fingerprint (sequence number, kind, size, type, op) across ranks and stop naming the rank that differs"},
@@ -525,8 +528,8 @@ size_t dpt_cli_flag_text(const opts_t *o, int scope, char *buf, size_t n)
         buf[0] = '\0';
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const option_def_t *d = &options[i];
-        if (!(d->cmds & CMD_TRAIN) || (d->cmds & LOCAL)
-            || (scope == DPT_SCOPE_RUN && (d->cmds & CONTROL)))
+        if (!(d->cmds & CMD_TRAIN) || (scope != DPT_SCOPE_ALL && (d->cmds & LOCAL))
+            || (scope == DPT_SCOPE_RUN && (d->cmds & CONTROL)) || d->off == O(help))
             continue;
         int alias = 0;   /* --device is --backend: once */
         for (size_t j = 0; j < i && !alias; j++)

@@ -44,7 +44,7 @@ void dpt_cli_usage_error(int cmd, const char *fmt, const char *a, const char *b)
  * that decide which collectives run (checkpoints, resume, watchdog, ...): every rank must have
  * the same text. Flags of a rank's own (threads, layout, output files) are in neither. Writes at
  * most n bytes, NUL-terminated; returns the full length (as snprintf). */
-enum { DPT_SCOPE_RUN = 1, DPT_SCOPE_AGREE = 2 };
+enum { DPT_SCOPE_RUN = 1, DPT_SCOPE_AGREE = 2, DPT_SCOPE_ALL = 3 };   /* ALL: local ones too */
 size_t dpt_cli_flag_text(const dpt_cli_opts_t *o, int scope, char *buf, size_t n);
 
 #endif

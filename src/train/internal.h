@@ -11,20 +11,37 @@
 /* Monotonic seconds. */
 #include "core/internal.h"   /* dpt__now, dpt__median */
 
-/* JSON-lines metrics writer (field names are read by scripts: keep them stable). */
+/* JSON-lines metrics writer (src/train/metrics.c; records and fields in docs/formats.md, read
+ * by scripts: keep them stable). Only rank 0 has a file. */
 typedef struct dpt_metrics {
     FILE *f;
+    const char *path;
+    int failed;          /* errno of the first failed write, 0 = none */
+    int training;        /* past the config record: a failed write is reported at once */
 } dpt_metrics_t;
 
-dpt_status_t dpt_metrics_open(dpt_metrics_t *m, const char *path);   /* NULL path: no output */
+/* At start-up: can `path` be written (created if missing, nothing truncated)? NULL: yes. */
+dpt_status_t dpt_metrics_check(const char *path);
+/* resume_step < 0: a fresh run, the file is replaced. Else the run continues after step
+ * resume_step with epoch resume_epoch (1-based) not yet ended: the interrupted run's records past
+ * that point (later steps, that epoch's and later epoch records, final records) are dropped and
+ * the rest kept; then new records are appended. NULL path: no output. */
+dpt_status_t dpt_metrics_open(dpt_metrics_t *m, const char *path, long resume_step,
+                              int resume_epoch);
+/* The "config" record (preceded by a "resume" record when resumed_from >= 0): version, git
+ * commit, host, CPU, ranks, threads and every flag ("--name=value" lines) as strings. */
+void dpt_metrics_config(dpt_metrics_t *m, const char *flags, int ranks, int threads,
+                        long resumed_from, const char *resumed_path);
 void dpt_metrics_step(dpt_metrics_t *m, int epoch, long step, double loss, double lr,
                       double img_s, double t_compute_s, double t_comm_exposed_s,
                       double bytes_sent, double t_comm_s, double loss_scale, long skipped);
-void dpt_metrics_epoch(dpt_metrics_t *m, int epoch, double train_loss, double train_acc,
-                       double test_loss, double test_acc, double img_s, double wall_s,
-                       uint32_t param_crc);
+void dpt_metrics_epoch(dpt_metrics_t *m, int epoch, long step, double train_loss,
+                       double train_acc, double test_loss, double test_acc, double img_s,
+                       double wall_s, uint32_t param_crc);
 void dpt_metrics_final(dpt_metrics_t *m, double test_acc, double wall_s, double img_s, int ranks,
                        int threads, uint32_t param_crc);
+/* DPT_OK, or DPT_ERR_IO naming the file if a write (or the close) failed. */
+dpt_status_t dpt_metrics_status(const dpt_metrics_t *m);
 void dpt_metrics_close(dpt_metrics_t *m);
 
 /* Progress: a one-line bar on a terminal (loss, accuracy, img/s, ETA), plain lines otherwise. */
@@ -79,5 +96,19 @@ void dpt__watchdog_enter(dpt_watchdog_t *w, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void dpt__watchdog_leave(dpt_watchdog_t *w);
 void dpt__watchdog_stop(dpt_watchdog_t *w);
+
+/* run_state.c: the run's identity across restarts (see the file). */
+#include "dptrain/trainer.h"
+/* --global-batch G: c->batch = G / (ranks x accum), an error when it does not divide. */
+dpt_status_t dpt__global_batch(dpt_train_config_t *c, int nranks);
+/* cfg->run_flags with one "--global-batch=" line for the effective global batch. */
+void dpt__run_text(const dpt_train_config_t *cfg, int nranks, char *out, size_t cap);
+/* Rank 0: lock cfg->checkpoint_dir (*lock_fd holds it; close releases) and refuse a fresh run
+ * where checkpoints exist, unless --resume or --force-new (which moves them aside). */
+dpt_status_t dpt__claim_checkpoint_dir(const dpt_train_config_t *cfg, int *lock_fd);
+/* A checkpoint's flags (`theirs`) against this run's: DPT_OK, or an error naming every flag
+ * that differs and is not in `ignore` (comma-separated names), with both values. */
+dpt_status_t dpt__compare_run_flags(const char *path, const char *theirs, const char *ours,
+                                    const char *ignore);
 
 #endif

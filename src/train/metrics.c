@@ -1,19 +1,118 @@
-/* metrics.c: JSON-lines metrics ("step", "epoch", "final" records; see DESIGN.md), one object per
- * line, flushed as written so a crash keeps everything up to the last line. */
+/* metrics.c: JSON-lines metrics, one object per line, flushed as written so a crash keeps
+ * everything up to the last line. Records (docs/formats.md): "config" first (every flag, version,
+ * git commit, CPU, ranks), then "step" every --log-every steps, "epoch" after each epoch,
+ * "final" at the end; a resumed run appends a "resume" record and its own "config" to the file of
+ * the run it continues, after dropping what that run wrote past the checkpoint (so a step or an
+ * epoch has one record however often the job was interrupted). A failed write is reported once
+ * and fails the run at the end (after the weights are saved): metrics are never lost silently. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "core/internal.h"
+#include "dptrain/version.h"
 #include "train/internal.h"
 
-dpt_status_t dpt_metrics_open(dpt_metrics_t *m, const char *path)
+/* Keep a line of the interrupted run? (resume after step `step`, epoch `epoch` 1-based pending) */
+static int keep_line(const char *line, long step, int epoch)
 {
-    m->f = NULL;
+    const char *p;
+    if (strstr(line, "\"kind\":\"step\""))
+        return (p = strstr(line, "\"step\":")) && strtol(p + 7, NULL, 10) <= step;
+    if (strstr(line, "\"kind\":\"epoch\""))
+        return (p = strstr(line, "\"epoch\":")) && strtol(p + 8, NULL, 10) < epoch;
+    return !strstr(line, "\"kind\":\"final\"") && line[0] == '{';   /* config, resume records */
+}
+
+/* Rewrite `path` without the records past the checkpoint (atomically: a crash keeps the old). */
+static dpt_status_t truncate_to(const char *path, long step, int epoch)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return DPT_OK;   /* a pipe or a device (/dev/stdout): nothing to rewrite, append */
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return errno == ENOENT ? DPT_OK
+                               : dpt_error_set(DPT_ERR_IO, "--metrics: %s: %s", path,
+                                               strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *out = malloc(cap), *line = NULL;
+    size_t lcap = 0;
+    ssize_t len;
+    dpt_status_t st = out ? DPT_OK : dpt_error_set(DPT_ERR_NOMEM, "--metrics: out of memory");
+    while (st == DPT_OK && (len = getline(&line, &lcap, f)) > 0) {
+        if (!keep_line(line, step, epoch) || line[len - 1] != '\n')   /* a torn last line too */
+            continue;
+        if (n + (size_t)len > cap) {
+            while (n + (size_t)len > cap)
+                cap *= 2;
+            char *grown = realloc(out, cap);
+            if (!grown) {
+                st = dpt_error_set(DPT_ERR_NOMEM, "--metrics: out of memory");
+                break;
+            }
+            out = grown;
+        }
+        memcpy(out + n, line, (size_t)len);
+        n += (size_t)len;
+    }
+    free(line);
+    fclose(f);
+    if (st == DPT_OK) {
+        const void *parts[1] = {out};
+        size_t lens[1] = {n};
+        st = dpt__write_atomic(path, 1, parts, lens);
+        if (st != DPT_OK)
+            st = dpt_error_prefix(st, "--metrics: ");
+    }
+    free(out);
+    return st;
+}
+
+static void checked_flush(dpt_metrics_t *m)
+{
+    if (fflush(m->f) == 0 && !ferror(m->f))
+        return;
+    if (!m->failed && m->training)   /* at start-up the run stops instead (dpt_metrics_status) */
+        fprintf(stderr, "dptrain: error: --metrics %s: write failed: %s (training goes on; the "
+                "run exits 1 at the end)\n", m->path, strerror(errno ? errno : EIO));
+    m->failed = errno ? errno : EIO;
+    clearerr(m->f);
+}
+
+dpt_status_t dpt_metrics_check(const char *path)
+{
+    FILE *f = path ? fopen(path, "a") : NULL;   /* creates it; keeps what is there */
+    if (path && !f)
+        return dpt_error_set(DPT_ERR_IO, "--metrics: %s: %s", path, strerror(errno));
+    if (f)
+        fclose(f);
+    return DPT_OK;
+}
+
+dpt_status_t dpt_metrics_open(dpt_metrics_t *m, const char *path, long resume_step,
+                              int resume_epoch)
+{
+    memset(m, 0, sizeof *m);
     if (!path)
         return DPT_OK;
-    m->f = fopen(path, "w");
+    m->path = path;
+    if (resume_step >= 0)
+        DPT_CHECK(truncate_to(path, resume_step, resume_epoch));
+    m->f = fopen(path, resume_step >= 0 ? "a" : "w");
     if (!m->f)
         return dpt_error_set(DPT_ERR_IO, "--metrics: %s: %s", path, strerror(errno));
     return DPT_OK;
+}
+
+dpt_status_t dpt_metrics_status(const dpt_metrics_t *m)
+{
+    if (!m->failed)
+        return DPT_OK;
+    return dpt_error_set(DPT_ERR_IO, "--metrics %s: write failed: %s", m->path,
+                         strerror(m->failed));
 }
 
 void dpt_metrics_step(dpt_metrics_t *m, int epoch, long step, double loss, double lr,
@@ -26,20 +125,20 @@ void dpt_metrics_step(dpt_metrics_t *m, int epoch, long step, double loss, doubl
             "\"img_s\":%.1f,\"t_compute_s\":%.6f,\"t_comm_exposed_s\":%.6f,\"bytes_sent\":%.0f,"
             "\"t_comm_s\":%.6f,\"loss_scale\":%.9g,\"skipped\":%ld}\n", epoch, step, loss, lr,
             img_s, t_compute_s, t_comm_exposed_s, bytes_sent, t_comm_s, loss_scale, skipped);
-    fflush(m->f);
+    checked_flush(m);
 }
 
-void dpt_metrics_epoch(dpt_metrics_t *m, int epoch, double train_loss, double train_acc,
-                       double test_loss, double test_acc, double img_s, double wall_s,
-                       uint32_t param_crc)
+void dpt_metrics_epoch(dpt_metrics_t *m, int epoch, long step, double train_loss,
+                       double train_acc, double test_loss, double test_acc, double img_s,
+                       double wall_s, uint32_t param_crc)
 {
     if (!m->f)
         return;
-    fprintf(m->f, "{\"kind\":\"epoch\",\"epoch\":%d,\"train_loss\":%.6g,\"train_acc\":%.6f,"
-            "\"test_loss\":%.6g,\"test_acc\":%.6f,\"img_s\":%.1f,\"wall_s\":%.3f,"
-            "\"param_crc\":\"%08x\"}\n", epoch, train_loss, train_acc, test_loss, test_acc, img_s,
-            wall_s, param_crc);
-    fflush(m->f);
+    fprintf(m->f, "{\"kind\":\"epoch\",\"epoch\":%d,\"step\":%ld,\"train_loss\":%.6g,"
+            "\"train_acc\":%.6f,\"test_loss\":%.6g,\"test_acc\":%.6f,\"img_s\":%.1f,"
+            "\"wall_s\":%.3f,\"param_crc\":\"%08x\"}\n", epoch, step, train_loss, train_acc,
+            test_loss, test_acc, img_s, wall_s, param_crc);
+    checked_flush(m);
 }
 
 void dpt_metrics_final(dpt_metrics_t *m, double test_acc, double wall_s, double img_s, int ranks,
@@ -50,12 +149,86 @@ void dpt_metrics_final(dpt_metrics_t *m, double test_acc, double wall_s, double 
     fprintf(m->f, "{\"kind\":\"final\",\"test_acc\":%.6f,\"wall_s\":%.3f,\"img_s\":%.1f,"
             "\"ranks\":%d,\"threads\":%d,\"param_crc\":\"%08x\"}\n", test_acc, wall_s, img_s,
             ranks, threads, param_crc);
-    fflush(m->f);
+    checked_flush(m);
 }
 
 void dpt_metrics_close(dpt_metrics_t *m)
 {
-    if (m->f)
-        fclose(m->f);
+    if (m->f && fclose(m->f) != 0 && !m->failed)
+        m->failed = errno ? errno : EIO;
     m->f = NULL;
+}
+
+/* s as the inside of a JSON string */
+static size_t json_escape(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; *s && n + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            n += (size_t)snprintf(out + n, cap - n, "\\%c", c);
+        else if (c < 0x20)
+            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
+        else
+            out[n++] = (char)c;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/* The CPU's model name (/proc/cpuinfo), "unknown" elsewhere. */
+static void cpu_model(char *out, size_t cap)
+{
+    snprintf(out, cap, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10) && strchr(line, ':')) {
+            char *v = strchr(line, ':') + 1;
+            v += strspn(v, " \t");
+            v[strcspn(v, "\n")] = '\0';
+            snprintf(out, cap, "%s", v);
+            break;
+        }
+    if (f)
+        fclose(f);
+}
+
+void dpt_metrics_config(dpt_metrics_t *m, const char *flags, int ranks, int threads,
+                        long resumed_from, const char *resumed_path)
+{
+    if (!m->f)
+        return;
+    char cpu[256], host[256] = "", esc[1024], ecpu[1024], ehost[1024];
+    cpu_model(cpu, sizeof cpu);
+    gethostname(host, sizeof host - 1);
+    json_escape(cpu, ecpu, sizeof ecpu);
+    json_escape(host, ehost, sizeof ehost);
+    if (resumed_from >= 0) {
+        json_escape(resumed_path ? resumed_path : "", esc, sizeof esc);
+        fprintf(m->f, "{\"kind\":\"resume\",\"step\":%ld,\"checkpoint\":\"%s\"}\n", resumed_from,
+                esc);
+    }
+    fprintf(m->f, "{\"kind\":\"config\",\"version\":\"%s\",\"git\":\"%s\",\"host\":\"%s\","
+            "\"cpu\":\"%s\",\"ranks\":%d,\"threads\":%d,\"resumed_from\":%ld,\"flags\":{",
+            DPT_VERSION, DPT_GIT_HASH, ehost, ecpu, ranks, threads, resumed_from);
+    /* "--name=value" lines -> "name":"value" */
+    int first = 1;
+    for (const char *p = flags ? flags : ""; *p;) {
+        size_t len = strcspn(p, "\n");
+        const char *eq = memchr(p, '=', len);
+        if (!strncmp(p, "--", 2) && eq) {
+            char name[128], val[4096];
+            snprintf(name, sizeof name, "%.*s", (int)(eq - p - 2), p + 2);
+            snprintf(val, sizeof val, "%.*s", (int)(p + len - eq - 1), eq + 1);
+            char ev[8192];
+            json_escape(val, ev, sizeof ev);
+            fprintf(m->f, "%s\"%s\":\"%s\"", first ? "" : ",", name, ev);
+            first = 0;
+        }
+        p += len + (p[len] == '\n');
+    }
+    fprintf(m->f, "}}\n");
+    checked_flush(m);
+    m->training = 1;
 }

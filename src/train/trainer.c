@@ -4,12 +4,16 @@
  * that a communication thread all-reduces meanwhile -> SGD/LARS on the flat arenas. After each
  * epoch: BN statistics averaged, sharded evaluation, a replica checksum compared across ranks,
  * an epoch line and metrics; checkpoints and stop requests between steps; a final line. */
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dptrain/alloc.h"
@@ -101,6 +105,8 @@ typedef struct session {
     dpt_coll_algo_t host_algo;   /* for host buffers (BN statistics): algo, or ring under nccl */
     dpt_loss_scaler_t ls;    /* fp16 loss scaling (scale 1, static, otherwise) */
     long skipped_total;
+    int lock_fd;             /* rank 0: the --checkpoint-dir lock (flock), -1 = none */
+    char run_text[8192];     /* the run's flags with the global batch (checkpoints record it) */
 #if DPT_HAVE_CUDA
     dpt_gpu_input_t *gin;    /* device input pipeline (train loader) */
     int gin_fetched;         /* batches taken from the train loader this epoch */
@@ -131,6 +137,8 @@ static void session_fini(session_t *s)
     } else {
         dpt_free(s->mom);
     }
+    if (s->lock_fd > 0)
+        close(s->lock_fd);   /* releases the flock */
     dpt_loader_destroy(s->test_ld);
     dpt_loader_destroy(s->train_ld);
     dpt_dataset_destroy(s->test);
@@ -340,6 +348,34 @@ static dpt_status_t open_test(session_t *s, const dpt_train_config_t *cfg)
     return dpt_loader_create(s->test, &lc, &s->test_ld);
 }
 
+/* --save FILE: its directory must exist and take a new file, and FILE must not be a directory;
+ * found at start-up, not after the whole training (whose weights would then be lost). */
+static dpt_status_t check_save_path(const char *path)
+{
+    if (!path)
+        return DPT_OK;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--save %s: is a directory (give a file name)",
+                             path);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else
+        slash[slash == dir] = '\0';   /* "/x" -> "/" */
+    if (stat(dir, &sb) != 0)
+        return dpt_error_set(DPT_ERR_IO, "--save %s: directory %s: %s", path, dir,
+                             strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return dpt_error_set(DPT_ERR_IO, "--save %s: %s is not a directory", path, dir);
+    if (access(dir, W_OK | X_OK) != 0)   /* the file is written as FILE.tmp, then renamed */
+        return dpt_error_set(DPT_ERR_IO, "--save %s: cannot write in %s: %s", path, dir,
+                             strerror(errno));
+    return DPT_OK;
+}
+
 /* Make BN running statistics identical on every rank (their average) before they are used or
  * saved: each rank's come from its own shards. */
 static dpt_status_t sync_buffers(session_t *s)
@@ -391,8 +427,8 @@ static dpt_status_t evaluate(session_t *s, double *loss, long *correct, long *to
  * file as parsed, h[2] the training data. */
 static void job_hashes(const session_t *s, const dpt_train_config_t *cfg, uint32_t h[3])
 {
-    const char *run = cfg->run_flags ? cfg->run_flags : "";
-    h[0] = dpt__crc32(0, run, strlen(run));
+    (void)cfg;
+    h[0] = dpt__crc32(0, s->run_text, strlen(s->run_text));
     char summary[8192];
     dpt_model_summary(s->model, summary, sizeof summary);
     size_t np;
@@ -657,14 +693,15 @@ static dpt_status_t check_replicas(session_t *s, uint32_t crc, int epoch, int *m
  * sends parameters, BN buffers, momentum and the position to every rank. *found = 0 when
  * "auto" finds nothing (a fresh start). Collective; errors are agreed on by every rank. */
 static dpt_status_t resume(session_t *s, const dpt_train_config_t *cfg, uint32_t config_hash,
-                           dpt_ckpt_state_t *cs, int *found, int *collective)
+                           dpt_ckpt_state_t *cs, int *found, char *path, size_t path_cap,
+                           int *collective)
 {
     size_t np, nb;
     dpt_model_params(s->model, &np);
     dpt_model_buffers(s->model, &nb);
     float *params = dpt_model_host_params(s->model);    /* host mirrors: the caller sends */
     float *buffers = dpt_model_host_buffers(s->model);  /* them to the device afterwards */
-    char path[4096] = "";
+    path[0] = '\0';
     dpt_status_t st = DPT_OK;
     *found = 0;
     if (s->dist.rank == 0) {
@@ -673,17 +710,19 @@ static dpt_status_t resume(session_t *s, const dpt_train_config_t *cfg, uint32_t
                 st = dpt_error_set(DPT_ERR_INVALID_ARG, "--resume auto needs --checkpoint-dir");
             else
                 st = dpt_ckpt_load_newest(cfg->checkpoint_dir, s->dist.size, cs, params, np,
-                                          s->buf_all, nb, s->h_mom, path, sizeof path, found);
+                                          s->buf_all, nb, s->h_mom, path, path_cap, found);
         } else {
             st = dpt_ckpt_read(cfg->resume, s->dist.size, cs, params, np, s->buf_all, nb,
                                s->h_mom);
             *found = st == DPT_OK;
-            snprintf(path, sizeof path, "%s", cfg->resume);
+            snprintf(path, path_cap, "%s", cfg->resume);
         }
         if (st == DPT_OK && *found && cs->seed != cfg->seed)
             st = dpt_error_set(DPT_ERR_INVALID_ARG, "--resume: %s was trained with --seed %llu, "
                                "not %llu", path, (unsigned long long)cs->seed,
                                (unsigned long long)cfg->seed);
+        if (st == DPT_OK && *found && cs->flags[0])   /* version-1 files: the hash, below */
+            st = dpt__compare_run_flags(path, cs->flags, s->run_text, cfg->resume_ignore);
     }
     DPT_CHECK(dpt__dist_agree(&s->dist, st, collective));
     if (s->coll) {
@@ -701,8 +740,15 @@ static dpt_status_t resume(session_t *s, const dpt_train_config_t *cfg, uint32_t
     if (*found && s->dist.rank == 0) {
         printf("resumed from %s: step %llu (epoch %d, step %d of it)\n", path,
                (unsigned long long)cs->step, cs->epoch + 1, cs->epoch_step);
-        if (cs->config_hash != config_hash)
-            printf("warning: the flags differ from the run that wrote %s\n", path);
+        if (!cs->flags[0] && cs->config_hash != config_hash)
+            printf("warning: the flags differ from the run that wrote %s (an older dptrain: it "
+                   "did not record which)\n", path);
+        if (cs->ranks != s->dist.size)
+            printf("resumed on %d rank%s a checkpoint of %d: the same global batch and data "
+                   "order; every rank starts from the average of the %d ranks' batch-norm "
+                   "statistics, and the sums are taken in another order (not bit-identical to "
+                   "a run on %d)\n", s->dist.size, s->dist.size == 1 ? "" : "s", cs->ranks,
+                   cs->ranks, cs->ranks);
         fflush(stdout);
     }
     if (*found && s->dist.rank != 0)   /* the epoch counters are summed over ranks at the end */
@@ -726,9 +772,11 @@ static dpt_status_t checkpoint(session_t *s, const dpt_train_config_t *cfg, uint
         *collective = 0;
         return st;
     }
-    dpt_ckpt_state_t cs = {.step = (uint64_t)step, .epoch = epoch, .epoch_step = epoch_step,
-                           .ranks = s->dist.size, .seed = cfg->seed,
-                           .config_hash = config_hash};
+    static dpt_ckpt_state_t cs;   /* 8 KiB of flags: not on the stack */
+    cs = (dpt_ckpt_state_t){.step = (uint64_t)step, .epoch = epoch, .epoch_step = epoch_step,
+                            .ranks = s->dist.size, .seed = cfg->seed,
+                            .config_hash = config_hash};
+    snprintf(cs.flags, sizeof cs.flags, "%s", s->run_text);
     double g[3] = {ev[0], ev[1], ev[2]};
     dpt__watchdog_enter(s->wd, "checkpoint after step %ld", step);
     dpt__dist_sum(&s->dist, g, 3);
@@ -752,7 +800,7 @@ static dpt_status_t checkpoint(session_t *s, const dpt_train_config_t *cfg, uint
 dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
 {
     memset(res, 0, sizeof *res);
-    session_t s = {0};
+    session_t s = {.lock_fd = -1};
     dpt_metrics_t mx = {0};
     dpt_progress_t pg;
     dpt_status_t st = DPT_OK;
@@ -761,8 +809,14 @@ dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
     const int quiet = cfg->quiet || rank != 0;
     res->ranks = nranks;
     res->collective_error = 1;
+    dpt_train_config_t derived = *cfg;   /* --global-batch: the per-rank batch follows */
+    cfg = &derived;
     /* Local setup; then every rank learns whether all succeeded. */
     do {
+        DPT_CHECK_GOTO(dpt__global_batch(&derived, nranks), st, agree);
+        dpt__run_text(cfg, nranks, s.run_text, sizeof s.run_text);
+        if (rank == 0 && cfg->checkpoint_dir)   /* one job per directory, never another's */
+            DPT_CHECK_GOTO(dpt__claim_checkpoint_dir(cfg, &s.lock_fd), st, agree);
         DPT_CHECK_GOTO(session_model(&s, cfg), st, agree);
         s.accum = cfg->accum > 0 ? cfg->accum : 1;
         s.inv_accum = 1.0f / (float)s.accum;
@@ -812,8 +866,10 @@ dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
             st = dpt_error_set(DPT_ERR_NOMEM, "out of memory for optimizer state");
         else
             dpt_model_init_params(s.model, cfg->seed);
-        if (st == DPT_OK)
-            st = dpt_metrics_open(&mx, rank == 0 ? cfg->metrics_path : NULL);
+        if (st == DPT_OK && rank == 0)   /* the output files, before any training is done */
+            st = dpt_metrics_check(cfg->metrics_path);
+        if (st == DPT_OK && rank == 0)
+            st = check_save_path(cfg->save_path);
     } while (0);
 agree:
     st = dpt__dist_agree(&s.dist, st, &res->collective_error);
@@ -878,16 +934,29 @@ agree:
         pg.bar = -1;
     uint32_t hashes[3];
     job_hashes(&s, cfg, hashes);
-    dpt_ckpt_state_t cs = {0};
+    static dpt_ckpt_state_t cs;   /* 8 KiB of flags: not on the stack */
+    memset(&cs, 0, sizeof cs);
     int resumed = 0;
+    char resumed_path[4096] = "";
     res->resumed_from = -1;
     if (cfg->resume) {
-        st = resume(&s, cfg, hashes[0], &cs, &resumed, &res->collective_error);
+        st = resume(&s, cfg, hashes[0], &cs, &resumed, resumed_path, sizeof resumed_path,
+                    &res->collective_error);
         if (st != DPT_OK)
             goto done;
         if (resumed)
             res->resumed_from = (long)cs.step;
     }
+    /* the metrics file: the interrupted run's records up to the checkpoint, then this run's */
+    st = dpt_metrics_open(&mx, rank == 0 ? cfg->metrics_path : NULL,
+                          resumed ? (long)cs.step : -1, resumed ? cs.epoch + 1 : 0);
+    dpt_metrics_config(&mx, cfg->all_flags, nranks, cfg->threads, res->resumed_from,
+                       resumed ? resumed_path : NULL);
+    if (st == DPT_OK)
+        st = dpt_metrics_status(&mx);
+    st = dpt__dist_agree(&s.dist, st, &res->collective_error);
+    if (st != DPT_OK)
+        goto done;
     DPT_CHECK_GOTO(state_to_device(&s), st, fail);   /* initial or resumed state */
     double t_start = dpt__now(), train_time = 0;
     long step = resumed ? (long)cs.step : 0, images = 0;
@@ -949,7 +1018,7 @@ agree:
             if ((step + 1) % cfg->log_every == 0) {
                 double now = dpt__now();
                 double img_s = (double)log_n * global_batch / (now - t_log);
-                dpt_metrics_step(&mx, epoch, step + 1, log_loss / (double)log_n, lr, img_s,
+                dpt_metrics_step(&mx, epoch + 1, step + 1, log_loss / (double)log_n, lr, img_s,
                                  log_compute / (double)log_n, log_exposed / (double)log_n,
                                  log_bytes / (double)log_n, log_comm / (double)log_n,
                                  s.ls.scale, res->skipped_steps);
@@ -1015,7 +1084,7 @@ agree:
         }
         double wall = dpt__now() - t_start;
         dpt_progress_clear(&pg);
-        dpt_metrics_epoch(&mx, epoch + 1, res->train_loss, res->train_acc, res->test_loss,
+        dpt_metrics_epoch(&mx, epoch + 1, step, res->train_loss, res->train_acc, res->test_loss,
                           res->test_acc, res->img_s, wall, res->param_crc);
         if (!quiet) {
             printf("epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  "
@@ -1037,7 +1106,12 @@ agree:
     dpt_metrics_final(&mx, res->test_acc, res->wall_s, res->img_s, nranks, cfg->threads,
                       res->param_crc);
     if (cfg->save_path && rank == 0)
-        DPT_CHECK_GOTO(dpt_weights_save(cfg->save_path, params, np, buffers, nb), st, fail);
+        st = dpt_weights_save(cfg->save_path, params, np, buffers, nb);
+    if (st == DPT_OK)   /* the weights are saved: now a failed metrics write fails the run */
+        st = dpt_metrics_status(&mx);
+    st = dpt__dist_agree(&s.dist, st, &res->collective_error);
+    if (st != DPT_OK)
+        goto done;
     if (rank == 0 && (late_stop || (cfg->stop_flag && atomic_load(cfg->stop_flag)))) {
         printf("the stop request came with the final step or after it: the run is complete\n");
         fflush(stdout);
@@ -1082,9 +1156,25 @@ dpt_status_t dpt_evaluate(const dpt_train_config_t *cfg, const char *weights_pat
     dpt_model_buffers(s.model, &nb);
     float *params = dpt_model_host_params(s.model);
     float *buffers = dpt_model_host_buffers(s.model);
-    DPT_CHECK_GOTO(dpt_weights_load(weights_path, params, np, buffers, nb), st, done);
-    DPT_CHECK_GOTO(dpt_model_params_to_device(s.model), st, done);
-    DPT_CHECK_GOTO(open_test(&s, cfg), st, done);
+    /* a weights file (train --save) or a checkpoint (ckpt-<step>.dpt) */
+    char magic[8] = "";
+    FILE *f = fopen(weights_path, "rb");
+    if (f) {
+        if (fread(magic, 1, sizeof magic, f) != sizeof magic)
+            magic[0] = '\0';
+        fclose(f);
+    }
+    if (!memcmp(magic, "DPTCKPT1", 8))
+        st = dpt_ckpt_load_weights(weights_path, params, np, buffers, nb);
+    else
+        st = dpt_weights_load(weights_path, params, np, buffers, nb);
+    if (st == DPT_OK)
+        st = dpt_model_params_to_device(s.model);
+    if (st == DPT_OK)
+        st = open_test(&s, cfg);
+    /* under mpirun every rank evaluates its shard: all must have got this far */
+    int collective = 1;
+    DPT_CHECK_GOTO(dpt__dist_agree(&s.dist, st, &collective), st, done);
     double t0 = dpt__now();
     DPT_CHECK_GOTO(evaluate(&s, &res->test_loss, &res->test_correct, &res->test_total), st, done);
     res->wall_s = dpt__now() - t0;

@@ -130,8 +130,9 @@ refused() {   # refused WANT -- command: exits non-zero, says WANT (mpirun adds 
 }
 refused "$TMP/flip.dpt: payload checksum mismatch" -- "${MPI[@]}" "$DPT" train "${args[@]}" --resume "$TMP/flip.dpt"
 refused "$TMP/trunc.dpt: truncated" -- "${MPI[@]}" "$DPT" train "${args[@]}" --resume "$TMP/trunc.dpt"
-refused "$TMP/straight.dpt: bad magic" -- "${MPI[@]}" "$DPT" train "${args[@]}" --resume "$TMP/straight.dpt"
-expect_fail 1 "written by 2 ranks" -- "$DPT" train "${args[@]}" --resume "$TMP/a/ckpt-8.dpt"
+refused "$TMP/straight.dpt: bad magic (a weights file" -- "${MPI[@]}" "$DPT" train "${args[@]}" --resume "$TMP/straight.dpt"
+# one rank with the per-rank batch of two changes the global batch: refused, naming it
+expect_fail 1 "--global-batch 64 (this run: 32)" -- "$DPT" train "${args[@]}" --resume "$TMP/a/ckpt-8.dpt"
 
 # resume auto falls back past a corrupt newest checkpoint, with a warning
 mkdir -p "$TMP/f"
@@ -148,7 +149,7 @@ small=(--model "$SRC/tests/models/small-nobn.cfg" --data synthetic:4096:1:28:28:
        --threads 1 --batch 16 --no-progress --no-eval --checkpoint-dir "$TMP/k" --checkpoint-every 1)
 touch "$TMP/k.stamp"
 for round in 1 2 3; do
-  "$DPT" train "${small[@]}" > /dev/null 2>&1 &
+  "$DPT" train "${small[@]}" --resume auto > /dev/null 2>&1 &   # round 1: nothing to resume
   pid=$!
   for _ in $(seq 300); do   # until this run has written a checkpoint of its own
     [[ -n $(find "$TMP/k" -name 'ckpt-*.dpt' -newer "$TMP/k.stamp" 2> /dev/null) ]] && break
@@ -157,7 +158,7 @@ for round in 1 2 3; do
   sleep "0.$((RANDOM % 10))"   # then at a random moment, most likely inside a write
   kill -9 $pid; wait $pid 2> /dev/null
   newest=$(ls "$TMP/k" | sed -n 's/^ckpt-\([0-9]*\)\.dpt$/\1/p' | sort -n | tail -1)
-  out=$("$DPT" train "${small[@]}" --resume auto --max-steps 1 2>&1) || true
+  out=$("$DPT" train "${small[@]}" --resume auto --max-steps 1 --resume-ignore max-steps 2>&1) || true
   [[ -n $newest && $out == *"resumed from $TMP/k/ckpt-$newest.dpt"* && $out != *skipping* ]] && ok \
     || bad "after kill -9 (round $round): newest ckpt-$newest; resume said: $(grep -v '^ ' <<< "$out" | head -3)"
   touch "$TMP/k.stamp"

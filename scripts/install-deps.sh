@@ -19,7 +19,7 @@ declare -A why=(
 )
 declare -A members=(
   [base]="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libdnnl-dev
-          libzstd-dev zlib1g-dev libturbojpeg0-dev check dataset-fashion-mnist gnuplot-nox"
+          libzstd-dev zlib1g-dev libturbojpeg0-dev check dataset-fashion-mnist gnuplot-nox tmux"
   [bench]="python3-torch"
   [fuzz]="clang"
   [extra]="${DPT_DEPS_EXTRA:-}"

@@ -51,6 +51,7 @@ typedef struct dpt_progress {
     long total_steps;
     double t_start, t_last;
     int drawn;
+    FILE *out;          /* the bar's stream: stderr, or /dev/tty (--progress under mpirun) */
 } dpt_progress_t;
 
 void dpt_progress_init(dpt_progress_t *p, int mode, int log_every, long total_steps);
@@ -58,6 +59,8 @@ void dpt_progress_update(dpt_progress_t *p, int epoch, int epochs, int step, int
                          long global_step, double loss, double acc, double img_s);
 /* Erase the bar before other output. */
 void dpt_progress_clear(dpt_progress_t *p);
+/* Close /dev/tty if the bar went there. */
+void dpt_progress_fini(dpt_progress_t *p);
 
 /* dist.c: the trainer's view of the job's ranks (MPI_COMM_WORLD when MPI is initialized; one
  * rank otherwise). Every function is collective when there are several ranks. */

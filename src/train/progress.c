@@ -1,5 +1,13 @@
-/* progress.c: what a person watching sees: on a terminal one redrawn bar per step (epoch, bar,
- * loss, accuracy, img/s, ETA) on stderr; otherwise a plain line every log_every steps on stdout. */
+/* progress.c: what a person watching sees: on a terminal one bar redrawn in place (epoch, bar,
+ * loss, accuracy, img/s, ETA), cut to the terminal's width as it is at each redraw (so a resize
+ * takes effect at the next one); otherwise a plain line every log_every steps on stdout. The bar
+ * goes to stderr when that is a terminal; with --progress it goes to /dev/tty when it can be
+ * opened: under mpirun a rank's stderr is a pipe, but it still has the terminal mpirun runs on
+ * (launch/dptrain-run passes --progress when its own output is a terminal). */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "train/internal.h"
@@ -9,6 +17,15 @@ void dpt_progress_init(dpt_progress_t *p, int mode, int log_every, long total_st
     p->bar = mode < 0 ? (isatty(STDERR_FILENO) ? 1 : 0) : mode;
     if (mode == 0 && log_every <= 0)
         p->bar = -1;
+    p->out = stderr;
+    if (p->bar == 1 && !isatty(STDERR_FILENO)) {   /* --progress, stderr a pipe (mpirun) */
+        int fd = open("/dev/tty", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+        FILE *tty = fd >= 0 ? fdopen(fd, "w") : NULL;
+        if (tty)
+            p->out = tty;
+        else if (fd >= 0)
+            close(fd);
+    }
     p->log_every = log_every > 0 ? log_every : 50;
     p->total_steps = total_steps;
     p->t_start = p->t_last = dpt__now();
@@ -37,15 +54,29 @@ void dpt_progress_update(dpt_progress_t *p, int epoch, int epochs, int step, int
         if (step != steps && now - p->t_last < 0.1)
             return;   /* redraw at most 10 times a second */
         p->t_last = now;
-        enum { WIDTH = 24 };
-        char bar[WIDTH + 1];
-        int fill = (int)((long)WIDTH * step / steps);
-        for (int i = 0; i < WIDTH; i++)
-            bar[i] = i < fill ? '#' : '.';
-        bar[WIDTH] = '\0';
-        fprintf(stderr, "\repoch %d/%d [%s] %d/%d  loss %.4f  acc %.4f  %.0f img/s  ETA %s \033[K",
-                epoch + 1, epochs, bar, step, steps, loss, acc, img_s, eta_s);
-        fflush(stderr);
+        /* the line without its bar, then a bar as wide as the terminal leaves room for */
+        char head[32], tail[160], line[256];
+        snprintf(head, sizeof head, "epoch %d/%d ", epoch + 1, epochs);
+        snprintf(tail, sizeof tail, " %d/%d  loss %.4f  acc %.4f  %.0f img/s  ETA %s", step,
+                 steps, loss, acc, img_s, eta_s);
+        struct winsize ws;
+        int cols = ioctl(fileno(p->out), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 80;
+        int room = cols - 1 - (int)strlen(head) - (int)strlen(tail) - 2;   /* 1: no wrap */
+        int width = room > 24 ? 24 : room < 0 ? 0 : room;
+        char bar[26] = "";
+        if (width >= 4) {
+            int fill = (int)((long)width * step / steps);
+            bar[0] = '[';
+            for (int i = 0; i < width; i++)
+                bar[1 + i] = i < fill ? '#' : '.';
+            bar[width + 1] = ']';
+            bar[width + 2] = '\0';
+        }
+        int n = snprintf(line, sizeof line, "%s%s%s", head, bar, tail);
+        if (n > cols - 1 && cols > 1)
+            line[cols - 1] = '\0';   /* a very narrow terminal: cut, never wrap */
+        fprintf(p->out, "\r%s\033[K", line);
+        fflush(p->out);
         p->drawn = 1;
     } else if (step % p->log_every == 0 || step == steps) {
         printf("epoch %d/%d step %d/%d  loss %.4f  acc %.4f  %.0f img/s  ETA %s\n", epoch + 1,
@@ -57,8 +88,16 @@ void dpt_progress_update(dpt_progress_t *p, int epoch, int epochs, int step, int
 void dpt_progress_clear(dpt_progress_t *p)
 {
     if (p->bar == 1 && p->drawn) {
-        fprintf(stderr, "\r\033[K");
-        fflush(stderr);
+        fprintf(p->out, "\r\033[K");
+        fflush(p->out);
         p->drawn = 0;
     }
+}
+
+void dpt_progress_fini(dpt_progress_t *p)
+{
+    dpt_progress_clear(p);
+    if (p->out && p->out != stderr)
+        fclose(p->out);
+    p->out = stderr;
 }

@@ -802,7 +802,7 @@ dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
     memset(res, 0, sizeof *res);
     session_t s = {.lock_fd = -1};
     dpt_metrics_t mx = {0};
-    dpt_progress_t pg;
+    dpt_progress_t pg = {0};
     dpt_status_t st = DPT_OK;
     dpt__dist_init(&s.dist);
     const int rank = s.dist.rank, nranks = s.dist.size;
@@ -1135,6 +1135,7 @@ agree:
 fail:
     res->collective_error = nranks == 1;   /* other ranks may be inside a collective */
 done:
+    dpt_progress_fini(&pg);
     dpt_metrics_close(&mx);
     if (st != DPT_OK && !res->collective_error)
         return st;   /* peers may be blocked in a collective with our communication thread:

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The progress bar on a real terminal (tmux), under launch/dptrain-run (so under mpirun, where a
+# rank's stderr is a pipe): one line redrawn in place, never wider than the terminal, at 80 and
+# 120 columns. Skipped (77) only without tmux (scripts/install-deps.sh installs it).
+source "$(dirname "$0")/lib.sh"
+command -v tmux > /dev/null || { echo "SKIP: tmux is not installed"; exit 77; }
+DPT=$(realpath "$DPT") SRC=$(realpath "$SRC")
+export TMUX_TMPDIR=$TMP   # a tmux server of this test's own
+trap 'tmux kill-server 2> /dev/null; rm -rf "$TMP"' EXIT
+for cols in 80 120; do
+  tmux new-session -d -s "p$cols" -x "$cols" -y 40 || { bad "tmux new-session failed"; continue; }
+  # long enough to be drawing when we look on a fast machine, and stopped by us
+  tmux send-keys -t "p$cols" "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 DPTRAIN=$DPT \
+$SRC/launch/dptrain-run -n 2 -t 1 -- train --model $SRC/models/fmnist-cnn.cfg \
+--data synthetic:4096:1:28:28:10 --batch 16 --epochs 200 --allreduce ring --no-eval; echo DONE" Enter
+  screen=""
+  for _ in $(seq 600); do   # until the bar has been redrawn (its step count past 20)
+    screen=$(tmux capture-pane -p -t "p$cols")
+    grep -qE "^epoch 1/200 .* ([2-9][0-9]|1[0-9][0-9])/128 " <<< "$screen" && break
+    sleep 0.1
+  done
+  tmux send-keys -t "p$cols" C-c   # the ranks stop after their step; wait until they are gone
+  for _ in $(seq 300); do tmux capture-pane -p -t "p$cols" | grep -q "^DONE" && break; sleep 0.1; done
+  bars=$(grep -c "ETA" <<< "$screen" || true)
+  widest=$(grep "ETA" <<< "$screen" | awk '{ if (length($0) > w) w = length($0) } END { print w + 0 }')
+  [[ $bars -eq 1 ]] && ok || bad "$cols columns: want one bar line, got $bars: $screen"
+  ((widest > 0 && widest < cols)) && ok || bad "$cols columns: the bar is $widest wide"
+  [[ $screen == *"] "* ]] && ok || bad "$cols columns: no bar drawn: $screen"
+  echo "--- $cols columns:"; grep "ETA" <<< "$screen"
+  tmux kill-session -t "p$cols"
+done
+finish

@@ -37,6 +37,10 @@ if command -v gnuplot > /dev/null; then
   for f in loss accuracy throughput; do
     [[ "$(head -c 4 "$TMP/png/$f.png" | tail -c 3)" == "PNG" ]] && ok || bad "$f.png is not a PNG"
   done
+  # a run with fewer steps than --log-every (no step records) plots from its epoch records
+  "$DPT" train "${args[@]}" --epochs 1 --log-every 1000 --metrics "$TMP/m3.jsonl" > /dev/null || bad "short train exited $?"
+  ! grep -q '"kind":"step"' "$TMP/m3.jsonl" && bash "$SRC/benchmarks/plot" "$TMP/m3.jsonl" "$TMP/png3" > /dev/null \
+    && [[ -s $TMP/png3/loss.png && -s $TMP/png3/throughput.png ]] && ok || bad "plot of a run without step records failed"
 else
   echo "note: gnuplot not installed, plot check skipped"
 fi

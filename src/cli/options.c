@@ -359,6 +359,46 @@ static const option_def_t *find_option(const char *name, int *negated)
     return NULL;
 }
 
+/* Edit distance of a and b, capped at 3 (enough for a typo). */
+static int distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return 3;
+    int row[64];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[lb] < 3 ? row[lb] : 3;
+}
+
+/* The flag of `cmd` nearest to an unknown name (a typo, a missing or extra letter), or NULL. */
+static const option_def_t *nearest_option(const char *name, int cmd)
+{
+    const option_def_t *best = NULL;
+    int bd = 3;
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        int d = distance(name, options[i].name);
+        if ((options[i].cmds & cmd) && d < bd) {
+            bd = d;
+            best = &options[i];
+        }
+    }
+    return best;
+}
+
 /* Parse argv flags ("--name value", "--name=value", "--flag", "--no-flag"). */
 static int parse_args(opts_t *o, int cmd, int argc, char **argv)
 {
@@ -380,7 +420,13 @@ static int parse_args(opts_t *o, int cmd, int argc, char **argv)
         int neg;
         const option_def_t *d = find_option(name, &neg);
         if (!d) {
-            dpt_cli_usage_error(cmd, "unknown flag '--%s'%s", name, "");
+            int no = !strncmp(name, "no-", 3);
+            const option_def_t *near = nearest_option(no ? name + 3 : name, cmd);
+            char hint[96] = "";
+            if (near && (!no || near->type == T_BOOL))
+                snprintf(hint, sizeof hint, " (did you mean --%s%s?)", no ? "no-" : "",
+                         near->name);
+            dpt_cli_usage_error(cmd, "unknown flag '--%s'%s", name, hint);
             return 2;
         }
         const char *val = eq ? eq + 1 : NULL;

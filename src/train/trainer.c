@@ -914,6 +914,9 @@ agree:
         char acc[32] = "";
         if (s.accum > 1)
             snprintf(acc, sizeof acc, " x accum %d", s.accum);
+        char limit[64] = "";
+        if (total_steps < (long)steps_per_epoch * cfg->epochs)
+            snprintf(limit, sizeof limit, ", stopping at step %ld (--max-steps)", total_steps);
         char dev[96] = "";
         if (s.dev)
             snprintf(dev, sizeof dev, " (device %d, %s%s)", s.device,
@@ -921,10 +924,10 @@ agree:
                      s.ls.dynamic ? ", dynamic loss scaling"
                                   : s.ls.scale != 1.0f ? ", static loss scale" : "");
         printf("dptrain: %s on %s (%d train / %d test images), backend %s%s, %d rank%s x batch %d"
-               "%s = global batch %ld, %d epochs x %d steps\n%s", s.model_path, s.train->name,
+               "%s = global batch %ld, %d epochs x %d steps%s\n%s", s.model_path, s.train->name,
                s.train->n, s.test ? s.test->n : 0, cfg->backend, dev, nranks,
                nranks == 1 ? "" : "s", cfg->batch, acc, global_batch, cfg->epochs,
-               steps_per_epoch, summary);
+               steps_per_epoch, limit, summary);
         if (s.bk)
             print_buckets(&s);
         fflush(stdout);

@@ -94,4 +94,6 @@ grep -A1 -- "--optimizer" <<< "$info" | grep -q "sgd lars" && ok || bad "dptrain
 [[ $("$DPT" help train) == "$("$DPT" train --help)" ]] && ok || bad "'dptrain help train' is not the train help"
 [[ $("$DPT" help bench allreduce) == "$("$DPT" bench allreduce --help)" ]] && ok || bad "'dptrain help bench allreduce' differs"
 
+expect_fail 2 "unknown flag '--epoch' (did you mean --epochs?)" -- "$DPT" train --epoch 3
+expect_fail 2 "unknown flag '--no-evall' (did you mean --no-eval?)" -- "$DPT" train --no-evall
 finish

@@ -184,6 +184,15 @@ static int choice_index(const char *choices, const char *val)
     return -1;
 }
 
+/* "--NAME: VALUE is out of range [lo, hi]" as a usage error; returns 2. */
+static int out_of_range(int cmd, const option_def_t *d, const char *val)
+{
+    char msg[192];
+    snprintf(msg, sizeof msg, "%s is out of range [%g, %g]", val, d->lo, d->hi);
+    dpt_cli_usage_error(cmd, "--%s: %s", d->name, msg);
+    return 2;
+}
+
 /* Set one option from its text value. Returns 0 or prints an error and returns 2. */
 static int set_option(opts_t *o, int cmd, const option_def_t *d, const char *val, int negated)
 {
@@ -217,8 +226,6 @@ static int set_option(opts_t *o, int cmd, const option_def_t *d, const char *val
         dpt_cli_usage_error(cmd, "unknown flag '--no-%s'%s", d->name, "");
         return 2;
     }
-    char range[96];
-    snprintf(range, sizeof range, "out of range [%g, %g]", d->lo, d->hi);
     switch (d->type) {
     case T_INT:
     case T_LONG: {
@@ -227,12 +234,8 @@ static int set_option(opts_t *o, int cmd, const option_def_t *d, const char *val
             dpt_cli_usage_error(cmd, "--%s: '%s' is not an integer", d->name, val);
             return 2;
         }
-        if (v < d->lo || v > d->hi) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "%ld is %s", v, range);
-            dpt_cli_usage_error(cmd, "--%s: %s", d->name, msg);
-            return 2;
-        }
+        if (v < d->lo || v > d->hi)
+            return out_of_range(cmd, d, val);
         if (d->type == T_LONG)
             *(long *)p = v;
         else
@@ -287,12 +290,8 @@ static int set_option(opts_t *o, int cmd, const option_def_t *d, const char *val
             dpt_cli_usage_error(cmd, "--%s: '%s' is not a number", d->name, val);
             return 2;
         }
-        if (v < d->lo || v > d->hi) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "%g is %s", v, range);
-            dpt_cli_usage_error(cmd, "--%s: %s", d->name, msg);
-            return 2;
-        }
+        if (v < d->lo || v > d->hi)
+            return out_of_range(cmd, d, val);
         if (d->type == T_FLOAT)
             *(float *)p = (float)v;
         else

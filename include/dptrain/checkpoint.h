@@ -62,9 +62,15 @@ dpt_status_t dpt_ckpt_load_newest(const char *dir, int ranks, dpt_ckpt_state_t *
  * ranks that wrote it (what the run's evaluation would use); momentum dropped. */
 dpt_status_t dpt_ckpt_load_weights(const char *path, float *params, size_t np, float *buffers,
                                    size_t nb);
+/* The best epoch (src/ckpt/best.c): DIR/best.dpt, the weights of the epoch with the highest
+ * test accuracy as evaluated, and DIR/best, the line "best.dpt epoch E step S test_acc A".
+ * best_read: 1 and its accuracy and epoch when DIR/best exists, parses and has step <= max_step. */
+int dpt_ckpt_best_read(const char *dir, uint64_t max_step, double *acc, int *epoch);
+dpt_status_t dpt_ckpt_best_save(const char *dir, int epoch, uint64_t step, double acc,
+                                const float *params, size_t np, const float *buffers, size_t nb);
 /* How many ckpt-<step>.dpt files DIR holds (0 if none or no DIR); the newest's name in newest. */
 int dpt_ckpt_list(const char *dir, char *newest, size_t cap);
-/* Move DIR's checkpoints and `latest` into a new DIR/replaced-<time>/ (its path in aside). */
+/* Move DIR's checkpoints, `latest`, `best` and best.dpt into a new DIR/replaced-<time>/ (its path in aside). */
 dpt_status_t dpt_ckpt_move_aside(const char *dir, char *aside, size_t cap);
 
 #endif

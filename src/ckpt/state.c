@@ -287,10 +287,12 @@ dpt_status_t dpt_ckpt_move_aside(const char *dir, char *aside, size_t cap)
     uint64_t *steps;
     int n = list_steps(dir, &steps);
     dpt_status_t st = DPT_OK;
-    for (int i = -1; i < n && st == DPT_OK; i++) {   /* -1: `latest` */
+    static const char *const extra[] = {"latest", "best", "best.dpt"};   /* may be missing */
+    const int n_extra = (int)(sizeof extra / sizeof extra[0]);
+    for (int i = -n_extra; i < n && st == DPT_OK; i++) {
         char name[64], from[4096], to[4096];
         if (i < 0)
-            snprintf(name, sizeof name, "latest");
+            snprintf(name, sizeof name, "%s", extra[n_extra + i]);
         else
             snprintf(name, sizeof name, "ckpt-%llu.dpt", (unsigned long long)steps[i]);
         snprintf(from, sizeof from, "%s/%s", dir, name);

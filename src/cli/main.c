@@ -23,6 +23,7 @@
 #include "dptrain/optim.h"
 #include "dptrain/prepare.h"
 #include "dptrain/trainer.h"
+#include "dptrain/version.h"   /* generated: DPT_VERSION, DPT_GIT_HASH */
 #if DPT_HAVE_CUDA
 #include "dptrain/cuda.h"
 #endif
@@ -40,8 +41,9 @@ static void print_main_help(void)
            "  bench train  training-step throughput ('dptrain bench train --help')\n"
            "  bench allreduce  all-reduce algorithms vs MPI_Allreduce, under mpirun\n"
            "               ('dptrain bench allreduce --help')\n"
-           "  info         build features and what each selector flag accepts\n"
-           "  help [COMMAND]  this text, or a command's flags\n");
+           "  info         version, build features and what each selector flag accepts\n"
+           "  help [COMMAND]  this text, or a command's flags\n"
+           "  version      the version and the git commit it was built from (also --version)\n");
 }
 
 static int fail(const char *what, dpt_status_t st)
@@ -63,7 +65,7 @@ static int cmd_info(void)
     if (!why || !*why)
         why = "none found";
 #endif
-    printf("dptrain build features\n");
+    printf("dptrain %s (git %s)\n\nbuild features\n", DPT_VERSION, DPT_GIT_HASH);
     printf("  oneDNN:     %s\n", DPT_HAVE_DNNL ? "yes" : "no");
     if (DPT_HAVE_CUDA)
         printf("  CUDA:       backend \"cuda\" compiled, %d device%s%s%s\n", ndev,
@@ -278,6 +280,10 @@ int main(int argc, char **argv)
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         print_main_help();
         return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("dptrain %s (git %s)\n", DPT_VERSION, DPT_GIT_HASH);
+        return 0;
     }
     dpt_cli_opts_t o;
     const char *sub = argv[1];

@@ -28,6 +28,8 @@ typedef struct parser {
     dpt_model_spec_t *spec;
     char (*input_names)[2][32];   /* unresolved input names per layer */
     int have_net;
+    struct { char key[32]; int line; } seen[16];   /* the keys of the current section */
+    int n_seen;
 } parser_t;
 
 static char *trim(char *s)
@@ -84,6 +86,24 @@ static dpt_status_t parse_names(const parser_t *p, const char *v, char names[2][
         if (*n == 2 || !*tok || strlen(tok) >= 32)
             return perr(p, "bad input list '%s'%s", v, "");
         snprintf(names[(*n)++], 32, "%s", tok);
+    }
+    return DPT_OK;
+}
+
+/* A key given twice in one section is a typo or a merge error: the second value would win
+ * silently. "input" and "inputs" are one key. */
+static dpt_status_t check_duplicate(parser_t *p, const char *key, const char *section)
+{
+    const char *k = !strcmp(key, "inputs") ? "input" : key;
+    for (int i = 0; i < p->n_seen; i++)
+        if (!strcmp(p->seen[i].key, k)) {
+            char where[96];
+            snprintf(where, sizeof where, "%s (first given on line %d)", section, p->seen[i].line);
+            return perr(p, "duplicate key '%s' in %s", key, where);
+        }
+    if (p->n_seen < (int)(sizeof p->seen / sizeof p->seen[0]) && strlen(k) < sizeof p->seen[0].key) {
+        snprintf(p->seen[p->n_seen].key, sizeof p->seen[0].key, "%s", k);
+        p->seen[p->n_seen++].line = p->line;
     }
     return DPT_OK;
 }
@@ -286,6 +306,7 @@ dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
             }
             *end = '\0';
             char *type = trim(line + 1);
+            p.n_seen = 0;
             if (!strcmp(type, "net")) {
                 if (p.have_net || cur != -2) {
                     st = perr(&p, "[net] must come once, first%s%s", "", "");
@@ -323,6 +344,17 @@ dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
         }
         *eq = '\0';
         char *key = trim(line), *val = trim(eq + 1);
+        char section[48];
+        if (cur == -1)
+            snprintf(section, sizeof section, "[net]");
+        else
+            for (size_t t = 0; t < sizeof layer_types / sizeof layer_types[0]; t++)
+                if (layer_types[t].kind == s->layers[cur].kind)   /* the file's word, e.g. conv */
+                    snprintf(section, sizeof section, "[%s] (layer %d)", layer_types[t].name,
+                             cur + 1);
+        st = check_duplicate(&p, key, section);
+        if (st != DPT_OK)
+            goto done;
         st = cur == -1 ? set_net_key(&p, key, val) : set_key(&p, &s->layers[cur], cur, key, val);
         if (st != DPT_OK)
             goto done;

@@ -963,6 +963,15 @@ agree:
     DPT_CHECK_GOTO(state_to_device(&s), st, fail);   /* initial or resumed state */
     double t_start = dpt__now(), train_time = 0;
     long step = resumed ? (long)cs.step : 0, images = 0;
+    double best_acc = 0;   /* the best test accuracy of this run so far; rank 0's, on every rank */
+    {
+        int best_epoch;
+        if (rank == 0 && !(cfg->checkpoint_dir && resumed
+                           && dpt_ckpt_best_read(cfg->checkpoint_dir, cs.step, &best_acc,
+                                                 &best_epoch)))
+            best_acc = -1;
+        dpt__dist_sum(&s.dist, &best_acc, 1);
+    }
     int late_stop = 0;   /* a stop request came with the final step: the run completes */
     /* A checkpoint holds the state after its step and before that epoch's end (BN statistics
      * averaged, evaluation, replica check): a resume runs the epoch end it left pending, also
@@ -1085,14 +1094,25 @@ agree:
             res->collective_error = mismatch ? 2 : 0;   /* a mismatch: every rank saw it */
             goto done;
         }
+        const char *best_note = "";
+        if (cfg->checkpoint_dir && s.test_ld && res->test_acc > best_acc) {
+            st = rank == 0 ? dpt_ckpt_best_save(cfg->checkpoint_dir, epoch + 1, (uint64_t)step,
+                                                res->test_acc, params, np, buffers, nb)
+                           : DPT_OK;
+            st = dpt__dist_agree(&s.dist, st, &res->collective_error);
+            if (st != DPT_OK)
+                goto done;
+            best_acc = res->test_acc;
+            best_note = "  best so far: best.dpt";
+        }
         double wall = dpt__now() - t_start;
         dpt_progress_clear(&pg);
         dpt_metrics_epoch(&mx, epoch + 1, step, res->train_loss, res->train_acc, res->test_loss,
                           res->test_acc, res->img_s, wall, res->param_crc);
         if (!quiet) {
             printf("epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  "
-                   "%.0f img/s  %.1f s\n", epoch + 1, cfg->epochs, res->train_loss, res->train_acc,
-                   res->test_loss, res->test_acc, res->img_s, wall);
+                   "%.0f img/s  %.1f s%s\n", epoch + 1, cfg->epochs, res->train_loss,
+                   res->train_acc, res->test_loss, res->test_acc, res->img_s, wall, best_note);
             fflush(stdout);
         }
     }

@@ -68,6 +68,11 @@ expect_fail 1 "$TMP/shape.cfg:4: layer 'conv0'" -- "$DPT" train --model "$TMP/sh
 printf '[net]\ninput=3,32,32\nclasses=10\n[fc]\noutput=10\n' > "$TMP/rgb.cfg"
 expect_fail 1 "expects 3x32x32 inputs" -- "$DPT" train --model "$TMP/rgb.cfg" --data "fashion-mnist:$TMP/good"
 expect_fail 1 "$TMP/nomodel.cfg" -- "$DPT" train --model "$TMP/nomodel.cfg"
+# a key given twice: the second value would win silently
+printf '[net]\ninput=1,28,28\nclasses=10\nclasses=5\n[fc]\noutput=10\n' > "$TMP/dupnet.cfg"
+expect_fail 1 "$TMP/dupnet.cfg:4: duplicate key 'classes' in [net] (first given on line 3)" -- "$DPT" train --model "$TMP/dupnet.cfg" --data "fashion-mnist:$TMP/good"
+printf '[net]\ninput=1,28,28\nclasses=10\n[conv]\nfilters=8\nfilters = 16\n[fc]\noutput=10\n' > "$TMP/duplayer.cfg"
+expect_fail 1 "$TMP/duplayer.cfg:6: duplicate key 'filters' in [conv] (layer 1)" -- "$DPT" train --model "$TMP/duplayer.cfg" --data "fashion-mnist:$TMP/good"
 
 # --- weights files ---
 "$DPT" train --model "$SRC/models/fmnist-cnn.cfg" --data "fashion-mnist:$TMP/good" --batch 16 \
@@ -94,6 +99,10 @@ grep -A1 -- "--optimizer" <<< "$info" | grep -q "sgd lars" && ok || bad "dptrain
 [[ $("$DPT" help train) == "$("$DPT" train --help)" ]] && ok || bad "'dptrain help train' is not the train help"
 [[ $("$DPT" help bench allreduce) == "$("$DPT" bench allreduce --help)" ]] && ok || bad "'dptrain help bench allreduce' differs"
 
+v=$("$DPT" --version)
+[[ "$v" =~ ^dptrain\ [0-9]+\.[0-9]+\.[0-9]+\ \(git\ [0-9a-f]{7,}(-dirty)?\)$ || "$v" == *"(git unknown)" ]] && ok || bad "--version: '$v'"
+[[ $("$DPT" version) == "$v" ]] && ok || bad "'dptrain version' differs from --version"
+[[ "$info" == "$v"* ]] && ok || bad "dptrain info does not start with the version: ${info:0:80}"
 expect_fail 2 "unknown flag '--epoch' (did you mean --epochs?)" -- "$DPT" train --epoch 3
 expect_fail 2 "unknown flag '--no-evall' (did you mean --no-eval?)" -- "$DPT" train --no-evall
 finish

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The progress bar on a real terminal (tmux), under launch/dptrain-run (so under mpirun, where a
 # rank's stderr is a pipe): one line redrawn in place, never wider than the terminal, at 80 and
-# 120 columns. Skipped (77) only without tmux (scripts/install-deps.sh installs it).
+# 120 columns. Then Ctrl-C, as a user stops it: the ranks finish their step, write a checkpoint
+# and the job exits 75 (resumable), without mpirun's abort banner. Skipped (77) only without tmux (scripts/install-deps.sh installs it).
 source "$(dirname "$0")/lib.sh"
 command -v tmux > /dev/null || { echo "SKIP: tmux is not installed"; exit 77; }
 DPT=$(realpath "$DPT") SRC=$(realpath "$SRC")
@@ -12,7 +13,7 @@ for cols in 80 120; do
   # long enough to be drawing when we look on a fast machine, and stopped by us
   tmux send-keys -t "p$cols" "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 DPTRAIN=$DPT \
 $SRC/launch/dptrain-run -n 2 -t 1 -- train --model $SRC/models/fmnist-cnn.cfg \
---data synthetic:4096:1:28:28:10 --batch 16 --epochs 200 --allreduce ring --no-eval; echo DONE" Enter
+--data synthetic:4096:1:28:28:10 --batch 16 --epochs 200 --allreduce ring --no-eval --checkpoint-dir $TMP/ck$cols; echo DONE rc=\$?" Enter
   screen=""
   for _ in $(seq 600); do   # until the bar has been redrawn (its step count past 20)
     screen=$(tmux capture-pane -p -t "p$cols")
@@ -20,13 +21,22 @@ $SRC/launch/dptrain-run -n 2 -t 1 -- train --model $SRC/models/fmnist-cnn.cfg \
     sleep 0.1
   done
   tmux send-keys -t "p$cols" C-c   # the ranks stop after their step; wait until they are gone
-  for _ in $(seq 300); do tmux capture-pane -p -t "p$cols" | grep -q "^DONE" && break; sleep 0.1; done
+  after=""
+  for _ in $(seq 600); do
+    after=$(tmux capture-pane -p -J -S -100 -t "p$cols")
+    grep -q "^DONE" <<< "$after" && break
+    sleep 0.1
+  done
+  grep -q "^DONE rc=75$" <<< "$after" && ok || bad "$cols columns: Ctrl-C: want exit 75: $after"
+  grep -q "checkpoint written" <<< "$after" && ok || bad "$cols columns: Ctrl-C: no checkpoint: $after"
+  [[ -e $TMP/ck$cols/latest ]] && ok || bad "$cols columns: Ctrl-C: no $TMP/ck$cols/latest"
+  grep -qE "Primary job|mpirun detected|abort" <<< "$after" && bad "$cols columns: mpirun's banner: $after" || ok
   bars=$(grep -c "ETA" <<< "$screen" || true)
   widest=$(grep "ETA" <<< "$screen" | awk '{ if (length($0) > w) w = length($0) } END { print w + 0 }')
   [[ $bars -eq 1 ]] && ok || bad "$cols columns: want one bar line, got $bars: $screen"
   ((widest > 0 && widest < cols)) && ok || bad "$cols columns: the bar is $widest wide"
   [[ $screen == *"] "* ]] && ok || bad "$cols columns: no bar drawn: $screen"
-  echo "--- $cols columns:"; grep "ETA" <<< "$screen"
+  echo "--- $cols columns:"; grep "ETA" <<< "$screen"; tail -6 <<< "$after"
   tmux kill-session -t "p$cols"
 done
 finish

@@ -10,7 +10,9 @@
 #  6. --checkpoint-dir: a second job is refused while the first holds it; a fresh run where
 #     checkpoints exist is refused, --force-new moves them aside;
 #  7. --metrics /dev/full: exit 1 naming the file;
-#  8. dptrain eval takes a checkpoint, and under mpirun prints once.
+#  8. dptrain eval takes a checkpoint, and under mpirun prints once;
+#  9. DIR/best.dpt holds the weights of the epoch with the best test accuracy (eval gives it
+#     again), DIR/best names that epoch, and a stop + resume leaves the same files.
 source "$(dirname "$0")/lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
@@ -117,4 +119,18 @@ expect_fail 1 "--metrics /dev/full: write failed: No space left on device" -- "$
 out=$(timeout 120 "${MPI[@]}" -np 2 "$DPT" eval --model "$SRC/models/fmnist-cnn.cfg" --data synthetic:1024:1:28:28:10 \
         --threads 1 --weights "$TMP/a/ckpt-32.dpt" 2>&1) || bad "eval of a checkpoint: $out"
 [[ $(grep -c "^test accuracy: .*(.*/1024)" <<< "$out") -eq 1 ]] && ok || bad "eval under np 2: want one line: $out"
+
+# --- 9. the best epoch: its weights, and which epoch it was, kept through a stop + resume
+accs=$(sed -nE 's/^epoch ([0-9]+)\/2  train .* test loss [^ ]+ acc ([0-9.]+) .*/\1 \2/p' "$TMP/a.txt")
+best=$(sort -k2,2gr -k1,1n <<< "$accs" | head -1)   # the first epoch with the highest accuracy
+read -r be ba <<< "$best"
+grep -qE "^best.dpt epoch $be step $((be * 16)) test_acc ${ba}[0-9]*$" "$TMP/a/best" && ok \
+  || bad "DIR/best: '$(cat "$TMP/a/best" 2> /dev/null)', epochs: $accs"
+out=$("$DPT" eval --model "$SRC/models/fmnist-cnn.cfg" --data synthetic:1024:1:28:28:10 --threads 1 \
+        --weights "$TMP/a/best.dpt" 2>&1) || bad "eval of best.dpt: $out"
+want=$(grep "^epoch $be/2  train" "$TMP/a.txt" | sed -E 's/.*test loss ([^ ]+) acc ([0-9.]+) .*/\1 \2/')
+got=$(sed -nE 's/^test accuracy: ([0-9.]+)% .*test loss ([^ ]+) .*/\2 \1/p' <<< "$out" | awk '{ printf "%s %.4f", $1, $2 / 100 }')
+[[ -n $want && $got == "$want" ]] && ok || bad "eval of best.dpt: '$got', epoch $be said '$want'"
+[[ $(cat "$TMP/s/best" 2> /dev/null) == "$(cat "$TMP/a/best")" ]] && ok || bad "best after stop + resume: $(cat "$TMP/s/best" 2> /dev/null)"
+r=$("$CMP" "$TMP/a/best.dpt" "$TMP/s/best.dpt" --exact) && ok || bad "best.dpt after stop + resume differs: $r"
 finish

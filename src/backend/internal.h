@@ -9,4 +9,15 @@
  * start from this and then adjust info->out.layout and info->out.nbytes. */
 dpt_status_t dpt__op_shape(const dpt_op_desc_t *d, dpt_op_info_t *info);
 
+/* One op kind in a backend: how it is built and run. Every backend dispatches from a table of
+ * these indexed by dpt_op_kind_t (designated initializers), so that a new op is one row per
+ * backend (plus its shape rule in dpt__op_shape), not a case in three switches. create may be
+ * NULL (nothing to build beyond the common part); a row with no forward is an op the backend
+ * does not have (op_create says so, naming the backend and the op). */
+typedef struct dpt__op_impl {
+    dpt_status_t (*create)(dpt_backend_t *be, dpt_op_t *op);
+    dpt_status_t (*forward)(dpt_op_t *op, const dpt_op_args_t *a);
+    dpt_status_t (*backward)(dpt_op_t *op, const dpt_op_args_t *a);
+} dpt__op_impl_t;
+
 #endif

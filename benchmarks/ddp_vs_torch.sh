@@ -10,7 +10,7 @@
 # which fields it uses). Summary: medians over rounds, ratio dptrain 2x1 / PyTorch DDP 2x1.
 #
 # Usage: benchmarks/ddp_vs_torch.sh [rounds=5] [steps=60]      (after `make build`)
-# Env:   DPT=build/dptrain  WINDOW=10  PYTHON=/usr/bin/python3  RESULTS=benchmarks/results-ddp.jsonl
+# Env:   DPT=build/dptrain  WINDOW=10  PYTHON=/usr/bin/python3  RESULTS=build/bench/ddp.jsonl
 #        DPT_EXTRA="..." (more `dptrain train` flags)  RUN_TIMEOUT=600 (seconds per run)
 #        CONTENDERS="dptrain-1x2 dptrain-2x1 torch-ddp-2x1 torch-1x2" (a subset to run)
 # Output: raw JSON lines in $RESULTS (truncated first), the summary table on stdout.
@@ -21,7 +21,7 @@ STEPS=${2:-60}
 WINDOW=${WINDOW:-10}
 PY=${PYTHON:-/usr/bin/python3}
 DPT=${DPT:-build/dptrain}
-RESULTS=${RESULTS:-benchmarks/results-ddp.jsonl}
+RESULTS=${RESULTS:-build/bench/ddp.jsonl}
 RUN_TIMEOUT=${RUN_TIMEOUT:-600}
 CONTENDERS=${CONTENDERS:-"dptrain-1x2 dptrain-2x1 torch-ddp-2x1 torch-1x2"}
 # Same work on both sides: no augmentation (the PyTorch twin has none), no eval, no progress bar.

@@ -20,7 +20,7 @@
 # Environment: RATES (default "200mbit 1gbit"), MTUS (default "9000 1500"), HOSTS (default 4),
 #   ALGOS (default ring,rhd,rd,tree,mpi,auto), BIG_ALGOS (above 16 MiB, default
 #   ring,rhd,rd,mpi,auto), DPTRAIN (default build/dptrain), SEGMENT (dptrain
-#   --segment-bytes, default 256K), OUT (default benchmarks/results-netns.jsonl), and
+#   --segment-bytes, default 256K), OUT (default build/bench/netns.jsonl; keep a run by copying it to benchmarks/results/), and
 #   dpt-netns's own: DPT_NETNS_PREFIX (default here "dptb"), DPT_NETNS_SUBNET, BURST, PEAKRATE,
 #   EAGER, TCP_LINKS.
 set -euo pipefail
@@ -34,7 +34,8 @@ ALGOS=${ALGOS:-ring,rhd,rd,tree,mpi,auto}
 BIG_ALGOS=${BIG_ALGOS:-ring,rhd,rd,mpi,auto}
 DPT=${DPTRAIN:-build/dptrain}
 SEGMENT=${SEGMENT:-256K}
-OUT=${OUT:-benchmarks/results-netns.jsonl}
+OUT=${OUT:-build/bench/netns.jsonl}
+mkdir -p "$(dirname "$OUT")"
 NETNS=launch/netns/dpt-netns
 export DPT_NETNS_PREFIX=${DPT_NETNS_PREFIX:-dptb}
 [[ -x $DPT ]] || { echo "netns_allreduce: $DPT not built (make build, or set DPTRAIN)" >&2; exit 1; }

@@ -1,4 +1,4 @@
-/* backend.h: the ops interface every compute backend implements (ref, cpu, later cuda).
+/* backend.h: the ops interface every compute backend implements (ref, cpu, cuda).
  *
  * An op is one layer's computation with its shapes fixed at setup (oneDNN primitive / cuDNN
  * descriptor style): op_create() builds everything it needs once (primitives, scratch, saved

@@ -36,8 +36,8 @@ typedef enum {
     DPT_REDOP_COUNT /* number of ops; not an op */
 } dpt_redop_t;
 
-/* All-reduce algorithms (docs/ALGORITHMS.md has costs and limitations). More come later
- * ("nccl"), so never rely on the numeric values or on DPT_COLL_ALGO_COUNT. */
+/* All-reduce algorithms (docs/ALGORITHMS.md has costs and limitations). More may come, so never
+ * rely on the numeric values or on DPT_COLL_ALGO_COUNT. */
 typedef enum {
     DPT_COLL_ALGO_RING = 0, /* "ring": reduce-scatter + all-gather, pipelined segments */
     DPT_COLL_ALGO_TREE,     /* "tree": binomial (small) or pipelined double binary tree (large) */
@@ -83,9 +83,8 @@ const char *dpt_coll_algo_name(dpt_coll_algo_t algo);
 const char *dpt_coll_algo_needs(dpt_coll_algo_t algo);
 
 /* Parse an algorithm name (exact, lower case) into *out. Returns DPT_OK, or
- * DPT_ERR_INVALID_ARG with a message that names `name` and lists the known names (also for names
- * reserved for later: "shm", "hier", "nccl", "auto"). `name` is borrowed; `out` is written only
- * on success. */
+ * DPT_ERR_INVALID_ARG with a message that names `name` and lists the known names. `name` is
+ * borrowed; `out` is written only on success. */
 dpt_status_t dpt_coll_algo_from_name(const char *name, dpt_coll_algo_t *out);
 
 /* Create the MPI transport over a duplicate of `comm` (MPI_Comm_dup, so our tags never meet the

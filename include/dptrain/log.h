@@ -1,5 +1,7 @@
-/* log.h: leveled logging with a [host:rank] prefix. Level comes from DPT_DEBUG
- * (WARN, INFO, TRACE; default WARN). Only the calling code decides whether rank 0 alone prints. */
+/* log.h: leveled logging with a [host:rank] prefix (the rank is set by the trainer's dist layer
+ * under mpirun). Level comes from DPTRAIN_DEBUG (ERROR, WARN, INFO, TRACE; default WARN).
+ * Warnings go through it, not through fprintf. Only the calling code decides whether rank 0
+ * alone prints. */
 #ifndef DPT_LOG_H
 #define DPT_LOG_H
 
@@ -7,7 +9,7 @@ typedef enum { DPT_LOG_ERROR = 0, DPT_LOG_WARN, DPT_LOG_INFO, DPT_LOG_TRACE } dp
 
 /* Set the rank shown in the prefix (-1 hides it). Call once at start-up. */
 void dpt_log_set_rank(int rank);
-/* Override the level (otherwise read from DPT_DEBUG on first use). */
+/* Override the level (otherwise read from DPTRAIN_DEBUG on first use). */
 void dpt_log_set_level(dpt_log_level_t level);
 int dpt_log_enabled(dpt_log_level_t level);
 void dpt_log(dpt_log_level_t level, const char *file, int line, const char *fmt, ...)

@@ -8,14 +8,13 @@
 
 #include "dptrain/model.h"
 #include "dptrain/status.h"
+#include "dptrain/train_flags.h"
 
+/* SGD with momentum (Nesterov optional) and weight decay on the segments with decay = 1
+ * (conv/fc weights only); with lars, the LARS trust ratio per decayed segment first. The fields
+ * are the rows of DPT_SGD_FLAGS (train_flags.h). */
 typedef struct dpt_sgd_config {
-    float momentum;
-    int nesterov;
-    float weight_decay;   /* applied to segments with decay = 1 (conv/fc weights only) */
-    int lars;             /* 1: LARS trust ratio per decayed segment (BN and biases excluded):
-                             g' = eta*|p|/(|g| + wd*|p|) * (g + wd*p), then the momentum update */
-    float lars_eta;       /* LARS trust coefficient (default 0.001) */
+    DPT_SGD_FLAGS(DPT_FLAG_FIELD)
 } dpt_sgd_config_t;
 
 /* One SGD step over every segment. params, grads and mom have the arena's length. */

@@ -8,69 +8,14 @@
 #include <stdio.h>
 
 #include "dptrain/optim.h"
+#include "dptrain/train_flags.h"
 #include "dptrain/status.h"
 
+/* The training configuration: every flag's field (the rows of train_flags.h, where each is
+ * documented by its help text; the optimizer's in sgd), then what the caller derives. */
 typedef struct dpt_train_config {
-    const char *model_path;      /* models/fmnist-cnn.cfg */
-    const char *data_spec;       /* fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | shards:DIR |
-                                    synthetic:... */
-    const char *backend;         /* "cpu", "ref" or "cuda" (--backend, --device) */
-    dpt_precision_t precision;   /* --precision: activations/compute (cuda only; default fp32) */
-    double loss_scale;           /* --loss-scale: 0 = default (dynamic for fp16, none otherwise),
-                                    -1 = dynamic, > 0 = this fixed scale (cuda only) */
-    int threads;                 /* compute threads (0 = library default) */
-    int blocked_layout;          /* cpu: 1 = oneDNN blocked activations, 0 = plain NCHW */
-    int conv_winograd;           /* cpu: Winograd 3x3 convolutions where available (default 1) */
-    int fuse_bn_relu;
-    int epochs;
-    int batch;                   /* per rank; the global batch is batch x ranks x accum */
-    int global_batch;            /* > 0: batch = global_batch / (ranks x accum), which must
-                                    divide (a run resumed on another rank count keeps it) */
-    double lr;                   /* base (peak) learning rate for the global batch as given (the
-                                    linear scaling rule is the user's: docs/USAGE.md) */
-    double warmup_epochs;
-    dpt_sched_kind_t schedule;
-    double final_lr_frac;
-    double step_gamma;           /* step schedule */
-    double step_epochs;          /* step schedule: epochs between decays */
-    double onecycle_peak;        /* onecycle: fraction of training at the peak */
+    DPT_TRAIN_FLAGS(DPT_FLAG_FIELD)
     dpt_sgd_config_t sgd;
-    float label_smoothing;
-    uint64_t seed;
-    int crop_pad, flip;          /* augmentation */
-    int random_resized_crop;     /* random area/aspect crop, resized back (not with crop_pad) */
-    float rrc_min_scale;         /* its smallest area fraction (default 0.35; aspect 3/4..4/3) */
-    int prefetch;
-    int loader_workers;          /* prefetch threads per loader (0 = automatic, see loader.h) */
-    const char *metrics_path;    /* JSON lines, NULL = none */
-    const char *save_path;       /* weights written at the end, NULL = none */
-    int progress;                /* 1 = bar, 0 = plain lines, -1 = bar when stderr is a tty */
-    int log_every;               /* steps between step metrics / plain progress lines */
-    long max_steps;              /* stop after this many steps in total (0 = no limit) */
-    int eval_every_epoch;        /* evaluate on the test split after each epoch */
-    int quiet;                   /* no progress and no per-epoch lines */
-    /* data parallel (under mpirun; ignored for one rank) */
-    const char *allreduce;       /* gradient all-reduce algorithm name (default "auto") */
-    double bucket_mb;            /* gradient bucket size in MiB (default 25; the first bucket,
-                                    the last layers, is min(1 MiB, this)) */
-    int overlap;                 /* all-reduce buckets on a thread during backward (default 1) */
-    int accum;                   /* micro-batches per optimizer step (default 1); all-reduce
-                                    only after the last */
-    int deterministic;           /* rank-ordered reductions: same bits for every algorithm */
-    int sync_bn;                 /* batch-norm statistics over all ranks (default: per rank) */
-    /* checkpoints and stopping (src/ckpt/state.c) */
-    const char *checkpoint_dir;  /* NULL = no checkpoints */
-    long checkpoint_every;       /* steps between checkpoints (0: only at epoch ends and stops) */
-    int keep_checkpoints;        /* newest files kept (default 3) */
-    const char *resume;          /* NULL, "auto" (newest valid in checkpoint_dir, if any) or a
-                                    checkpoint file */
-    const char *resume_ignore;   /* comma-separated flag names a resume may change */
-    int force_new;               /* a fresh run in a checkpoint dir holding checkpoints: they
-                                    move to a subdirectory (else refused) */
-    double watchdog_s;           /* a collective phase longer than this aborts the job, naming
-                                    the ranks that did not reach it (default 300; 0 = off) */
-    int check_collectives;       /* debug: fingerprint every collective (dpt_coll_set_check) */
-    int nan_skip;                /* non-finite loss/gradients: 1 = skip the step, 0 = stop */
     const char *agree_flags;     /* "--name=value" lines every rank must share (the CLI's flag
                                     table, src/cli/options.h); NULL = not compared */
     const char *run_flags;       /* the subset that makes the run (checkpoints record its hash) */

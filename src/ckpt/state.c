@@ -309,10 +309,10 @@ dpt_status_t dpt_ckpt_load_weights(const char *path, float *params, size_t np, f
                                    size_t nb)
 {
     float *mom = dpt_malloc((np ? np : 1) * sizeof(float));
-    static dpt_ckpt_state_t st_;   /* 8 KiB of flags: not on the stack */
-    if (!mom)
-        return dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory", path);
-    dpt_status_t st = dpt_ckpt_read(path, 1, &st_, params, np, buffers, nb, mom);
+    dpt_ckpt_state_t *cs = dpt_malloc(sizeof *cs);   /* 8 KiB of flags: not on the stack */
+    dpt_status_t st = mom && cs ? dpt_ckpt_read(path, 1, cs, params, np, buffers, nb, mom)
+                                : dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory", path);
     dpt_free(mom);
+    dpt_free(cs);
     return st;
 }

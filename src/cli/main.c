@@ -19,6 +19,7 @@
 #include "dptrain/coll.h"
 #include "dptrain/config.h"
 #include "dptrain/dataset.h"
+#include "dptrain/env.h"
 #include "dptrain/log.h"
 #include "dptrain/optim.h"
 #include "dptrain/prepare.h"
@@ -105,6 +106,8 @@ static int cmd_info(void)
         printf(" %s", dpt_schedule_name((dpt_sched_kind_t)k));
     printf("\n");
     dpt_cli_print_choices(stdout);
+    printf("\nenvironment variables read (value here, or unset)\n");
+    dpt_env_print(stdout);
     return 0;
 }
 

@@ -40,61 +40,16 @@ typedef struct option_def {
 #define LOCAL (1 << 8)
 #define CONTROL (1 << 9)
 
+/* The train configuration's rows (train_flags.h), then the other commands' own. */
+#define ROW(ctype, field, def, name, type, lo, hi, cmds, arg, help) \
+    {name, type, C(field), lo, hi, cmds, arg, help},
+#define SGD_ROW(ctype, field, def, name, type, lo, hi, cmds, arg, help) \
+    {name, type, C(sgd.field), lo, hi, cmds, arg, help},
 static const option_def_t options[] = {
-    {"model", T_STR, C(model_path), 0, 0, ALL, "FILE", "model definition (default models/fmnist-cnn.cfg)"},
-    {"data", T_STR, C(data_spec), 0, 0, CMD_TRAIN | CMD_EVAL, "SPEC",
-     "fashion-mnist[:DIR] | mnist:DIR | cifar10:DIR | shards:DIR (from dptrain prepare) | "
-     "synthetic:N:C:H:W:K (default fashion-mnist, "
-     "read from " DPT_FASHION_MNIST_DIR ")"},
+    DPT_TRAIN_FLAGS(ROW)
+    DPT_SGD_FLAGS(SGD_ROW)
     {"weights", T_STR, O(weights), 0, 0, CMD_EVAL, "FILE", "weights written by train --save (required)"},
-    {"backend", T_STR, C(backend), 0, 0, ALL, "NAME", "compute backend: cpu (oneDNN + OpenBLAS), ref (plain C) or cuda (GPU; CUDA builds)"},
     {"device", T_STR, C(backend), 0, 0, ALL, "cpu|cuda", "alias of --backend: cuda trains on the GPU (device = node-local rank modulo the GPUs)"},
-    {"precision", T_PREC, C(precision), 0, 0, ALL, "fp32|bf16|fp16", "cuda: activation/compute precision, float32 master weights (default fp32; fp16 uses loss scaling)"},
-    {"loss-scale", T_LSCALE, C(loss_scale), 0, 0, CMD_TRAIN | CMD_BENCH, "dynamic|N", "cuda: loss scaling: dynamic (2^16, halved on overflow with the step skipped, doubled after 2000 good steps; the fp16 default) or a fixed N (default for fp32/bf16: none)"},
-    {"threads", T_INT, C(threads), 0, 1024, ALL | CMD_PREPARE | LOCAL, "T", "compute (prepare: decode) threads per process (0 = OMP_NUM_THREADS or all cores)"},
-    {"winograd", T_BOOL, C(conv_winograd), 0, 0, ALL | LOCAL, NULL, "cpu: Winograd for 3x3 stride-1 convolutions where oneDNN has it (default on; --no-winograd)"},
-    {"layout", T_ENUM, C(blocked_layout), 0, 0, ALL | LOCAL, "nchw|blocked",
-     "cpu backend activation layout between layers (default blocked)"},
-    {"fuse-bn-relu", T_BOOL, C(fuse_bn_relu), 0, 0, ALL, NULL, "fuse batchnorm + relu (default on; --no-fuse-bn-relu)"},
-    {"epochs", T_INT, C(epochs), 1, 100000, CMD_TRAIN, "N", "training epochs (default 8)"},
-    {"batch", T_INT, C(batch), 1, 1 << 20, ALL, "B", "batch size per rank (default 128)"},
-    {"global-batch", T_INT, C(global_batch), 0, 1 << 30, CMD_TRAIN, "G", "batch size of the whole job instead of --batch: G / (ranks x accum) per rank, which must divide (a run resumed on another rank count keeps G; default 0: --batch)"},
-    {"lr", T_DOUBLE, C(lr), 0, 1e6, CMD_TRAIN, "X", "peak learning rate (default 0.1)"},
-    {"warmup-epochs", T_DOUBLE, C(warmup_epochs), 0, 1e5, CMD_TRAIN, "W", "linear warmup length in epochs (default 0.5)"},
-    {"schedule", T_SCHED, C(schedule), 0, 0, CMD_TRAIN, "NAME",
-     "LR after warmup: cosine (default), linear, step, onecycle, constant"},
-    {"final-lr-frac", T_DOUBLE, C(final_lr_frac), 0, 1, CMD_TRAIN, "F", "cosine/linear: final LR as a fraction of --lr (default 0)"},
-    {"step-epochs", T_DOUBLE, C(step_epochs), 0.001, 1e5, CMD_TRAIN, "E", "step schedule: epochs between decays (default 3)"},
-    {"step-gamma", T_DOUBLE, C(step_gamma), 0, 1, CMD_TRAIN, "G", "step schedule: decay factor (default 0.1)"},
-    {"onecycle-peak", T_DOUBLE, C(onecycle_peak), 0.001, 0.999, CMD_TRAIN, "F", "onecycle: fraction of training at the peak (default 0.25)"},
-    {"optimizer", T_ENUM, C(sgd.lars), 0, 0, CMD_TRAIN, "sgd|lars", "sgd (default) or lars (SGD with LARS layer-wise trust ratios; BN and biases excluded)"},
-    {"lars-eta", T_FLOAT, C(sgd.lars_eta), 1e-6, 1, CMD_TRAIN, "ETA", "LARS trust coefficient (default 0.001)"},
-    {"allreduce", T_STR, C(allreduce), 0, 0, CMD_TRAIN, "NAME",
-     "gradient all-reduce across ranks: auto (default: per bucket, by the cost model calibrated at start-up), ring, tree, rd, rhd, shm, hier, mpi, nccl (--device cuda, NCCL builds)"},
-    {"bucket-mb", T_DOUBLE, C(bucket_mb), 0.004, 4096, CMD_TRAIN, "M", "gradient bucket size in MiB (default 25; the first bucket is min(1, M))"},
-    {"overlap", T_BOOL, C(overlap), 0, 0, CMD_TRAIN, NULL, "all-reduce buckets on a thread while backward runs (default on; --no-overlap: after backward)"},
-    {"sync-bn", T_BOOL, C(sync_bn), 0, 0, CMD_TRAIN, NULL, "batch-norm statistics over all ranks' batches (default: each rank's own; running statistics are averaged before eval and save either way)"},
-    {"checkpoint-dir", T_STR, C(checkpoint_dir), 0, 0, CMD_TRAIN | CONTROL, "DIR", "write checkpoints (ckpt-<step>.dpt, 'latest') here: at every epoch end, every --checkpoint-every steps and when stopped by a signal"},
-    {"checkpoint-every", T_LONG, C(checkpoint_every), 0, INT_MAX, CMD_TRAIN | CONTROL, "N", "also checkpoint every N steps (default 0: epoch ends and stops only)"},
-    {"keep-checkpoints", T_INT, C(keep_checkpoints), 1, 1000000, CMD_TRAIN | CONTROL, "K", "keep the newest K checkpoints (default 3)"},
-    {"resume-ignore", T_STR, C(resume_ignore), 0, 0, CMD_TRAIN | CONTROL, "FLAG,...", "--resume: flags whose values may differ from the checkpoint's run (e.g. epochs,lr); any other difference is refused, naming the flags"},
-    {"force-new", T_BOOL, C(force_new), 0, 0, CMD_TRAIN | CONTROL, NULL, "start a fresh run in a --checkpoint-dir that holds an earlier run's checkpoints (they move to DIR/replaced-<time>/; refused otherwise)"},
-    {"resume", T_STR, C(resume), 0, 0, CMD_TRAIN | CONTROL, "auto|FILE", "continue from a checkpoint: auto = the newest valid one in --checkpoint-dir (skipping corrupt ones; a fresh start if none), or FILE"},
-    {"watchdog", T_DOUBLE, C(watchdog_s), 0, 1e7, CMD_TRAIN | CONTROL, "SECONDS", "stall inspector: a collective waiting longer than this aborts every rank, naming the ranks that did not reach it (default 300; 0 = off)"},
-    {"check-collectives", T_BOOL, C(check_collectives), 0, 0, CMD_TRAIN | CONTROL, NULL, "debug: before every collective, compare a fingerprint (sequence number, kind, size, type, op) across ranks and stop naming the rank that differs"},
-    {"nan-policy", T_ENUM, C(nan_skip), 0, 0, CMD_TRAIN | CONTROL, "abort|skip", "a NaN/Inf loss or gradient: stop every rank naming the step and rank (abort, default) or skip that step's update (skip)"},
-    {"accum", T_INT, C(accum), 1, 4096, CMD_TRAIN, "K", "gradient accumulation: K micro-batches of --batch per optimizer step, one all-reduce (default 1)"},
-    {"momentum", T_FLOAT, C(sgd.momentum), 0, 0.9999, CMD_TRAIN, "M", "SGD momentum (default 0.9)"},
-    {"nesterov", T_BOOL, C(sgd.nesterov), 0, 0, CMD_TRAIN, NULL, "Nesterov momentum (default on; --no-nesterov)"},
-    {"weight-decay", T_FLOAT, C(sgd.weight_decay), 0, 1, CMD_TRAIN, "WD",
-     "L2 weight decay on conv/fc weights, never on BN or bias (default 5e-4)"},
-    {"label-smoothing", T_FLOAT, C(label_smoothing), 0, 0.999, CMD_TRAIN, "E", "label smoothing (default 0.1)"},
-    {"seed", T_U64, C(seed), 0, 0, ALL | CMD_PREPARE, "S", "seed for init, shuffle and augmentation; prepare: the train/val draw (default 1)"},
-    {"crop-pad", T_INT, C(crop_pad), 0, 64, CMD_TRAIN, "P", "random crop after padding by P pixels (default 0 = off)"},
-    {"flip", T_BOOL, C(flip), 0, 0, CMD_TRAIN, NULL, "random horizontal flip (default on; --no-flip)"},
-    {"random-resized-crop", T_BOOL, C(random_resized_crop), 0, 0, CMD_TRAIN, NULL,
-     "random crop of area --rrc-min-scale..1 and aspect 3/4..4/3, resized back (default off)"},
-    {"rrc-min-scale", T_FLOAT, C(rrc_min_scale), 0.05, 1, CMD_TRAIN, "F", "smallest area fraction of --random-resized-crop (default 0.35)"},
     {"input", T_STR, O(prep.input_dir), 0, 0, CMD_PREPARE, "DIR",
      "JPEG folder: cat.N.jpg/dog.N.jpg files and/or one folder per class (Cat/, Dog/) (required)"},
     {"output", T_STR, O(prep.output_dir), 0, 0, CMD_PREPARE, "DIR", "where shard-*.dps and manifest.txt go; created if missing (required)"},
@@ -103,16 +58,6 @@ static const option_def_t options[] = {
      "shorter-crop (shorter side to S, center crop; default) or whole (squash to S x S)"},
     {"val-fraction", T_DOUBLE, O(prep.val_fraction), 0, 0.9, CMD_PREPARE, "F", "validation share of every class (default 0.1)"},
     {"force", T_BOOL, O(prep.force), 0, 0, CMD_PREPARE, NULL, "rebuild even if the manifest says the output is up to date"},
-    {"prefetch", T_BOOL, C(prefetch), 0, 0, CMD_TRAIN | CMD_EVAL | LOCAL, NULL, "assemble the next batch on loader worker threads during the step (default on; --no-prefetch: in the training thread)"},
-    {"loader-workers", T_INT, C(loader_workers), 0, 64, CMD_TRAIN | CMD_EVAL | LOCAL, "N", "threads assembling batches with --prefetch (default 0 = automatic: a quarter of the cores, 1 to 4; the batches are the same for any N)"},
-    {"metrics", T_STR, C(metrics_path), 0, 0, CMD_TRAIN | LOCAL, "FILE", "write JSON-lines metrics (step, epoch, final records)"},
-    {"save", T_STR, C(save_path), 0, 0, CMD_TRAIN | LOCAL, "FILE", "write the trained weights (atomically) at the end"},
-    {"progress", T_BOOL, C(progress), 0, 0, CMD_TRAIN | LOCAL, NULL,
-     "force the progress bar on (--progress) or plain lines (--no-progress); default: bar on a terminal"},
-    {"log-every", T_INT, C(log_every), 1, 1 << 30, CMD_TRAIN | LOCAL, "N", "steps between step metrics and plain progress lines (default 50)"},
-    {"max-steps", T_LONG, C(max_steps), 0, INT_MAX, CMD_TRAIN, "N", "stop after N steps in total (default 0 = all epochs)"},
-    {"eval", T_BOOL, C(eval_every_epoch), 0, 0, CMD_TRAIN | CONTROL, NULL, "evaluate on the test split after every epoch (default on)"},
-    {"quiet", T_BOOL, C(quiet), 0, 0, CMD_TRAIN | LOCAL, NULL, "print only the final line"},
     {"warmup-steps", T_INT, O(warmup_steps), 0, 100000, CMD_BENCH, "N", "bench train: untimed steps first (default 5)"},
     {"steps", T_INT, O(bench_steps), 1, 100000, CMD_BENCH, "N", "bench train: timed steps (default 30)"},
     {"profile", T_BOOL, O(profile), 0, 0, CMD_BENCH, NULL, "bench train: print per-layer forward/backward times to stderr"},
@@ -125,7 +70,6 @@ static const option_def_t options[] = {
     {"json", T_BOOL, O(ar.json), 0, 0, CMD_BENCH_AR, NULL, "JSON lines instead of the table"},
     {"dtype", T_STR, O(ar.dtype), 0, 0, CMD_BENCH_AR, "T", "f32, bf16 or f16 (default f32)"},
     {"op", T_STR, O(ar.op), 0, 0, CMD_BENCH_AR, "OP", "sum or avg (default sum)"},
-    {"deterministic", T_BOOL, C(deterministic), 0, 0, CMD_TRAIN | CMD_BENCH_AR, NULL, "rank-ordered reductions: the same bits for every all-reduce algorithm"},
     {"window", T_BOOL, O(ar.window), 0, 0, CMD_BENCH_AR, NULL, "reduce a buffer inside the shm window (zero-copy shm; others treat it as any buffer)"},
     {"segment-bytes", T_SIZE, O(ar.segment_bytes), 0, 0, CMD_BENCH_AR, "N", "pipelining segment of ring and tree (default 256K)"},
     {"config", T_STR, O(config_file), 0, 0, ALL | CMD_BENCH_AR | CMD_PREPARE | LOCAL, "FILE", "read flags from FILE (lines 'name = value'); command-line flags win"},
@@ -147,6 +91,8 @@ void dpt_cli_usage_error(int cmd, const char *fmt, const char *a, const char *b)
     fprintf(stderr, " (see 'dptrain %s --help')\n", dpt_cli_cmd_name(cmd));
 }
 
+static void default_text(const option_def_t *d, char *buf, size_t n);
+
 void dpt_cli_print_help(int cmd)
 {
     static const char *what[] = {
@@ -164,9 +110,10 @@ void dpt_cli_print_help(int cmd)
         const option_def_t *o = &options[i];
         if (!(o->cmds & cmd))
             continue;
-        char left[64];
+        char left[64], def[128] = "";   /* " (default " + 96 + ")" */
         snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
-        printf("  %-26s %s\n", left, o->help);
+        default_text(o, def, sizeof def);
+        printf("  %-26s %s%s\n", left, o->help, def);
     }
 }
 
@@ -491,10 +438,10 @@ static int parse_config_file(opts_t *o, int cmd, const char *path)
     return rc;
 }
 
-int dpt_cli_parse(opts_t *o, int cmd, int argc, char **argv)
+static void set_defaults(opts_t *o)
 {
     memset(o, 0, sizeof *o);
-    dpt_train_config_default(&o->cfg);
+    dpt_train_config_default(&o->cfg);   /* the registry's defaults (train_flags.h) */
     o->warmup_steps = 5;
     o->bench_steps = 30;
     o->ar.min_bytes = 4;
@@ -502,6 +449,11 @@ int dpt_cli_parse(opts_t *o, int cmd, int argc, char **argv)
     o->ar.factor = 4;
     o->ar.reps = 5;
     dpt_prepare_config_default(&o->prep);
+}
+
+int dpt_cli_parse(opts_t *o, int cmd, int argc, char **argv)
+{
+    set_defaults(o);
     /* The config file first, so that command-line flags win. */
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -564,6 +516,28 @@ static void format_value(const opts_t *o, const option_def_t *d, char *buf, size
     case T_PREC: snprintf(buf, n, "%s", dpt_precision_name(*(const dpt_precision_t *)p)); break;
     default: snprintf(buf, n, "?"); break;
     }
+}
+
+/* " (default X)" for a row of the registry (a field of the train config) whose help does not
+ * explain its default itself: X read off the defaults, as --help and the flag texts print it. */
+static void default_text(const option_def_t *d, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    if (d->off >= sizeof(dpt_train_config_t) || strstr(d->help, "default"))
+        return;
+    static opts_t def;
+    static int have;
+    if (!have)
+        set_defaults(&def);
+    have = 1;
+    char val[96];
+    format_value(&def, d, val, sizeof val);
+    if (d->type == T_BOOL && *(const int *)((const char *)&def + d->off))
+        snprintf(val, sizeof val, "on; --no-%s", d->name);
+    else if (d->type == T_BOOL)
+        snprintf(val, sizeof val, "off");
+    if (*val)
+        snprintf(buf, n, " (default %s)", val);
 }
 
 size_t dpt_cli_flag_text(const opts_t *o, int scope, char *buf, size_t n)

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 
 #include "comm/internal.h"
+#include "dptrain/env.h"
 #include "dptrain/alloc.h"
 
 #define FOLD_TILE 1024
@@ -56,8 +57,7 @@ dpt_status_t dpt__hier_create(dpt_coll_t *c, MPI_Comm comm)
     c->hier = NULL;
     int block = 0;
     if (c->rank == 0) {
-        const char *env = getenv("DPTRAIN_HIER_NODE_SIZE");
-        block = env ? atoi(env) : 0;
+        block = (int)dpt_env_long(DPT_ENV_HIER_NODE_SIZE, 0);
     }
     MPI_Bcast(&block, 1, MPI_INT, 0, comm);   /* rank 0's value, the same split everywhere */
     MPI_Comm node;

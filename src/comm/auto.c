@@ -40,6 +40,7 @@
 
 #include "comm/internal.h"
 #include "core/internal.h"
+#include "dptrain/env.h"
 #include "dptrain/alloc.h"
 #include "dptrain/coll_cost.h"
 #include "dptrain/log.h"
@@ -285,9 +286,9 @@ static dpt_status_t calibrate(dpt_coll_t *c, dpt_coll_cost_t *k)
         live[a] = known && dpt_coll_algo_available(c, id, NULL);
     }
     size_t cap = c->max_bytes < PROBE_MAX_BYTES ? c->max_bytes : PROBE_MAX_BYTES;
-    const char *env = getenv("DPTRAIN_AUTO_PROBE_MAX");   /* bytes, for quick tests */
-    if (env && atof(env) >= 4 && (size_t)atof(env) < cap)
-        cap = (size_t)atof(env);
+    long env = dpt_env_long(DPT_ENV_AUTO_PROBE_MAX, 0);   /* bytes, for quick tests */
+    if (env >= 4 && (size_t)env < cap)
+        cap = (size_t)env;
     double capd = (double)(cap & ~(size_t)3);
     DPT_CHECK(dpt_coll_broadcast(c, &capd, sizeof capd, 0));   /* rank 0's ladder everywhere */
     cap = (size_t)capd;
@@ -393,7 +394,7 @@ dpt_status_t dpt__auto_init(dpt_coll_t *c, const char *configured_cache)
         }
     }
     if (c->rank == 0) {
-        const char *race = getenv("DPTRAIN_AUTO_RACE_ALL");
+        const char *race = dpt_env_str(DPT_ENV_AUTO_RACE_ALL);
         found[1] = race && *race && strcmp(race, "0");
     }
     DPT_CHECK(dpt_coll_broadcast(c, found, sizeof found, 0));

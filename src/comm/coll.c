@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "comm/internal.h"
+#include "dptrain/env.h"
 #include "dptrain/alloc.h"
 
 #define DEFAULT_SEGMENT_BYTES ((size_t)256 << 10)
@@ -158,7 +159,7 @@ static dpt_status_t coll_create(dpt_p2p_t *p2p, const dpt_coll_config_t *cfg, in
     c->deterministic = cfg->deterministic != 0;
     c->flat = flat;
     const char *cache = cfg->cost_cache && *cfg->cost_cache ? cfg->cost_cache
-                                                           : getenv("DPTRAIN_COLL_CACHE");
+                                                           : dpt_env_str(DPT_ENV_COLL_CACHE);
     snprintf(c->cost_cache, sizeof c->cost_cache, "%s", cache ? cache : "");
     c->auto_last = -1;
     for (int i = 0; i < 16; i++)

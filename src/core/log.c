@@ -6,6 +6,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "dptrain/env.h"
 #include "dptrain/log.h"
 
 static int log_level = -1;
@@ -16,7 +17,7 @@ static void log_init(void)
 {
     if (log_level >= 0)
         return;
-    const char *e = getenv("DPT_DEBUG");
+    const char *e = dpt_env_str(DPT_ENV_DEBUG);
     log_level = DPT_LOG_WARN;
     if (e) {
         if (!strcasecmp(e, "INFO")) log_level = DPT_LOG_INFO;

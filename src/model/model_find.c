@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "dptrain/env.h"
 #include "dptrain/config.h"
 #include "dptrain/model.h"
 
@@ -54,7 +55,7 @@ dpt_status_t dpt_model_find(const char *name, char *out, size_t cap)
                                                                                   : name;
     char tried[1024] = "";
     if (!strchr(key, '/') || key != name) {
-        const char *dirs[3] = {getenv("DPTRAIN_MODELS"), DPT_SOURCE_MODELS_DIR,
+        const char *dirs[3] = {dpt_env_str(DPT_ENV_MODELS), DPT_SOURCE_MODELS_DIR,
                                DPT_INSTALL_MODELS_DIR};
         for (int i = 0; i < 3; i++)
             if (try_dir(dirs[i], key, out, cap, tried, sizeof tried))

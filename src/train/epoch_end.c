@@ -42,8 +42,9 @@ dpt_status_t dpt__evaluate(session_t *s, double *loss, long *correct, long *tota
         v[2] += b->n_valid;
     }
     dpt__watchdog_enter(s->wd, "summing evaluation counts");
-    dpt__dist_sum(&s->dist, v, 3);
+    dpt_status_t st = dpt__dist_sum(&s->dist, v, 3);
     dpt__watchdog_leave(s->wd);
+    DPT_CHECK(st);
     *loss = v[2] > 0 ? v[0] / v[2] : 0.0;
     *correct = (long)v[1];
     *total = (long)v[2];
@@ -61,17 +62,17 @@ dpt_status_t dpt__check_replicas(session_t *s, uint32_t crc, int epoch, int *mis
     return st;
 }
 
-double dpt__best_start(session_t *s, const dpt_train_config_t *cfg, long resumed_step)
+dpt_status_t dpt__best_start(session_t *s, const dpt_train_config_t *cfg, long resumed_step,
+                             double *best)
 {
-    double best = 0;
+    *best = 0;
     int best_epoch;
     if (s->dist.rank == 0
         && !(cfg->checkpoint_dir && resumed_step >= 0
-             && dpt_ckpt_best_read(cfg->checkpoint_dir, (uint64_t)resumed_step, &best,
+             && dpt_ckpt_best_read(cfg->checkpoint_dir, (uint64_t)resumed_step, best,
                                    &best_epoch)))
-        best = -1;
-    dpt__dist_sum(&s->dist, &best, 1);   /* rank 0's, on every rank */
-    return best;
+        *best = -1;
+    return dpt__dist_sum(&s->dist, best, 1);   /* rank 0's, on every rank */
 }
 
 dpt_status_t dpt__best_update(session_t *s, const dpt_train_config_t *cfg, int epoch, long step,
@@ -100,7 +101,7 @@ dpt_status_t dpt_evaluate(const dpt_train_config_t *cfg, const char *weights_pat
     memset(res, 0, sizeof *res);
     session_t s = {0};
     dpt_status_t st = DPT_OK;
-    dpt__dist_init(&s.dist);
+    DPT_CHECK(dpt__dist_init(&s.dist));
     DPT_CHECK_GOTO(dpt__session_model(&s, cfg), st, done);
     size_t np, nb;
     dpt_model_params(s.model, &np);

@@ -62,17 +62,27 @@ void dpt_progress_clear(dpt_progress_t *p);
 /* Close /dev/tty if the bar went there. */
 void dpt_progress_fini(dpt_progress_t *p);
 
-/* dist.c: the trainer's view of the job's ranks (MPI_COMM_WORLD when MPI is initialized; one
- * rank otherwise). Every function is collective when there are several ranks. */
+/* dist.c: the trainer's view of the job's ranks: over MPI (MPI_COMM_WORLD when MPI is
+ * initialized), over given transports (in-process tests), or one rank. Every function is
+ * collective when there are several ranks. */
 typedef struct dpt_dist {
-    int mpi;          /* MPI is initialized (and not finalized) */
+    int mpi;              /* MPI is initialized (and not finalized): the transports are MPI's */
     int rank, size;
+    dpt_p2p_t *ctl_p2p;   /* control messages (the functions below); NULL for one rank */
+    dpt_p2p_t *data_p2p;  /* the gradients' transport, borrowed by the trainer's context */
+    int own_p2p;          /* made here from MPI (destroyed by fini), not given */
+    dpt_coll_t *ctl;      /* the small collective context over ctl_p2p */
 } dpt_dist_t;
 
-void dpt__dist_init(dpt_dist_t *d);
+/* MPI's ranks, or one rank without MPI; sets the logger's rank. Collective. */
+dpt_status_t dpt__dist_init(dpt_dist_t *d);
+/* The ranks of two given transports of the same ranks (e.g. dpt_p2p_loop_create's). */
+dpt_status_t dpt__dist_init_p2p(dpt_dist_t *d, dpt_p2p_t *ctl, dpt_p2p_t *data);
+void dpt__dist_fini(dpt_dist_t *d);
 /* Every rank passes its setup status; all get an error if any rank failed: their own, or one
  * naming the first failed rank. *collective = 1 when every rank took part (then all return
- * together, no abort needed). */
+ * together, no abort needed), 2 when the message is the same on every rank that did not fail,
+ * 0 when the exchange itself failed. */
 dpt_status_t dpt__dist_agree(const dpt_dist_t *d, dpt_status_t st, int *collective);
 /* Compare n hashes with rank 0's; on a difference every rank returns an error naming the first
  * differing rank and what[k] (e.g. "dataset"); *mismatch = 1. */
@@ -82,12 +92,10 @@ dpt_status_t dpt__dist_compare(const dpt_dist_t *d, const uint32_t *h, int n,
  * difference every rank returns an error naming the first differing rank and both lines;
  * *mismatch = 1. */
 dpt_status_t dpt__dist_compare_lines(const dpt_dist_t *d, const char *text, int *mismatch);
-/* Sum n doubles over ranks, in place (counters for metrics and evaluation). */
-void dpt__dist_sum(const dpt_dist_t *d, double *v, int n);
+/* Sum n doubles over ranks, in place, in rank order (the same bits on every rank). */
+dpt_status_t dpt__dist_sum(const dpt_dist_t *d, double *v, int n);
 /* Element-wise minimum of n ints over ranks, in place. */
-void dpt__dist_min(const dpt_dist_t *d, int *v, int n);
-/* The MPI transport over MPI_COMM_WORLD (NULL without MPI). */
-dpt_status_t dpt__dist_transport(const dpt_dist_t *d, dpt_p2p_t **out);
+dpt_status_t dpt__dist_min(const dpt_dist_t *d, int *v, int n);
 
 /* watchdog.c: the stall inspector (see the file). NULL (a no-op) for one rank, a timeout of 0,
  * or without MPI_THREAD_MULTIPLE. enter/leave bracket every collective phase the trainer waits
@@ -102,6 +110,11 @@ void dpt__watchdog_stop(dpt_watchdog_t *w);
 
 /* run_state.c: the run's identity across restarts (see the file). */
 #include "dptrain/trainer.h"
+/* dpt_train over two given transports of the same ranks (ctl: the control messages, data: the
+ * gradients), one call per rank on a thread of its own: the in-process tests of the trainer's
+ * multi-rank logic (tests/unit/check_trainer.c). No watchdog (it needs MPI). */
+dpt_status_t dpt__train_p2p(const dpt_train_config_t *cfg, dpt_train_result_t *res,
+                            dpt_p2p_t *ctl, dpt_p2p_t *data);
 /* --global-batch G: c->batch = G / (ranks x accum), an error when it does not divide. */
 dpt_status_t dpt__global_batch(dpt_train_config_t *c, int nranks);
 /* cfg->run_flags with one "--global-batch=" line for the effective global batch. */

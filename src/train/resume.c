@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dptrain/alloc.h"
+#include "dptrain/log.h"
 #include "train/session.h"
 
 /* --resume: rank 0 reads the checkpoint (a file, or the newest valid one in the directory) and
@@ -60,8 +62,8 @@ dpt_status_t dpt__resume(session_t *s, const dpt_train_config_t *cfg, uint32_t c
         printf("resumed from %s: step %llu (epoch %d, step %d of it)\n", path,
                (unsigned long long)cs->step, cs->epoch + 1, cs->epoch_step);
         if (!cs->flags[0] && cs->config_hash != config_hash)
-            printf("warning: the flags differ from the run that wrote %s (an older dptrain: it "
-                   "did not record which)\n", path);
+            DPT_WARN("the flags differ from the run that wrote %s (an older dptrain: it did "
+                     "not record which)", path);
         if (cs->ranks != s->dist.size)
             printf("resumed on %d rank%s a checkpoint of %d: the same global batch and data "
                    "order; every rank starts from the average of the %d ranks' batch-norm "
@@ -91,26 +93,29 @@ dpt_status_t dpt__checkpoint(session_t *s, const dpt_train_config_t *cfg, uint32
         *collective = 0;
         return st;
     }
-    static dpt_ckpt_state_t cs;   /* 8 KiB of flags: not on the stack */
-    cs = (dpt_ckpt_state_t){.step = (uint64_t)step, .epoch = epoch, .epoch_step = epoch_step,
-                            .ranks = s->dist.size, .seed = cfg->seed,
-                            .config_hash = config_hash};
-    snprintf(cs.flags, sizeof cs.flags, "%s", s->run_text);
     double g[3] = {ev[0], ev[1], ev[2]};
     dpt__watchdog_enter(s->wd, "checkpoint after step %ld", step);
-    dpt__dist_sum(&s->dist, g, 3);
-    memcpy(cs.counters, g, sizeof g);
+    DPT__EXCHANGE(dpt__dist_sum(&s->dist, g, 3), collective);
     if (s->coll)   /* every rank's BN buffers (local statistics differ until averaged) */
-        st = dpt_coll_allgather(s->coll, buffers, nb * sizeof(float), s->buf_all);
+        DPT__EXCHANGE(dpt_coll_allgather(s->coll, buffers, nb * sizeof(float), s->buf_all),
+                      collective);
     else
         memcpy(s->buf_all, buffers, nb * sizeof(float));
-    if (st != DPT_OK) {
-        *collective = 0;
-        return st;
+    if (s->dist.rank == 0) {   /* 8 KiB of flags: not on the stack */
+        dpt_ckpt_state_t *cs = dpt_malloc(sizeof *cs);
+        if (!cs) {
+            st = dpt_error_set(DPT_ERR_NOMEM, "out of memory for a checkpoint");
+        } else {
+            *cs = (dpt_ckpt_state_t){.step = (uint64_t)step, .epoch = epoch,
+                                     .epoch_step = epoch_step, .ranks = s->dist.size,
+                                     .seed = cfg->seed, .config_hash = config_hash};
+            snprintf(cs->flags, sizeof cs->flags, "%s", s->run_text);
+            memcpy(cs->counters, g, sizeof g);
+            st = dpt_ckpt_save(cfg->checkpoint_dir, cfg->keep_checkpoints, cs, params, np,
+                               s->buf_all, nb, s->h_mom, NULL, 0);
+            dpt_free(cs);
+        }
     }
-    if (s->dist.rank == 0)
-        st = dpt_ckpt_save(cfg->checkpoint_dir, cfg->keep_checkpoints, &cs, params, np,
-                           s->buf_all, nb, s->h_mom, NULL, 0);
     st = dpt__dist_agree(&s->dist, st, collective);
     dpt__watchdog_leave(s->wd);
     return st;

@@ -18,7 +18,6 @@ void dpt__session_fini(session_t *s)
     dpt__watchdog_stop(s->wd);
     dpt_bucketer_destroy(s->bk);
     dpt_coll_destroy(s->coll);
-    dpt_p2p_destroy(s->p2p);
     dpt_free(s->acc);
     dpt_free(s->buf_all);
     if (s->dev)
@@ -34,6 +33,7 @@ void dpt__session_fini(session_t *s)
     dpt_model_destroy(s->model);
     if (s->be)
         s->ops->destroy(s->be);
+    dpt__dist_fini(&s->dist);
     memset(s, 0, sizeof *s);
 }
 
@@ -242,7 +242,7 @@ static dpt_status_t setup_parallel(session_t *s, const dpt_train_config_t *cfg, 
     DPT_CHECK(dpt__dist_compare(&s->dist, h + 1, 2, what, mismatch));
     DPT_CHECK(dpt_coll_algo_from_name(cfg->allreduce, &s->algo));
     s->host_algo = s->algo == DPT_COLL_ALGO_NCCL ? DPT_COLL_ALGO_RING : s->algo;
-    DPT_CHECK(dpt__dist_transport(&s->dist, &s->p2p));
+    s->p2p = s->dist.data_p2p;   /* borrowed: the dist layer owns it */
     size_t np, nb;
     dpt_model_params(s->model, &np);
     dpt_model_buffers(s->model, &nb);

@@ -67,6 +67,17 @@ struct session {
     char run_text[8192];     /* the run's flags with the global batch (checkpoints record it) */
 };
 
+/* A failed exchange between ranks: the others may still be waiting in it, so the job is
+ * aborted (*collective = 0, as dpt_train_result_t.collective_error). */
+#define DPT__EXCHANGE(call, collective)   \
+    do {                                  \
+        dpt_status_t st_ = (call);        \
+        if (st_ != DPT_OK) {              \
+            *(collective) = 0;            \
+            return st_;                   \
+        }                                 \
+    } while (0)
+
 /* session.c */
 void dpt__session_fini(session_t *s);
 /* Backend, model (with the step's callbacks) and loss scaler, for train, eval and bench. */
@@ -132,7 +143,8 @@ dpt_status_t dpt__evaluate(session_t *s, double *loss, long *correct, long *tota
 dpt_status_t dpt__check_replicas(session_t *s, uint32_t crc, int epoch, int *mismatch);
 /* The best test accuracy so far: -1 for a fresh run, DIR/best's for a resume (rank 0 reads,
  * every rank gets it); and the epoch end's update of DIR/best.dpt when acc beats *best. */
-double dpt__best_start(session_t *s, const dpt_train_config_t *cfg, long resumed_step);
+dpt_status_t dpt__best_start(session_t *s, const dpt_train_config_t *cfg, long resumed_step,
+                             double *best);
 dpt_status_t dpt__best_update(session_t *s, const dpt_train_config_t *cfg, int epoch, long step,
                               double acc, double *best, int *improved, int *collective);
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dptrain/log.h"
 #include "train/session.h"
 
 /* With accumulation the micro-steps before the last only add into acc; the last folds acc in
@@ -77,11 +78,9 @@ static int skip_update(session_t *s, const dpt_train_config_t *cfg, int bad_rank
                             epoch + 1, who);
         return 1;
     }
-    if (s->dist.rank == 0) {
-        fprintf(stderr, "dptrain: warning: step %ld (epoch %d): the loss or the gradients are "
-                "NaN or Inf%s; step skipped (--nan-policy skip)\n", step + 1, epoch + 1, who);
-        fflush(stderr);
-    }
+    if (s->dist.rank == 0)
+        DPT_WARN("step %ld (epoch %d): the loss or the gradients are NaN or Inf%s; step "
+                 "skipped (--nan-policy skip)", step + 1, epoch + 1, who);
     return 1;
 }
 
@@ -119,8 +118,9 @@ dpt_status_t dpt__train_step(session_t *s, const dpt_train_config_t *cfg, double
     int flags[2] = {cfg->stop_flag && atomic_load(cfg->stop_flag) ? 0 : 1,
                     isfinite(lsum) ? INT_MAX : s->dist.rank};
     dpt__watchdog_enter(s->wd, "step flags after step %ld", step + 1);
-    dpt__dist_min(&s->dist, flags, 2);
+    dpt_status_t fs = dpt__dist_min(&s->dist, flags, 2);
     dpt__watchdog_leave(s->wd);
+    DPT_CHECK(fs);
     o->stop = flags[0] == 0;
     dpt_status_t st = DPT_OK;
     if (skip_update(s, cfg, flags[1], finite, epoch, step, &st, collective)) {

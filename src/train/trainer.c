@@ -13,42 +13,12 @@
 void dpt_train_config_default(dpt_train_config_t *c)
 {
     memset(c, 0, sizeof *c);
-    c->model_path = "models/fmnist-cnn.cfg";
-    c->data_spec = "fashion-mnist";
-    c->backend = "cpu";
-    c->precision = DPT_PREC_FP32;
-    c->loss_scale = 0;
-    c->threads = 0;
-    c->blocked_layout = 1;
-    c->conv_winograd = 1;
-    c->fuse_bn_relu = 1;
-    c->epochs = 8;
-    c->batch = 128;
-    c->lr = 0.1;
-    c->warmup_epochs = 0.5;
-    c->schedule = DPT_SCHED_COSINE;
-    c->final_lr_frac = 0.0;
-    c->step_gamma = 0.1;
-    c->step_epochs = 3;
-    c->onecycle_peak = 0.25;
-    c->sgd = (dpt_sgd_config_t){.momentum = 0.9f, .nesterov = 1, .weight_decay = 5e-4f,
-                                .lars = 0, .lars_eta = 0.001f};
-    c->label_smoothing = 0.1f;
-    c->seed = 1;
-    c->crop_pad = 0;
-    c->flip = 1;
-    c->random_resized_crop = 0;
-    c->rrc_min_scale = 0.35f;
-    c->prefetch = 1;
-    c->progress = -1;
-    c->log_every = 50;
-    c->eval_every_epoch = 1;
-    c->allreduce = "auto";
-    c->bucket_mb = 25;
-    c->overlap = 1;
-    c->accum = 1;
-    c->keep_checkpoints = 3;
-    c->watchdog_s = 300;
+#define DEFAULT(ctype, field, def, ...) c->field = def;
+#define SGD_DEFAULT(ctype, field, def, ...) c->sgd.field = def;
+    DPT_TRAIN_FLAGS(DEFAULT)
+    DPT_SGD_FLAGS(SGD_DEFAULT)
+#undef DEFAULT
+#undef SGD_DEFAULT
 }
 
 /* One run's loop state besides the session. */
@@ -174,7 +144,8 @@ static dpt_status_t start(run_t *r)
     LOCAL(r, dpt__state_to_device(&r->s));   /* initial or resumed state */
     r->t_start = dpt__now();
     r->step = r->resumed ? (long)cs->step : 0;
-    r->best_acc = dpt__best_start(&r->s, cfg, res->resumed_from);
+    DPT__EXCHANGE(dpt__best_start(&r->s, cfg, res->resumed_from, &r->best_acc),
+                  &res->collective_error);
     return DPT_OK;
 }
 
@@ -301,8 +272,9 @@ static dpt_status_t end_epoch(run_t *r, int epoch, const epoch_sums_t *e)
     r->train_time += epoch_time;
     double gv[4] = {e->ev[0], e->ev[1], e->ev[2], e->ev[2] - e->seen_before};
     dpt__watchdog_enter(s->wd, "training counters of epoch %d", epoch + 1);
-    dpt__dist_sum(&s->dist, gv, 4);
+    dpt_status_t cs = dpt__dist_sum(&s->dist, gv, 4);
     dpt__watchdog_leave(s->wd);
+    DPT__EXCHANGE(cs, &res->collective_error);
     res->train_loss = e->done_steps ? gv[0] / ((double)e->done_steps * r->nranks) : 0;
     res->train_acc = gv[2] > 0 ? gv[1] / gv[2] : 0;
     res->img_s = gv[3] / epoch_time;   /* the images trained by this process */
@@ -345,7 +317,7 @@ static dpt_status_t finish(run_t *r)
     res->steps = r->step;
     res->wall_s = dpt__now() - r->t_start;
     double gi = (double)r->images;
-    dpt__dist_sum(&r->s.dist, &gi, 1);
+    DPT__EXCHANGE(dpt__dist_sum(&r->s.dist, &gi, 1), &res->collective_error);
     res->img_s = r->train_time > 0 ? gi / r->train_time : 0;
     res->loss_scale = r->s.ls.scale;
     LOCAL(r, dpt__state_to_host(&r->s, 0));
@@ -399,7 +371,9 @@ static dpt_status_t run_epochs(run_t *r)
     return finish(r);
 }
 
-dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
+/* dpt_train and dpt__train_p2p: the ranks of MPI (or one), or of two given transports. */
+static dpt_status_t train_on(const dpt_train_config_t *cfg, dpt_train_result_t *res,
+                             dpt_p2p_t *ctl, dpt_p2p_t *data)
 {
     memset(res, 0, sizeof *res);
     run_t run = {0};   /* about 25 KiB: the session's paths and flag texts, the checkpoint's */
@@ -408,7 +382,7 @@ dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
     r->cfg = &derived;
     r->res = res;
     r->s.lock_fd = -1;
-    dpt__dist_init(&r->s.dist);
+    DPT_CHECK(ctl ? dpt__dist_init_p2p(&r->s.dist, ctl, data) : dpt__dist_init(&r->s.dist));
     r->rank = r->s.dist.rank;
     r->nranks = r->s.dist.size;
     r->quiet = cfg->quiet || r->rank != 0;
@@ -433,4 +407,15 @@ dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
                         tear nothing down, the caller aborts the job (MPI_Abort) */
     dpt__session_fini(&r->s);
     return st;
+}
+
+dpt_status_t dpt_train(const dpt_train_config_t *cfg, dpt_train_result_t *res)
+{
+    return train_on(cfg, res, NULL, NULL);
+}
+
+dpt_status_t dpt__train_p2p(const dpt_train_config_t *cfg, dpt_train_result_t *res,
+                            dpt_p2p_t *ctl, dpt_p2p_t *data)
+{
+    return train_on(cfg, res, ctl, data);
 }

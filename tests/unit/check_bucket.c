@@ -1,0 +1,154 @@
+/* check_bucket.c: the gradient bucketer on the in-process transport, one thread per rank, at 1-4
+ * ranks: for several bucket sizes, with and without the communication thread, every rank ends
+ * a step with the exact average of every rank's gradients (small integers: the sums are exact in
+ * float32, so the average is one correctly rounded division whatever the order), the buckets
+ * tile the arena in backward order, bucketer_sum sums exactly, and a second step reuses it all. */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "check_main.h"
+#include "dptrain/alloc.h"
+#include "dptrain/bucket.h"
+#include "dptrain/coll.h"
+
+#define MAX_RANKS 4
+#define N_SEGS 7
+
+/* Segments of a small model, as a model lays them out (forward order in the arena). */
+static const size_t seg_count[N_SEGS] = {288, 32, 9216, 1, 4097, 640, 10};
+
+typedef struct job {
+    int p, overlap;
+    size_t bucket_bytes;
+} job_t;
+
+typedef struct rank_ctx {
+    int rank;
+    const job_t *job;
+    dpt_p2p_t *p2p;
+    dpt_status_t st;
+    char msg[256];
+    int n_buckets, tiles, wrong, sum_wrong;
+} rank_ctx_t;
+
+static float value(int rank, size_t i, int step)
+{
+    return (float)((int)((i * 7 + (size_t)rank * 13 + (size_t)step * 5) % 61) - 30);
+}
+
+static void *rank_main(void *arg)
+{
+    rank_ctx_t *c = arg;
+    const job_t *j = c->job;
+    dpt_param_segment_t segs[N_SEGS];
+    size_t n = 0;
+    for (int k = 0; k < N_SEGS; k++) {
+        segs[k] = (dpt_param_segment_t){.offset = n, .count = seg_count[k], .layer = k};
+        n += seg_count[k];
+    }
+    float *g = dpt_malloc(n * sizeof *g);
+    dpt_coll_t *coll = NULL;
+    dpt_bucketer_t *bk = NULL;
+    dpt_bucket_config_t bc = {.first_bytes = j->bucket_bytes, .bucket_bytes = j->bucket_bytes,
+                              .algo = DPT_COLL_ALGO_RING, .overlap = j->overlap};
+    dpt_coll_config_t cc = {.max_bytes = dpt_bucket_max_bytes(segs, N_SEGS, &bc)};
+    dpt_status_t st = g ? dpt_coll_create(c->p2p, &cc, &coll) : DPT_ERR_NOMEM;
+    if (st == DPT_OK)
+        st = dpt_bucketer_create(coll, g, segs, N_SEGS, &bc, &bk);
+    if (st == DPT_OK) {
+        c->n_buckets = dpt_bucketer_count(bk);
+        size_t end = n;   /* bucket 0 ends the arena; each next one ends where it starts */
+        c->tiles = 1;
+        for (int b = 0; b < c->n_buckets; b++) {
+            size_t off, cnt;
+            dpt_bucketer_range(bk, b, &off, &cnt);
+            c->tiles &= off + cnt == end && cnt > 0;
+            end = off;
+        }
+        c->tiles &= end == 0;
+    }
+    for (int step = 0; step < 2 && st == DPT_OK; step++) {
+        for (size_t i = 0; i < n; i++)
+            g[i] = value(c->rank, i, step);
+        dpt_bucketer_begin(bk);
+        for (int k = N_SEGS - 1; k >= 0; k--)   /* backward order */
+            dpt_bucketer_ready(bk, segs[k].offset, segs[k].count);
+        double te, tc, bytes;
+        st = dpt_bucketer_finish(bk, &te, &tc, &bytes);
+        for (size_t i = 0; i < n && st == DPT_OK; i++) {
+            float sum = 0;
+            for (int r = 0; r < j->p; r++)
+                sum += value(r, i, step);
+            c->wrong += g[i] != sum / (float)j->p;
+        }
+    }
+    if (st == DPT_OK) {   /* the sync-BN path: a sum through the same queue */
+        float v[5];
+        for (int i = 0; i < 5; i++)
+            v[i] = (float)(c->rank + i);
+        st = dpt_bucketer_sum(bk, v, 5);
+        for (int i = 0; i < 5 && st == DPT_OK; i++)
+            c->sum_wrong += v[i] != (float)(j->p * (j->p - 1) / 2 + j->p * i);
+    }
+    c->st = st;
+    if (st != DPT_OK)
+        snprintf(c->msg, sizeof c->msg, "%s", dpt_error_get());
+    dpt_bucketer_destroy(bk);
+    dpt_coll_destroy(coll);
+    dpt_free(g);
+    return NULL;
+}
+
+static void run_job(const job_t *j, rank_ctx_t *ctx)
+{
+    dpt_p2p_t *eps[MAX_RANKS];
+    pthread_t th[MAX_RANKS];
+    ck_assert_int_eq(dpt_p2p_loop_create(j->p, eps), DPT_OK);
+    for (int r = 0; r < j->p; r++) {
+        ctx[r] = (rank_ctx_t){.rank = r, .job = j, .p2p = eps[r]};
+        ck_assert_int_eq(pthread_create(&th[r], NULL, rank_main, &ctx[r]), 0);
+    }
+    for (int r = 0; r < j->p; r++)
+        pthread_join(th[r], NULL);
+    for (int r = 0; r < j->p; r++)
+        dpt_p2p_destroy(eps[r]);
+}
+
+/* _i: ranks 1-4 x overlap on/off x bucket sizes (4 KiB: many buckets; 64 KiB: a few; 1 MiB:
+ * one) */
+START_TEST(test_average)
+{
+    static const size_t sizes[3] = {4096, 65536, 1 << 20};
+    job_t j = {.p = 1 + _i % 4, .overlap = (_i / 4) % 2, .bucket_bytes = sizes[_i / 8]};
+    rank_ctx_t ctx[MAX_RANKS];
+    run_job(&j, ctx);
+    for (int r = 0; r < j.p; r++) {
+        ck_assert_msg(ctx[r].st == DPT_OK, "np %d overlap %d bucket %zu: rank %d: %s", j.p,
+                      j.overlap, j.bucket_bytes, r, ctx[r].msg);
+        ck_assert_msg(ctx[r].tiles, "rank %d: the buckets do not tile the arena", r);
+        ck_assert_int_eq(ctx[r].n_buckets, ctx[0].n_buckets);
+        ck_assert_msg(ctx[r].wrong == 0, "np %d overlap %d bucket %zu: rank %d: %d wrong",
+                      j.p, j.overlap, j.bucket_bytes, r, ctx[r].wrong);
+        ck_assert_msg(ctx[r].sum_wrong == 0, "rank %d: bucketer_sum: %d wrong", r,
+                      ctx[r].sum_wrong);
+    }
+    if (j.bucket_bytes == 4096)   /* cut at layer boundaries: {10, 640}, {4097}, {1, 9216}, ... */
+        ck_assert_int_ge(ctx[0].n_buckets, 3);
+    if (j.bucket_bytes == (1 << 20))
+        ck_assert_int_le(ctx[0].n_buckets, 2);
+}
+END_TEST
+
+static Suite *bucket_suite(void)
+{
+    Suite *s = suite_create("bucket");
+    TCase *tc = tcase_create("average");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_average, 0, 24);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+DPT_CHECK_MAIN(bucket_suite)

@@ -1,5 +1,7 @@
 /* cpu_dnnl.c: the `cpu` backend: oneDNN (2.x C API) for convolution, batch norm and pooling,
- * OpenBLAS sgemm for fully connected layers, OpenMP loops for the elementwise ops.
+ * OpenBLAS sgemm for fully connected layers, OpenMP loops for the elementwise ops. This file
+ * holds the backend's lifetime, the oneDNN helpers, the op table and its dispatch, and memory and
+ * layout conversion; the ops are in cpu_conv.c and cpu_ops.c (shared types: cpu_internal.h).
  *
  * Layouts: with blocked_layout = 1 a convolution lets oneDNN pick its destination layout
  * (nChw16c on AVX-512) and every following BN / pooling / elementwise / add op is created on the
@@ -8,89 +10,25 @@
  * descriptors. Weights stay OIHW in the arenas; when a convolution wants blocked weights the op
  * keeps a private blocked copy (reordered each forward) and reorders diff weights back.
  * Everything (primitives, memory objects, reorders, workspaces) is created in op_create;
- * forward/backward only re-point memory handles and execute. All oneDNN calls live in this file.
+ * forward/backward only re-point memory handles and execute. All oneDNN calls live in the
+ * cpu_*.c files of this backend.
  */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <oneapi/dnnl/dnnl.h>
 #include <string.h>
 
-#include "backend/internal.h"
-#include "backend/ref/ref_kernels.h"
+#include "backend/cpu/cpu_internal.h"
 #include "dptrain/alloc.h"
 
-#if DNNL_VERSION_MAJOR != 2
-#error "cpu_dnnl.c is written against the oneDNN 2.x C API (Debian 12 ships 2.6)"
-#endif
+/* ---- oneDNN helpers --------------------------------------------------------------------- */
 
-#define MAX_LAYOUTS 64
-
-struct dpt_backend {
-    dnnl_engine_t engine;
-    dnnl_stream_t stream;
-    int blocked;
-    int winograd;
-    dnnl_memory_desc_t layouts[MAX_LAYOUTS];
-    int n_layouts;
-    void *scratch;          /* shared scratchpad (ops run one at a time on one stream) */
-    size_t scratch_nbytes;
-};
-
-/* One oneDNN primitive with its scratchpad memory object. */
-typedef struct prim {
-    dnnl_primitive_t p;
-    dnnl_memory_t scratch;
-} prim_t;
-
-/* A reorder between two descriptors, with its two memory objects. */
-typedef struct reorder {
-    dnnl_primitive_t p;
-    dnnl_memory_t from, to;
-} reorder_t;
-
-struct dpt_op {
-    dpt_backend_t *be;
-    dpt_op_desc_t d;
-    dpt_op_info_t info;
-    dnnl_memory_desc_t src_md, dst_md;
-    dnnl_alg_kind_t conv_alg;   /* direct or winograd */
-    /* memory objects re-pointed at every call */
-    dnnl_memory_t m_src, m_dst, m_dsrc, m_ddst, m_w, m_dw, m_b, m_db, m_ws, m_mean, m_var;
-    dnnl_memory_t m_scale, m_shift, m_dscale, m_dshift;
-    dnnl_memory_t m_wb;     /* conv weights in the backward-data format, when it differs */
-    dnnl_memory_t m_ddst_w; /* conv: plain diff_dst for backward weights (ddst_plain) */
-    prim_t fwd, fwd_inf, bwd_data, bwd_w;
-    /* convolution weights in the primitive's format, when that is not OIHW */
-    reorder_t w_to_fwd, w_to_bwd, dw_to_user;
-    float *w_fwd, *w_bwd, *dw_blk;
-    /* batch norm: saved batch statistics; pooling/BN-relu: workspace */
-    float *mean, *var;
-    void *ws;
-    /* fc and flatten: plain copies of blocked inputs/gradients */
-    reorder_t x_to_plain, plain_to_dx;
-    float *x_plain, *dx_plain;
-    /* conv backward weights on a plain input where oneDNN has no JIT kernel for a blocked
-     * diff_dst (first layer, 1 channel, without AVX-512): plain diff_dst, gemm kernel */
-    reorder_t ddst_to_plain;
-    float *ddst_plain;
-    float *prob;            /* xent */
-};
-
-static dpt_status_t dnnl_err(dnnl_status_t s, const char *what)
+dpt_status_t dpt__cpu_dnnl_err(dnnl_status_t s, const char *what)
 {
     return dpt_error_set(DPT_ERR_DNNL, "oneDNN: %s failed (status %d)", what, (int)s);
 }
 
-#define DN(call, what)                                   \
-    do {                                                 \
-        dnnl_status_t dn__s = (call);                    \
-        if (dn__s != dnnl_success)                       \
-            return dnnl_err(dn__s, what);                \
-    } while (0)
-
-static dnnl_memory_desc_t plain_md(int n, int c, int h, int w, dnnl_format_tag_t tag)
+dnnl_memory_desc_t dpt__cpu_plain_md(int n, int c, int h, int w, dnnl_format_tag_t tag)
 {
     dnnl_memory_desc_t md;
     dnnl_dims_t dims = {n, c, h, w};
@@ -98,17 +36,18 @@ static dnnl_memory_desc_t plain_md(int n, int c, int h, int w, dnnl_format_tag_t
     return md;
 }
 
-static dnnl_memory_desc_t tensor_md(const dpt_backend_t *be, const dpt_tensor_t *t)
+dnnl_memory_desc_t dpt__cpu_tensor_md(const dpt_backend_t *be, const dpt_tensor_t *t)
 {
     if (t->layout == DPT_LAYOUT_NCHW)
-        return plain_md(t->n, t->c, t->h, t->w, dnnl_nchw);
+        return dpt__cpu_plain_md(t->n, t->c, t->h, t->w, dnnl_nchw);
     return be->layouts[t->layout - 1];
 }
 
 /* Register a descriptor as a tensor layout; fills out->layout and out->nbytes. */
-static dpt_status_t set_layout(dpt_backend_t *be, const dnnl_memory_desc_t *md, dpt_tensor_t *out)
+dpt_status_t dpt__cpu_set_layout(dpt_backend_t *be, const dnnl_memory_desc_t *md,
+                                 dpt_tensor_t *out)
 {
-    dnnl_memory_desc_t plain = plain_md(out->n, out->c, out->h, out->w, dnnl_nchw);
+    dnnl_memory_desc_t plain = dpt__cpu_plain_md(out->n, out->c, out->h, out->w, dnnl_nchw);
     out->nbytes = dnnl_memory_desc_get_size(md);
     if (dnnl_memory_desc_equal(md, &plain)) {
         out->layout = DPT_LAYOUT_NCHW;
@@ -119,29 +58,30 @@ static dpt_status_t set_layout(dpt_backend_t *be, const dnnl_memory_desc_t *md, 
             out->layout = i + 1;
             return DPT_OK;
         }
-    if (be->n_layouts == MAX_LAYOUTS)
-        return dpt_error_set(DPT_ERR_INTERNAL, "cpu backend: more than %d layouts", MAX_LAYOUTS);
+    if (be->n_layouts == DPT__CPU_MAX_LAYOUTS)
+        return dpt_error_set(DPT_ERR_INTERNAL, "cpu backend: more than %d layouts",
+                             DPT__CPU_MAX_LAYOUTS);
     be->layouts[be->n_layouts++] = *md;
     out->layout = be->n_layouts;
     return DPT_OK;
 }
 
-static dpt_status_t mem(dpt_backend_t *be, const dnnl_memory_desc_t *md, dnnl_memory_t *out)
+dpt_status_t dpt__cpu_mem(dpt_backend_t *be, const dnnl_memory_desc_t *md, dnnl_memory_t *out)
 {
     DN(dnnl_memory_create(out, md, be->engine, DNNL_MEMORY_NONE), "memory_create");
     return DPT_OK;
 }
 
-static const dnnl_memory_desc_t *query(const_dnnl_primitive_desc_t pd, dnnl_query_t what)
+const dnnl_memory_desc_t *dpt__cpu_query(const_dnnl_primitive_desc_t pd, dnnl_query_t what)
 {
     return dnnl_primitive_desc_query_md(pd, what, 0);
 }
 
 /* Create a primitive from an op descriptor with a user-managed scratchpad. `pd_out` (optional)
  * receives the primitive descriptor, which the caller then owns. */
-static dpt_status_t make_prim(dpt_backend_t *be, const void *op_desc,
-                              const_dnnl_primitive_desc_t hint, prim_t *pr,
-                              dnnl_primitive_desc_t *pd_out)
+dpt_status_t dpt__cpu_make_prim(dpt_backend_t *be, const void *op_desc,
+                                const_dnnl_primitive_desc_t hint, prim_t *pr,
+                                dnnl_primitive_desc_t *pd_out)
 {
     dnnl_primitive_attr_t attr;
     DN(dnnl_primitive_attr_create(&attr), "attr_create");
@@ -150,8 +90,8 @@ static dpt_status_t make_prim(dpt_backend_t *be, const void *op_desc,
     dnnl_status_t s = dnnl_primitive_desc_create(&pd, op_desc, attr, be->engine, hint);
     dnnl_primitive_attr_destroy(attr);
     if (s != dnnl_success)
-        return dnnl_err(s, "primitive_desc_create");
-    const dnnl_memory_desc_t *smd = query(pd, dnnl_query_scratchpad_md);
+        return dpt__cpu_dnnl_err(s, "primitive_desc_create");
+    const dnnl_memory_desc_t *smd = dpt__cpu_query(pd, dnnl_query_scratchpad_md);
     size_t need = smd ? dnnl_memory_desc_get_size(smd) : 0;
     if (need > be->scratch_nbytes) {
         dpt_free(be->scratch);
@@ -161,19 +101,19 @@ static dpt_status_t make_prim(dpt_backend_t *be, const void *op_desc,
             return dpt_error_set(DPT_ERR_NOMEM, "cpu backend: scratchpad of %zu bytes", need);
     }
     if (smd && need)
-        DPT_CHECK(mem(be, smd, &pr->scratch));
+        DPT_CHECK(dpt__cpu_mem(be, smd, &pr->scratch));
     s = dnnl_primitive_create(&pr->p, pd);
     if (pd_out && s == dnnl_success)
         *pd_out = pd;
     else
         dnnl_primitive_desc_destroy(pd);
     if (s != dnnl_success)
-        return dnnl_err(s, "primitive_create");
+        return dpt__cpu_dnnl_err(s, "primitive_create");
     return DPT_OK;
 }
 
-static dpt_status_t make_reorder(dpt_backend_t *be, const dnnl_memory_desc_t *from,
-                                 const dnnl_memory_desc_t *to, reorder_t *r)
+dpt_status_t dpt__cpu_make_reorder(dpt_backend_t *be, const dnnl_memory_desc_t *from,
+                                   const dnnl_memory_desc_t *to, reorder_t *r)
 {
     dnnl_primitive_desc_t pd;
     DN(dnnl_reorder_primitive_desc_create(&pd, from, be->engine, to, be->engine, NULL),
@@ -181,20 +121,14 @@ static dpt_status_t make_reorder(dpt_backend_t *be, const dnnl_memory_desc_t *fr
     dnnl_status_t s = dnnl_primitive_create(&r->p, pd);
     dnnl_primitive_desc_destroy(pd);
     if (s != dnnl_success)
-        return dnnl_err(s, "reorder primitive_create");
-    DPT_CHECK(mem(be, from, &r->from));
-    DPT_CHECK(mem(be, to, &r->to));
+        return dpt__cpu_dnnl_err(s, "reorder primitive_create");
+    DPT_CHECK(dpt__cpu_mem(be, from, &r->from));
+    DPT_CHECK(dpt__cpu_mem(be, to, &r->to));
     return DPT_OK;
 }
 
-typedef struct arg {
-    int arg;
-    dnnl_memory_t m;
-    const void *ptr;
-} arg_t;
-
 /* Point each memory at its buffer and run the primitive to completion. */
-static dpt_status_t run(dpt_backend_t *be, const prim_t *pr, const arg_t *args, int n)
+dpt_status_t dpt__cpu_run(dpt_backend_t *be, const prim_t *pr, const arg_t *args, int n)
 {
     dnnl_exec_arg_t ea[16];
     int k = 0;
@@ -213,11 +147,12 @@ static dpt_status_t run(dpt_backend_t *be, const prim_t *pr, const arg_t *args, 
     return DPT_OK;
 }
 
-static dpt_status_t run_reorder(dpt_backend_t *be, const reorder_t *r, const void *from, void *to)
+dpt_status_t dpt__cpu_run_reorder(dpt_backend_t *be, const reorder_t *r, const void *from,
+                                  void *to)
 {
     prim_t pr = {.p = r->p};
     arg_t a[] = {{DNNL_ARG_FROM, r->from, from}, {DNNL_ARG_TO, r->to, to}};
-    return run(be, &pr, a, 2);
+    return dpt__cpu_run(be, &pr, a, 2);
 }
 
 /* ---- backend lifetime ------------------------------------------------------------------- */
@@ -253,7 +188,7 @@ static void cpu_destroy(dpt_backend_t *be)
     dpt_free(be);
 }
 
-static void prim_fini(prim_t *p)
+void dpt__cpu_prim_fini(prim_t *p)
 {
     if (p->p)
         dnnl_primitive_destroy(p->p);
@@ -282,10 +217,10 @@ static void cpu_op_destroy(dpt_op_t *op)
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (*mems[i])
             dnnl_memory_destroy(*mems[i]);
-    prim_fini(&op->fwd);
-    prim_fini(&op->fwd_inf);
-    prim_fini(&op->bwd_data);
-    prim_fini(&op->bwd_w);
+    dpt__cpu_prim_fini(&op->fwd);
+    dpt__cpu_prim_fini(&op->fwd_inf);
+    dpt__cpu_prim_fini(&op->bwd_data);
+    dpt__cpu_prim_fini(&op->bwd_w);
     reorder_fini(&op->w_to_fwd);
     reorder_fini(&op->w_to_bwd);
     reorder_fini(&op->dw_to_user);
@@ -307,7 +242,7 @@ static void cpu_op_destroy(dpt_op_t *op)
 
 /* ---- op creation ------------------------------------------------------------------------ */
 
-static dpt_status_t alloc_for(const dnnl_memory_desc_t *md, float **out)
+dpt_status_t dpt__cpu_alloc_for(const dnnl_memory_desc_t *md, float **out)
 {
     size_t n = dnnl_memory_desc_get_size(md);
     *out = dpt_calloc(n ? n : 64);
@@ -315,7 +250,7 @@ static dpt_status_t alloc_for(const dnnl_memory_desc_t *md, float **out)
 }
 
 /* Record the implementation oneDNN picked ("jit:avx512_core", "jit_wino_4x3:avx512_core"). */
-static void set_impl(const_dnnl_primitive_desc_t pd, dpt_op_info_t *info)
+void dpt__cpu_set_impl(const_dnnl_primitive_desc_t pd, dpt_op_info_t *info)
 {
     const char *name = NULL;
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name) == dnnl_success && name)
@@ -323,7 +258,8 @@ static void set_impl(const_dnnl_primitive_desc_t pd, dpt_op_info_t *info)
 }
 
 /* Destroy the forward / backward-data / backward-weights descriptors that exist. */
-static void pds_destroy(dnnl_primitive_desc_t f, dnnl_primitive_desc_t b, dnnl_primitive_desc_t w)
+void dpt__cpu_pds_destroy(dnnl_primitive_desc_t f, dnnl_primitive_desc_t b,
+                          dnnl_primitive_desc_t w)
 {
     dnnl_primitive_desc_t pds[3] = {f, b, w};
     for (int i = 0; i < 3; i++)
@@ -331,271 +267,43 @@ static void pds_destroy(dnnl_primitive_desc_t f, dnnl_primitive_desc_t b, dnnl_p
             dnnl_primitive_desc_destroy(pds[i]);
 }
 
-/* Can oneDNN build forward, backward-data and backward-weights of this convolution with `alg`? */
-static int conv_alg_works(dpt_backend_t *be, const dpt_op_desc_t *d, const dnnl_memory_desc_t *src,
-                          const dnnl_memory_desc_t *w_any, const dnnl_memory_desc_t *bias,
-                          const dnnl_memory_desc_t *dst, dnnl_alg_kind_t alg)
+/* ---- the op table and dispatch ---------------------------------------------------------- */
+
+static const dpt__op_impl_t cpu_ops[DPT_OP_COUNT_] = {
+    [DPT_OP_CONV2D] = {dpt__cpu_conv_create, dpt__cpu_conv_forward, dpt__cpu_conv_backward},
+    [DPT_OP_BATCHNORM] = {dpt__cpu_bn_create, dpt__cpu_bn_forward, dpt__cpu_bn_backward},
+    [DPT_OP_RELU] = {dpt__cpu_eltwise_create, dpt__cpu_relu_forward, dpt__cpu_relu_backward},
+    [DPT_OP_CELU] = {dpt__cpu_eltwise_create, dpt__cpu_celu_forward, dpt__cpu_celu_backward},
+    [DPT_OP_MAXPOOL] = {dpt__cpu_pool_create, dpt__cpu_pool_forward, dpt__cpu_pool_backward},
+    [DPT_OP_GAP] = {dpt__cpu_pool_create, dpt__cpu_pool_forward, dpt__cpu_pool_backward},
+    [DPT_OP_FC] = {dpt__cpu_plain_io_create, dpt__cpu_fc_forward, dpt__cpu_fc_backward},
+    [DPT_OP_ADD] = {dpt__cpu_eltwise_create, dpt__cpu_add_forward, dpt__cpu_add_backward},
+    [DPT_OP_FLATTEN] = {dpt__cpu_plain_io_create, dpt__cpu_flatten_forward,
+                        dpt__cpu_flatten_backward},
+    [DPT_OP_SCALE] = {dpt__cpu_eltwise_create, dpt__cpu_scale_forward, dpt__cpu_scale_backward},
+    [DPT_OP_XENT] = {dpt__cpu_xent_create, dpt__cpu_xent_forward, dpt__cpu_xent_backward},
+};
+
+/* The row of an op kind, or NULL when this backend does not have it. */
+static const dpt__op_impl_t *op_row(dpt_op_kind_t kind)
 {
-    dnnl_dims_t strides = {d->stride, d->stride}, pad = {d->pad, d->pad};
-    dnnl_convolution_desc_t cd, bd, wd;
-    dnnl_primitive_desc_t fpd = NULL, bpd = NULL, wpd = NULL;
-    int ok = dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, alg, src, w_any, bias,
-                                                dst, strides, pad, pad) == dnnl_success
-             && dnnl_primitive_desc_create(&fpd, &cd, NULL, be->engine, NULL) == dnnl_success;
-    if (ok) {
-        dnnl_memory_desc_t dmd = *query(fpd, dnnl_query_dst_md);
-        ok = dnnl_convolution_backward_data_desc_init(&bd, alg, src, w_any, &dmd, strides, pad,
-                                                      pad) == dnnl_success
-             && dnnl_primitive_desc_create(&bpd, &bd, NULL, be->engine, fpd) == dnnl_success
-             && dnnl_convolution_backward_weights_desc_init(&wd, alg, src, w_any, bias, &dmd,
-                                                            strides, pad, pad) == dnnl_success
-             && dnnl_primitive_desc_create(&wpd, &wd, NULL, be->engine, fpd) == dnnl_success;
-    }
-    pds_destroy(fpd, bpd, wpd);
-    return ok;
+    if ((int)kind < 0 || kind >= DPT_OP_COUNT_ || !cpu_ops[kind].forward)
+        return NULL;
+    return &cpu_ops[kind];
 }
 
-/* oneDNN 2.6 without AVX-512 has no JIT backward-weights kernel for a plain 1-channel input with
- * a blocked diff_dst and falls back to "ref:any" (about 40x slower than the whole rest of
- * fmnist-cnn's step). When it picks a reference kernel on a plain input, try again with a plain
- * diff_dst (a gemm kernel) and keep that, reordering diff_dst at every backward. */
-static dpt_status_t conv_bwd_w_plain(dpt_backend_t *be, dpt_op_t *op,
-                                     const dnnl_convolution_desc_t *wd_blk,
-                                     const_dnnl_primitive_desc_t fpd, dnnl_primitive_desc_t *wpd)
+static dpt_status_t unsupported(dpt_op_kind_t kind)
 {
-    const char *name = NULL;
-    const dpt_tensor_t *o = &op->info.out;
-    dnnl_memory_desc_t src_plain = plain_md(op->d.in[0].n, op->d.in[0].c, op->d.in[0].h,
-                                            op->d.in[0].w, dnnl_nchw);
-    dnnl_memory_desc_t dplain = plain_md(o->n, o->c, o->h, o->w, dnnl_nchw);
-    if (dnnl_primitive_desc_query(*wpd, dnnl_query_impl_info_str, 0, &name) != dnnl_success
-        || !name || strncmp(name, "ref", 3) || !dnnl_memory_desc_equal(&op->src_md, &src_plain)
-        || dnnl_memory_desc_equal(&op->dst_md, &dplain))
-        return DPT_OK;
-    dnnl_convolution_desc_t wd = *wd_blk;
-    wd.diff_dst_desc = dplain;
-    prim_t pr = {0};
-    dnnl_primitive_desc_t pd = NULL;
-    if (make_prim(be, &wd, fpd, &pr, &pd) != DPT_OK) {
-        dpt_error_clear();
-        return DPT_OK;   /* keep the reference kernel */
-    }
-    const char *name2 = NULL;
-    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name2);
-    if (!name2 || !strncmp(name2, "ref", 3)) {
-        prim_fini(&pr);
-        dnnl_primitive_desc_destroy(pd);
-        return DPT_OK;
-    }
-    prim_fini(&op->bwd_w);
-    dnnl_primitive_desc_destroy(*wpd);
-    op->bwd_w = pr;
-    *wpd = pd;
-    DPT_CHECK(make_reorder(be, &op->dst_md, &dplain, &op->ddst_to_plain));
-    DPT_CHECK(alloc_for(&dplain, &op->ddst_plain));
-    DPT_CHECK(mem(be, &dplain, &op->m_ddst_w));
-    return DPT_OK;
-}
-
-static dpt_status_t create_conv(dpt_backend_t *be, dpt_op_t *op)
-{
-    const dpt_op_desc_t *d = &op->d;
-    const dpt_tensor_t *o = &op->info.out;
-    dnnl_dims_t wdims = {d->out_c, d->in[0].c, d->kh, d->kw}, bdims = {d->out_c};
-    dnnl_dims_t strides = {d->stride, d->stride}, pad = {d->pad, d->pad};
-    dnnl_memory_desc_t w_user, w_any, b_md, dst_md;
-    dnnl_memory_desc_init_by_tag(&w_user, 4, wdims, dnnl_f32, dnnl_oihw);
-    dnnl_memory_desc_init_by_tag(&w_any, 4, wdims, dnnl_f32, dnnl_format_tag_any);
-    dnnl_memory_desc_init_by_tag(&b_md, 1, bdims, dnnl_f32, dnnl_x);
-    dst_md = plain_md(o->n, o->c, o->h, o->w, be->blocked ? dnnl_format_tag_any : dnnl_nchw);
-    const dnnl_memory_desc_t *bias = d->has_bias ? &b_md : NULL;
-    dnnl_alg_kind_t alg = dnnl_convolution_direct;
-    if (be->winograd && d->kh == 3 && d->kw == 3 && d->stride == 1
-        && conv_alg_works(be, d, &op->src_md, &w_any, bias, &dst_md, dnnl_convolution_winograd))
-        alg = dnnl_convolution_winograd;
-    op->conv_alg = alg;
-
-    dnnl_convolution_desc_t cd;
-    DN(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, alg,
-                                          &op->src_md, &w_any, bias, &dst_md, strides, pad, pad),
-       "convolution_forward_desc_init");
-    dnnl_primitive_desc_t fpd;
-    DPT_CHECK(make_prim(be, &cd, NULL, &op->fwd, &fpd));
-    op->dst_md = *query(fpd, dnnl_query_dst_md);
-    set_impl(fpd, &op->info);
-    const dnnl_memory_desc_t wf = *query(fpd, dnnl_query_weights_md);
-    dpt_status_t st = DPT_OK;
-
-    /* backward data: same src/dst layouts, weights in whatever format it wants */
-    dnnl_convolution_desc_t bd;
-    dnnl_primitive_desc_t bpd = NULL, wpd = NULL;
-    if (dnnl_convolution_backward_data_desc_init(&bd, alg, &op->src_md,
-                                                 &w_any, &op->dst_md, strides, pad, pad)
-        != dnnl_success) {
-        st = dpt_error_set(DPT_ERR_DNNL, "oneDNN: convolution_backward_data_desc_init failed");
-        goto done;
-    }
-    DPT_CHECK_GOTO(make_prim(be, &bd, fpd, &op->bwd_data, &bpd), st, done);
-    dnnl_memory_desc_t wb = *query(bpd, dnnl_query_weights_md);
-
-    dnnl_convolution_desc_t wd;
-    if (dnnl_convolution_backward_weights_desc_init(&wd, alg, &op->src_md,
-                                                    &w_any, bias, &op->dst_md, strides, pad, pad)
-        != dnnl_success) {
-        st = dpt_error_set(DPT_ERR_DNNL, "oneDNN: convolution_backward_weights_desc_init failed");
-        goto done;
-    }
-    DPT_CHECK_GOTO(make_prim(be, &wd, fpd, &op->bwd_w, &wpd), st, done);
-    DPT_CHECK_GOTO(conv_bwd_w_plain(be, op, &wd, fpd, &wpd), st, done);
-    dnnl_memory_desc_t dwf = *query(wpd, dnnl_query_diff_weights_md);
-
-    DPT_CHECK_GOTO(mem(be, &op->src_md, &op->m_src), st, done);
-    DPT_CHECK_GOTO(mem(be, &op->dst_md, &op->m_dst), st, done);
-    DPT_CHECK_GOTO(mem(be, &op->src_md, &op->m_dsrc), st, done);
-    DPT_CHECK_GOTO(mem(be, &op->dst_md, &op->m_ddst), st, done);
-    DPT_CHECK_GOTO(mem(be, &wf, &op->m_w), st, done);
-    DPT_CHECK_GOTO(mem(be, &dwf, &op->m_dw), st, done);
-    if (d->has_bias) {
-        DPT_CHECK_GOTO(mem(be, &b_md, &op->m_b), st, done);
-        DPT_CHECK_GOTO(mem(be, &b_md, &op->m_db), st, done);
-    }
-    if (!dnnl_memory_desc_equal(&wf, &w_user)) {
-        DPT_CHECK_GOTO(make_reorder(be, &w_user, &wf, &op->w_to_fwd), st, done);
-        DPT_CHECK_GOTO(alloc_for(&wf, &op->w_fwd), st, done);
-    }
-    if (!dnnl_memory_desc_equal(&wb, &wf)) {
-        /* backward data wants another weights format than forward: its own copy */
-        DPT_CHECK_GOTO(make_reorder(be, &w_user, &wb, &op->w_to_bwd), st, done);
-        DPT_CHECK_GOTO(alloc_for(&wb, &op->w_bwd), st, done);
-        DPT_CHECK_GOTO(mem(be, &wb, &op->m_wb), st, done);
-    }
-    if (!dnnl_memory_desc_equal(&dwf, &w_user)) {
-        DPT_CHECK_GOTO(make_reorder(be, &dwf, &w_user, &op->dw_to_user), st, done);
-        DPT_CHECK_GOTO(alloc_for(&dwf, &op->dw_blk), st, done);
-    }
-done:
-    pds_destroy(fpd, bpd, wpd);
-    return st;
-}
-
-static dpt_status_t create_bn(dpt_backend_t *be, dpt_op_t *op)
-{
-    const dpt_op_desc_t *d = &op->d;
-    unsigned flags = dnnl_use_scale | dnnl_use_shift | (d->fuse_relu ? dnnl_fuse_norm_relu : 0);
-    dnnl_batch_normalization_desc_t fd, id, bd;
-    DN(dnnl_batch_normalization_forward_desc_init(&fd, dnnl_forward_training, &op->src_md,
-                                                  d->bn_eps, flags), "bnorm_forward_desc_init");
-    dnnl_primitive_desc_t fpd;
-    DPT_CHECK(make_prim(be, &fd, NULL, &op->fwd, &fpd));
-    set_impl(fpd, &op->info);
-    dpt_status_t st = DPT_OK;
-    dnnl_primitive_desc_t bpd = NULL;
-    const dnnl_memory_desc_t *ws = query(fpd, dnnl_query_workspace_md);
-    if (ws && dnnl_memory_desc_get_size(ws)) {
-        DPT_CHECK_GOTO(mem(be, ws, &op->m_ws), st, done);
-        op->ws = dpt_calloc(dnnl_memory_desc_get_size(ws));
-        if (!op->ws) {
-            st = dpt_error_set(DPT_ERR_NOMEM, "cpu backend: out of memory");
-            goto done;
-        }
-    }
-    if (dnnl_batch_normalization_forward_desc_init(&id, dnnl_forward_inference, &op->src_md,
-                                                   d->bn_eps, flags | dnnl_use_global_stats)
-        != dnnl_success) {
-        st = dpt_error_set(DPT_ERR_DNNL, "oneDNN: bnorm inference desc failed");
-        goto done;
-    }
-    DPT_CHECK_GOTO(make_prim(be, &id, NULL, &op->fwd_inf, NULL), st, done);
-    if (dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &op->src_md, &op->src_md,
-                                                    d->bn_eps, flags) != dnnl_success) {
-        st = dpt_error_set(DPT_ERR_DNNL, "oneDNN: bnorm backward desc failed");
-        goto done;
-    }
-    DPT_CHECK_GOTO(make_prim(be, &bd, fpd, &op->bwd_data, &bpd), st, done);
-    dnnl_memory_desc_t c_md;
-    dnnl_dims_t cdims = {d->in[0].c};
-    dnnl_memory_desc_init_by_tag(&c_md, 1, cdims, dnnl_f32, dnnl_x);
-    dnnl_memory_t *cm[] = {&op->m_mean, &op->m_var, &op->m_scale, &op->m_shift, &op->m_dscale,
-                           &op->m_dshift};
-    for (size_t i = 0; i < sizeof cm / sizeof cm[0]; i++)
-        DPT_CHECK_GOTO(mem(be, &c_md, cm[i]), st, done);
-    DPT_CHECK_GOTO(mem(be, &op->src_md, &op->m_src), st, done);
-    DPT_CHECK_GOTO(mem(be, &op->src_md, &op->m_dst), st, done);
-    DPT_CHECK_GOTO(mem(be, &op->src_md, &op->m_dsrc), st, done);
-    DPT_CHECK_GOTO(mem(be, &op->src_md, &op->m_ddst), st, done);
-    op->mean = dpt_calloc((size_t)d->in[0].c * sizeof(float));
-    op->var = dpt_calloc((size_t)d->in[0].c * sizeof(float));
-    if (!op->mean || !op->var)
-        st = dpt_error_set(DPT_ERR_NOMEM, "cpu backend: out of memory");
-    op->dst_md = op->src_md;
-done:
-    pds_destroy(fpd, bpd, NULL);
-    return st;
-}
-
-static dpt_status_t create_pool(dpt_backend_t *be, dpt_op_t *op)
-{
-    const dpt_op_desc_t *d = &op->d;
-    const dpt_tensor_t *o = &op->info.out;
-    int avg = d->kind == DPT_OP_GAP;
-    dnnl_dims_t kernel = {avg ? d->in[0].h : d->pool_k, avg ? d->in[0].w : d->pool_k};
-    dnnl_dims_t strides = {avg ? 1 : d->pool_stride, avg ? 1 : d->pool_stride};
-    dnnl_dims_t pad = {avg ? 0 : d->pool_pad, avg ? 0 : d->pool_pad};
-    dnnl_alg_kind_t alg = avg ? dnnl_pooling_avg_exclude_padding : dnnl_pooling_max;
-    dnnl_memory_desc_t dst = plain_md(o->n, o->c, o->h, o->w,
-                                      op->d.in[0].layout ? dnnl_format_tag_any : dnnl_nchw);
-    dnnl_pooling_desc_t fd, bd;
-    DN(dnnl_pooling_forward_desc_init(&fd, dnnl_forward_training, alg, &op->src_md, &dst, strides,
-                                      kernel, pad, pad), "pooling_forward_desc_init");
-    dnnl_primitive_desc_t fpd, bpd = NULL;
-    DPT_CHECK(make_prim(be, &fd, NULL, &op->fwd, &fpd));
-    set_impl(fpd, &op->info);
-    op->dst_md = *query(fpd, dnnl_query_dst_md);
-    dpt_status_t st = DPT_OK;
-    const dnnl_memory_desc_t *ws = query(fpd, dnnl_query_workspace_md);
-    if (ws && dnnl_memory_desc_get_size(ws)) {
-        DPT_CHECK_GOTO(mem(be, ws, &op->m_ws), st, done);
-        op->ws = dpt_calloc(dnnl_memory_desc_get_size(ws));
-        if (!op->ws) {
-            st = dpt_error_set(DPT_ERR_NOMEM, "cpu backend: out of memory");
-            goto done;
-        }
-    }
-    if (dnnl_pooling_backward_desc_init(&bd, alg, &op->src_md, &op->dst_md, strides, kernel, pad,
-                                        pad) != dnnl_success) {
-        st = dpt_error_set(DPT_ERR_DNNL, "oneDNN: pooling_backward_desc_init failed");
-        goto done;
-    }
-    DPT_CHECK_GOTO(make_prim(be, &bd, fpd, &op->bwd_data, &bpd), st, done);
-    DPT_CHECK_GOTO(mem(be, &op->src_md, &op->m_src), st, done);
-    DPT_CHECK_GOTO(mem(be, &op->dst_md, &op->m_dst), st, done);
-    DPT_CHECK_GOTO(mem(be, &op->src_md, &op->m_dsrc), st, done);
-    DPT_CHECK_GOTO(mem(be, &op->dst_md, &op->m_ddst), st, done);
-done:
-    pds_destroy(fpd, bpd, NULL);
-    return st;
-}
-
-/* fc, flatten: a reorder of a blocked input to plain NCHW and of a plain gradient back. */
-static dpt_status_t create_plain_io(dpt_backend_t *be, dpt_op_t *op)
-{
-    if (op->d.in[0].layout == DPT_LAYOUT_NCHW)
-        return DPT_OK;
-    const dpt_tensor_t *x = &op->d.in[0];
-    dnnl_memory_desc_t plain = plain_md(x->n, x->c, x->h, x->w, dnnl_nchw);
-    DPT_CHECK(make_reorder(be, &op->src_md, &plain, &op->x_to_plain));
-    DPT_CHECK(make_reorder(be, &plain, &op->src_md, &op->plain_to_dx));
-    if (op->d.kind == DPT_OP_FC) {
-        DPT_CHECK(alloc_for(&plain, &op->x_plain));
-        DPT_CHECK(alloc_for(&plain, &op->dx_plain));
-    }
-    return DPT_OK;
+    return dpt_error_set(DPT_ERR_UNSUPPORTED, "cpu backend: op %d", (int)kind);
 }
 
 static dpt_status_t cpu_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dpt_op_t **out,
                                   dpt_op_info_t *info)
 {
     DPT_CHECK(dpt__op_shape(d, info));
+    const dpt__op_impl_t *row = op_row(d->kind);
+    if (!row)
+        return unsupported(d->kind);
     if (d->kind == DPT_OP_ADD && d->in[0].layout != d->in[1].layout)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "add: inputs in different layouts");
     if (d->kind == DPT_OP_XENT && d->in[0].layout != DPT_LAYOUT_NCHW)
@@ -610,46 +318,12 @@ static dpt_status_t cpu_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dpt
     op->be = be;
     op->d = *d;
     op->info = *info;
-    op->src_md = tensor_md(be, &d->in[0]);
+    op->src_md = dpt__cpu_tensor_md(be, &d->in[0]);
     snprintf(op->info.impl, sizeof op->info.impl, "%s",
              d->kind == DPT_OP_FC ? "openblas" : "c");   /* oneDNN ops overwrite this */
     dpt_status_t st = DPT_OK;
-    switch (d->kind) {
-    case DPT_OP_CONV2D:
-        DPT_CHECK_GOTO(create_conv(be, op), st, fail);
-        DPT_CHECK_GOTO(set_layout(be, &op->dst_md, &op->info.out), st, fail);
-        break;
-    case DPT_OP_BATCHNORM:
-        DPT_CHECK_GOTO(create_bn(be, op), st, fail);
-        DPT_CHECK_GOTO(set_layout(be, &op->dst_md, &op->info.out), st, fail);
-        break;
-    case DPT_OP_MAXPOOL:
-    case DPT_OP_GAP:
-        DPT_CHECK_GOTO(create_pool(be, op), st, fail);
-        DPT_CHECK_GOTO(set_layout(be, &op->dst_md, &op->info.out), st, fail);
-        break;
-    case DPT_OP_RELU:
-    case DPT_OP_CELU:
-    case DPT_OP_SCALE:
-    case DPT_OP_ADD:
-        /* elementwise on the whole (padded) buffer: same layout as the input */
-        op->info.out.layout = d->in[0].layout;
-        op->info.out.nbytes = d->in[0].nbytes;
-        break;
-    case DPT_OP_FC:
-    case DPT_OP_FLATTEN:
-        DPT_CHECK_GOTO(create_plain_io(be, op), st, fail);
-        break;
-    case DPT_OP_XENT:
-        op->prob = dpt_calloc(dpt_tensor_count(&d->in[0]) * sizeof(float));
-        if (!op->prob)
-            st = dpt_error_set(DPT_ERR_NOMEM, "cpu backend: out of memory");
-        break;
-    default:
-        st = dpt_error_set(DPT_ERR_UNSUPPORTED, "cpu backend: op %d", (int)d->kind);
-    }
-    if (st != DPT_OK)
-        goto fail;
+    if (row->create)
+        DPT_CHECK_GOTO(row->create(be, op), st, fail);
     *info = op->info;
     *out = op;
     return DPT_OK;
@@ -658,313 +332,16 @@ fail:
     return st;
 }
 
-/* ---- execution -------------------------------------------------------------------------- */
-
-static long elems(const dpt_tensor_t *t) { return (long)(t->nbytes / sizeof(float)); }
-
-static dpt_status_t conv_forward(dpt_op_t *op, const dpt_op_args_t *a)
-{
-    dpt_backend_t *be = op->be;
-    const float *w = a->w;
-    if (op->w_fwd) {
-        DPT_CHECK(run_reorder(be, &op->w_to_fwd, a->w, op->w_fwd));
-        w = op->w_fwd;
-    }
-    arg_t args[] = {{DNNL_ARG_SRC, op->m_src, a->x[0]->data},
-                    {DNNL_ARG_WEIGHTS, op->m_w, w},
-                    {DNNL_ARG_BIAS, op->m_b, a->w + op->info.n_weights},
-                    {DNNL_ARG_DST, op->m_dst, a->y->data}};
-    return run(be, &op->fwd, args, 4);
-}
-
-static dpt_status_t conv_backward(dpt_op_t *op, const dpt_op_args_t *a)
-{
-    dpt_backend_t *be = op->be;
-    if (a->dx[0]) {
-        const float *w = a->w;
-        dnnl_memory_t wm = op->m_w;
-        if (op->w_bwd) {
-            DPT_CHECK(run_reorder(be, &op->w_to_bwd, a->w, op->w_bwd));
-            w = op->w_bwd;
-            wm = op->m_wb;
-        } else if (op->w_fwd) {
-            DPT_CHECK(run_reorder(be, &op->w_to_fwd, a->w, op->w_fwd));
-            w = op->w_fwd;
-        }
-        arg_t args[] = {{DNNL_ARG_DIFF_DST, op->m_ddst, a->dy->data},
-                        {DNNL_ARG_WEIGHTS, wm, w},
-                        {DNNL_ARG_DIFF_SRC, op->m_dsrc, a->dx[0]->data}};
-        DPT_CHECK(run(be, &op->bwd_data, args, 3));
-    }
-    float *dw = op->dw_blk ? op->dw_blk : a->dw;
-    dnnl_memory_t ddm = op->m_ddst;
-    void *ddst = a->dy->data;
-    if (op->ddst_plain) {
-        DPT_CHECK(run_reorder(be, &op->ddst_to_plain, a->dy->data, op->ddst_plain));
-        ddm = op->m_ddst_w;
-        ddst = op->ddst_plain;
-    }
-    arg_t args[] = {{DNNL_ARG_SRC, op->m_src, a->x[0]->data},
-                    {DNNL_ARG_DIFF_DST, ddm, ddst},
-                    {DNNL_ARG_DIFF_WEIGHTS, op->m_dw, dw},
-                    {DNNL_ARG_DIFF_BIAS, op->m_db, a->dw + op->info.n_weights}};
-    DPT_CHECK(run(be, &op->bwd_w, args, 4));
-    if (op->dw_blk)
-        DPT_CHECK(run_reorder(be, &op->dw_to_user, op->dw_blk, a->dw));
-    return DPT_OK;
-}
-
-static dpt_status_t bn_forward(dpt_op_t *op, const dpt_op_args_t *a)
-{
-    int C = op->d.in[0].c;
-    float *rm = a->buf, *rv = a->buf + C;
-    if (!a->training) {
-        arg_t args[] = {{DNNL_ARG_SRC, op->m_src, a->x[0]->data},
-                        {DNNL_ARG_MEAN, op->m_mean, rm},
-                        {DNNL_ARG_VARIANCE, op->m_var, rv},
-                        {DNNL_ARG_SCALE, op->m_scale, a->w},
-                        {DNNL_ARG_SHIFT, op->m_shift, a->w + C},
-                        {DNNL_ARG_DST, op->m_dst, a->y->data}};
-        return run(op->be, &op->fwd_inf, args, 6);
-    }
-    arg_t args[] = {{DNNL_ARG_SRC, op->m_src, a->x[0]->data},
-                    {DNNL_ARG_MEAN, op->m_mean, op->mean},
-                    {DNNL_ARG_VARIANCE, op->m_var, op->var},
-                    {DNNL_ARG_SCALE, op->m_scale, a->w},
-                    {DNNL_ARG_SHIFT, op->m_shift, a->w + C},
-                    {DNNL_ARG_DST, op->m_dst, a->y->data},
-                    {DNNL_ARG_WORKSPACE, op->m_ws, op->ws}};
-    DPT_CHECK(run(op->be, &op->fwd, args, 7));
-    const dpt_tensor_t *x = &op->d.in[0];
-    double m = op->d.bn_momentum, M = (double)x->n * x->h * x->w;
-    double unbias = M > 1 ? M / (M - 1) : 1.0;
-    for (int c = 0; c < C; c++) {
-        rm[c] = (float)((1 - m) * rm[c] + m * op->mean[c]);
-        rv[c] = (float)((1 - m) * rv[c] + m * op->var[c] * unbias);
-    }
-    return DPT_OK;
-}
-
-static dpt_status_t bn_backward(dpt_op_t *op, const dpt_op_args_t *a)
-{
-    int C = op->d.in[0].c;
-    arg_t args[] = {{DNNL_ARG_SRC, op->m_src, a->x[0]->data},
-                    {DNNL_ARG_MEAN, op->m_mean, op->mean},
-                    {DNNL_ARG_VARIANCE, op->m_var, op->var},
-                    {DNNL_ARG_SCALE, op->m_scale, a->w},
-                    {DNNL_ARG_SHIFT, op->m_shift, a->w + C},
-                    {DNNL_ARG_WORKSPACE, op->m_ws, op->ws},
-                    {DNNL_ARG_DIFF_DST, op->m_ddst, a->dy->data},
-                    {DNNL_ARG_DIFF_SRC, op->m_dsrc, a->dx[0] ? a->dx[0]->data : op->be->scratch},
-                    {DNNL_ARG_DIFF_SCALE, op->m_dscale, a->dw},
-                    {DNNL_ARG_DIFF_SHIFT, op->m_dshift, a->dw + C}};
-    if (!a->dx[0])
-        return dpt_error_set(DPT_ERR_UNSUPPORTED, "cpu backend: batchnorm needs dx");
-    return run(op->be, &op->bwd_data, args, 10);
-}
-
-static dpt_status_t pool_forward(dpt_op_t *op, const dpt_op_args_t *a)
-{
-    arg_t args[] = {{DNNL_ARG_SRC, op->m_src, a->x[0]->data},
-                    {DNNL_ARG_DST, op->m_dst, a->y->data},
-                    {DNNL_ARG_WORKSPACE, op->m_ws, op->ws}};
-    return run(op->be, &op->fwd, args, 3);
-}
-
-static dpt_status_t pool_backward(dpt_op_t *op, const dpt_op_args_t *a)
-{
-    if (!a->dx[0])
-        return DPT_OK;
-    arg_t args[] = {{DNNL_ARG_DIFF_DST, op->m_ddst, a->dy->data},
-                    {DNNL_ARG_WORKSPACE, op->m_ws, op->ws},
-                    {DNNL_ARG_DIFF_SRC, op->m_dsrc, a->dx[0]->data}};
-    return run(op->be, &op->bwd_data, args, 3);
-}
-
-/* C[M,N] = op(A)[M,K] op(B)[K,N], row-major, with the rows of C split across the OpenMP team and
- * each slice one single-threaded OpenBLAS call: one thread pool for the whole backend (OpenBLAS's
- * own pthreads spinning next to oneDNN's OpenMP threads cost 2x on the fc layers at 2 threads). */
-static void par_sgemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
-                      const float *B, int ldb, float *C, int ldc)
-{
-    int team = omp_get_max_threads();
-    if (team > M)
-        team = M;
-#pragma omp parallel num_threads(team)
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int m0 = (int)((long)M * t / nt), m1 = (int)((long)M * (t + 1) / nt);
-        if (m1 > m0) {
-            const float *a = trans_a ? A + m0 : A + (long)m0 * lda;
-            cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                        trans_b ? CblasTrans : CblasNoTrans, m1 - m0, N, K, 1.0f, a, lda, B, ldb,
-                        0.0f, C + (long)m0 * ldc, ldc);
-        }
-    }
-}
-
-static void fc_bias_rows(float *y, const float *b, int n, int out)
-{
-    for (int i = 0; i < n; i++)
-        for (int o = 0; o < out; o++)
-            y[(long)i * out + o] += b[o];
-}
-
-static dpt_status_t fc_forward(dpt_op_t *op, const dpt_op_args_t *a)
-{
-    const dpt_tensor_t *x = &op->d.in[0];
-    int N = x->n, IN = x->c * x->h * x->w, OUT = op->d.out_features;
-    const float *xp = a->x[0]->data;
-    if (op->x_plain) {
-        DPT_CHECK(run_reorder(op->be, &op->x_to_plain, xp, op->x_plain));
-        xp = op->x_plain;
-    }
-    par_sgemm(0, 1, N, OUT, IN, xp, IN, a->w, IN, a->y->data, OUT);
-    if (op->d.has_bias)
-        fc_bias_rows(a->y->data, a->w + op->info.n_weights, N, OUT);
-    return DPT_OK;
-}
-
-static dpt_status_t fc_backward(dpt_op_t *op, const dpt_op_args_t *a)
-{
-    const dpt_tensor_t *x = &op->d.in[0];
-    int N = x->n, IN = x->c * x->h * x->w, OUT = op->d.out_features;
-    const float *xp = op->x_plain ? op->x_plain : a->x[0]->data;   /* x_plain: from forward */
-    const float *dy = a->dy->data;
-    par_sgemm(1, 0, OUT, IN, N, dy, OUT, xp, IN, a->dw, IN);
-    if (op->d.has_bias) {
-        float *db = a->dw + op->info.n_weights;
-        for (int o = 0; o < OUT; o++)
-            db[o] = 0;
-        for (int i = 0; i < N; i++)
-            for (int o = 0; o < OUT; o++)
-                db[o] += dy[(long)i * OUT + o];
-    }
-    if (a->dx[0]) {
-        float *dx = op->dx_plain ? op->dx_plain : a->dx[0]->data;
-        par_sgemm(0, 0, N, IN, OUT, dy, OUT, a->w, IN, dx, IN);
-        if (op->dx_plain)
-            DPT_CHECK(run_reorder(op->be, &op->plain_to_dx, op->dx_plain, a->dx[0]->data));
-    }
-    return DPT_OK;
-}
-
 static dpt_status_t cpu_forward(dpt_op_t *op, const dpt_op_args_t *a)
 {
-    const dpt_op_desc_t *d = &op->d;
-    const float *x = a->x[0]->data;
-    float *y = a->y->data;
-    long n = elems(a->x[0]);
-    switch (d->kind) {
-    case DPT_OP_CONV2D:
-        return conv_forward(op, a);
-    case DPT_OP_BATCHNORM:
-        return bn_forward(op, a);
-    case DPT_OP_MAXPOOL:
-    case DPT_OP_GAP:
-        return pool_forward(op, a);
-    case DPT_OP_FC:
-        return fc_forward(op, a);
-    case DPT_OP_RELU:
-#pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++)
-            y[i] = x[i] > 0 ? x[i] : 0.0f;
-        return DPT_OK;
-    case DPT_OP_CELU:
-        dpt__ref_celu_fwd_f32(x, y, n, d->alpha);
-        return DPT_OK;
-    case DPT_OP_SCALE: {
-        const float s = d->alpha;
-#pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++)
-            y[i] = s * x[i];
-        return DPT_OK;
-    }
-    case DPT_OP_ADD: {
-        const float *x1 = a->x[1]->data;
-#pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++)
-            y[i] = x[i] + x1[i];
-        return DPT_OK;
-    }
-    case DPT_OP_FLATTEN:
-        if (op->x_to_plain.p)
-            return run_reorder(op->be, &op->x_to_plain, x, y);
-        memcpy(y, x, dpt_tensor_count(a->x[0]) * sizeof(float));
-        return DPT_OK;
-    case DPT_OP_XENT: {
-        double l = dpt__ref_xent_fwd_f32(x, a->labels, op->prob, a->x[0]->n, a->x[0]->c,
-                                         a->n_valid, d->label_smoothing, a->correct);
-        if (a->loss)
-            *a->loss = (float)l;
-        memcpy(y, op->prob, dpt_tensor_count(a->x[0]) * sizeof(float));
-        return DPT_OK;
-    }
-    default:
-        return dpt_error_set(DPT_ERR_UNSUPPORTED, "cpu backend: op %d", (int)d->kind);
-    }
+    const dpt__op_impl_t *row = op_row(op->d.kind);
+    return row ? row->forward(op, a) : unsupported(op->d.kind);
 }
 
 static dpt_status_t cpu_backward(dpt_op_t *op, const dpt_op_args_t *a)
 {
-    const dpt_op_desc_t *d = &op->d;
-    switch (d->kind) {
-    case DPT_OP_CONV2D:
-        return conv_backward(op, a);
-    case DPT_OP_BATCHNORM:
-        return bn_backward(op, a);
-    case DPT_OP_MAXPOOL:
-    case DPT_OP_GAP:
-        return pool_backward(op, a);
-    case DPT_OP_FC:
-        return fc_backward(op, a);
-    default:
-        break;
-    }
-    float *dx = a->dx[0] ? a->dx[0]->data : NULL;
-    const float *dy = a->dy ? a->dy->data : NULL;
-    long n = elems(a->x[0]);
-    switch (d->kind) {
-    case DPT_OP_RELU: {
-        const float *y = a->y->data;
-        if (dx)
-#pragma omp parallel for simd schedule(static)
-            for (long i = 0; i < n; i++)
-                dx[i] = y[i] > 0 ? dy[i] : 0.0f;
-        return DPT_OK;
-    }
-    case DPT_OP_CELU:
-        if (dx)
-            dpt__ref_celu_bwd_f32(a->x[0]->data, dy, dx, n, d->alpha);
-        return DPT_OK;
-    case DPT_OP_SCALE: {
-        const float s = d->alpha;
-        if (dx)
-#pragma omp parallel for simd schedule(static)
-            for (long i = 0; i < n; i++)
-                dx[i] = s * dy[i];
-        return DPT_OK;
-    }
-    case DPT_OP_ADD:
-        for (int k = 0; k < 2; k++)
-            if (a->dx[k])
-                memcpy(a->dx[k]->data, dy, a->x[0]->nbytes);
-        return DPT_OK;
-    case DPT_OP_FLATTEN:
-        if (!dx)
-            return DPT_OK;
-        if (op->plain_to_dx.p)
-            return run_reorder(op->be, &op->plain_to_dx, dy, dx);
-        memcpy(dx, dy, dpt_tensor_count(a->x[0]) * sizeof(float));
-        return DPT_OK;
-    case DPT_OP_XENT:
-        if (dx)
-            dpt__ref_xent_bwd_f32(op->prob, a->labels, dx, a->x[0]->n, a->x[0]->c, a->n_valid,
-                                  d->label_smoothing);
-        return DPT_OK;
-    default:
-        return dpt_error_set(DPT_ERR_UNSUPPORTED, "cpu backend: op %d", (int)d->kind);
-    }
+    const dpt__op_impl_t *row = op_row(op->d.kind);
+    return row && row->backward ? row->backward(op, a) : unsupported(op->d.kind);
 }
 
 /* ---- memory and layout conversion ------------------------------------------------------- */
@@ -992,13 +369,13 @@ static dpt_status_t convert(dpt_backend_t *be, const dpt_tensor_t *t, const floa
     }
     if (t->layout < 0 || t->layout > be->n_layouts)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "cpu backend: unknown layout %d", t->layout);
-    dnnl_memory_desc_t plain = plain_md(t->n, t->c, t->h, t->w, dnnl_nchw);
+    dnnl_memory_desc_t plain = dpt__cpu_plain_md(t->n, t->c, t->h, t->w, dnnl_nchw);
     dnnl_memory_desc_t blk = be->layouts[t->layout - 1];
     reorder_t r = {0};
-    dpt_status_t st = to_layout ? make_reorder(be, &plain, &blk, &r)
-                                : make_reorder(be, &blk, &plain, &r);
+    dpt_status_t st = to_layout ? dpt__cpu_make_reorder(be, &plain, &blk, &r)
+                                : dpt__cpu_make_reorder(be, &blk, &plain, &r);
     if (st == DPT_OK)
-        st = run_reorder(be, &r, src, dst);
+        st = dpt__cpu_run_reorder(be, &r, src, dst);
     reorder_fini(&r);
     return st;
 }

@@ -127,37 +127,284 @@ static dpt_status_t ref_op_shape(const dpt_op_desc_t *d, dpt_op_info_t *info)
     return DPT_OK;
 }
 
-static dpt_status_t ref_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dpt_op_t **out,
-                                  dpt_op_info_t *info)
+/* ---- ops -------------------------------------------------------------------------------- */
+
+static dpt_status_t nomem(void)
+{
+    return dpt_error_set(DPT_ERR_NOMEM, "ref backend: out of memory");
+}
+
+static dpt_status_t conv_forward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    const dpt_op_desc_t *d = &op->d;
+    const dpt_tensor_t *x = a->x[0], *o = &op->info.out;
+    dpt__ref_conv_fwd_f32(x->data, a->w, d->has_bias ? a->w + op->info.n_weights : NULL,
+                          a->y->data, x->n, x->c, x->h, x->w, d->out_c, d->kh, d->kw, d->stride,
+                          d->pad, o->h, o->w);
+    return DPT_OK;
+}
+
+static dpt_status_t conv_backward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    const dpt_op_desc_t *d = &op->d;
+    const dpt_tensor_t *x = a->x[0], *o = &op->info.out;
+    dpt__ref_conv_bwd_f32(x->data, a->w, a->dy ? a->dy->data : NULL,
+                          a->dx[0] ? a->dx[0]->data : NULL, a->dw,
+                          d->has_bias ? a->dw + op->info.n_weights : NULL, x->n, x->c, x->h, x->w,
+                          d->out_c, d->kh, d->kw, d->stride, d->pad, o->h, o->w);
+    return DPT_OK;
+}
+
+/* BN keeps the batch mean (C) then var (C) of the last training forward in op->save. */
+static dpt_status_t bn_create(dpt_backend_t *be, dpt_op_t *op)
 {
     (void)be;
-    for (int i = 0; i < (d->kind == DPT_OP_ADD ? 2 : 1); i++)
-        if (d->in[i].layout != DPT_LAYOUT_NCHW)
-            return dpt_error_set(DPT_ERR_UNSUPPORTED, "ref backend: %s input must be plain NCHW",
-                                 dpt_op_kind_name(d->kind));
-    DPT_CHECK(ref_op_shape(d, info));
-    snprintf(info->impl, sizeof info->impl, "ref");
-    dpt_op_t *op = dpt_calloc(sizeof *op);
-    if (!op)
-        return dpt_error_set(DPT_ERR_NOMEM, "ref backend: out of memory");
-    op->d = *d;
-    op->info = *info;
-    size_t nsave = 0;
-    if (d->kind == DPT_OP_BATCHNORM)
-        nsave = 2 * (size_t)d->in[0].c;
-    else if (d->kind == DPT_OP_XENT)
-        nsave = dpt_tensor_count(&d->in[0]);
-    if (nsave && !(op->save = dpt_calloc(nsave * sizeof(float))))
-        goto nomem;
-    if (d->kind == DPT_OP_MAXPOOL &&
-        !(op->argmax = dpt_calloc(dpt_tensor_count(&info->out) * sizeof(int32_t))))
-        goto nomem;
-    *out = op;
+    op->save = dpt_calloc(2 * (size_t)op->d.in[0].c * sizeof(float));
+    return op->save ? DPT_OK : nomem();
+}
+
+static dpt_status_t bn_forward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    const dpt_op_desc_t *d = &op->d;
+    const dpt_tensor_t *x = a->x[0];
+    int N = x->n, C = x->c, H = x->h, W = x->w;
+    const float *g = a->w, *b = a->w + C;
+    float *rm = a->buf, *rv = a->buf + C;
+    if (!a->training) {
+        dpt__ref_bn_fwd_eval_f32(x->data, g, b, rm, rv, a->y->data, N, C, H * W, d->bn_eps,
+                                 d->fuse_relu);
+        return DPT_OK;
+    }
+    float *mean = op->save, *var = op->save + C;
+    dpt__ref_bn_fwd_train_f32(x->data, g, b, a->y->data, mean, var, N, C, H * W, d->bn_eps,
+                              d->fuse_relu);
+    double m = d->bn_momentum, M = (double)N * H * W;
+    for (int c = 0; c < C; c++) {
+        rm[c] = (float)((1 - m) * rm[c] + m * mean[c]);
+        rv[c] = (float)((1 - m) * rv[c] + m * var[c] * (M > 1 ? M / (M - 1) : 1.0));
+    }
     return DPT_OK;
-nomem:
-    dpt_free(op->save);
-    dpt_free(op);
-    return dpt_error_set(DPT_ERR_NOMEM, "ref backend: out of memory");
+}
+
+static dpt_status_t bn_backward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    const dpt_op_desc_t *d = &op->d;
+    const dpt_tensor_t *x = a->x[0];
+    int C = x->c;
+    dpt__ref_bn_bwd_f32(x->data, a->w, op->save, op->save + C, a->y->data,
+                        a->dy ? a->dy->data : NULL, a->dx[0] ? a->dx[0]->data : NULL, a->dw,
+                        a->dw + C, x->n, C, x->h * x->w, d->bn_eps, d->fuse_relu);
+    return DPT_OK;
+}
+
+static dpt_status_t relu_forward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    (void)op;
+    dpt__ref_relu_fwd_f32(a->x[0]->data, a->y->data, (long)dpt_tensor_count(a->x[0]));
+    return DPT_OK;
+}
+
+static dpt_status_t relu_backward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    (void)op;
+    if (a->dx[0])
+        dpt__ref_relu_bwd_f32(a->y->data, a->dy ? a->dy->data : NULL, a->dx[0]->data,
+                              (long)dpt_tensor_count(a->x[0]));
+    return DPT_OK;
+}
+
+static dpt_status_t celu_forward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    dpt__ref_celu_fwd_f32(a->x[0]->data, a->y->data, (long)dpt_tensor_count(a->x[0]),
+                          op->d.alpha);
+    return DPT_OK;
+}
+
+static dpt_status_t celu_backward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    if (a->dx[0])
+        dpt__ref_celu_bwd_f32(a->x[0]->data, a->dy ? a->dy->data : NULL, a->dx[0]->data,
+                              (long)dpt_tensor_count(a->x[0]), op->d.alpha);
+    return DPT_OK;
+}
+
+static dpt_status_t scale_forward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    const float *x = a->x[0]->data;
+    float *y = a->y->data;
+    long cnt = (long)dpt_tensor_count(a->x[0]);
+    for (long i = 0; i < cnt; i++)
+        y[i] = op->d.alpha * x[i];
+    return DPT_OK;
+}
+
+static dpt_status_t scale_backward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    float *dx = a->dx[0] ? a->dx[0]->data : NULL;
+    const float *dy = a->dy ? a->dy->data : NULL;
+    long cnt = (long)dpt_tensor_count(a->x[0]);
+    if (dx)
+        for (long i = 0; i < cnt; i++)
+            dx[i] = op->d.alpha * dy[i];
+    return DPT_OK;
+}
+
+/* MAXPOOL keeps the argmax of each output (from forward, for backward) in op->argmax. */
+static dpt_status_t maxpool_create(dpt_backend_t *be, dpt_op_t *op)
+{
+    (void)be;
+    op->argmax = dpt_calloc(dpt_tensor_count(&op->info.out) * sizeof(int32_t));
+    return op->argmax ? DPT_OK : nomem();
+}
+
+static dpt_status_t maxpool_forward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    const dpt_op_desc_t *d = &op->d;
+    const dpt_tensor_t *x = a->x[0], *o = &op->info.out;
+    dpt__ref_maxpool_fwd_f32(x->data, a->y->data, op->argmax, x->n, x->c, x->h, x->w, d->pool_k,
+                             d->pool_stride, d->pool_pad, o->h, o->w);
+    return DPT_OK;
+}
+
+static dpt_status_t maxpool_backward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    const dpt_tensor_t *x = a->x[0], *o = &op->info.out;
+    if (a->dx[0])
+        dpt__ref_maxpool_bwd_f32(op->argmax, a->dy ? a->dy->data : NULL, a->dx[0]->data, x->n,
+                                 x->c, x->h, x->w, o->h, o->w);
+    return DPT_OK;
+}
+
+static dpt_status_t gap_forward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    (void)op;
+    const dpt_tensor_t *x = a->x[0];
+    dpt__ref_gap_fwd_f32(x->data, a->y->data, x->n, x->c, x->h * x->w);
+    return DPT_OK;
+}
+
+static dpt_status_t gap_backward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    (void)op;
+    const dpt_tensor_t *x = a->x[0];
+    if (a->dx[0])
+        dpt__ref_gap_bwd_f32(a->dy ? a->dy->data : NULL, a->dx[0]->data, x->n, x->c, x->h * x->w);
+    return DPT_OK;
+}
+
+static dpt_status_t fc_forward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    const dpt_op_desc_t *d = &op->d;
+    const dpt_tensor_t *x = a->x[0];
+    dpt__ref_fc_fwd_f32(x->data, a->w, d->has_bias ? a->w + op->info.n_weights : NULL, a->y->data,
+                        x->n, x->c * x->h * x->w, d->out_features);
+    return DPT_OK;
+}
+
+static dpt_status_t fc_backward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    const dpt_op_desc_t *d = &op->d;
+    const dpt_tensor_t *x = a->x[0];
+    dpt__ref_fc_bwd_f32(x->data, a->w, a->dy ? a->dy->data : NULL,
+                        a->dx[0] ? a->dx[0]->data : NULL, a->dw,
+                        d->has_bias ? a->dw + op->info.n_weights : NULL, x->n,
+                        x->c * x->h * x->w, d->out_features);
+    return DPT_OK;
+}
+
+static dpt_status_t add_forward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    (void)op;
+    const float *x0 = a->x[0]->data, *x1 = a->x[1]->data;
+    float *y = a->y->data;
+    long cnt = (long)dpt_tensor_count(a->x[0]);
+    for (long i = 0; i < cnt; i++)
+        y[i] = x0[i] + x1[i];
+    return DPT_OK;
+}
+
+static dpt_status_t add_backward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    (void)op;
+    const float *dy = a->dy ? a->dy->data : NULL;
+    size_t nbytes = dpt_tensor_count(a->x[0]) * sizeof(float);
+    for (int i = 0; i < 2; i++)
+        if (a->dx[i])
+            memcpy(a->dx[i]->data, dy, nbytes);
+    return DPT_OK;
+}
+
+static dpt_status_t flatten_forward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    (void)op;
+    memcpy(a->y->data, a->x[0]->data, dpt_tensor_count(a->x[0]) * sizeof(float));
+    return DPT_OK;
+}
+
+static dpt_status_t flatten_backward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    (void)op;
+    const float *dy = a->dy ? a->dy->data : NULL;
+    if (a->dx[0])
+        memcpy(a->dx[0]->data, dy, dpt_tensor_count(a->x[0]) * sizeof(float));
+    return DPT_OK;
+}
+
+/* XENT keeps the softmax probabilities (N*K) in op->save. */
+static dpt_status_t xent_create(dpt_backend_t *be, dpt_op_t *op)
+{
+    (void)be;
+    op->save = dpt_calloc(dpt_tensor_count(&op->d.in[0]) * sizeof(float));
+    return op->save ? DPT_OK : nomem();
+}
+
+static dpt_status_t xent_forward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    const dpt_tensor_t *x = a->x[0];
+    double l = dpt__ref_xent_fwd_f32(x->data, a->labels, op->save, x->n, x->c, a->n_valid,
+                                     op->d.label_smoothing, a->correct);
+    if (a->loss)
+        *a->loss = (float)l;
+    memcpy(a->y->data, op->save, dpt_tensor_count(x) * sizeof(float));   /* y = probabilities */
+    return DPT_OK;
+}
+
+static dpt_status_t xent_backward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    const dpt_tensor_t *x = a->x[0];
+    if (a->dx[0])
+        dpt__ref_xent_bwd_f32(op->save, a->labels, a->dx[0]->data, x->n, x->c, a->n_valid,
+                              op->d.label_smoothing);
+    return DPT_OK;
+}
+
+/* ---- the op table and dispatch ---------------------------------------------------------- */
+
+static const dpt__op_impl_t ref_ops[DPT_OP_COUNT_] = {
+    [DPT_OP_CONV2D] = {NULL, conv_forward, conv_backward},
+    [DPT_OP_BATCHNORM] = {bn_create, bn_forward, bn_backward},
+    [DPT_OP_RELU] = {NULL, relu_forward, relu_backward},
+    [DPT_OP_CELU] = {NULL, celu_forward, celu_backward},
+    [DPT_OP_MAXPOOL] = {maxpool_create, maxpool_forward, maxpool_backward},
+    [DPT_OP_GAP] = {NULL, gap_forward, gap_backward},
+    [DPT_OP_FC] = {NULL, fc_forward, fc_backward},
+    [DPT_OP_ADD] = {NULL, add_forward, add_backward},
+    [DPT_OP_FLATTEN] = {NULL, flatten_forward, flatten_backward},
+    [DPT_OP_SCALE] = {NULL, scale_forward, scale_backward},
+    [DPT_OP_XENT] = {xent_create, xent_forward, xent_backward},
+};
+
+/* The row of an op kind, or NULL when this backend does not have it. */
+static const dpt__op_impl_t *op_row(dpt_op_kind_t kind)
+{
+    if ((int)kind < 0 || kind >= DPT_OP_COUNT_ || !ref_ops[kind].forward)
+        return NULL;
+    return &ref_ops[kind];
+}
+
+static dpt_status_t unsupported(dpt_op_kind_t kind)
+{
+    return dpt_error_set(DPT_ERR_UNSUPPORTED, "ref: op %d", (int)kind);
 }
 
 static void ref_op_destroy(dpt_op_t *op)
@@ -169,141 +416,43 @@ static void ref_op_destroy(dpt_op_t *op)
     dpt_free(op);
 }
 
+static dpt_status_t ref_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dpt_op_t **out,
+                                  dpt_op_info_t *info)
+{
+    for (int i = 0; i < (d->kind == DPT_OP_ADD ? 2 : 1); i++)
+        if (d->in[i].layout != DPT_LAYOUT_NCHW)
+            return dpt_error_set(DPT_ERR_UNSUPPORTED, "ref backend: %s input must be plain NCHW",
+                                 dpt_op_kind_name(d->kind));
+    DPT_CHECK(ref_op_shape(d, info));
+    const dpt__op_impl_t *row = op_row(d->kind);
+    if (!row)
+        return unsupported(d->kind);
+    snprintf(info->impl, sizeof info->impl, "ref");
+    dpt_op_t *op = dpt_calloc(sizeof *op);
+    if (!op)
+        return nomem();
+    op->d = *d;
+    op->info = *info;
+    dpt_status_t st = DPT_OK;
+    if (row->create)
+        DPT_CHECK_GOTO(row->create(be, op), st, fail);
+    *out = op;
+    return DPT_OK;
+fail:
+    ref_op_destroy(op);
+    return st;
+}
+
 static dpt_status_t ref_forward(dpt_op_t *op, const dpt_op_args_t *a)
 {
-    const dpt_op_desc_t *d = &op->d;
-    const dpt_tensor_t *x = a->x[0];
-    float *y = a->y->data;
-    int N = x->n, C = x->c, H = x->h, W = x->w;
-    long cnt = (long)dpt_tensor_count(x);
-    const dpt_tensor_t *o = &op->info.out;
-    switch (d->kind) {
-    case DPT_OP_CONV2D:
-        dpt__ref_conv_fwd_f32(x->data, a->w, d->has_bias ? a->w + op->info.n_weights : NULL, y, N,
-                              C, H, W, d->out_c, d->kh, d->kw, d->stride, d->pad, o->h, o->w);
-        break;
-    case DPT_OP_BATCHNORM: {
-        const float *g = a->w, *b = a->w + C;
-        float *rm = a->buf, *rv = a->buf + C;
-        if (a->training) {
-            float *mean = op->save, *var = op->save + C;
-            dpt__ref_bn_fwd_train_f32(x->data, g, b, y, mean, var, N, C, H * W, d->bn_eps,
-                                      d->fuse_relu);
-            double m = d->bn_momentum, M = (double)N * H * W;
-            for (int c = 0; c < C; c++) {
-                rm[c] = (float)((1 - m) * rm[c] + m * mean[c]);
-                rv[c] = (float)((1 - m) * rv[c] + m * var[c] * (M > 1 ? M / (M - 1) : 1.0));
-            }
-        } else {
-            dpt__ref_bn_fwd_eval_f32(x->data, g, b, rm, rv, y, N, C, H * W, d->bn_eps,
-                                     d->fuse_relu);
-        }
-        break;
-    }
-    case DPT_OP_RELU:
-        dpt__ref_relu_fwd_f32(x->data, y, cnt);
-        break;
-    case DPT_OP_CELU:
-        dpt__ref_celu_fwd_f32(x->data, y, cnt, d->alpha);
-        break;
-    case DPT_OP_SCALE:
-        for (long i = 0; i < cnt; i++)
-            y[i] = d->alpha * x->data[i];
-        break;
-    case DPT_OP_MAXPOOL:
-        dpt__ref_maxpool_fwd_f32(x->data, y, op->argmax, N, C, H, W, d->pool_k, d->pool_stride,
-                                 d->pool_pad, o->h, o->w);
-        break;
-    case DPT_OP_GAP:
-        dpt__ref_gap_fwd_f32(x->data, y, N, C, H * W);
-        break;
-    case DPT_OP_FC:
-        dpt__ref_fc_fwd_f32(x->data, a->w, d->has_bias ? a->w + op->info.n_weights : NULL, y, N,
-                            C * H * W, d->out_features);
-        break;
-    case DPT_OP_ADD:
-        for (long i = 0; i < cnt; i++)
-            y[i] = x->data[i] + a->x[1]->data[i];
-        break;
-    case DPT_OP_FLATTEN:
-        memcpy(y, x->data, (size_t)cnt * sizeof(float));
-        break;
-    case DPT_OP_XENT: {
-        double l = dpt__ref_xent_fwd_f32(x->data, a->labels, op->save, N, C, a->n_valid,
-                                         d->label_smoothing, a->correct);
-        if (a->loss)
-            *a->loss = (float)l;
-        memcpy(y, op->save, (size_t)cnt * sizeof(float));   /* y = probabilities */
-        break;
-    }
-    default:
-        return dpt_error_set(DPT_ERR_UNSUPPORTED, "ref: op %d", (int)d->kind);
-    }
-    return DPT_OK;
+    const dpt__op_impl_t *row = op_row(op->d.kind);
+    return row ? row->forward(op, a) : unsupported(op->d.kind);
 }
 
 static dpt_status_t ref_backward(dpt_op_t *op, const dpt_op_args_t *a)
 {
-    const dpt_op_desc_t *d = &op->d;
-    const dpt_tensor_t *x = a->x[0];
-    float *dx = a->dx[0] ? a->dx[0]->data : NULL;
-    const float *dy = a->dy ? a->dy->data : NULL;
-    int N = x->n, C = x->c, H = x->h, W = x->w;
-    long cnt = (long)dpt_tensor_count(x);
-    const dpt_tensor_t *o = &op->info.out;
-    switch (d->kind) {
-    case DPT_OP_CONV2D:
-        dpt__ref_conv_bwd_f32(x->data, a->w, dy, dx, a->dw,
-                              d->has_bias ? a->dw + op->info.n_weights : NULL, N, C, H, W,
-                              d->out_c, d->kh, d->kw, d->stride, d->pad, o->h, o->w);
-        break;
-    case DPT_OP_BATCHNORM:
-        dpt__ref_bn_bwd_f32(x->data, a->w, op->save, op->save + C, a->y->data, dy, dx, a->dw,
-                            a->dw + C, N, C, H * W, d->bn_eps, d->fuse_relu);
-        break;
-    case DPT_OP_RELU:
-        if (dx)
-            dpt__ref_relu_bwd_f32(a->y->data, dy, dx, cnt);
-        break;
-    case DPT_OP_CELU:
-        if (dx)
-            dpt__ref_celu_bwd_f32(x->data, dy, dx, cnt, d->alpha);
-        break;
-    case DPT_OP_SCALE:
-        if (dx)
-            for (long i = 0; i < cnt; i++)
-                dx[i] = d->alpha * dy[i];
-        break;
-    case DPT_OP_MAXPOOL:
-        if (dx)
-            dpt__ref_maxpool_bwd_f32(op->argmax, dy, dx, N, C, H, W, o->h, o->w);
-        break;
-    case DPT_OP_GAP:
-        if (dx)
-            dpt__ref_gap_bwd_f32(dy, dx, N, C, H * W);
-        break;
-    case DPT_OP_FC:
-        dpt__ref_fc_bwd_f32(x->data, a->w, dy, dx, a->dw,
-                            d->has_bias ? a->dw + op->info.n_weights : NULL, N, C * H * W,
-                            d->out_features);
-        break;
-    case DPT_OP_ADD:
-        for (int i = 0; i < 2; i++)
-            if (a->dx[i])
-                memcpy(a->dx[i]->data, dy, (size_t)cnt * sizeof(float));
-        break;
-    case DPT_OP_FLATTEN:
-        if (dx)
-            memcpy(dx, dy, (size_t)cnt * sizeof(float));
-        break;
-    case DPT_OP_XENT:
-        if (dx)
-            dpt__ref_xent_bwd_f32(op->save, a->labels, dx, N, C, a->n_valid, d->label_smoothing);
-        break;
-    default:
-        return dpt_error_set(DPT_ERR_UNSUPPORTED, "ref: op %d", (int)d->kind);
-    }
-    return DPT_OK;
+    const dpt__op_impl_t *row = op_row(op->d.kind);
+    return row && row->backward ? row->backward(op, a) : unsupported(op->d.kind);
 }
 
 static void *ref_alloc(dpt_backend_t *be, size_t nbytes)

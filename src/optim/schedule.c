@@ -29,8 +29,10 @@ double dpt_schedule_lr(const dpt_schedule_t *s, long step)
     if (s->kind == DPT_SCHED_ONECYCLE) {
         double t = s->total_steps > 0 ? (double)step / (double)s->total_steps : 1.0;
         double peak = s->peak > 0 && s->peak < 1 ? s->peak : 0.25;
-        if (t < peak)
-            return base * (t + 1.0 / (double)(s->total_steps > 0 ? s->total_steps : 1)) / peak;
+        if (t < peak) {   /* (step + 1) / T: never 0; capped so that it never passes base */
+            double up = (t + 1.0 / (double)(s->total_steps > 0 ? s->total_steps : 1)) / peak;
+            return base * (up < 1.0 ? up : 1.0);
+        }
         return t >= 1.0 ? 0.0 : base * (1.0 - t) / (1.0 - peak);
     }
     if (step < s->warmup_steps)

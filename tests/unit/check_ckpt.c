@@ -1,0 +1,182 @@
+/* check_ckpt.c: weight files, checkpoints and the best epoch, round trip and damage: every float
+ * comes back exactly; a checkpoint of 2 ranks read by 2 gives each rank its own BN buffers and
+ * read by 1 their average; a truncated file, a flipped byte and a model of another size are
+ * refused naming the file; DIR keeps the newest K, `latest` names the newest, and --resume auto
+ * skips a corrupt newest; DIR/best is read back only up to the step resumed from. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check_main.h"
+#include "dptrain/checkpoint.h"
+
+enum { NP = 1000, NB = 24 };
+static char dir[256];
+static float params[NP], buffers[2 * NB], mom[NP];
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/dpt-check-ckpt-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    for (int i = 0; i < NP; i++) {
+        params[i] = (float)i * 0.25f - 7.0f;
+        mom[i] = (float)(i % 13) * -0.5f;
+    }
+    for (int i = 0; i < 2 * NB; i++)
+        buffers[i] = (float)i;   /* rank 0's NB, then rank 1's */
+}
+
+static void teardown(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Overwrite one byte of a file at `off` (negative: from the end) with its complement. */
+static void flip_byte(const char *path, long off)
+{
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, off, off < 0 ? SEEK_END : SEEK_SET), 0);
+    int c = fgetc(f);
+    ck_assert_int_ne(c, EOF);
+    ck_assert_int_eq(fseek(f, -1, SEEK_CUR), 0);
+    fputc(~c & 0xff, f);
+    fclose(f);
+}
+
+static void truncate_to(const char *path, long n)
+{
+    ck_assert_int_eq(truncate(path, n), 0);
+}
+
+START_TEST(test_weights)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/w.dpt", dir);
+    ck_assert_int_eq(dpt_weights_save(path, params, NP, buffers, NB), DPT_OK);
+    float p2[NP], b2[NB];
+    ck_assert_int_eq(dpt_weights_load(path, p2, NP, b2, NB), DPT_OK);
+    ck_assert(!memcmp(p2, params, sizeof p2) && !memcmp(b2, buffers, sizeof b2));
+    ck_assert_int_ne(dpt_weights_load(path, p2, NP - 1, b2, NB), DPT_OK);   /* another model */
+    ck_assert_msg(strstr(dpt_error_get(), path), "%s", dpt_error_get());
+    flip_byte(path, -3);
+    ck_assert_int_ne(dpt_weights_load(path, p2, NP, b2, NB), DPT_OK);
+    ck_assert_msg(strstr(dpt_error_get(), path), "%s", dpt_error_get());
+    ck_assert_int_eq(dpt_weights_save(path, params, NP, buffers, NB), DPT_OK);
+    truncate_to(path, 100);
+    ck_assert_int_ne(dpt_weights_load(path, p2, NP, b2, NB), DPT_OK);
+    ck_assert_msg(strstr(dpt_error_get(), "truncated"), "%s", dpt_error_get());
+}
+END_TEST
+
+static dpt_ckpt_state_t state(uint64_t step)
+{
+    dpt_ckpt_state_t s = {.step = step, .epoch = 2, .epoch_step = 7, .ranks = 2, .seed = 42,
+                          .config_hash = 0x1234, .counters = {1.5, 2, 3, 4}};
+    snprintf(s.flags, sizeof s.flags, "--lr=0.1\n--global-batch=64\n");
+    return s;
+}
+
+START_TEST(test_checkpoint)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/c.dpt", dir);
+    dpt_ckpt_state_t s = state(77), r;
+    ck_assert_int_eq(dpt_ckpt_write(path, &s, params, NP, buffers, NB, mom), DPT_OK);
+    static float p2[NP], b2[2 * NB], m2[NP];
+    ck_assert_int_eq(dpt_ckpt_read(path, 2, &r, p2, NP, b2, NB, m2), DPT_OK);
+    ck_assert(!memcmp(p2, params, sizeof p2) && !memcmp(m2, mom, sizeof m2));
+    ck_assert(!memcmp(b2, buffers, sizeof b2));   /* each rank's own */
+    ck_assert_int_eq(r.step, 77);
+    ck_assert_int_eq(r.epoch, 2);
+    ck_assert_int_eq(r.epoch_step, 7);
+    ck_assert_int_eq(r.ranks, 2);
+    ck_assert_int_eq(r.seed, 42);
+    ck_assert(!memcmp(r.counters, s.counters, sizeof s.counters));
+    ck_assert_str_eq(r.flags, s.flags);
+    /* one rank: the average of the two writers' buffers */
+    ck_assert_int_eq(dpt_ckpt_read(path, 1, &r, p2, NP, b2, NB, m2), DPT_OK);
+    for (int i = 0; i < NB; i++)
+        ck_assert_float_eq(b2[i], (buffers[i] + buffers[NB + i]) / 2);
+    /* damage, named */
+    flip_byte(path, -5);
+    ck_assert_int_ne(dpt_ckpt_read(path, 2, &r, p2, NP, b2, NB, m2), DPT_OK);
+    ck_assert_msg(strstr(dpt_error_get(), path), "%s", dpt_error_get());
+    ck_assert_int_eq(dpt_ckpt_write(path, &s, params, NP, buffers, NB, mom), DPT_OK);
+    truncate_to(path, 60);
+    ck_assert_int_ne(dpt_ckpt_read(path, 2, &r, p2, NP, b2, NB, m2), DPT_OK);
+    ck_assert_msg(strstr(dpt_error_get(), path), "%s", dpt_error_get());
+    ck_assert_int_eq(dpt_ckpt_write(path, &s, params, NP, buffers, NB, mom), DPT_OK);
+    ck_assert_int_ne(dpt_ckpt_read(path, 2, &r, p2, NP + 1, b2, NB, m2), DPT_OK);
+}
+END_TEST
+
+START_TEST(test_directory)
+{
+    static float p2[NP], b2[2 * NB], m2[NP];
+    for (uint64_t step = 10; step <= 50; step += 10) {
+        dpt_ckpt_state_t s = state(step);
+        ck_assert_int_eq(dpt_ckpt_save(dir, 3, &s, params, NP, buffers, NB, mom, NULL, 0), DPT_OK);
+    }
+    char newest[64];
+    ck_assert_int_eq(dpt_ckpt_list(dir, newest, sizeof newest), 3);   /* 30, 40, 50 kept */
+    ck_assert_str_eq(newest, "ckpt-50.dpt");
+    char path[300], line[64] = "";
+    snprintf(path, sizeof path, "%s/latest", dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    fclose(f);
+    ck_assert_str_eq(line, "ckpt-50.dpt\n");
+    snprintf(path, sizeof path, "%s/ckpt-20.dpt", dir);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    /* a corrupt newest is skipped: the one before is loaded */
+    snprintf(path, sizeof path, "%s/ckpt-50.dpt", dir);
+    flip_byte(path, -2);
+    dpt_ckpt_state_t r;
+    char got[300];
+    int found = 0;
+    ck_assert_int_eq(dpt_ckpt_load_newest(dir, 2, &r, p2, NP, b2, NB, m2, got, sizeof got, &found),
+                     DPT_OK);
+    ck_assert_int_eq(found, 1);
+    ck_assert_int_eq(r.step, 40);
+    ck_assert_msg(strstr(got, "ckpt-40.dpt"), "%s", got);
+}
+END_TEST
+
+START_TEST(test_best)
+{
+    double acc = 0;
+    int epoch = 0;
+    ck_assert_int_eq(dpt_ckpt_best_read(dir, 1000, &acc, &epoch), 0);   /* none yet */
+    ck_assert_int_eq(dpt_ckpt_best_save(dir, 3, 300, 0.8125, params, NP, buffers, NB), DPT_OK);
+    ck_assert_int_eq(dpt_ckpt_best_read(dir, 300, &acc, &epoch), 1);
+    ck_assert_int_eq(epoch, 3);
+    ck_assert(acc == 0.8125);
+    ck_assert_int_eq(dpt_ckpt_best_read(dir, 299, &acc, &epoch), 0);   /* in that run's future */
+    char path[300];
+    snprintf(path, sizeof path, "%s/best.dpt", dir);
+    float p2[NP], b2[NB];
+    ck_assert_int_eq(dpt_weights_load(path, p2, NP, b2, NB), DPT_OK);
+    ck_assert(!memcmp(p2, params, sizeof p2) && !memcmp(b2, buffers, sizeof b2));
+}
+END_TEST
+
+static Suite *ckpt_suite(void)
+{
+    Suite *s = suite_create("ckpt");
+    TCase *tc = tcase_create("files");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_weights);
+    tcase_add_test(tc, test_checkpoint);
+    tcase_add_test(tc, test_directory);
+    tcase_add_test(tc, test_best);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+DPT_CHECK_MAIN(ckpt_suite)

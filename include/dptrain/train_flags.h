@@ -69,6 +69,9 @@
     X(const char *, checkpoint_dir, NULL, "checkpoint-dir", T_STR, 0, 0, CMD_TRAIN | CONTROL, "DIR", \
       "write checkpoints (ckpt-<step>.dpt, 'latest'; best.dpt, the best epoch's weights) here: " \
       "at every epoch end, every --checkpoint-every steps and when stopped by a signal") \
+    X(int, save_best, 1, "save-best", T_BOOL, 0, 0, CMD_TRAIN | CONTROL, NULL, \
+      "with --checkpoint-dir: keep DIR/best.dpt, the weights of the epoch with the best test " \
+      "accuracy so far (off: only the rolling checkpoints)") \
     X(long, checkpoint_every, 0, "checkpoint-every", T_LONG, 0, INT_MAX, CMD_TRAIN | CONTROL, "N", \
       "also checkpoint every N steps (default 0: epoch ends and stops only)") \
     X(int, keep_checkpoints, 3, "keep-checkpoints", T_INT, 1, 1000000, CMD_TRAIN | CONTROL, "K", \

@@ -79,7 +79,7 @@ dpt_status_t dpt__best_update(session_t *s, const dpt_train_config_t *cfg, int e
                               double acc, double *best, int *improved, int *collective)
 {
     *improved = 0;
-    if (!cfg->checkpoint_dir || !s->test_ld || !(acc > *best))
+    if (!cfg->checkpoint_dir || !cfg->save_best || !s->test_ld || !(acc > *best))
         return DPT_OK;
     size_t np, nb;
     dpt_model_params(s->model, &np);

@@ -133,4 +133,7 @@ got=$(sed -nE 's/^test accuracy: ([0-9.]+)% .*test loss ([^ ]+) .*/\2 \1/p' <<< 
 [[ -n $want && $got == "$want" ]] && ok || bad "eval of best.dpt: '$got', epoch $be said '$want'"
 [[ $(cat "$TMP/s/best" 2> /dev/null) == "$(cat "$TMP/a/best")" ]] && ok || bad "best after stop + resume: $(cat "$TMP/s/best" 2> /dev/null)"
 r=$("$CMP" "$TMP/a/best.dpt" "$TMP/s/best.dpt" --exact) && ok || bad "best.dpt after stop + resume differs: $r"
+"$DPT" train "${args[@]}" --epochs 1 --batch 32 --checkpoint-dir "$TMP/nb" --no-save-best --quiet > "$TMP/nb.txt" 2>&1 \
+  || bad "--no-save-best: $(tail -2 "$TMP/nb.txt")"
+[[ -e $TMP/nb/latest && ! -e $TMP/nb/best.dpt && ! -e $TMP/nb/best ]] && ok || bad "--no-save-best wrote: $(ls "$TMP/nb")"
 finish

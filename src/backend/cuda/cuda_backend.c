@@ -1,6 +1,6 @@
 /* cuda_backend.c: the `cuda` compute backend (backend.h interface) on one GPU. Convolutions go to
  * cuDNN (legacy API: descriptors and algorithms fixed at op_create, one shared workspace), fully
- * connected layers to cuBLAS, everything else to our kernels (cuda_kernels.cu). All work is
+ * connected layers to cuBLAS, everything else to our kernels (cuda_kernels_*.cu). All work is
  * queued on one compute stream; forward/backward return before the device finishes, except
  * XENT forward, which waits to hand the loss back to the host.
  *
@@ -17,6 +17,11 @@
  * default for convolutions). DPT_CUDA_WORKSPACE_MB sets the cuDNN workspace (default 256);
  * DPT_CUDNN_FIND=1 ranks convolution algorithms by timing them (cudnnFind*Ex) instead of by
  * cuDNN's heuristics.
+ *
+ * This file holds the lifetime, memory and stream side and the op table that dispatches op
+ * create/forward/backward by kind; the ops themselves are in cuda_conv.c (cuDNN convolution) and
+ * cuda_ops.c (cuBLAS fc, batch norm, elementwise, pooling, loss), the shared types in
+ * cuda_internal.h.
  */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -31,82 +36,29 @@
 #include "dptrain/backend.h"
 #include "dptrain/cuda.h"
 
-struct dpt_backend {
-    int device;
-    dpt_precision_t prec;     /* activation storage and compute precision */
-    int tf32;                 /* FP32 mode may use TF32 tensor cores (DPT_CUDA_TF32=1) */
-    int sms;                  /* streaming multiprocessors of the device (sizes BN grids) */
-    int find;                 /* order conv algorithms by measured time (DPT_CUDNN_FIND=1) */
-    cudaStream_t stream;      /* the compute stream (blocking) */
-    cublasHandle_t cublas;    /* bound to stream */
-    cudnnHandle_t cudnn;      /* bound to stream */
-    void *ws;                 /* cuDNN workspace shared by all ops (they run in stream order) */
-    size_t ws_size;
-    float *stage;             /* float32 staging for import/export of 16-bit tensors (grows) */
-    size_t stage_size;
-};
-
-struct dpt_op {
-    dpt_backend_t *be;
-    dpt_op_desc_t d;
-    dpt_op_info_t info;
-    dpt_precision_t dt;        /* element type of the output (and of the inputs after casting) */
-    int in_cast[2];            /* input i is float32 NCHW in a 16-bit backend: cast it */
-    void *xc[2];               /* (count of in[i]) 16-bit copy of input i when in_cast[i] */
-    void *dxc[2];              /* (count of in[i]) 16-bit gradient of input i when in_cast[i] */
-    /* conv2d */
-    cudnnTensorDescriptor_t xd, yd;
-    cudnnFilterDescriptor_t wd;
-    cudnnConvolutionDescriptor_t cd[3];   /* forward, backward data, backward filter */
-    cudnnConvolutionFwdAlgo_t algo_fwd;
-    cudnnConvolutionBwdDataAlgo_t algo_bwd_data;
-    cudnnConvolutionBwdFilterAlgo_t algo_bwd_filter;
-    size_t ws_need[3];
-    /* conv2d, fc in 16-bit modes */
-    void *w16;                 /* (n_weights) weights cast to dt */
-    void *dw16;                /* (n_weights) conv weight gradient in dt */
-    /* batchnorm: mean (C), var (C), then reductions (2C) when the caller passes no dw;
-     * xent: probabilities (N*K) */
-    float *save;
-    double *part;              /* batchnorm: (C, bn_splits, 2) float64 partial sums */
-    int bn_splits;
-    int32_t *argmax;           /* maxpool (N, C, OH, OW) */
-    /* xent */
-    int32_t *labels;           /* (N) labels on the device */
-    float *sample_loss;        /* (N) */
-    int32_t *sample_hit;       /* (N) */
-    float *loss_d;             /* (1) */
-    int32_t *correct_d;        /* (1) */
-};
-
 /* ---- status translation ---------------------------------------------------------------------- */
-static dpt_status_t cu_st(cudaError_t e, const char *what)
+dpt_status_t dpt__cuda_st(cudaError_t e, const char *what)
 {
     if (e == cudaSuccess)
         return DPT_OK;
     return dpt_error_set(DPT_ERR_CUDA, "cuda: %s: %s", what, cudaGetErrorString(e));
 }
 
-static dpt_status_t dnn_st(cudnnStatus_t e, const char *what)
+dpt_status_t dpt__cuda_dnn_st(cudnnStatus_t e, const char *what)
 {
     if (e == CUDNN_STATUS_SUCCESS)
         return DPT_OK;
     return dpt_error_set(DPT_ERR_CUDA, "cuda: %s: %s", what, cudnnGetErrorString(e));
 }
 
-static dpt_status_t blas_st(cublasStatus_t e, const char *what)
+dpt_status_t dpt__cuda_blas_st(cublasStatus_t e, const char *what)
 {
     if (e == CUBLAS_STATUS_SUCCESS)
         return DPT_OK;
     return dpt_error_set(DPT_ERR_CUDA, "cuda: %s: %s", what, cublasGetStatusString(e));
 }
 
-/* The failing call's text (up to its first parenthesis) names it in the message. */
-#define CU(call) cu_st((call), #call)
-#define DNN(call) dnn_st((call), #call)
-#define BLAS(call) blas_st((call), #call)
-
-static size_t elem_size(dpt_precision_t p) { return p == DPT_PREC_FP32 ? 4 : 2; }
+size_t dpt__cuda_elem_size(dpt_precision_t p) { return p == DPT_PREC_FP32 ? 4 : 2; }
 
 static int layout_of(dpt_precision_t p)
 {
@@ -122,18 +74,6 @@ static int prec_of_layout(int layout)
            : layout == DPT__CUDA_LAYOUT_BF16 ? DPT_PREC_BF16
            : layout == DPT__CUDA_LAYOUT_FP16 ? DPT_PREC_FP16
                                              : -1;
-}
-
-static cudnnDataType_t dnn_type(dpt_precision_t p)
-{
-    return p == DPT_PREC_BF16   ? CUDNN_DATA_BFLOAT16
-           : p == DPT_PREC_FP16 ? CUDNN_DATA_HALF
-                                : CUDNN_DATA_FLOAT;
-}
-
-static cudaDataType_t blas_type(dpt_precision_t p)
-{
-    return p == DPT_PREC_BF16 ? CUDA_R_16BF : p == DPT_PREC_FP16 ? CUDA_R_16F : CUDA_R_32F;
 }
 
 static long env_long(const char *name, long dflt)
@@ -172,7 +112,7 @@ int dpt_cuda_layout(dpt_precision_t p) { return layout_of(p); }
 size_t dpt_cuda_layout_elem_size(int layout)
 {
     int p = prec_of_layout(layout);
-    return p < 0 ? 0 : elem_size((dpt_precision_t)p);
+    return p < 0 ? 0 : dpt__cuda_elem_size((dpt_precision_t)p);
 }
 
 dpt_status_t dpt_cuda_import_device(dpt_backend_t *be, const float *src_dev, dpt_tensor_t *dst)
@@ -277,8 +217,8 @@ static void cuda_free(dpt_backend_t *be, void *p)
     (void)cudaFree(p);
 }
 
-static dpt_status_t cuda_memcpy(dpt_backend_t *be, void *dst, const void *src, size_t nbytes,
-                                dpt_copy_kind_t kind)
+dpt_status_t dpt__cuda_memcpy(dpt_backend_t *be, void *dst, const void *src, size_t nbytes,
+                              dpt_copy_kind_t kind)
 {
     if (!nbytes)
         return DPT_OK;
@@ -318,9 +258,9 @@ static dpt_status_t cuda_import(dpt_backend_t *be, const float *src, dpt_tensor_
     if (p < 0)
         return dpt_error_set(DPT_ERR_UNSUPPORTED, "cuda backend: tensor layout %d", dst->layout);
     if (p == DPT_PREC_FP32)
-        return cuda_memcpy(be, dst->data, src, n * sizeof(float), DPT_COPY_H2D);
+        return dpt__cuda_memcpy(be, dst->data, src, n * sizeof(float), DPT_COPY_H2D);
     DPT_CHECK(stage_get(be, n));
-    DPT_CHECK(cuda_memcpy(be, be->stage, src, n * sizeof(float), DPT_COPY_H2D));
+    DPT_CHECK(dpt__cuda_memcpy(be, be->stage, src, n * sizeof(float), DPT_COPY_H2D));
     return CU(dpt__cuda_cast_launch(dst->data, (dpt_precision_t)p, be->stage, DPT_PREC_FP32, n,
                                     be->stream));
 }
@@ -332,16 +272,14 @@ static dpt_status_t cuda_export(dpt_backend_t *be, const dpt_tensor_t *src, floa
     if (p < 0)
         return dpt_error_set(DPT_ERR_UNSUPPORTED, "cuda backend: tensor layout %d", src->layout);
     if (p == DPT_PREC_FP32)
-        return cuda_memcpy(be, dst, src->data, n * sizeof(float), DPT_COPY_D2H);
+        return dpt__cuda_memcpy(be, dst, src->data, n * sizeof(float), DPT_COPY_D2H);
     DPT_CHECK(stage_get(be, n));
     DPT_CHECK(CU(dpt__cuda_cast_launch(be->stage, DPT_PREC_FP32, src->data, (dpt_precision_t)p, n,
                                        be->stream)));
-    return cuda_memcpy(be, dst, be->stage, n * sizeof(float), DPT_COPY_D2H);
+    return dpt__cuda_memcpy(be, dst, be->stage, n * sizeof(float), DPT_COPY_D2H);
 }
 
 /* ---- op creation ----------------------------------------------------------------------------- */
-static const float one = 1.0f, zero = 0.0f;   /* alpha and beta of cuDNN and cuBLAS calls */
-
 static void cuda_op_destroy(dpt_op_t *op)
 {
     if (!op)
@@ -374,206 +312,47 @@ static void cuda_op_destroy(dpt_op_t *op)
     dpt_free(op);
 }
 
-static dpt_status_t dev_alloc(void **p, size_t nbytes)
+dpt_status_t dpt__cuda_dev_alloc(void **p, size_t nbytes)
 {
     return CU(cudaMalloc(p, nbytes ? nbytes : 1));
 }
 
-/* The math type a convolution runs with: FP32 stays FMA-only (no TF32) unless tf32 is on;
- * otherwise whatever cuDNN's heuristic paired with the algorithm (tensor cores for 16-bit). */
-static cudnnMathType_t conv_math(const dpt_op_t *op, cudnnMathType_t suggested)
+
+/* ---- the op table ---------------------------------------------------------------------------- */
+
+/* Every kind of dpt_op_kind_t, by kind (dpt__op_impl_t in backend/internal.h). */
+static const dpt__op_impl_t cuda_ops[DPT_OP_COUNT_] = {
+    [DPT_OP_CONV2D] = {.create = dpt__cuda_conv_create,
+                       .forward = dpt__cuda_conv_forward,
+                       .backward = dpt__cuda_conv_backward},
+    [DPT_OP_BATCHNORM] = {.create = dpt__cuda_batchnorm_create,
+                          .forward = dpt__cuda_batchnorm_forward,
+                          .backward = dpt__cuda_batchnorm_backward},
+    [DPT_OP_RELU] = {.forward = dpt__cuda_relu_forward, .backward = dpt__cuda_relu_backward},
+    [DPT_OP_CELU] = {.forward = dpt__cuda_celu_forward, .backward = dpt__cuda_celu_backward},
+    [DPT_OP_MAXPOOL] = {.create = dpt__cuda_maxpool_create,
+                        .forward = dpt__cuda_maxpool_forward,
+                        .backward = dpt__cuda_maxpool_backward},
+    [DPT_OP_GAP] = {.forward = dpt__cuda_gap_forward, .backward = dpt__cuda_gap_backward},
+    [DPT_OP_FC] = {.create = dpt__cuda_fc_create,
+                   .forward = dpt__cuda_fc_forward,
+                   .backward = dpt__cuda_fc_backward},
+    [DPT_OP_ADD] = {.forward = dpt__cuda_add_forward, .backward = dpt__cuda_copy_backward},
+    [DPT_OP_FLATTEN] = {.forward = dpt__cuda_flatten_forward,
+                        .backward = dpt__cuda_copy_backward},
+    [DPT_OP_SCALE] = {.forward = dpt__cuda_scale_forward, .backward = dpt__cuda_scale_backward},
+    [DPT_OP_XENT] = {.create = dpt__cuda_xent_create,
+                     .forward = dpt__cuda_xent_forward,
+                     .backward = dpt__cuda_xent_backward},
+};
+
+/* The row of a kind, NULL for a kind outside the enum. */
+static const dpt__op_impl_t *op_impl(dpt_op_kind_t kind)
 {
-    if (op->dt == DPT_PREC_FP32 && !op->be->tf32)
-        return CUDNN_FMA_MATH;
-    return suggested;
+    return (unsigned)kind < DPT_OP_COUNT_ ? &cuda_ops[kind] : NULL;
 }
 
-static dpt_status_t conv_no_algo(const dpt_op_t *op, const char *dir)
-{
-    const dpt_tensor_t *x = &op->d.in[0];
-    return dpt_error_set(DPT_ERR_CUDA, "cuda: conv2d %dx%dx%dx%d -> %d filters %dx%d: no cuDNN %s "
-                         "algorithm works within the %zu MiB workspace (DPT_CUDA_WORKSPACE_MB)",
-                         x->n, x->c, x->h, x->w, op->d.out_c, op->d.kh, op->d.kw, dir,
-                         op->be->ws_size >> 20);
-}
-
-/* Scratch tensors of one convolution's shapes, used only while choosing algorithms. */
-typedef struct conv_scratch {
-    void *x, *y, *w;
-} conv_scratch_t;
-
-/* Each direction: candidates in cuDNN's order (heuristic ranking of cudnnGet*_v7, or measured
- * times of cudnnFind*Ex with DPT_CUDNN_FIND=1); the first that reports success, whose workspace
- * with our math type fits, and that really runs once on scratch tensors is kept. So an algorithm
- * cuDNN lists but cannot run with the forced FMA math fails here, not in the training step. */
-static dpt_status_t pick_fwd(dpt_op_t *op, const conv_scratch_t *b)
-{
-    dpt_backend_t *be = op->be;
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int n = 0;
-    if (be->find)
-        DPT_CHECK(DNN(cudnnFindConvolutionForwardAlgorithmEx(
-            be->cudnn, op->xd, b->x, op->wd, b->w, op->cd[0], op->yd, b->y,
-            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf, be->ws, be->ws_size)));
-    else
-        DPT_CHECK(DNN(cudnnGetConvolutionForwardAlgorithm_v7(
-            be->cudnn, op->xd, op->wd, op->cd[0], op->yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n,
-            perf)));
-    for (int i = 0; i < n; i++) {
-        size_t sz = 0;
-        if (perf[i].status != CUDNN_STATUS_SUCCESS ||
-            cudnnSetConvolutionMathType(op->cd[0], conv_math(op, perf[i].mathType)) !=
-                CUDNN_STATUS_SUCCESS ||
-            cudnnGetConvolutionForwardWorkspaceSize(be->cudnn, op->xd, op->wd, op->cd[0], op->yd,
-                                                    perf[i].algo, &sz) != CUDNN_STATUS_SUCCESS ||
-            sz > be->ws_size ||
-            cudnnConvolutionForward(be->cudnn, &one, op->xd, b->x, op->wd, b->w, op->cd[0],
-                                    perf[i].algo, be->ws, sz, &zero, op->yd, b->y) !=
-                CUDNN_STATUS_SUCCESS)
-            continue;
-        op->algo_fwd = perf[i].algo;
-        op->ws_need[0] = sz;
-        return DPT_OK;
-    }
-    return conv_no_algo(op, "forward");
-}
-
-static dpt_status_t pick_bwd_data(dpt_op_t *op, const conv_scratch_t *b)
-{
-    dpt_backend_t *be = op->be;
-    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    int n = 0;
-    if (be->find)
-        DPT_CHECK(DNN(cudnnFindConvolutionBackwardDataAlgorithmEx(
-            be->cudnn, op->wd, b->w, op->yd, b->y, op->cd[1], op->xd, b->x,
-            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf, be->ws, be->ws_size)));
-    else
-        DPT_CHECK(DNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(
-            be->cudnn, op->wd, op->yd, op->cd[1], op->xd, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-            &n, perf)));
-    for (int i = 0; i < n; i++) {
-        size_t sz = 0;
-        if (perf[i].status != CUDNN_STATUS_SUCCESS ||
-            cudnnSetConvolutionMathType(op->cd[1], conv_math(op, perf[i].mathType)) !=
-                CUDNN_STATUS_SUCCESS ||
-            cudnnGetConvolutionBackwardDataWorkspaceSize(be->cudnn, op->wd, op->yd, op->cd[1],
-                                                         op->xd, perf[i].algo, &sz) !=
-                CUDNN_STATUS_SUCCESS ||
-            sz > be->ws_size ||
-            cudnnConvolutionBackwardData(be->cudnn, &one, op->wd, b->w, op->yd, b->y, op->cd[1],
-                                         perf[i].algo, be->ws, sz, &zero, op->xd, b->x) !=
-                CUDNN_STATUS_SUCCESS)
-            continue;
-        op->algo_bwd_data = perf[i].algo;
-        op->ws_need[1] = sz;
-        return DPT_OK;
-    }
-    return conv_no_algo(op, "backward-data");
-}
-
-static dpt_status_t pick_bwd_filter(dpt_op_t *op, const conv_scratch_t *b)
-{
-    dpt_backend_t *be = op->be;
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    int n = 0;
-    if (be->find)
-        DPT_CHECK(DNN(cudnnFindConvolutionBackwardFilterAlgorithmEx(
-            be->cudnn, op->xd, b->x, op->yd, b->y, op->cd[2], op->wd, b->w,
-            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf, be->ws, be->ws_size)));
-    else
-        DPT_CHECK(DNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-            be->cudnn, op->xd, op->yd, op->cd[2], op->wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-            &n, perf)));
-    for (int i = 0; i < n; i++) {
-        size_t sz = 0;
-        if (perf[i].status != CUDNN_STATUS_SUCCESS ||
-            cudnnSetConvolutionMathType(op->cd[2], conv_math(op, perf[i].mathType)) !=
-                CUDNN_STATUS_SUCCESS ||
-            cudnnGetConvolutionBackwardFilterWorkspaceSize(be->cudnn, op->xd, op->yd, op->cd[2],
-                                                           op->wd, perf[i].algo, &sz) !=
-                CUDNN_STATUS_SUCCESS ||
-            sz > be->ws_size ||
-            cudnnConvolutionBackwardFilter(be->cudnn, &one, op->xd, b->x, op->yd, b->y,
-                                           op->cd[2], perf[i].algo, be->ws, sz, &zero, op->wd,
-                                           b->w) != CUDNN_STATUS_SUCCESS)
-            continue;
-        op->algo_bwd_filter = perf[i].algo;
-        op->ws_need[2] = sz;
-        return DPT_OK;
-    }
-    return conv_no_algo(op, "backward-filter");
-}
-
-/* Zeroed scratch tensors for the algorithm choice, then the three choices; the scratch is freed
- * before returning (after the trial runs finished). */
-static dpt_status_t pick_algos(dpt_op_t *op)
-{
-    dpt_backend_t *be = op->be;
-    size_t es = elem_size(op->dt);
-    size_t nb[3] = {dpt_tensor_count(&op->d.in[0]) * es, dpt_tensor_count(&op->info.out) * es,
-                    op->info.n_weights * es};
-    conv_scratch_t b = {NULL, NULL, NULL};
-    void **p[3] = {&b.x, &b.y, &b.w};
-    dpt_status_t st = DPT_OK;
-    for (int i = 0; i < 3 && st == DPT_OK; i++) {
-        st = CU(cudaMalloc(p[i], nb[i]));
-        if (st == DPT_OK)
-            st = CU(cudaMemsetAsync(*p[i], 0, nb[i], be->stream));
-    }
-    if (st == DPT_OK)
-        st = pick_fwd(op, &b);
-    if (st == DPT_OK)
-        st = pick_bwd_data(op, &b);
-    if (st == DPT_OK)
-        st = pick_bwd_filter(op, &b);
-    dpt_status_t sync = CU(cudaStreamSynchronize(be->stream));
-    if (st == DPT_OK)
-        st = sync;
-    for (int i = 0; i < 3; i++)
-        (void)cudaFree(*p[i]);
-    return st;
-}
-
-static dpt_status_t conv_setup(dpt_op_t *op)
-{
-    const dpt_op_desc_t *d = &op->d;
-    const dpt_tensor_t *x = &d->in[0], *y = &op->info.out;
-    cudnnDataType_t t = dnn_type(op->dt);
-    DPT_CHECK(DNN(cudnnCreateTensorDescriptor(&op->xd)));
-    DPT_CHECK(DNN(cudnnCreateTensorDescriptor(&op->yd)));
-    DPT_CHECK(DNN(cudnnCreateFilterDescriptor(&op->wd)));
-    DPT_CHECK(DNN(cudnnSetTensor4dDescriptor(op->xd, CUDNN_TENSOR_NCHW, t, x->n, x->c, x->h, x->w)));
-    DPT_CHECK(DNN(cudnnSetTensor4dDescriptor(op->yd, CUDNN_TENSOR_NCHW, t, y->n, y->c, y->h, y->w)));
-    DPT_CHECK(DNN(cudnnSetFilter4dDescriptor(op->wd, t, CUDNN_TENSOR_NCHW, d->out_c, x->c, d->kh,
-                                             d->kw)));
-    cudnnMathType_t initial = op->dt != DPT_PREC_FP32 ? CUDNN_TENSOR_OP_MATH
-                              : op->be->tf32          ? CUDNN_DEFAULT_MATH
-                                                      : CUDNN_FMA_MATH;
-    for (int i = 0; i < 3; i++) {
-        DPT_CHECK(DNN(cudnnCreateConvolutionDescriptor(&op->cd[i])));
-        /* float32 accumulation in every mode */
-        DPT_CHECK(DNN(cudnnSetConvolution2dDescriptor(op->cd[i], d->pad, d->pad, d->stride,
-                                                      d->stride, 1, 1, CUDNN_CROSS_CORRELATION,
-                                                      CUDNN_DATA_FLOAT)));
-        DPT_CHECK(DNN(cudnnSetConvolutionMathType(op->cd[i], initial)));
-    }
-    int on, oc, oh, ow;
-    DPT_CHECK(DNN(cudnnGetConvolution2dForwardOutputDim(op->cd[0], op->xd, op->wd, &on, &oc, &oh,
-                                                        &ow)));
-    if (on != y->n || oc != y->c || oh != y->h || ow != y->w)
-        return dpt_error_set(DPT_ERR_INTERNAL, "cuda: conv2d output %dx%dx%dx%d from cuDNN, "
-                             "expected %dx%dx%dx%d", on, oc, oh, ow, y->n, y->c, y->h, y->w);
-    DPT_CHECK(pick_algos(op));
-    snprintf(op->info.impl, sizeof op->info.impl, "cudnn:%s:f%d/d%d/w%d",
-             dpt_precision_name(op->dt), (int)op->algo_fwd, (int)op->algo_bwd_data,
-             (int)op->algo_bwd_filter);
-    if (op->dt != DPT_PREC_FP32) {
-        DPT_CHECK(dev_alloc(&op->w16, op->info.n_weights * elem_size(op->dt)));
-        DPT_CHECK(dev_alloc(&op->dw16, op->info.n_weights * elem_size(op->dt)));
-    }
-    return DPT_OK;
-}
-
+/* ---- op creation ----------------------------------------------------------------------------- */
 static dpt_status_t cuda_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dpt_op_t **out,
                                    dpt_op_info_t *info)
 {
@@ -594,52 +373,23 @@ static dpt_status_t cuda_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dp
     op->d = *d;
     op->dt = be->prec;
     info->out.layout = layout_of(op->dt);
-    info->out.nbytes = dpt_tensor_count(&info->out) * elem_size(op->dt);
+    info->out.nbytes = dpt_tensor_count(&info->out) * dpt__cuda_elem_size(op->dt);
     snprintf(info->impl, sizeof info->impl, "cuda:%s", dpt_precision_name(op->dt));
     op->info = *info;
 
     dpt_status_t st = DPT_OK;
-    const dpt_tensor_t *x = &d->in[0];
-    size_t es = elem_size(op->dt), C = (size_t)x->c, N = (size_t)x->n;
+    size_t es = dpt__cuda_elem_size(op->dt);
     for (int i = 0; i < n_in; i++) {
         op->in_cast[i] = op->dt != DPT_PREC_FP32 && d->in[i].layout == DPT_LAYOUT_NCHW;
         if (op->in_cast[i]) {
             size_t nb = dpt_tensor_count(&d->in[i]) * es;
-            DPT_CHECK_GOTO(dev_alloc(&op->xc[i], nb), st, fail);
-            DPT_CHECK_GOTO(dev_alloc(&op->dxc[i], nb), st, fail);
+            DPT_CHECK_GOTO(dpt__cuda_dev_alloc(&op->xc[i], nb), st, fail);
+            DPT_CHECK_GOTO(dpt__cuda_dev_alloc(&op->dxc[i], nb), st, fail);
         }
     }
-    switch (d->kind) {
-    case DPT_OP_CONV2D:
-        DPT_CHECK_GOTO(conv_setup(op), st, fail);
-        break;
-    case DPT_OP_FC:
-        if (op->dt != DPT_PREC_FP32)
-            DPT_CHECK_GOTO(dev_alloc(&op->w16, op->info.n_weights * es), st, fail);
-        snprintf(op->info.impl, sizeof op->info.impl, "cublas:%s", dpt_precision_name(op->dt));
-        break;
-    case DPT_OP_BATCHNORM:
-        op->bn_splits = dpt__cuda_bn_splits(x->n, x->c, (long)x->h * x->w, be->sms);
-        DPT_CHECK_GOTO(dev_alloc((void **)&op->save, 4 * C * sizeof(float)), st, fail);
-        DPT_CHECK_GOTO(dev_alloc((void **)&op->part, 2 * C * (size_t)op->bn_splits *
-                                 sizeof(double)), st, fail);
-        break;
-    case DPT_OP_MAXPOOL:
-        DPT_CHECK_GOTO(dev_alloc((void **)&op->argmax,
-                                 dpt_tensor_count(&info->out) * sizeof(int32_t)),
-                       st, fail);
-        break;
-    case DPT_OP_XENT:
-        DPT_CHECK_GOTO(dev_alloc((void **)&op->save, N * C * sizeof(float)), st, fail);
-        DPT_CHECK_GOTO(dev_alloc((void **)&op->labels, N * sizeof(int32_t)), st, fail);
-        DPT_CHECK_GOTO(dev_alloc((void **)&op->sample_loss, N * sizeof(float)), st, fail);
-        DPT_CHECK_GOTO(dev_alloc((void **)&op->sample_hit, N * sizeof(int32_t)), st, fail);
-        DPT_CHECK_GOTO(dev_alloc((void **)&op->loss_d, sizeof(float)), st, fail);
-        DPT_CHECK_GOTO(dev_alloc((void **)&op->correct_d, sizeof(int32_t)), st, fail);
-        break;
-    default:
-        break;
-    }
+    const dpt__op_impl_t *impl = op_impl(d->kind);   /* not NULL: dpt__op_shape knew the kind */
+    if (impl->create)
+        DPT_CHECK_GOTO(impl->create(be, op), st, fail);
     *info = op->info;
     *out = op;
     return DPT_OK;
@@ -648,82 +398,10 @@ fail:
     return st;
 }
 
-/* ---- forward --------------------------------------------------------------------------------- */
+/* ---- forward and backward -------------------------------------------------------------------- */
 
-/* n_valid as the ref backend reads it. */
-static int valid_count(const dpt_op_args_t *a, int N)
-{
-    return a->n_valid <= 0 || a->n_valid > N ? N : a->n_valid;
-}
-
-static dpt_status_t fc_forward(dpt_op_t *op, const dpt_op_args_t *a, const void *x, void *y)
-{
-    dpt_backend_t *be = op->be;
-    const dpt_tensor_t *in = &op->d.in[0];
-    int N = in->n, IN = in->c * in->h * in->w, OUT = op->d.out_features;
-    /* Row-major Y (N, OUT) = X (N, IN) W^T, i.e. column-major Y^T (OUT x N) = W^T' X^T where W
-     * (OUT, IN) row-major is column-major (IN x OUT), transposed by the GEMM. */
-    if (op->dt == DPT_PREC_FP32) {
-        DPT_CHECK(BLAS(cublasSgemm(be->cublas, CUBLAS_OP_T, CUBLAS_OP_N, OUT, N, IN, &one, a->w,
-                                   IN, (const float *)x, IN, &zero, (float *)y, OUT)));
-    } else {
-        cudaDataType_t t = blas_type(op->dt);
-        DPT_CHECK(CU(dpt__cuda_cast_launch(op->w16, op->dt, a->w, DPT_PREC_FP32,
-                                           op->info.n_weights, be->stream)));
-        DPT_CHECK(BLAS(cublasGemmEx(be->cublas, CUBLAS_OP_T, CUBLAS_OP_N, OUT, N, IN, &one,
-                                    op->w16, t, IN, x, t, IN, &zero, y, t, OUT,
-                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)));
-    }
-    if (op->d.has_bias)
-        DPT_CHECK(CU(dpt__cuda_bias_add_launch(y, op->dt, a->w + op->info.n_weights, N, OUT, 1,
-                                               be->stream)));
-    return DPT_OK;
-}
-
-static dpt_status_t conv_forward(dpt_op_t *op, const dpt_op_args_t *a, const void *x, void *y)
-{
-    dpt_backend_t *be = op->be;
-    const void *w = a->w;
-    if (op->dt != DPT_PREC_FP32) {
-        DPT_CHECK(CU(dpt__cuda_cast_launch(op->w16, op->dt, a->w, DPT_PREC_FP32,
-                                           op->info.n_weights, be->stream)));
-        w = op->w16;
-    }
-    DPT_CHECK(DNN(cudnnConvolutionForward(be->cudnn, &one, op->xd, x, op->wd, w, op->cd[0],
-                                          op->algo_fwd, be->ws, op->ws_need[0], &zero, op->yd,
-                                          y)));
-    const dpt_tensor_t *o = &op->info.out;
-    if (op->d.has_bias)
-        DPT_CHECK(CU(dpt__cuda_bias_add_launch(y, op->dt, a->w + op->info.n_weights, o->n, o->c,
-                                               (long)o->h * o->w, be->stream)));
-    return DPT_OK;
-}
-
-static dpt_status_t xent_forward(dpt_op_t *op, const dpt_op_args_t *a, const void *x, void *y)
-{
-    dpt_backend_t *be = op->be;
-    int N = op->d.in[0].n, K = op->d.in[0].c, nv = valid_count(a, N);
-    if (!a->labels)
-        return dpt_error_set(DPT_ERR_INVALID_ARG, "cuda: softmax_xent forward without labels");
-    for (int i = 0; i < nv; i++)
-        if (a->labels[i] < 0 || a->labels[i] >= K)
-            return dpt_error_set(DPT_ERR_INVALID_ARG, "cuda: softmax_xent: label %d of sample %d "
-                                 "not in [0, %d)", (int)a->labels[i], i, K);
-    DPT_CHECK(cuda_memcpy(be, op->labels, a->labels, (size_t)nv * sizeof(int32_t), DPT_COPY_H2D));
-    DPT_CHECK(CU(dpt__cuda_xent_fwd_launch(x, op->dt, op->labels, op->save, y, op->sample_loss,
-                                           op->sample_hit, N, K, nv, op->d.label_smoothing,
-                                           op->loss_d, op->correct_d, be->stream)));
-    if (a->loss)
-        DPT_CHECK(CU(cudaMemcpyAsync(a->loss, op->loss_d, sizeof(float), cudaMemcpyDeviceToHost,
-                                     be->stream)));
-    if (a->correct)
-        DPT_CHECK(CU(cudaMemcpyAsync(a->correct, op->correct_d, sizeof(int32_t),
-                                     cudaMemcpyDeviceToHost, be->stream)));
-    if (a->loss || a->correct)
-        DPT_CHECK(CU(cudaStreamSynchronize(be->stream)));
-    return DPT_OK;
-}
-
+/* Inputs that are float32 in a 16-bit backend are cast into the op's copies first (the op
+ * functions read them through dpt__cuda_fwd_x). */
 static dpt_status_t cuda_forward(dpt_op_t *op, const dpt_op_args_t *a)
 {
     dpt_backend_t *be = op->be;
@@ -732,212 +410,27 @@ static dpt_status_t cuda_forward(dpt_op_t *op, const dpt_op_args_t *a)
     const void *x[2] = {NULL, NULL};
     for (int i = 0; i < (d->kind == DPT_OP_ADD ? 2 : 1); i++) {
         x[i] = a->x[i]->data;
-        if (op->in_cast[i]) {
+        if (op->in_cast[i])
             DPT_CHECK(CU(dpt__cuda_cast_launch(op->xc[i], op->dt, x[i], DPT_PREC_FP32,
                                                dpt_tensor_count(&d->in[i]), s)));
-            x[i] = op->xc[i];
-        }
     }
-    void *y = a->y->data;
-    const dpt_tensor_t *in = &d->in[0], *o = &op->info.out;
-    int N = in->n, C = in->c;
-    long HW = (long)in->h * in->w;
-    size_t cnt = dpt_tensor_count(in);
-    switch (d->kind) {
-    case DPT_OP_CONV2D:
-        return conv_forward(op, a, x[0], y);
-    case DPT_OP_FC:
-        return fc_forward(op, a, x[0], y);
-    case DPT_OP_BATCHNORM: {
-        const float *g = a->w, *b = a->w + C;
-        if (a->training) {
-            float *mean = op->save, *var = op->save + C;
-            DPT_CHECK(CU(dpt__cuda_bn_stats_launch(x[0], op->dt, mean, var, a->buf, a->buf + C,
-                                                   d->bn_momentum, N, C, HW, op->part,
-                                                   op->bn_splits, s)));
-            return CU(dpt__cuda_bn_apply_launch(x[0], y, op->dt, g, b, mean, var, d->bn_eps,
-                                                d->fuse_relu, N, C, HW, s));
-        }
-        return CU(dpt__cuda_bn_apply_launch(x[0], y, op->dt, g, b, a->buf, a->buf + C, d->bn_eps,
-                                            d->fuse_relu, N, C, HW, s));
-    }
-    case DPT_OP_RELU:
-        return CU(dpt__cuda_eltwise_fwd_launch(DPT__CU_RELU, x[0], NULL, y, op->dt, cnt, 0, s));
-    case DPT_OP_CELU:
-        return CU(dpt__cuda_eltwise_fwd_launch(DPT__CU_CELU, x[0], NULL, y, op->dt, cnt, d->alpha,
-                                               s));
-    case DPT_OP_SCALE:
-        return CU(dpt__cuda_eltwise_fwd_launch(DPT__CU_SCALE, x[0], NULL, y, op->dt, cnt,
-                                               d->alpha, s));
-    case DPT_OP_ADD:
-        return CU(dpt__cuda_eltwise_fwd_launch(DPT__CU_ADD, x[0], x[1], y, op->dt, cnt, 0, s));
-    case DPT_OP_MAXPOOL:
-        return CU(dpt__cuda_maxpool_fwd_launch(x[0], y, op->dt, op->argmax, N, C, in->h, in->w,
-                                               d->pool_k, d->pool_stride, d->pool_pad, o->h, o->w,
-                                               s));
-    case DPT_OP_GAP:
-        return CU(dpt__cuda_gap_fwd_launch(x[0], y, op->dt, N, C, HW, s));
-    case DPT_OP_FLATTEN:
-        if (y == x[0])
-            return DPT_OK;
-        return CU(cudaMemcpyAsync(y, x[0], cnt * elem_size(op->dt), cudaMemcpyDeviceToDevice, s));
-    case DPT_OP_XENT:
-        return xent_forward(op, a, x[0], y);
-    default:
+    const dpt__op_impl_t *impl = op_impl(d->kind);
+    if (!impl || !impl->forward)
         return dpt_error_set(DPT_ERR_UNSUPPORTED, "cuda: op %d", (int)d->kind);
-    }
+    return impl->forward(op, a);
 }
 
-/* ---- backward -------------------------------------------------------------------------------- */
-static dpt_status_t conv_backward(dpt_op_t *op, const dpt_op_args_t *a, const void *x,
-                                  const void *dy, void *dx)
-{
-    dpt_backend_t *be = op->be;
-    const void *w = op->dt == DPT_PREC_FP32 ? (const void *)a->w : op->w16;   /* forward's cast */
-    if (dx)
-        DPT_CHECK(DNN(cudnnConvolutionBackwardData(be->cudnn, &one, op->wd, w, op->yd, dy,
-                                                   op->cd[1], op->algo_bwd_data, be->ws,
-                                                   op->ws_need[1], &zero, op->xd, dx)));
-    if (!a->dw)
-        return DPT_OK;
-    void *dw = op->dt == DPT_PREC_FP32 ? (void *)a->dw : op->dw16;
-    DPT_CHECK(DNN(cudnnConvolutionBackwardFilter(be->cudnn, &one, op->xd, x, op->yd, dy, op->cd[2],
-                                                 op->algo_bwd_filter, be->ws, op->ws_need[2],
-                                                 &zero, op->wd, dw)));
-    if (op->dt != DPT_PREC_FP32)
-        DPT_CHECK(CU(dpt__cuda_cast_launch(a->dw, DPT_PREC_FP32, op->dw16, op->dt,
-                                           op->info.n_weights, be->stream)));
-    const dpt_tensor_t *o = &op->info.out;
-    if (op->d.has_bias)
-        DPT_CHECK(CU(dpt__cuda_channel_sum_launch(dy, op->dt, a->dw + op->info.n_weights, o->n,
-                                                  o->c, (long)o->h * o->w, be->stream)));
-    return DPT_OK;
-}
-
-static dpt_status_t fc_backward(dpt_op_t *op, const dpt_op_args_t *a, const void *x,
-                                const void *dy, void *dx)
-{
-    dpt_backend_t *be = op->be;
-    const dpt_tensor_t *in = &op->d.in[0];
-    int N = in->n, IN = in->c * in->h * in->w, OUT = op->d.out_features;
-    int f32 = op->dt == DPT_PREC_FP32;
-    cudaDataType_t t = blas_type(op->dt);
-    const void *w = f32 ? (const void *)a->w : op->w16;   /* forward's cast */
-    /* dX (N, IN) = dY (N, OUT) W (OUT, IN): column-major dX^T (IN x N) = W_cm (IN x OUT) dY^T */
-    if (dx) {
-        if (f32)
-            DPT_CHECK(BLAS(cublasSgemm(be->cublas, CUBLAS_OP_N, CUBLAS_OP_N, IN, N, OUT, &one,
-                                       (const float *)w, IN, (const float *)dy, OUT, &zero,
-                                       (float *)dx, IN)));
-        else
-            DPT_CHECK(BLAS(cublasGemmEx(be->cublas, CUBLAS_OP_N, CUBLAS_OP_N, IN, N, OUT, &one, w,
-                                        t, IN, dy, t, OUT, &zero, dx, t, IN, CUBLAS_COMPUTE_32F,
-                                        CUBLAS_GEMM_DEFAULT)));
-    }
-    if (!a->dw)
-        return DPT_OK;
-    /* dW (OUT, IN) = dY^T X: column-major dW^T (IN x OUT) = X_cm (IN x N) (dY_cm (OUT x N))^T;
-     * float32 output in every mode. */
-    if (f32)
-        DPT_CHECK(BLAS(cublasSgemm(be->cublas, CUBLAS_OP_N, CUBLAS_OP_T, IN, OUT, N, &one,
-                                   (const float *)x, IN, (const float *)dy, OUT, &zero, a->dw,
-                                   IN)));
-    else
-        DPT_CHECK(BLAS(cublasGemmEx(be->cublas, CUBLAS_OP_N, CUBLAS_OP_T, IN, OUT, N, &one, x, t,
-                                    IN, dy, t, OUT, &zero, a->dw, CUDA_R_32F, IN,
-                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)));
-    if (op->d.has_bias)
-        DPT_CHECK(CU(dpt__cuda_channel_sum_launch(dy, op->dt, a->dw + op->info.n_weights, N, OUT,
-                                                  1, be->stream)));
-    return DPT_OK;
-}
-
+/* The gradients of cast inputs come out of the op functions in 16 bits (dpt__cuda_bwd_dx) and
+ * are cast back to the caller's float32 here. */
 static dpt_status_t cuda_backward(dpt_op_t *op, const dpt_op_args_t *a)
 {
-    dpt_backend_t *be = op->be;
     const dpt_op_desc_t *d = &op->d;
-    cudaStream_t s = be->stream;
+    cudaStream_t s = op->be->stream;
     int n_in = d->kind == DPT_OP_ADD ? 2 : 1;
-    const void *x[2] = {NULL, NULL};
-    void *dx[2] = {NULL, NULL};
-    for (int i = 0; i < n_in; i++) {
-        x[i] = op->in_cast[i] ? op->xc[i] : (a->x[i] ? a->x[i]->data : NULL);
-        if (a->dx[i])
-            dx[i] = op->in_cast[i] ? op->dxc[i] : a->dx[i]->data;
-    }
-    const void *dy = a->dy ? a->dy->data : NULL;
-    const dpt_tensor_t *in = &d->in[0], *o = &op->info.out;
-    int N = in->n, C = in->c;
-    long HW = (long)in->h * in->w;
-    size_t cnt = dpt_tensor_count(in);
-    dpt_status_t st = DPT_OK;
-    switch (d->kind) {
-    case DPT_OP_CONV2D:
-        st = conv_backward(op, a, x[0], dy, dx[0]);
-        break;
-    case DPT_OP_FC:
-        st = fc_backward(op, a, x[0], dy, dx[0]);
-        break;
-    case DPT_OP_BATCHNORM: {
-        const float *mean = op->save, *var = op->save + C;
-        float *dg = a->dw ? a->dw : op->save + 2 * C, *db = dg + C;
-        st = CU(dpt__cuda_bn_bwd_reduce_launch(x[0], a->y->data, dy, op->dt, mean, var,
-                                               d->bn_eps, d->fuse_relu, dg, db, N, C, HW,
-                                               op->part, op->bn_splits, s));
-        if (st == DPT_OK && dx[0])
-            st = CU(dpt__cuda_bn_bwd_dx_launch(x[0], a->y->data, dy, dx[0], op->dt, a->w, mean,
-                                               var, dg, db, d->bn_eps, d->fuse_relu, N, C, HW,
-                                               s));
-        break;
-    }
-    case DPT_OP_RELU:
-        if (dx[0])
-            st = CU(dpt__cuda_eltwise_bwd_launch(DPT__CU_RELU, NULL, a->y->data, dy, dx[0], op->dt,
-                                                 cnt, 0, s));
-        break;
-    case DPT_OP_CELU:
-        if (dx[0])
-            st = CU(dpt__cuda_eltwise_bwd_launch(DPT__CU_CELU, x[0], NULL, dy, dx[0], op->dt, cnt,
-                                                 d->alpha, s));
-        break;
-    case DPT_OP_SCALE:
-        if (dx[0])
-            st = CU(dpt__cuda_eltwise_bwd_launch(DPT__CU_SCALE, NULL, NULL, dy, dx[0], op->dt,
-                                                 cnt, d->alpha, s));
-        break;
-    case DPT_OP_MAXPOOL:
-        if (dx[0])
-            st = CU(dpt__cuda_maxpool_bwd_launch(op->argmax, dy, dx[0], op->dt, N, C, in->h,
-                                                 in->w, d->pool_k, d->pool_stride, d->pool_pad,
-                                                 o->h, o->w, s));
-        break;
-    case DPT_OP_GAP:
-        if (dx[0])
-            st = CU(dpt__cuda_gap_bwd_launch(dy, dx[0], op->dt, N, C, HW, s));
-        break;
-    case DPT_OP_ADD:
-    case DPT_OP_FLATTEN:
-        for (int i = 0; i < n_in && st == DPT_OK; i++)
-            if (dx[i] && dx[i] != dy)
-                st = CU(cudaMemcpyAsync(dx[i], dy, cnt * elem_size(op->dt),
-                                        cudaMemcpyDeviceToDevice, s));
-        break;
-    case DPT_OP_XENT:
-        if (dx[0]) {
-            /* The labels on the device are those of the last forward; refresh them if given. */
-            int nv = valid_count(a, N);
-            if (a->labels)
-                st = cuda_memcpy(be, op->labels, a->labels, (size_t)nv * sizeof(int32_t),
-                                 DPT_COPY_H2D);
-            float scale = a->loss_scale != 0.0f ? a->loss_scale : 1.0f;
-            if (st == DPT_OK)
-                st = CU(dpt__cuda_xent_bwd_launch(op->save, op->labels, dx[0], op->dt, N, C, nv,
-                                                  d->label_smoothing, scale, s));
-        }
-        break;
-    default:
+    const dpt__op_impl_t *impl = op_impl(d->kind);
+    if (!impl || !impl->backward)
         return dpt_error_set(DPT_ERR_UNSUPPORTED, "cuda: op %d", (int)d->kind);
-    }
+    dpt_status_t st = impl->backward(op, a);
     if (st != DPT_OK)
         return st;
     for (int i = 0; i < n_in; i++)
@@ -960,6 +453,6 @@ const dpt_backend_ops_t dpt_backend_cuda = {
     .import_nchw = cuda_import,
     .export_nchw = cuda_export,
     .on_device = 1,
-    .memcpy = cuda_memcpy,
+    .memcpy = dpt__cuda_memcpy,
     .sync = cuda_sync,
 };

@@ -1,5 +1,7 @@
-/* cuda_internal.h: the kernel launchers of the cuda backend (cuda_kernels.cu), called from the C
- * side (cuda_backend.c). Not public API.
+/* cuda_internal.h: what the files of the cuda backend share (not public API). First the kernel
+ * launchers (cuda_kernels_eltwise.cu, cuda_kernels_reduce.cu), called from the C side; then the
+ * C side's own types and helpers: the backend and op structs, status translation, and the op
+ * functions of cuda_conv.c and cuda_ops.c that the op table of cuda_backend.c dispatches to.
  *
  * Every launcher queues its kernel(s) on stream `s` and returns the launch status
  * (cudaGetLastError()); a count of 0 queues nothing and returns cudaSuccess. Activation arrays
@@ -14,7 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <cudnn.h>
 
 #include "dptrain/backend.h"
 
@@ -119,6 +123,136 @@ cudaError_t dpt__cuda_xent_fwd_launch(const void *logits, dpt_precision_t t,
 cudaError_t dpt__cuda_xent_bwd_launch(const float *prob, const int32_t *labels, void *dx,
                                       dpt_precision_t t, int N, int K, int n_valid,
                                       float smoothing, float scale, cudaStream_t s);
+
+/* ---- the C side (cuda_backend.c, cuda_conv.c, cuda_ops.c) ----------------------------------- */
+
+struct dpt_backend {
+    int device;
+    dpt_precision_t prec;     /* activation storage and compute precision */
+    int tf32;                 /* FP32 mode may use TF32 tensor cores (DPT_CUDA_TF32=1) */
+    int sms;                  /* streaming multiprocessors of the device (sizes BN grids) */
+    int find;                 /* order conv algorithms by measured time (DPT_CUDNN_FIND=1) */
+    cudaStream_t stream;      /* the compute stream (blocking) */
+    cublasHandle_t cublas;    /* bound to stream */
+    cudnnHandle_t cudnn;      /* bound to stream */
+    void *ws;                 /* cuDNN workspace shared by all ops (they run in stream order) */
+    size_t ws_size;
+    float *stage;             /* float32 staging for import/export of 16-bit tensors (grows) */
+    size_t stage_size;
+};
+
+struct dpt_op {
+    dpt_backend_t *be;
+    dpt_op_desc_t d;
+    dpt_op_info_t info;
+    dpt_precision_t dt;        /* element type of the output (and of the inputs after casting) */
+    int in_cast[2];            /* input i is float32 NCHW in a 16-bit backend: cast it */
+    void *xc[2];               /* (count of in[i]) 16-bit copy of input i when in_cast[i] */
+    void *dxc[2];              /* (count of in[i]) 16-bit gradient of input i when in_cast[i] */
+    /* conv2d */
+    cudnnTensorDescriptor_t xd, yd;
+    cudnnFilterDescriptor_t wd;
+    cudnnConvolutionDescriptor_t cd[3];   /* forward, backward data, backward filter */
+    cudnnConvolutionFwdAlgo_t algo_fwd;
+    cudnnConvolutionBwdDataAlgo_t algo_bwd_data;
+    cudnnConvolutionBwdFilterAlgo_t algo_bwd_filter;
+    size_t ws_need[3];
+    /* conv2d, fc in 16-bit modes */
+    void *w16;                 /* (n_weights) weights cast to dt */
+    void *dw16;                /* (n_weights) conv weight gradient in dt */
+    /* batchnorm: mean (C), var (C), then reductions (2C) when the caller passes no dw;
+     * xent: probabilities (N*K) */
+    float *save;
+    double *part;              /* batchnorm: (C, bn_splits, 2) float64 partial sums */
+    int bn_splits;
+    int32_t *argmax;           /* maxpool (N, C, OH, OW) */
+    /* xent */
+    int32_t *labels;           /* (N) labels on the device */
+    float *sample_loss;        /* (N) */
+    int32_t *sample_hit;       /* (N) */
+    float *loss_d;             /* (1) */
+    int32_t *correct_d;        /* (1) */
+};
+
+/* Status translation (cuda_backend.c): DPT_OK, or DPT_ERR_CUDA naming `what` and the error. */
+dpt_status_t dpt__cuda_st(cudaError_t e, const char *what);
+dpt_status_t dpt__cuda_dnn_st(cudnnStatus_t e, const char *what);
+dpt_status_t dpt__cuda_blas_st(cublasStatus_t e, const char *what);
+
+/* The failing call's text (up to its first parenthesis) names it in the message. */
+#define CU(call) dpt__cuda_st((call), #call)
+#define DNN(call) dpt__cuda_dnn_st((call), #call)
+#define BLAS(call) dpt__cuda_blas_st((call), #call)
+
+/* Bytes of one activation element of precision p. */
+size_t dpt__cuda_elem_size(dpt_precision_t p);
+
+/* cudaMalloc of at least one byte (setup only). */
+dpt_status_t dpt__cuda_dev_alloc(void **p, size_t nbytes);
+
+/* The backend's memcpy (backend.h): queued on the compute stream; D2H returns when done. */
+dpt_status_t dpt__cuda_memcpy(dpt_backend_t *be, void *dst, const void *src, size_t nbytes,
+                              dpt_copy_kind_t kind);
+
+/* Input i of a forward as the kernels read it: the 16-bit copy when the input is cast
+ * (cuda_forward made it before dispatching), else the caller's tensor. */
+static inline const void *dpt__cuda_fwd_x(const dpt_op_t *op, const dpt_op_args_t *a, int i)
+{
+    return op->in_cast[i] ? op->xc[i] : a->x[i]->data;
+}
+
+/* Input i, its gradient and the output gradient of a backward; NULL where the caller passes
+ * none. A cast input's gradient goes to the 16-bit dxc[i], which cuda_backward casts back. */
+static inline const void *dpt__cuda_bwd_x(const dpt_op_t *op, const dpt_op_args_t *a, int i)
+{
+    return op->in_cast[i] ? op->xc[i] : (a->x[i] ? a->x[i]->data : NULL);
+}
+
+static inline void *dpt__cuda_bwd_dx(const dpt_op_t *op, const dpt_op_args_t *a, int i)
+{
+    return a->dx[i] ? (op->in_cast[i] ? op->dxc[i] : a->dx[i]->data) : NULL;
+}
+
+static inline const void *dpt__cuda_bwd_dy(const dpt_op_args_t *a)
+{
+    return a->dy ? a->dy->data : NULL;
+}
+
+/* The ops (rows of the op table in cuda_backend.c; dpt__op_impl_t in backend/internal.h).
+ * create runs after the common part of op_create (op->d, op->info, op->dt and the input casts
+ * are set); forward runs after the input casts; backward before the input gradients are cast
+ * back. */
+
+/* cuda_conv.c: convolution with cuDNN. */
+dpt_status_t dpt__cuda_conv_create(dpt_backend_t *be, dpt_op_t *op);
+dpt_status_t dpt__cuda_conv_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_conv_backward(dpt_op_t *op, const dpt_op_args_t *a);
+
+/* cuda_ops.c: fully connected (cuBLAS), batch norm, elementwise, pooling, flatten and loss. */
+dpt_status_t dpt__cuda_fc_create(dpt_backend_t *be, dpt_op_t *op);
+dpt_status_t dpt__cuda_fc_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_fc_backward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_batchnorm_create(dpt_backend_t *be, dpt_op_t *op);
+dpt_status_t dpt__cuda_batchnorm_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_batchnorm_backward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_relu_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_relu_backward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_celu_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_celu_backward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_scale_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_scale_backward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_add_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_flatten_forward(dpt_op_t *op, const dpt_op_args_t *a);
+/* ADD and FLATTEN: every input gradient is dy. */
+dpt_status_t dpt__cuda_copy_backward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_maxpool_create(dpt_backend_t *be, dpt_op_t *op);
+dpt_status_t dpt__cuda_maxpool_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_maxpool_backward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_gap_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_gap_backward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_xent_create(dpt_backend_t *be, dpt_op_t *op);
+dpt_status_t dpt__cuda_xent_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_xent_backward(dpt_op_t *op, const dpt_op_args_t *a);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,7 @@
 /* backend.c: the registry of compiled-in compute backends (NCCL's transport table pattern). */
 #include <string.h>
 
+#include "backend/internal.h"
 #include "dptrain/backend.h"
 #include "dptrain/config.h"
 
@@ -75,4 +76,17 @@ const char *dpt_op_kind_name(dpt_op_kind_t k)
         [DPT_OP_SCALE] = "scale",   [DPT_OP_XENT] = "softmax_xent",
     };
     return (unsigned)k < DPT_OP_COUNT_ ? names[k] : "?";
+}
+
+const dpt__op_impl_t *dpt__op_row(const dpt__op_impl_t *table, dpt_op_kind_t kind)
+{
+    if ((unsigned)kind >= DPT_OP_COUNT_ || !table[kind].forward)
+        return NULL;
+    return &table[kind];
+}
+
+dpt_status_t dpt__op_unsupported(const char *backend, dpt_op_kind_t kind)
+{
+    return dpt_error_set(DPT_ERR_UNSUPPORTED, "%s: op %s (%d) is not implemented", backend,
+                         dpt_op_kind_name(kind), (int)kind);
 }

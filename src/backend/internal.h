@@ -20,4 +20,11 @@ typedef struct dpt__op_impl {
     dpt_status_t (*backward)(dpt_op_t *op, const dpt_op_args_t *a);
 } dpt__op_impl_t;
 
+/* The row of `kind` in a backend's table of DPT_OP_COUNT_ rows, or NULL when the kind is outside
+ * the enum or the backend does not have it (no forward). */
+const dpt__op_impl_t *dpt__op_row(const dpt__op_impl_t *table, dpt_op_kind_t kind);
+/* DPT_ERR_UNSUPPORTED naming the backend and the op ("cpu backend: op maxpool (2) is not
+ * implemented"). */
+dpt_status_t dpt__op_unsupported(const char *backend, dpt_op_kind_t kind);
+
 #endif

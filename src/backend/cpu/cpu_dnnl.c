@@ -284,26 +284,13 @@ static const dpt__op_impl_t cpu_ops[DPT_OP_COUNT_] = {
     [DPT_OP_XENT] = {dpt__cpu_xent_create, dpt__cpu_xent_forward, dpt__cpu_xent_backward},
 };
 
-/* The row of an op kind, or NULL when this backend does not have it. */
-static const dpt__op_impl_t *op_row(dpt_op_kind_t kind)
-{
-    if ((int)kind < 0 || kind >= DPT_OP_COUNT_ || !cpu_ops[kind].forward)
-        return NULL;
-    return &cpu_ops[kind];
-}
-
-static dpt_status_t unsupported(dpt_op_kind_t kind)
-{
-    return dpt_error_set(DPT_ERR_UNSUPPORTED, "cpu backend: op %d", (int)kind);
-}
-
 static dpt_status_t cpu_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dpt_op_t **out,
                                   dpt_op_info_t *info)
 {
     DPT_CHECK(dpt__op_shape(d, info));
-    const dpt__op_impl_t *row = op_row(d->kind);
+    const dpt__op_impl_t *row = dpt__op_row(cpu_ops, d->kind);
     if (!row)
-        return unsupported(d->kind);
+        return dpt__op_unsupported("cpu backend", d->kind);
     if (d->kind == DPT_OP_ADD && d->in[0].layout != d->in[1].layout)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "add: inputs in different layouts");
     if (d->kind == DPT_OP_XENT && d->in[0].layout != DPT_LAYOUT_NCHW)
@@ -334,14 +321,15 @@ fail:
 
 static dpt_status_t cpu_forward(dpt_op_t *op, const dpt_op_args_t *a)
 {
-    const dpt__op_impl_t *row = op_row(op->d.kind);
-    return row ? row->forward(op, a) : unsupported(op->d.kind);
+    const dpt__op_impl_t *row = dpt__op_row(cpu_ops, op->d.kind);
+    return row ? row->forward(op, a) : dpt__op_unsupported("cpu backend", op->d.kind);
 }
 
 static dpt_status_t cpu_backward(dpt_op_t *op, const dpt_op_args_t *a)
 {
-    const dpt__op_impl_t *row = op_row(op->d.kind);
-    return row && row->backward ? row->backward(op, a) : unsupported(op->d.kind);
+    const dpt__op_impl_t *row = dpt__op_row(cpu_ops, op->d.kind);
+    return row && row->backward ? row->backward(op, a)
+                                : dpt__op_unsupported("cpu backend", op->d.kind);
 }
 
 /* ---- memory and layout conversion ------------------------------------------------------- */

@@ -32,6 +32,7 @@
 
 #include "backend/cuda/cuda_internal.h"
 #include "backend/internal.h"
+#include "dptrain/env.h"
 #include "dptrain/alloc.h"
 #include "dptrain/backend.h"
 #include "dptrain/cuda.h"
@@ -74,16 +75,6 @@ static int prec_of_layout(int layout)
            : layout == DPT__CUDA_LAYOUT_BF16 ? DPT_PREC_BF16
            : layout == DPT__CUDA_LAYOUT_FP16 ? DPT_PREC_FP16
                                              : -1;
-}
-
-static long env_long(const char *name, long dflt)
-{
-    const char *s = getenv(name);
-    if (!s || !*s)
-        return dflt;
-    char *end;
-    long v = strtol(s, &end, 10);
-    return *end ? dflt : v;
 }
 
 /* ---- device discovery (cuda.h) --------------------------------------------------------------- */
@@ -158,9 +149,9 @@ static dpt_status_t cuda_create(const dpt_backend_config_t *cfg, dpt_backend_t *
         return dpt_error_set(DPT_ERR_NOMEM, "cuda backend: out of memory");
     be->device = cfg->device;
     be->prec = cfg->precision;
-    be->tf32 = env_long("DPT_CUDA_TF32", 0) != 0;
-    be->find = env_long("DPT_CUDNN_FIND", 0) != 0;
-    long mb = env_long("DPT_CUDA_WORKSPACE_MB", 256);
+    be->tf32 = dpt_env_long(DPT_ENV_CUDA_TF32, 0) != 0;
+    be->find = dpt_env_long(DPT_ENV_CUDNN_FIND, 0) != 0;
+    long mb = dpt_env_long(DPT_ENV_CUDA_WORKSPACE_MB, 256);
     be->ws_size = (size_t)(mb > 0 ? mb : 256) << 20;
     dpt_status_t st;
     DPT_CHECK_GOTO(CU(cudaSetDevice(be->device)), st, fail);
@@ -346,12 +337,6 @@ static const dpt__op_impl_t cuda_ops[DPT_OP_COUNT_] = {
                      .backward = dpt__cuda_xent_backward},
 };
 
-/* The row of a kind, NULL for a kind outside the enum. */
-static const dpt__op_impl_t *op_impl(dpt_op_kind_t kind)
-{
-    return (unsigned)kind < DPT_OP_COUNT_ ? &cuda_ops[kind] : NULL;
-}
-
 /* ---- op creation ----------------------------------------------------------------------------- */
 static dpt_status_t cuda_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dpt_op_t **out,
                                    dpt_op_info_t *info)
@@ -387,7 +372,11 @@ static dpt_status_t cuda_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dp
             DPT_CHECK_GOTO(dpt__cuda_dev_alloc(&op->dxc[i], nb), st, fail);
         }
     }
-    const dpt__op_impl_t *impl = op_impl(d->kind);   /* not NULL: dpt__op_shape knew the kind */
+    const dpt__op_impl_t *impl = dpt__op_row(cuda_ops, d->kind);
+    if (!impl) {
+        st = dpt__op_unsupported("cuda", d->kind);
+        goto fail;
+    }
     if (impl->create)
         DPT_CHECK_GOTO(impl->create(be, op), st, fail);
     *info = op->info;
@@ -414,10 +403,8 @@ static dpt_status_t cuda_forward(dpt_op_t *op, const dpt_op_args_t *a)
             DPT_CHECK(CU(dpt__cuda_cast_launch(op->xc[i], op->dt, x[i], DPT_PREC_FP32,
                                                dpt_tensor_count(&d->in[i]), s)));
     }
-    const dpt__op_impl_t *impl = op_impl(d->kind);
-    if (!impl || !impl->forward)
-        return dpt_error_set(DPT_ERR_UNSUPPORTED, "cuda: op %d", (int)d->kind);
-    return impl->forward(op, a);
+    const dpt__op_impl_t *impl = dpt__op_row(cuda_ops, d->kind);
+    return impl ? impl->forward(op, a) : dpt__op_unsupported("cuda", d->kind);
 }
 
 /* The gradients of cast inputs come out of the op functions in 16 bits (dpt__cuda_bwd_dx) and
@@ -427,9 +414,9 @@ static dpt_status_t cuda_backward(dpt_op_t *op, const dpt_op_args_t *a)
     const dpt_op_desc_t *d = &op->d;
     cudaStream_t s = op->be->stream;
     int n_in = d->kind == DPT_OP_ADD ? 2 : 1;
-    const dpt__op_impl_t *impl = op_impl(d->kind);
+    const dpt__op_impl_t *impl = dpt__op_row(cuda_ops, d->kind);
     if (!impl || !impl->backward)
-        return dpt_error_set(DPT_ERR_UNSUPPORTED, "cuda: op %d", (int)d->kind);
+        return dpt__op_unsupported("cuda", d->kind);
     dpt_status_t st = impl->backward(op, a);
     if (st != DPT_OK)
         return st;

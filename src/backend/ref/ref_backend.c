@@ -394,19 +394,6 @@ static const dpt__op_impl_t ref_ops[DPT_OP_COUNT_] = {
     [DPT_OP_XENT] = {xent_create, xent_forward, xent_backward},
 };
 
-/* The row of an op kind, or NULL when this backend does not have it. */
-static const dpt__op_impl_t *op_row(dpt_op_kind_t kind)
-{
-    if ((int)kind < 0 || kind >= DPT_OP_COUNT_ || !ref_ops[kind].forward)
-        return NULL;
-    return &ref_ops[kind];
-}
-
-static dpt_status_t unsupported(dpt_op_kind_t kind)
-{
-    return dpt_error_set(DPT_ERR_UNSUPPORTED, "ref: op %d", (int)kind);
-}
-
 static void ref_op_destroy(dpt_op_t *op)
 {
     if (!op)
@@ -424,9 +411,9 @@ static dpt_status_t ref_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dpt
             return dpt_error_set(DPT_ERR_UNSUPPORTED, "ref backend: %s input must be plain NCHW",
                                  dpt_op_kind_name(d->kind));
     DPT_CHECK(ref_op_shape(d, info));
-    const dpt__op_impl_t *row = op_row(d->kind);
+    const dpt__op_impl_t *row = dpt__op_row(ref_ops, d->kind);
     if (!row)
-        return unsupported(d->kind);
+        return dpt__op_unsupported("ref", d->kind);
     snprintf(info->impl, sizeof info->impl, "ref");
     dpt_op_t *op = dpt_calloc(sizeof *op);
     if (!op)
@@ -445,14 +432,15 @@ fail:
 
 static dpt_status_t ref_forward(dpt_op_t *op, const dpt_op_args_t *a)
 {
-    const dpt__op_impl_t *row = op_row(op->d.kind);
-    return row ? row->forward(op, a) : unsupported(op->d.kind);
+    const dpt__op_impl_t *row = dpt__op_row(ref_ops, op->d.kind);
+    return row ? row->forward(op, a) : dpt__op_unsupported("ref", op->d.kind);
 }
 
 static dpt_status_t ref_backward(dpt_op_t *op, const dpt_op_args_t *a)
 {
-    const dpt__op_impl_t *row = op_row(op->d.kind);
-    return row && row->backward ? row->backward(op, a) : unsupported(op->d.kind);
+    const dpt__op_impl_t *row = dpt__op_row(ref_ops, op->d.kind);
+    return row && row->backward ? row->backward(op, a)
+                                : dpt__op_unsupported("ref", op->d.kind);
 }
 
 static void *ref_alloc(dpt_backend_t *be, size_t nbytes)

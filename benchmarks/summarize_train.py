@@ -25,8 +25,28 @@ CONTENDERS = [  # (label, predicate on a train record)
 ]
 
 
+def before_after(rows):
+    """With DPT_BEFORE: each dptrain contender's median for both builds, and after / before."""
+    if not any(r.get("build") == "before" for r in rows):
+        return
+    print(f"\n{'threads':>7} {'contender':<28} {'after':>10} {'before':>10} {'after/before':>13}")
+    for t in sorted({r["threads"] for r in rows}):
+        for label, pred in CONTENDERS:
+            if not label.startswith("dptrain"):
+                continue
+            v = {}
+            for build in ("after", "before"):
+                xs = [r["img_s"] for r in rows if r.get("bench") == "train" and r["threads"] == t
+                      and pred(r) and r.get("build", "after") == build]
+                v[build] = statistics.median(xs) if xs else float("nan")
+            print(f"{t:>7} {label:<28} {v['after']:>10.1f} {v['before']:>10.1f} "
+                  f"{v['after'] / v['before']:>13.3f}")
+
+
 def main():
     rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+    before_after(rows)
+    rows = [r for r in rows if r.get("build", "after") == "after"]
 
     def med(pred, key):
         v = [r[key] for r in rows if pred(r)]

@@ -7,6 +7,9 @@
 # each thread count.
 #
 # Usage: benchmarks/train_vs_torch.sh [rounds=5] [steps=40]   (after `make build`)
+# Env:   DPT_BEFORE=PATH   another dptrain binary (e.g. a build of the commit before a change),
+#                          run in the same rounds right after build/dptrain, its lines tagged
+#                          "build":"before": the summary then gives both and their ratio.
 # Output: JSON lines in build/bench/train_vs_torch.jsonl and a summary table on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +22,7 @@ mkdir -p "$OUT"
 LOG=$OUT/train_vs_torch.jsonl
 : > "$LOG"
 [[ -x $DPT && -x build/benchmarks/bench_sgemm ]] || { echo "run 'make build' first" >&2; exit 1; }
+[[ -z ${DPT_BEFORE:-} || -x $DPT_BEFORE ]] || { echo "DPT_BEFORE=$DPT_BEFORE is not executable" >&2; exit 1; }
 if ! "$PY" -c 'import torch' 2>/dev/null; then
   echo "train_vs_torch: $PY has no torch (apt-get install python3-torch)" >&2
   exit 1
@@ -30,6 +34,11 @@ for t in 1 2; do
       # shellcheck disable=SC2086
       "$DPT" bench train --threads "$t" $variant --batch 128 --steps "$STEPS" \
         --warmup-steps 5 >> "$LOG"
+      if [[ -n ${DPT_BEFORE:-} ]]; then
+        # shellcheck disable=SC2086
+        "$DPT_BEFORE" bench train --threads "$t" $variant --batch 128 --steps "$STEPS" \
+          --warmup-steps 5 | sed 's/^{/{"build":"before",/' >> "$LOG"
+      fi
     done
     for fmt in nchw channels_last; do
       OMP_NUM_THREADS=$t "$PY" benchmarks/torch_fmnist.py --threads "$t" --format "$fmt" \

@@ -1,10 +1,11 @@
 /* prepare.c: `dptrain prepare`, a JPEG folder -> shard-*.dps (read back by "shards:DIR"). Steps:
- *   1. scan: top-level <class>.<x>.jpg files and one folder per class, sorted by path;
- *   2. manifest check: same files (size, mtime), same options, shards intact -> nothing to do;
+ *   1. scan (scan.c): top-level <class>.<x>.jpg files and one folder per class, sorted by path;
+ *   2. manifest check (manifest.c): same files (size, mtime), same options, shards intact ->
+ *      nothing to do;
  *   3. decode + resize every file on --threads workers into one slot each (image.c);
  *   4. report the bad files in path order, draw the per-class train/val split from the seed
  *      over the good ones, compute the train split's per-channel mean/std;
- *   5. write the train shards, then the val shards (fmt_shard.c; atomic), delete stale shards,
+ *   5. write the train shards, then the val shards (shard_write.c; atomic), delete stale shards,
  *      write the manifest last, so an interrupted run is never mistaken for a finished one.
  * Every result depends on the input files and the options only, never on --threads. */
 #include <ctype.h>
@@ -28,9 +29,6 @@
 #include "dptrain/shard.h"
 #include "prep/internal.h"
 
-#define MANIFEST_NAME "manifest.txt"
-#define MANIFEST_MAGIC "dptrain-prepare-manifest 1\n"
-#define MAX_FILES 10000000
 #define MAX_BYTES ((uint64_t)1 << 33)              /* decoded pixels held at once: 8 GiB */
 #define SHARD_TARGET_BYTES ((size_t)64 << 20)
 #define CHUNK_TARGET_BYTES ((size_t)1 << 20)
@@ -81,274 +79,6 @@ dpt_status_t dpt_prepare_check(const dpt_prepare_config_t *cfg)
     if (cfg->shard_records < 0 || cfg->chunk_records < 0)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "negative shard or chunk record count");
     return DPT_OK;
-}
-
-/* --- scan ---------------------------------------------------------------------------------- */
-
-typedef struct entry {
-    char *rel;               /* path relative to the input folder, owned */
-    char cls[DPT_SHARD_CLASS_NAME];   /* lowercased class name ("" = unlabeled) */
-    int label;               /* index in the sorted class list */
-    uint64_t size;
-    int64_t mtime_sec, mtime_nsec;
-    int bad;                 /* -1 = usable, else dpt_prep_bad_t */
-    char why[200];
-    int split;               /* DPT_SHARD_TRAIN or DPT_SHARD_VAL, for usable entries */
-} entry_t;
-
-typedef struct scan {
-    const char *root;
-    entry_t *e;
-    int n, cap;
-    int ignored;
-} scan_t;
-
-static int has_jpeg_ext(const char *name)
-{
-    const char *dot = strrchr(name, '.');
-    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
-}
-
-static dpt_status_t add_entry(scan_t *s, const char *rel, const char *cls, size_t cls_len,
-                              const struct stat *sb)
-{
-    if (s->n >= MAX_FILES)
-        return dpt_error_set(DPT_ERR_FORMAT, "%s: more than %d JPEG files", s->root, MAX_FILES);
-    if (s->n == s->cap) {
-        int cap = s->cap ? 2 * s->cap : 1024;
-        entry_t *e = dpt_calloc((size_t)cap * sizeof *e);
-        if (!e)
-            return dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory for the file list", s->root);
-        if (s->n)
-            memcpy(e, s->e, (size_t)s->n * sizeof *e);
-        dpt_free(s->e);
-        s->e = e;
-        s->cap = cap;
-    }
-    entry_t *e = &s->e[s->n];
-    memset(e, 0, sizeof *e);
-    e->rel = strdup(rel);
-    if (!e->rel)
-        return dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory for the file list", s->root);
-    s->n++;
-    e->bad = -1;
-    e->size = (uint64_t)sb->st_size;
-    e->mtime_sec = (int64_t)sb->st_mtim.tv_sec;
-    e->mtime_nsec = (int64_t)sb->st_mtim.tv_nsec;
-    if (strpbrk(rel, "\n\r")) {
-        e->bad = DPT_PREP_BAD_UNREADABLE;
-        snprintf(e->why, sizeof e->why, "file name contains a line break");
-    } else if (cls_len == 0) {
-        e->bad = DPT_PREP_BAD_UNLABELED;
-        snprintf(e->why, sizeof e->why, "no class: expected <class>.<n>.jpg (cat.0.jpg) at the "
-                 "top level or a file inside a class folder");
-    } else if (cls_len >= DPT_SHARD_CLASS_NAME) {
-        e->bad = DPT_PREP_BAD_UNLABELED;
-        snprintf(e->why, sizeof e->why, "class name longer than %d bytes",
-                 DPT_SHARD_CLASS_NAME - 1);
-    } else {
-        for (size_t i = 0; i < cls_len; i++)
-            e->cls[i] = (char)tolower((unsigned char)cls[i]);
-    }
-    return DPT_OK;
-}
-
-/* One folder level: `sub` is NULL for the input folder itself, else the class folder name. */
-static dpt_status_t scan_dir(scan_t *s, const char *sub)
-{
-    char dirpath[4096];
-    snprintf(dirpath, sizeof dirpath, "%s%s%s", s->root, sub ? "/" : "", sub ? sub : "");
-    DIR *d = opendir(dirpath);
-    if (!d)
-        return dpt_error_set(DPT_ERR_IO, "%s%s: %s", sub ? "" : "--input ", dirpath,
-                             strerror(errno));
-    dpt_status_t st = DPT_OK;
-    struct dirent *de;
-    while (st == DPT_OK && (de = readdir(d)) != NULL) {
-        const char *name = de->d_name;
-        if (!strcmp(name, ".") || !strcmp(name, ".."))
-            continue;
-        char path[4096], rel[4096];
-        int nr = snprintf(rel, sizeof rel, "%s%s%s", sub ? sub : "", sub ? "/" : "", name);
-        int np = snprintf(path, sizeof path, "%s/%s", s->root, rel);
-        struct stat sb;
-        if (nr >= (int)sizeof rel || np >= (int)sizeof path || stat(path, &sb) != 0) {
-            s->ignored++;   /* dangling link, vanished file, absurd name */
-            continue;
-        }
-        if (S_ISDIR(sb.st_mode)) {
-            if (sub || name[0] == '.')
-                s->ignored++;   /* nested or hidden folders are not classes */
-            else
-                st = scan_dir(s, name);
-        } else if (!S_ISREG(sb.st_mode) || !has_jpeg_ext(name) || name[0] == '.') {
-            s->ignored++;
-        } else if (sub) {
-            st = add_entry(s, rel, sub, strlen(sub), &sb);
-        } else {
-            /* <class>.<anything>.jpg: the class is what precedes the first dot. */
-            const char *first = strchr(name, '.'), *last = strrchr(name, '.');
-            size_t len = first && first < last ? (size_t)(first - name) : 0;
-            st = add_entry(s, rel, name, len, &sb);
-        }
-    }
-    closedir(d);
-    return st;
-}
-
-static int cmp_entry(const void *a, const void *b)
-{
-    return strcmp(((const entry_t *)a)->rel, ((const entry_t *)b)->rel);
-}
-
-static int cmp_name(const void *a, const void *b)
-{
-    return strcmp((const char *)a, (const char *)b);
-}
-
-/* Sorted distinct class names of the labeled entries into meta, labels into the entries. */
-static dpt_status_t assign_classes(scan_t *s, dpt_shard_meta_t *meta)
-{
-    meta->n_classes = 0;
-    for (int i = 0; i < s->n; i++) {
-        entry_t *e = &s->e[i];
-        if (e->bad >= 0)
-            continue;
-        int k = 0;
-        while (k < meta->n_classes && strcmp(meta->classes[k], e->cls))
-            k++;
-        if (k == meta->n_classes) {
-            if (k == DPT_SHARD_MAX_CLASSES)
-                return dpt_error_set(DPT_ERR_FORMAT, "%s: more than %d classes (at '%s')",
-                                     s->root, DPT_SHARD_MAX_CLASSES, e->rel);
-            memcpy(meta->classes[k], e->cls, sizeof e->cls);
-            meta->n_classes++;
-        }
-    }
-    qsort(meta->classes, (size_t)meta->n_classes, sizeof meta->classes[0], cmp_name);
-    for (int i = 0; i < s->n; i++)
-        for (int k = 0; k < meta->n_classes && s->e[i].bad < 0; k++)
-            if (!strcmp(meta->classes[k], s->e[i].cls))
-                s->e[i].label = k;
-    return DPT_OK;
-}
-
-/* --- manifest ------------------------------------------------------------------------------ */
-
-typedef struct text {
-    char *p;
-    size_t n, cap;
-    int oom;
-} text_t;
-
-static void text_printf(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void text_printf(text_t *t, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int len = t->oom ? 0 : vsnprintf(t->p ? t->p + t->n : NULL, t->cap - t->n, fmt, ap);
-        va_end(ap);
-        if (t->oom || len < 0)
-            return;
-        if (t->n + (size_t)len < t->cap) {
-            t->n += (size_t)len;
-            return;
-        }
-        size_t cap = 2 * (t->n + (size_t)len + 1024);
-        char *p = dpt_malloc(cap);
-        if (!p) {
-            t->oom = 1;
-            return;
-        }
-        if (t->n)
-            memcpy(p, t->p, t->n);
-        dpt_free(t->p);
-        t->p = p;
-        t->cap = cap;
-    }
-}
-
-static const char *resize_name(dpt_resize_mode_t m)
-{
-    return m == DPT_RESIZE_WHOLE ? "whole" : "shorter-crop";
-}
-
-/* The manifest without its result line: what decides whether a re-run has anything to do. */
-static void manifest_body(text_t *t, const dpt_prepare_config_t *cfg, const scan_t *s,
-                          int shard_records, int chunk_records)
-{
-    text_printf(t, MANIFEST_MAGIC);
-    text_printf(t, "options size=%d resize=%s val-fraction=%.17g seed=%" PRIu64
-                " shard-records=%d chunk-records=%d\n", cfg->size, resize_name(cfg->resize),
-                cfg->val_fraction, cfg->seed, shard_records, chunk_records);
-    for (int i = 0; i < s->n; i++)
-        text_printf(t, "file %" PRIu64 " %" PRId64 ".%09" PRId64 " %s\n", s->e[i].size,
-                    s->e[i].mtime_sec, s->e[i].mtime_nsec, s->e[i].rel);
-}
-
-/* Whole file into a NUL-terminated dpt_malloc'd buffer; NULL if missing or unreadable. */
-static char *read_text(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *p = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long len = ftell(f);
-        if (len >= 0 && fseek(f, 0, SEEK_SET) == 0 && (p = dpt_malloc((size_t)len + 1)) != NULL) {
-            if (fread(p, 1, (size_t)len, f) == (size_t)len) {
-                p[len] = '\0';
-                *n = (size_t)len;
-            } else {
-                dpt_free(p);
-                p = NULL;
-            }
-        }
-    }
-    fclose(f);
-    return p;
-}
-
-/* 1 when the output folder holds a complete run of exactly this body (the result line is
- * filled into res); 0 otherwise. */
-static int up_to_date(const char *out_dir, const text_t *body, uint64_t dataset_id,
-                      dpt_prepare_result_t *res)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/" MANIFEST_NAME, out_dir);
-    size_t n = 0;
-    char *old = read_text(path, &n);
-    if (!old)
-        return 0;
-    /* The old manifest is MAGIC, options, result, files; the body is the same without result. */
-    char *result = strstr(old, "\nresult ");
-    int same = 0;
-    if (result) {
-        char *end = strchr(result + 1, '\n');
-        size_t head = (size_t)(result + 1 - old);
-        if (end && head + strlen(end + 1) == body->n && !memcmp(old, body->p, head) &&
-            !memcmp(end + 1, body->p + head, body->n - head)) {
-            dpt_prepare_result_t r = {0};
-            same = sscanf(result + 1, "result files=%d ignored=%d prepared=%d train=%d val=%d "
-                          "bad=%d classes=%d shards=%d", &r.files, &r.ignored, &r.prepared,
-                          &r.train, &r.val, &r.bad, &r.n_classes, &r.shards) == 8 &&
-                   r.shards >= 1;
-            for (int i = 0; same && i < r.shards; i++) {
-                dpt_shard_meta_t *meta = dpt_malloc(sizeof *meta);
-                int nrec = 0;
-                snprintf(path, sizeof path, "%s/shard-%05d.dps", out_dir, i);
-                same = meta && dpt_shard_read_meta(path, meta, &nrec) == DPT_OK &&
-                       meta->dataset_id == dataset_id && meta->shard_count == (uint32_t)r.shards;
-                dpt_free(meta);
-            }
-            if (same)
-                *res = r;
-        }
-    }
-    dpt_free(old);
-    dpt_error_clear();
-    return same;
 }
 
 /* --- decode -------------------------------------------------------------------------------- */
@@ -529,7 +259,7 @@ static void print_summary(const dpt_prepare_config_t *cfg, const dpt_prepare_res
         fprintf(cfg->out, "%s %s (train %d, val %d)", k ? "," : "", meta->classes[k], t, v);
     }
     fprintf(cfg->out, "\n  %d x %d RGB (%s), mean %.4f %.4f %.4f, std %.4f %.4f %.4f\n"
-            "  %d shard%s in %s", cfg->size, cfg->size, resize_name(cfg->resize),
+            "  %d shard%s in %s", cfg->size, cfg->size, dpt__prep_resize_name(cfg->resize),
             (double)meta->mean[0], (double)meta->mean[1], (double)meta->mean[2],
             (double)meta->std[0], (double)meta->std[1], (double)meta->std[2], r->shards,
             r->shards == 1 ? "" : "s", cfg->output_dir);
@@ -567,14 +297,14 @@ dpt_status_t dpt_prepare(const dpt_prepare_config_t *cfg, dpt_prepare_result_t *
         st = dpt_error_set(DPT_ERR_NOMEM, "out of memory");
         goto done;
     }
-    DPT_CHECK_GOTO(scan_dir(&s, NULL), st, done);
+    DPT_CHECK_GOTO(dpt__prep_scan_dir(&s, NULL), st, done);
     if (s.n == 0) {
         st = dpt_error_set(DPT_ERR_FORMAT, "--input %s: no .jpg/.jpeg files (expected cat.0.jpg "
                            "... or class folders such as Cat/ and Dog/)", cfg->input_dir);
         goto done;
     }
-    qsort(s.e, (size_t)s.n, sizeof *s.e, cmp_entry);
-    DPT_CHECK_GOTO(assign_classes(&s, meta), st, done);
+    qsort(s.e, (size_t)s.n, sizeof *s.e, dpt__prep_cmp_entry);
+    DPT_CHECK_GOTO(dpt__prep_assign_classes(&s, meta), st, done);
     if (meta->n_classes < 2) {
         st = dpt_error_set(DPT_ERR_FORMAT, "--input %s: found %d class%s%s%s; need at least 2 "
                            "(cat.N.jpg and dog.N.jpg files, or one folder per class)",
@@ -589,13 +319,13 @@ dpt_status_t dpt_prepare(const dpt_prepare_config_t *cfg, dpt_prepare_result_t *
                                            : (int)(SHARD_TARGET_BYTES / rec_px + 1);
     int chunk_records = cfg->chunk_records ? cfg->chunk_records
                                            : (int)(CHUNK_TARGET_BYTES / rec_px + 1);
-    manifest_body(&body, cfg, &s, shard_records, chunk_records);
+    dpt__prep_manifest_body(&body, cfg, &s, shard_records, chunk_records);
     if (body.oom) {
         st = dpt_error_set(DPT_ERR_NOMEM, "out of memory for the manifest");
         goto done;
     }
     meta->dataset_id = dpt_shard_hash(body.p);
-    if (!cfg->force && up_to_date(cfg->output_dir, &body, meta->dataset_id, res)) {
+    if (!cfg->force && dpt__prep_up_to_date(cfg->output_dir, &body, meta->dataset_id, res)) {
         if (cfg->out) {
             fprintf(cfg->out, "%s is up to date with %s (%d images: train %d, val %d; %d shards);"
                     " nothing to do (--force rebuilds)\n", cfg->output_dir, cfg->input_dir,
@@ -697,11 +427,11 @@ dpt_status_t dpt_prepare(const dpt_prepare_config_t *cfg, dpt_prepare_result_t *
     /* Manifest last: MAGIC, options, result, files (the body with the result line inserted). */
     const char *files = strstr(body.p, "\nfile ");
     size_t head = files ? (size_t)(files + 1 - body.p) : body.n;
-    text_printf(&manifest, "%.*s", (int)head, body.p);
-    text_printf(&manifest, "result files=%d ignored=%d prepared=%d train=%d val=%d bad=%d "
-                "classes=%d shards=%d\n", res->files, res->ignored, res->prepared, res->train,
-                res->val, res->bad, res->n_classes, res->shards);
-    text_printf(&manifest, "%s", body.p + head);
+    dpt__prep_printf(&manifest, "%.*s", (int)head, body.p);
+    dpt__prep_printf(&manifest, "result files=%d ignored=%d prepared=%d train=%d val=%d bad=%d "
+                     "classes=%d shards=%d\n", res->files, res->ignored, res->prepared, res->train,
+                     res->val, res->bad, res->n_classes, res->shards);
+    dpt__prep_printf(&manifest, "%s", body.p + head);
     if (manifest.oom) {
         st = dpt_error_set(DPT_ERR_NOMEM, "out of memory for the manifest");
         goto done;

@@ -6,8 +6,9 @@
  *   step.c       one optimizer step (micro-steps, buckets, the step flags, the update);
  *   epoch_end.c  BN averaging, sharded evaluation, the replica check, the best epoch;
  *   resume.c     checkpoints and --resume;
- *   trainer.c    dpt_train: the run from setup to the final line; evaluate.c, bench_train.c:
- *                `dptrain eval` and `dptrain bench train` on the same session and step. */
+ *   trainer.c    dpt_train: the run from setup to the final line;
+ *   bench_train.c `dptrain bench train` on the same session and step (epoch_end.c also holds
+ *                `dptrain eval`). */
 #ifndef DPT_TRAIN_SESSION_H
 #define DPT_TRAIN_SESSION_H
 

@@ -179,7 +179,7 @@ dpt_status_t dpt__cuda_st(cudaError_t e, const char *what);
 dpt_status_t dpt__cuda_dnn_st(cudnnStatus_t e, const char *what);
 dpt_status_t dpt__cuda_blas_st(cublasStatus_t e, const char *what);
 
-/* The failing call's text (up to its first parenthesis) names it in the message. */
+/* The failing call's whole text (the macro argument, stringized) names it in the message. */
 #define CU(call) dpt__cuda_st((call), #call)
 #define DNN(call) dpt__cuda_dnn_st((call), #call)
 #define BLAS(call) dpt__cuda_blas_st((call), #call)

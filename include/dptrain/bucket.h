@@ -35,6 +35,9 @@ typedef struct dpt_bucket_config {
      * dpt_bucketer_finish returns when the arena holds the averages. */
     void *stream;
     int device;
+    /* Gradient compression (compress.h): a codec per bucket replaces its all-reduce; NULL or
+     * "none": plain fp32 all-reduce. Host gradients only for now. */
+    const char *compress;
 } dpt_bucket_config_t;
 
 /* Plan buckets over the segments of a model's gradient arena `grads` (borrowed, like coll). */

@@ -59,6 +59,9 @@
     X(const char *, allreduce, "auto", "allreduce", T_STR, 0, 0, CMD_TRAIN, "NAME", \
       "gradient all-reduce across ranks: auto (per bucket, by the cost model calibrated at " \
       "start-up), ring, tree, rd, rhd, shm, hier, mpi, nccl (--device cuda, NCCL builds)") \
+    X(const char *, compress, "none", "compress", T_STR, 0, 0, CMD_TRAIN, "CODEC", \
+      "gradient compression per bucket: none, fp16 or bf16 (divide by the ranks in fp32, round " \
+      "once, sum in 16 bits with fp32 accumulation: half the bytes); one rank: nothing to do") \
     X(double, bucket_mb, 25, "bucket-mb", T_DOUBLE, 0.004, 4096, CMD_TRAIN, "M", \
       "gradient bucket size in MiB (the first bucket, the last layers, is min(1, M))") \
     X(int, overlap, 1, "overlap", T_BOOL, 0, 0, CMD_TRAIN, NULL, \

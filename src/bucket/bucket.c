@@ -13,6 +13,7 @@
 #include "core/internal.h"   /* dpt__now */
 #include "dptrain/alloc.h"
 #include "dptrain/bucket.h"
+#include "dptrain/compress.h"
 #include "dptrain/config.h"
 
 #if DPT_HAVE_CUDA
@@ -33,6 +34,7 @@ struct dpt_bucketer {
     dpt_bucket_config_t cfg;
     bucket_t *b;
     int n;
+    dpt_codec_t **codec;   /* per bucket (--compress), NULL: plain fp32 all-reduce */
     /* step state, guarded by mu */
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_done;
@@ -101,8 +103,12 @@ static void reduce_one(dpt_bucketer_t *b, int i, double *t_acc)
         st = reduce_staged(b, i);
     else
 #endif
-        st = dpt_coll_allreduce(b->coll, b->grads + b->b[i].off, b->b[i].count, DPT_DTYPE_F32,
-                                DPT_REDOP_AVG, b->cfg.algo);
+        if (b->codec && b->codec[i])   /* the gradient-codec seam */
+            st = dpt_codec_allreduce(b->codec[i], b->coll, b->grads + b->b[i].off,
+                                     b->b[i].count, b->cfg.algo, NULL);
+        else
+            st = dpt_coll_allreduce(b->coll, b->grads + b->b[i].off, b->b[i].count,
+                                    DPT_DTYPE_F32, DPT_REDOP_AVG, b->cfg.algo);
     double dt = dpt__now() - t0;
     pthread_mutex_lock(&b->mu);
     *t_acc += dt;
@@ -368,6 +374,21 @@ dpt_status_t dpt_bucketer_create(dpt_coll_t *coll, float *grads, const dpt_param
         return dpt_error_set(DPT_ERR_UNSUPPORTED, "--allreduce nccl: needs --device cuda "
                              "(it reduces device memory)");
     }
+    if (cfg->compress && strcmp(cfg->compress, "none")) {
+        dpt_status_t st = cfg->stream ? dpt_error_set(DPT_ERR_UNSUPPORTED, "--compress %s: not "
+                                                      "with --device cuda yet", cfg->compress)
+                                      : DPT_OK;
+        b->codec = st == DPT_OK ? dpt_calloc((size_t)(b->n ? b->n : 1) * sizeof *b->codec) : NULL;
+        if (st == DPT_OK && !b->codec)
+            st = dpt_error_set(DPT_ERR_NOMEM, "bucketer: out of memory");
+        for (int i = 0; i < b->n && st == DPT_OK; i++)
+            st = dpt_codec_create(cfg->compress, b->b[i].count, dpt_coll_size(coll),
+                                  &b->codec[i]);
+        if (st != DPT_OK) {
+            dpt_bucketer_destroy(b);
+            return st;
+        }
+    }
     if (b->cfg.overlap) {
         if (pthread_create(&b->thread, NULL, comm_thread, b) != 0) {
             dpt_bucketer_destroy(b);
@@ -397,6 +418,9 @@ void dpt_bucketer_destroy(dpt_bucketer_t *b)
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->cv_work);
     pthread_cond_destroy(&b->cv_done);
+    for (int i = 0; b->codec && i < b->n; i++)
+        dpt_codec_destroy(b->codec[i]);
+    dpt_free(b->codec);
     dpt_free(b->b);
     dpt_free(b->queue);
     dpt_free(b);
@@ -499,9 +523,10 @@ dpt_status_t dpt_bucketer_finish(dpt_bucketer_t *b, double *t_exposed, double *t
                                  double *bytes)
 {
     double t0 = dpt__now();
-    size_t total = 0;
+    double total = 0;   /* fp32 bytes, or a codec's share of them */
     for (int i = 0; i < b->n; i++)
-        total += b->b[i].count;
+        total += (double)b->b[i].count * sizeof(float)
+                 * (b->codec ? dpt_codec_ratio(b->codec[i], b->b[i].count) : 1.0);
 #if DPT_HAVE_CUDA
     if (b->dev) {
         pthread_mutex_lock(&b->mu);
@@ -551,7 +576,7 @@ out:
     if (t_comm)
         *t_comm = b->t_comm;
     if (bytes)
-        *bytes = (double)total * sizeof(float);
+        *bytes = total;
     if (b->err != DPT_OK)
         return dpt_error_set(b->err, "%s", b->err_msg);
     return DPT_OK;

@@ -17,6 +17,7 @@
 
 #include "dptrain/backend.h"
 #include "dptrain/coll.h"
+#include "dptrain/compress.h"
 #include "dptrain/config.h"
 #include "dptrain/dataset.h"
 #include "dptrain/env.h"
@@ -96,6 +97,13 @@ static int cmd_info(void)
                usable ? "" : why);
         p += len + (p[len] == ',');
     }
+    printf("  --compress\n   ");
+    for (const char *c = dpt_codec_list(); *c;) {
+        size_t len = strcspn(c, ",");
+        printf(" %.*s", (int)len, c);
+        c += len + (c[len] == ',');
+    }
+    printf("\n");
     printf("  --precision\n");
     for (int k = 0; k < DPT_PREC_COUNT_; k++)
         printf("    %-6s %s\n", dpt_precision_name((dpt_precision_t)k),

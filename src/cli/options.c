@@ -9,6 +9,7 @@
 
 #include "cli/options.h"
 #include "dptrain/coll.h"
+#include "dptrain/compress.h"
 #include "dptrain/dataset.h"
 #include "dptrain/config.h"
 #include "dptrain/optim.h"
@@ -248,6 +249,10 @@ static int set_option(opts_t *o, int cmd, const option_def_t *d, const char *val
     case T_STR:
         if (!*val) {
             dpt_cli_usage_error(cmd, "--%s: empty value%s", d->name, "");
+            return 2;
+        }
+        if (!strcmp(d->name, "compress") && dpt_codec_check(val) != DPT_OK) {
+            dpt_cli_usage_error(cmd, "%s%s", dpt_error_get(), "");
             return 2;
         }
         if (!strcmp(d->name, "allreduce")) {

@@ -255,7 +255,8 @@ static dpt_status_t setup_parallel(session_t *s, const dpt_train_config_t *cfg, 
         bucket = 4096;
     dpt_bucket_config_t bc = {.first_bytes = bucket < ((size_t)1 << 20) ? bucket : (size_t)1 << 20,
                               .bucket_bytes = bucket, .algo = s->algo, .overlap = cfg->overlap,
-                              .stream = s->dev ? s->stream : NULL, .device = s->device};
+                              .stream = s->dev ? s->stream : NULL, .device = s->device,
+                              .compress = cfg->compress};
     /* the collective context is sized for the largest bucket (and the BN statistics) */
     dpt_coll_config_t cc = {.max_bytes = dpt_bucket_max_bytes(segs, n_segs, &bc),
                             .deterministic = cfg->deterministic};
@@ -295,12 +296,15 @@ dpt_status_t dpt__session_setup(session_t *s, dpt_train_config_t *cfg, int *coll
     return dpt__dist_agree(&s->dist, st, collective);
 }
 
-void dpt__session_print_buckets(session_t *s)
+void dpt__session_print_buckets(session_t *s, const char *compress)
 {
     int n = dpt_bucketer_count(s->bk);
+    char codec[64] = "";
+    if (compress && strcmp(compress, "none"))
+        snprintf(codec, sizeof codec, ", compressed %s", compress);
     printf("data parallel: %d ranks, %d gradient bucket%s, all-reduce %s%s%s\n", s->dist.size, n,
-           n == 1 ? "" : "s", dpt_coll_algo_name(s->algo),
-           s->bk && n ? ", overlapped with backward" : "", "");
+           n == 1 ? "" : "s", dpt_coll_algo_name(s->algo), codec,
+           s->bk && n ? ", overlapped with backward" : "");
     for (int i = 0; i < n; i++) {
         size_t off, cnt;
         dpt_bucketer_range(s->bk, i, &off, &cnt);

@@ -95,7 +95,7 @@ dpt_status_t dpt__session_setup(session_t *s, dpt_train_config_t *cfg, int *coll
  * file as parsed, h[2] the training data. */
 void dpt__session_hashes(const session_t *s, uint32_t h[3]);
 /* One line per bucket: its size and, with auto, the algorithm and predicted time (rank 0). */
-void dpt__session_print_buckets(session_t *s);
+void dpt__session_print_buckets(session_t *s, const char *compress);
 
 /* device.c */
 /* --device cuda: this rank's GPU (node-local rank modulo the node's devices); current device. */

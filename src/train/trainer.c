@@ -114,7 +114,7 @@ static void print_header(run_t *r)
            r->nranks == 1 ? "" : "s", cfg->batch, acc, r->global_batch, cfg->epochs,
            r->steps_per_epoch, limit, summary);
     if (s->bk)
-        dpt__session_print_buckets(s);
+        dpt__session_print_buckets(s, cfg->compress);
     fflush(stdout);
 }
 

@@ -4,6 +4,7 @@
 #    reduction-order tolerance), and so does np 1 x batch 64 x --accum 2, and np 2 x 32 x accum 2;
 #    with batch norm, --sync-bn does (and local statistics do not);
 #  - with --deterministic every all-reduce algorithm gives the same bits;
+#  - --compress fp16 / bf16 keeps the replicas identical and stays near the fp32 result;
 #  - replicas stay bitwise identical for every algorithm at np 3 (the trainer compares a
 #    parameter checksum across ranks after every epoch and fails otherwise);
 #  - ranks that disagree (flags, a missing dataset on one rank) stop with a message naming the rank;
@@ -47,6 +48,15 @@ train 2 "$TMP/bn2.dpt" "${args[@]}" --batch 64 --sync-bn --max-steps 1
 same "$TMP/bn1.dpt" "$TMP/bn2.dpt" 1e-5 "--sync-bn: np 2 x 64 vs np 1 x 128"
 train 2 "$TMP/bn2local.dpt" "${args[@]}" --batch 64 --max-steps 1
 "$CMP" "$TMP/bn1.dpt" "$TMP/bn2local.dpt" 1e-5 > /dev/null && bad "local BN statistics gave np 1 x 64's parameters: the comparison cannot tell" || ok
+
+# --compress fp16 / bf16 (np 3, several buckets): the replicas stay identical (the trainer's check
+# after every epoch), the header says so, and the result is near the fp32 run's
+train 3 "$TMP/c-none.dpt" "${nobn[@]}" --batch 32 --bucket-mb 0.05
+for c in fp16 bf16; do
+  train 3 "$TMP/c-$c.dpt" "${nobn[@]}" --batch 32 --bucket-mb 0.05 --compress "$c" || continue
+  grep -q "all-reduce auto, compressed $c," "$TMP/c-$c.txt" && ok || bad "--compress $c: header: $(grep 'data parallel' "$TMP/c-$c.txt")"
+  same "$TMP/c-none.dpt" "$TMP/c-$c.dpt" 0.05 "--compress $c vs fp32 (2 epochs)"
+done
 
 # --deterministic: the same bits for every algorithm (BN model, small buckets: several per step)
 first=

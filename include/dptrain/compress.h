@@ -1,0 +1,41 @@
+/* compress.h: gradient compression, per bucket (src/compress/, one codec per file behind a
+ * table of dpt_codec_ops_t). A codec replaces the bucket's all-reduce (the average over ranks)
+ * with its own exchange: encode, collective(s) on a smaller payload, decode. Every decision that
+ * changes what is sent is the same on every rank, and every rank ends with the same bits.
+ *
+ *   --compress none | fp16 | bf16        (more codecs come with issue 16: powersgd, topk, sign)
+ *
+ * fp16 / bf16: each rank divides its gradients by the rank count in fp32 and rounds once to 16
+ * bits (to nearest even); the 16-bit payload is summed with fp32 accumulation at every hop (the
+ * collective layer's bf16/fp16 sums) and widened back. Half the bytes; no error feedback. */
+#ifndef DPT_COMPRESS_H
+#define DPT_COMPRESS_H
+
+#include <stddef.h>
+
+#include "dptrain/coll.h"
+#include "dptrain/status.h"
+
+typedef struct dpt_codec dpt_codec_t;   /* one bucket's codec and its state */
+
+/* What one call did: bytes of payload this rank sent, encode + decode seconds. */
+typedef struct dpt_codec_stats {
+    double bytes_sent, t_code;
+} dpt_codec_stats_t;
+
+/* Is `spec` a codec ("none" is one: no compression)? DPT_OK, or DPT_ERR_INVALID_ARG naming the
+ * codecs there are. */
+dpt_status_t dpt_codec_check(const char *spec);
+/* Comma-separated names of the codecs (static), for --help and `dptrain info`. */
+const char *dpt_codec_list(void);
+/* A codec for a bucket of n floats on a job of `ranks` ranks; *out = NULL for "none". */
+dpt_status_t dpt_codec_create(const char *spec, size_t n, int ranks, dpt_codec_t **out);
+void dpt_codec_destroy(dpt_codec_t *c);
+/* Average buf[0..n) over the ranks of coll through the codec (collective, like
+ * dpt_coll_allreduce with DPT_REDOP_AVG). n must not exceed the n of create. */
+dpt_status_t dpt_codec_allreduce(dpt_codec_t *c, dpt_coll_t *coll, float *buf, size_t n,
+                                 dpt_coll_algo_t algo, dpt_codec_stats_t *stats);
+/* The fraction of the fp32 bytes the codec sends for n floats (1 = none; 0.5 = fp16). */
+double dpt_codec_ratio(const dpt_codec_t *c, size_t n);
+
+#endif

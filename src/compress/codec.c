@@ -1,0 +1,99 @@
+/* codec.c: the registry of gradient codecs (compress.h) and what every codec shares: parsing
+ * "--compress NAME[:ARG]", one state per bucket, the timing of encode and decode. */
+#include <stdio.h>
+#include <string.h>
+
+#include "compress/internal.h"
+#include "dptrain/alloc.h"
+
+static const dpt__codec_ops_t *const codecs[] = {&dpt__codec_fp16, &dpt__codec_bf16};
+#define N_CODECS (sizeof codecs / sizeof codecs[0])
+
+struct dpt_codec {
+    const dpt__codec_ops_t *ops;
+    void *state;
+    size_t n;
+};
+
+const char *dpt_codec_list(void)
+{
+    return "none,fp16,bf16";
+}
+
+/* The codec a spec names (NULL for "none"), and its argument after ':' (NULL if none). */
+static dpt_status_t find(const char *spec, const dpt__codec_ops_t **ops, const char **arg)
+{
+    *ops = NULL;
+    *arg = NULL;
+    if (!spec || !strcmp(spec, "none"))
+        return DPT_OK;
+    size_t len = strcspn(spec, ":");
+    for (size_t i = 0; i < N_CODECS; i++)
+        if (strlen(codecs[i]->name) == len && !strncmp(codecs[i]->name, spec, len)) {
+            *ops = codecs[i];
+            *arg = spec[len] == ':' ? spec + len + 1 : NULL;
+            return DPT_OK;
+        }
+    return dpt_error_set(DPT_ERR_INVALID_ARG, "--compress: unknown codec '%s' (known: %s)", spec,
+                         dpt_codec_list());
+}
+
+dpt_status_t dpt_codec_check(const char *spec)
+{
+    const dpt__codec_ops_t *ops;
+    const char *arg;
+    DPT_CHECK(find(spec, &ops, &arg));
+    if (ops && arg)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--compress %s: %s takes no argument", spec,
+                             ops->name);
+    return DPT_OK;
+}
+
+dpt_status_t dpt_codec_create(const char *spec, size_t n, int ranks, dpt_codec_t **out)
+{
+    *out = NULL;
+    DPT_CHECK(dpt_codec_check(spec));
+    const dpt__codec_ops_t *ops;
+    const char *arg;
+    DPT_CHECK(find(spec, &ops, &arg));
+    if (!ops)
+        return DPT_OK;
+    dpt_codec_t *c = dpt_calloc(sizeof *c);
+    if (!c)
+        return dpt_error_set(DPT_ERR_NOMEM, "--compress %s: out of memory", spec);
+    c->ops = ops;
+    c->n = n;
+    dpt_status_t st = ops->create(arg, n, ranks, &c->state);
+    if (st != DPT_OK) {
+        dpt_free(c);
+        return st;
+    }
+    *out = c;
+    return DPT_OK;
+}
+
+void dpt_codec_destroy(dpt_codec_t *c)
+{
+    if (!c)
+        return;
+    c->ops->destroy(c->state);
+    dpt_free(c);
+}
+
+dpt_status_t dpt_codec_allreduce(dpt_codec_t *c, dpt_coll_t *coll, float *buf, size_t n,
+                                 dpt_coll_algo_t algo, dpt_codec_stats_t *stats)
+{
+    dpt_codec_stats_t s = {0, 0};
+    if (n > c->n)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "codec %s: %zu floats, made for %zu",
+                             c->ops->name, n, c->n);
+    dpt_status_t st = c->ops->allreduce(c->state, coll, buf, n, algo, &s);
+    if (stats)
+        *stats = s;
+    return st;
+}
+
+double dpt_codec_ratio(const dpt_codec_t *c, size_t n)
+{
+    return c ? c->ops->ratio(c->state, n) : 1.0;
+}

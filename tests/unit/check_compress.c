@@ -1,0 +1,174 @@
+/* check_compress.c: the gradient codecs on the in-process transport, one thread per rank, at
+ * 1-5 ranks, on random and adversarial buckets (zeros, one huge value, a NaN, sizes 0, 1, p - 1,
+ * odd and large): every rank ends with the same bits, and the result is the exact mean within
+ * the codec's promise (fp16 / bf16: the 16-bit rounding of each rank's share and of each hop's
+ * sum; beyond fp16's range: Inf of the right sign; a NaN anywhere: NaN there). */
+#include <check.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "check_main.h"
+#include "dptrain/alloc.h"
+#include "dptrain/coll.h"
+#include "dptrain/compress.h"
+#include "dptrain/rng.h"
+
+#define MAX_RANKS 5
+
+enum { IN_RANDOM, IN_ZEROS, IN_HUGE, IN_NAN, IN_KINDS };
+
+typedef struct job {
+    const char *codec;
+    int p, kind;
+    size_t n;
+    float *in;    /* p x n: rank r's gradients at r * n */
+    float *out;   /* p x n: what each rank ended with */
+} job_t;
+
+typedef struct rank_ctx {
+    int rank;
+    job_t *job;
+    dpt_p2p_t *p2p;
+    dpt_status_t st;
+    char msg[256];
+} rank_ctx_t;
+
+static void *rank_main(void *arg)
+{
+    rank_ctx_t *c = arg;
+    job_t *j = c->job;
+    dpt_coll_t *coll = NULL;
+    dpt_codec_t *codec = NULL;
+    dpt_coll_config_t cc = {.max_bytes = j->n * sizeof(float) + 64};
+    float *buf = j->out + (size_t)c->rank * j->n;
+    memcpy(buf, j->in + (size_t)c->rank * j->n, j->n * sizeof *buf);
+    dpt_status_t st = dpt_coll_create(c->p2p, &cc, &coll);
+    if (st == DPT_OK)
+        st = dpt_codec_create(j->codec, j->n, j->p, &codec);
+    for (int round = 0; round < 2 && st == DPT_OK; round++) {   /* the state is reused */
+        if (round)
+            memcpy(buf, j->in + (size_t)c->rank * j->n, j->n * sizeof *buf);
+        dpt_codec_stats_t s;
+        st = dpt_codec_allreduce(codec, coll, buf, j->n, DPT_COLL_ALGO_RING, &s);
+    }
+    c->st = st;
+    if (st != DPT_OK)
+        snprintf(c->msg, sizeof c->msg, "%s", dpt_error_get());
+    dpt_codec_destroy(codec);
+    dpt_coll_destroy(coll);
+    return NULL;
+}
+
+static void fill(job_t *j, uint64_t seed)
+{
+    dpt_rng_t r;
+    dpt_rng_init(&r, seed, 7);
+    for (size_t i = 0; i < (size_t)j->p * j->n; i++)
+        j->in[i] = j->kind == IN_ZEROS ? 0.0f : dpt_rng_normal(&r) * 0.01f;
+    if (j->n && j->kind == IN_HUGE)
+        j->in[(size_t)(j->p - 1) * j->n + j->n / 2] = 3e38f / (float)j->p * (j->p > 1 ? 0.9f : 1);
+    if (j->n && j->kind == IN_NAN)
+        j->in[j->n - 1] = NAN;
+}
+
+static void run(job_t *j)
+{
+    dpt_p2p_t *eps[MAX_RANKS];
+    pthread_t th[MAX_RANKS];
+    rank_ctx_t ctx[MAX_RANKS];
+    ck_assert_int_eq(dpt_p2p_loop_create(j->p, eps), DPT_OK);
+    for (int r = 0; r < j->p; r++) {
+        ctx[r] = (rank_ctx_t){.rank = r, .job = j, .p2p = eps[r]};
+        ck_assert_int_eq(pthread_create(&th[r], NULL, rank_main, &ctx[r]), 0);
+    }
+    for (int r = 0; r < j->p; r++)
+        pthread_join(th[r], NULL);
+    for (int r = 0; r < j->p; r++)
+        dpt_p2p_destroy(eps[r]);
+    for (int r = 0; r < j->p; r++)
+        ck_assert_msg(ctx[r].st == DPT_OK, "%s np %d n %zu: rank %d: %s", j->codec, j->p, j->n, r,
+                      ctx[r].msg);
+}
+
+/* _i: codec (fp16, bf16) x ranks 1-5 x input kind */
+START_TEST(test_cast16)
+{
+    static const char *const names[2] = {"fp16", "bf16"};
+    const char *codec = names[_i / (MAX_RANKS * IN_KINDS)];
+    int p = 1 + (_i / IN_KINDS) % MAX_RANKS, kind = _i % IN_KINDS;
+    const double unit = !strcmp(codec, "fp16") ? ldexp(1, -11) : ldexp(1, -8);   /* half ulp */
+    const double fmax = !strcmp(codec, "fp16") ? 65504.0 : 3.38e38;
+    size_t sizes[6] = {0, 1, (size_t)(p > 1 ? p - 1 : 2), 7, 1001, 4097};
+    for (int k = 0; k < 6; k++) {
+        job_t j = {.codec = codec, .p = p, .kind = kind, .n = sizes[k]};
+        j.in = dpt_malloc(((size_t)p * j.n + 1) * sizeof(float));
+        j.out = dpt_malloc(((size_t)p * j.n + 1) * sizeof(float));
+        fill(&j, 100 + (uint64_t)k);
+        run(&j);
+        for (int r = 1; r < p; r++)
+            ck_assert_msg(!memcmp(j.out, j.out + (size_t)r * j.n, j.n * sizeof(float)),
+                          "%s np %d n %zu: rank %d's bits differ from rank 0's", codec, p, j.n, r);
+        for (size_t i = 0; i < j.n; i++) {
+            double sum = 0, abs_sum = 0;
+            int nan = 0;
+            for (int r = 0; r < p; r++) {
+                double x = j.in[(size_t)r * j.n + i];
+                nan |= isnan(x);
+                sum += x;
+                abs_sum += fabs(x);
+            }
+            double mean = sum / p, got = j.out[i];
+            if (nan) {
+                ck_assert_msg(isnan(got), "%s np %d: element %zu: NaN in, %g out", codec, p, i, got);
+                continue;
+            }
+            if (fabs(mean) > fmax) {
+                ck_assert_msg(isinf(got) && (got > 0) == (mean > 0), "%s np %d: %g out of range, "
+                              "got %g", codec, p, mean, got);
+                continue;
+            }
+            /* each share rounded once, then one rounding per hop: p + 1 roundings at most, each
+             * within half an ulp of values no larger than the sum of |shares| (plus fp16's
+             * subnormal step) */
+            double tol = (p + 1) * unit * 2 * (abs_sum / p) + (p + 1) * ldexp(1, -24);
+            ck_assert_msg(fabs(got - mean) <= tol, "%s np %d n %zu kind %d: element %zu: %.9g, "
+                          "exact mean %.9g (tolerance %.3g)", codec, p, j.n, kind, i, got, mean,
+                          tol);
+        }
+        dpt_free(j.in);
+        dpt_free(j.out);
+    }
+}
+END_TEST
+
+START_TEST(test_names)
+{
+    ck_assert_int_eq(dpt_codec_check("none"), DPT_OK);
+    ck_assert_int_eq(dpt_codec_check("fp16"), DPT_OK);
+    ck_assert_int_eq(dpt_codec_check("bf16"), DPT_OK);
+    ck_assert_int_eq(dpt_codec_check("zstd"), DPT_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(dpt_error_get(), "none,fp16,bf16"), "%s", dpt_error_get());
+    ck_assert_int_eq(dpt_codec_check("fp16:3"), DPT_ERR_INVALID_ARG);
+    dpt_codec_t *c = (dpt_codec_t *)1;
+    ck_assert_int_eq(dpt_codec_create("none", 10, 2, &c), DPT_OK);
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(dpt_codec_create("bf16", 10, 2, &c), DPT_OK);
+    ck_assert(dpt_codec_ratio(c, 10) == 0.5);
+    dpt_codec_destroy(c);
+}
+END_TEST
+
+static Suite *compress_suite(void)
+{
+    Suite *s = suite_create("compress");
+    TCase *tc = tcase_create("codecs");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_cast16, 0, 2 * MAX_RANKS * IN_KINDS);
+    tcase_add_test(tc, test_names);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+DPT_CHECK_MAIN(compress_suite)

@@ -3,11 +3,12 @@
  * with its own exchange: encode, collective(s) on a smaller payload, decode. Every decision that
  * changes what is sent is the same on every rank, and every rank ends with the same bits.
  *
- *   --compress none | fp16 | bf16        (more codecs come with issue 16: powersgd, topk, sign)
+ *   --compress none | fp16 | bf16 | topk:FRACTION    (issue 16 adds powersgd and sign)
  *
  * fp16 / bf16: each rank divides its gradients by the rank count in fp32 and rounds once to 16
  * bits (to nearest even); the 16-bit payload is summed with fp32 accumulation at every hop (the
- * collective layer's bf16/fp16 sums) and widened back. Half the bytes; no error feedback. */
+ * collective layer's bf16/fp16 sums) and widened back. Half the bytes; no error feedback.
+ * topk:FRACTION: error feedback, the largest entries all-gathered (src/compress/topk.c). */
 #ifndef DPT_COMPRESS_H
 #define DPT_COMPRESS_H
 
@@ -37,5 +38,10 @@ dpt_status_t dpt_codec_allreduce(dpt_codec_t *c, dpt_coll_t *coll, float *buf, s
                                  dpt_coll_algo_t algo, dpt_codec_stats_t *stats);
 /* The fraction of the fp32 bytes the codec sends for n floats (1 = none; 0.5 = fp16). */
 double dpt_codec_ratio(const dpt_codec_t *c, size_t n);
+/* The codec's error-feedback residual (*n floats), what a bit-exact resume must restore; NULL
+ * for a codec without state. */
+float *dpt_codec_residual(dpt_codec_t *c, size_t *n);
+/* Does the codec of `spec` keep state between steps (a residual)? */
+int dpt_codec_stateful(const char *spec);
 
 #endif

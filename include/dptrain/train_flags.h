@@ -61,7 +61,8 @@
       "start-up), ring, tree, rd, rhd, shm, hier, mpi, nccl (--device cuda, NCCL builds)") \
     X(const char *, compress, "none", "compress", T_STR, 0, 0, CMD_TRAIN, "CODEC", \
       "gradient compression per bucket: none, fp16 or bf16 (divide by the ranks in fp32, round " \
-      "once, sum in 16 bits with fp32 accumulation: half the bytes); one rank: nothing to do") \
+      "once, sum in 16 bits with fp32 accumulation: half the bytes), topk:F (the largest F of " \
+      "each bucket, the rest kept for later: error feedback); one rank: nothing to do") \
     X(double, bucket_mb, 25, "bucket-mb", T_DOUBLE, 0.004, 4096, CMD_TRAIN, "M", \
       "gradient bucket size in MiB (the first bucket, the last layers, is min(1, M))") \
     X(int, overlap, 1, "overlap", T_BOOL, 0, 0, CMD_TRAIN, NULL, \

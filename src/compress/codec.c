@@ -6,7 +6,8 @@
 #include "compress/internal.h"
 #include "dptrain/alloc.h"
 
-static const dpt__codec_ops_t *const codecs[] = {&dpt__codec_fp16, &dpt__codec_bf16};
+static const dpt__codec_ops_t *const codecs[] = {&dpt__codec_fp16, &dpt__codec_bf16,
+                                                  &dpt__codec_topk};
 #define N_CODECS (sizeof codecs / sizeof codecs[0])
 
 struct dpt_codec {
@@ -17,7 +18,7 @@ struct dpt_codec {
 
 const char *dpt_codec_list(void)
 {
-    return "none,fp16,bf16";
+    return "none,fp16,bf16,topk:FRACTION";
 }
 
 /* The codec a spec names (NULL for "none"), and its argument after ':' (NULL if none). */
@@ -43,9 +44,14 @@ dpt_status_t dpt_codec_check(const char *spec)
     const dpt__codec_ops_t *ops;
     const char *arg;
     DPT_CHECK(find(spec, &ops, &arg));
-    if (ops && arg)
+    if (ops && arg && !ops->needs_arg)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "--compress %s: %s takes no argument", spec,
                              ops->name);
+    if (ops && ops->needs_arg) {   /* the codec checks its argument */
+        void *state = NULL;
+        DPT_CHECK(ops->create(arg, 0, 1, &state));
+        ops->destroy(state);
+    }
     return DPT_OK;
 }
 
@@ -96,4 +102,17 @@ dpt_status_t dpt_codec_allreduce(dpt_codec_t *c, dpt_coll_t *coll, float *buf, s
 double dpt_codec_ratio(const dpt_codec_t *c, size_t n)
 {
     return c ? c->ops->ratio(c->state, n) : 1.0;
+}
+
+float *dpt_codec_residual(dpt_codec_t *c, size_t *n)
+{
+    *n = 0;
+    return c && c->ops->residual ? c->ops->residual(c->state, n) : NULL;
+}
+
+int dpt_codec_stateful(const char *spec)
+{
+    const dpt__codec_ops_t *ops;
+    const char *arg;
+    return find(spec, &ops, &arg) == DPT_OK && ops && ops->residual;
 }

@@ -13,8 +13,11 @@ typedef struct dpt__codec_ops {
     dpt_status_t (*allreduce)(void *state, dpt_coll_t *coll, float *buf, size_t n,
                               dpt_coll_algo_t algo, dpt_codec_stats_t *stats);
     double (*ratio)(const void *state, size_t n);
+    /* the state a resume needs (an error-feedback residual), NULL for none */
+    float *(*residual)(void *state, size_t *n);
+    int needs_arg;   /* "name:ARG" required */
 } dpt__codec_ops_t;
 
-extern const dpt__codec_ops_t dpt__codec_fp16, dpt__codec_bf16;
+extern const dpt__codec_ops_t dpt__codec_fp16, dpt__codec_bf16, dpt__codec_topk;
 
 #endif

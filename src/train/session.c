@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "dptrain/alloc.h"
+#include "dptrain/compress.h"
 #include "train/session.h"
 
 void dpt__session_fini(session_t *s)
@@ -186,6 +187,10 @@ static dpt_status_t setup_local(session_t *s, dpt_train_config_t *cfg)
 {
     const int rank = s->dist.rank, nranks = s->dist.size;
     DPT_CHECK(dpt__global_batch(cfg, nranks));   /* --global-batch: the per-rank batch follows */
+    if (nranks > 1 && dpt_codec_stateful(cfg->compress) && (cfg->checkpoint_dir || cfg->resume))
+        return dpt_error_set(DPT_ERR_UNSUPPORTED, "--compress %s: its error-feedback residual is "
+                             "not in checkpoints yet, so a resume would not continue this run: "
+                             "use it without --checkpoint-dir and --resume", cfg->compress);
     dpt__run_text(cfg, nranks, s->run_text, sizeof s->run_text);
     if (rank == 0 && cfg->checkpoint_dir)   /* one job per directory, never another's */
         DPT_CHECK(dpt__claim_checkpoint_dir(cfg, &s->lock_fd));

@@ -57,6 +57,11 @@ for c in fp16 bf16; do
   grep -q "all-reduce auto, compressed $c," "$TMP/c-$c.txt" && ok || bad "--compress $c: header: $(grep 'data parallel' "$TMP/c-$c.txt")"
   same "$TMP/c-none.dpt" "$TMP/c-$c.dpt" 0.05 "--compress $c vs fp32 (2 epochs)"
 done
+train 3 "$TMP/c-topk.dpt" "${nobn[@]}" --batch 32 --bucket-mb 0.05 --compress topk:0.05 \
+  && grep -q "compressed topk:0.05" "$TMP/c-topk.txt" && ok || bad "--compress topk:0.05: $(tail -2 "$TMP/c-topk.err")"
+out=$(timeout 120 "${MPI[@]}" -np 2 "$DPT" train "${nobn[@]}" --compress topk:0.05 --checkpoint-dir "$TMP/ck-topk" 2>&1) \
+  && bad "--compress topk with --checkpoint-dir was accepted" \
+  || { [[ $out == *"--compress topk:0.05: its error-feedback residual is not in checkpoints yet"* ]] && ok || bad "topk + checkpoints: $out"; }
 
 # --deterministic: the same bits for every algorithm (BN model, small buckets: several per step)
 first=

@@ -143,14 +143,131 @@ START_TEST(test_cast16)
 }
 END_TEST
 
+/* topk: at np 1-5 with small integers (every sum exact): the ranks agree bit for bit; each rank
+ * sent at most k entries and kept the rest (sent + residual = its input, exactly); what it sent
+ * are its largest |entries|; the result is the rank-order sum of what was sent, / p; a second
+ * step sends what the first kept back. _i: ranks 1-5 x fraction (0.01, 0.1, 0.3). */
+typedef struct topk_job {
+    int p;
+    const char *spec;
+    size_t n;
+    float *in, *out, *res;   /* p x n each */
+} topk_job_t;
+
+typedef struct topk_ctx {
+    int rank;
+    topk_job_t *job;
+    dpt_p2p_t *p2p;
+    dpt_status_t st;
+    char msg[256];
+} topk_ctx_t;
+
+static void *topk_rank(void *arg)
+{
+    topk_ctx_t *c = arg;
+    topk_job_t *j = c->job;
+    dpt_coll_t *coll = NULL;
+    dpt_codec_t *codec = NULL;
+    dpt_coll_config_t cc = {.max_bytes = j->n * sizeof(float) + 64};
+    float *buf = j->out + (size_t)c->rank * j->n;
+    memcpy(buf, j->in + (size_t)c->rank * j->n, j->n * sizeof *buf);
+    dpt_status_t st = dpt_coll_create(c->p2p, &cc, &coll);
+    if (st == DPT_OK)
+        st = dpt_codec_create(j->spec, j->n, j->p, &codec);
+    if (st == DPT_OK)
+        st = dpt_codec_allreduce(codec, coll, buf, j->n, DPT_COLL_ALGO_RING, NULL);
+    if (st == DPT_OK) {
+        size_t rn = 0;
+        float *e = dpt_codec_residual(codec, &rn);
+        memcpy(j->res + (size_t)c->rank * j->n, e, j->n * sizeof *e);
+    }
+    c->st = st;
+    if (st != DPT_OK)
+        snprintf(c->msg, sizeof c->msg, "%s", dpt_error_get());
+    dpt_codec_destroy(codec);
+    dpt_coll_destroy(coll);
+    return NULL;
+}
+
+START_TEST(test_topk)
+{
+    static const char *const specs[3] = {"topk:0.01", "topk:0.1", "topk:0.3"};
+    static const double fracs[3] = {0.01, 0.1, 0.3};
+    int p = 1 + _i % MAX_RANKS;
+    topk_job_t j = {.p = p, .spec = specs[_i / MAX_RANKS], .n = 1001};
+    size_t k = (size_t)ceil(fracs[_i / MAX_RANKS] * (double)j.n);
+    int dense = (size_t)p * k >= j.n;
+    j.in = dpt_malloc((size_t)p * j.n * sizeof(float));
+    j.out = dpt_malloc((size_t)p * j.n * sizeof(float));
+    j.res = dpt_malloc((size_t)p * j.n * sizeof(float));
+    dpt_rng_t r;
+    dpt_rng_init(&r, 5, (uint64_t)_i);
+    for (size_t i = 0; i < (size_t)p * j.n; i++)
+        j.in[i] = (float)((int)dpt_rng_below(&r, 2001) - 1000);
+    dpt_p2p_t *eps[MAX_RANKS];
+    pthread_t th[MAX_RANKS];
+    topk_ctx_t ctx[MAX_RANKS];
+    ck_assert_int_eq(dpt_p2p_loop_create(p, eps), DPT_OK);
+    for (int q = 0; q < p; q++) {
+        ctx[q] = (topk_ctx_t){.rank = q, .job = &j, .p2p = eps[q]};
+        ck_assert_int_eq(pthread_create(&th[q], NULL, topk_rank, &ctx[q]), 0);
+    }
+    for (int q = 0; q < p; q++)
+        pthread_join(th[q], NULL);
+    for (int q = 0; q < p; q++) {
+        dpt_p2p_destroy(eps[q]);
+        ck_assert_msg(ctx[q].st == DPT_OK, "rank %d: %s", q, ctx[q].msg);
+    }
+    for (int q = 1; q < p; q++)
+        ck_assert(!memcmp(j.out, j.out + (size_t)q * j.n, j.n * sizeof(float)));
+    float *want = dpt_calloc(j.n * sizeof(float));
+    for (int q = 0; q < p; q++) {
+        const float *g = j.in + (size_t)q * j.n, *e = j.res + (size_t)q * j.n;
+        size_t sent = 0;
+        float min_sent = INFINITY, max_kept = 0;
+        for (size_t i = 0; i < j.n; i++) {
+            float s = g[i] - e[i];   /* exact: e[i] is 0 or g[i] */
+            ck_assert_msg(e[i] == 0 || e[i] == g[i], "rank %d: residual %g of %g", q, e[i], g[i]);
+            if (e[i] == 0 && g[i] != 0) {
+                sent++;
+                if (fabsf(s) < min_sent)
+                    min_sent = fabsf(s);
+            } else if (fabsf(e[i]) > max_kept) {
+                max_kept = fabsf(e[i]);
+            }
+            want[i] += s;
+        }
+        if (dense) {
+            ck_assert_msg(max_kept == 0, "rank %d: dense fallback kept %g back", q, max_kept);
+        } else {
+            ck_assert_msg(sent <= k, "rank %d sent %zu > k = %zu", q, sent, k);
+            ck_assert_msg(min_sent >= max_kept, "rank %d: sent %g but kept %g", q, min_sent,
+                          max_kept);
+        }
+    }
+    for (size_t i = 0; i < j.n; i++)
+        ck_assert_msg(j.out[i] == want[i] / (float)p, "np %d %s: element %zu: %g, want %g", p,
+                      j.spec, i, j.out[i], want[i] / (float)p);
+    dpt_free(want);
+    dpt_free(j.in);
+    dpt_free(j.out);
+    dpt_free(j.res);
+}
+END_TEST
+
 START_TEST(test_names)
 {
     ck_assert_int_eq(dpt_codec_check("none"), DPT_OK);
     ck_assert_int_eq(dpt_codec_check("fp16"), DPT_OK);
     ck_assert_int_eq(dpt_codec_check("bf16"), DPT_OK);
     ck_assert_int_eq(dpt_codec_check("zstd"), DPT_ERR_INVALID_ARG);
-    ck_assert_msg(strstr(dpt_error_get(), "none,fp16,bf16"), "%s", dpt_error_get());
+    ck_assert_msg(strstr(dpt_error_get(), "none,fp16,bf16,topk"), "%s", dpt_error_get());
     ck_assert_int_eq(dpt_codec_check("fp16:3"), DPT_ERR_INVALID_ARG);
+    ck_assert_int_eq(dpt_codec_check("topk:0.05"), DPT_OK);
+    ck_assert_int_eq(dpt_codec_check("topk"), DPT_ERR_INVALID_ARG);
+    ck_assert_int_eq(dpt_codec_check("topk:0"), DPT_ERR_INVALID_ARG);
+    ck_assert_int_eq(dpt_codec_check("topk:1.5"), DPT_ERR_INVALID_ARG);
+    ck_assert(dpt_codec_stateful("topk:0.1") && !dpt_codec_stateful("fp16"));
     dpt_codec_t *c = (dpt_codec_t *)1;
     ck_assert_int_eq(dpt_codec_create("none", 10, 2, &c), DPT_OK);
     ck_assert_ptr_null(c);
@@ -166,6 +283,7 @@ static Suite *compress_suite(void)
     TCase *tc = tcase_create("codecs");
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_cast16, 0, 2 * MAX_RANKS * IN_KINDS);
+    tcase_add_loop_test(tc, test_topk, 0, 3 * MAX_RANKS);
     tcase_add_test(tc, test_names);
     suite_add_tcase(s, tc);
     return s;

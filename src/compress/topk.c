@@ -1,0 +1,180 @@
+/* topk.c: top-k sparsification with error feedback (Lin et al.'s DGC without its momentum
+ * correction, for now; Stich et al. 2018 for the error feedback). Per bucket and step, each rank
+ * adds its residual to the gradients (acc = g + e), sends the k = ceil(FRACTION * n) entries of
+ * largest |acc| as (uint32 index, float value) pairs, and keeps the rest as its next residual
+ * (e = acc with the sent entries zeroed: what was sent plus the residual is exactly acc). The
+ * pairs of all ranks are all-gathered and summed in rank order, then divided by p, so every rank
+ * gets the same bits. A NaN counts as the largest entry (it is sent, and the NaN policy sees it).
+ *
+ * Cost: an all-gather of p * k pairs moves (p - 1) * 8k bytes per rank; a ring all-reduce of n
+ * floats 2 (p - 1) / p * 4n. Sparse wins only while p * k < n: at or above that density the
+ * bucket falls back to the dense fp32 all-reduce (dpt_codec_ratio says which), still with the
+ * residual folded in, so that nothing is lost when the density is raised. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compress/internal.h"
+#include "core/internal.h"
+#include "dptrain/alloc.h"
+
+typedef struct pair {
+    uint32_t index;
+    float value;
+} pair_t;
+
+typedef struct topk {
+    double fraction;
+    size_t n, k;
+    int ranks, dense;   /* dense: p * k >= n, the plain all-reduce is cheaper */
+    float *e;           /* the residual (n) */
+    float *key;         /* scratch (n): |acc|, NaN as +Inf */
+    pair_t *send;       /* k */
+    pair_t *recv;       /* p * k */
+} topk_t;
+
+static void destroy(void *state)
+{
+    topk_t *t = state;
+    if (!t)
+        return;
+    dpt_free(t->e);
+    dpt_free(t->key);
+    dpt_free(t->send);
+    dpt_free(t->recv);
+    dpt_free(t);
+}
+
+static dpt_status_t create(const char *arg, size_t n, int ranks, void **state)
+{
+    char *end = NULL;
+    double f = arg ? strtod(arg, &end) : 0;
+    if (!arg || end == arg || *end || !(f > 0 && f <= 1))
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--compress topk:FRACTION: FRACTION must be "
+                             "in (0, 1], e.g. topk:0.01 (got '%s')", arg ? arg : "");
+    topk_t *t = dpt_calloc(sizeof *t);
+    if (!t)
+        return dpt_error_set(DPT_ERR_NOMEM, "--compress topk: out of memory");
+    t->fraction = f;
+    t->n = n;
+    t->ranks = ranks > 0 ? ranks : 1;
+    t->k = n ? (size_t)ceil(f * (double)n) : 0;
+    if (t->k > n)
+        t->k = n;
+    t->dense = (double)t->ranks * (double)t->k >= (double)n;
+    t->e = dpt_calloc((n ? n : 1) * sizeof *t->e);
+    t->key = dpt_malloc((n ? n : 1) * sizeof *t->key);
+    t->send = dpt_malloc((t->k ? t->k : 1) * sizeof *t->send);
+    t->recv = dpt_malloc(((size_t)t->ranks * t->k + 1) * sizeof *t->recv);
+    if (!t->e || !t->key || !t->send || !t->recv) {
+        destroy(t);
+        return dpt_error_set(DPT_ERR_NOMEM, "--compress topk: out of memory for a bucket of %zu "
+                             "floats", n);
+    }
+    *state = t;
+    return DPT_OK;
+}
+
+/* The k-th largest of v[0..n) (1 <= k <= n), reordering v: Hoare's quickselect with the middle
+ * element as pivot (deterministic: the same input gives the same choice on every run). */
+static float kth_largest(float *v, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n - 1, want = k - 1;   /* descending order: position k - 1 */
+    while (lo < hi) {
+        float pivot = v[lo + (hi - lo) / 2];
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] > pivot)
+                i++;
+            while (v[j] < pivot)
+                j--;
+            if (i <= j) {
+                float tmp = v[i];
+                v[i] = v[j];
+                v[j] = tmp;
+                i++;
+                if (j == 0)
+                    break;
+                j--;
+            }
+        }
+        if (want <= j)
+            hi = j;
+        else if (want >= i)
+            lo = i;
+        else
+            return v[want];
+    }
+    return v[want];
+}
+
+static float key_of(float x)
+{
+    return isnan(x) ? INFINITY : fabsf(x);
+}
+
+static dpt_status_t allreduce(void *state, dpt_coll_t *coll, float *buf, size_t n,
+                              dpt_coll_algo_t algo, dpt_codec_stats_t *stats)
+{
+    topk_t *t = state;
+    double t0 = dpt__now();
+    for (size_t i = 0; i < n; i++)   /* acc = g + e, in place */
+        buf[i] += t->e[i];
+    if (t->dense || n < t->n) {   /* the dense path (or a partial call): nothing kept back */
+        memset(t->e, 0, n * sizeof *t->e);
+        stats->t_code = dpt__now() - t0;
+        stats->bytes_sent = (double)n * 4.0 * 2.0 * (t->ranks - 1) / t->ranks;
+        return dpt_coll_allreduce(coll, buf, n, DPT_DTYPE_F32, DPT_REDOP_AVG, algo);
+    }
+    size_t k = t->k;
+    float thr = 0;
+    if (k) {
+        for (size_t i = 0; i < n; i++)
+            t->key[i] = key_of(buf[i]);
+        thr = kth_largest(t->key, n, k);
+    }
+    /* the entries above the threshold, then those equal to it in index order, k in all */
+    size_t m = 0;
+    for (size_t i = 0; i < n && m < k; i++)
+        if (key_of(buf[i]) > thr)
+            t->send[m++] = (pair_t){(uint32_t)i, buf[i]};
+    for (size_t i = 0; i < n && m < k; i++)
+        if (key_of(buf[i]) == thr)
+            t->send[m++] = (pair_t){(uint32_t)i, buf[i]};
+    memcpy(t->e, buf, n * sizeof *t->e);   /* the residual: acc without what is sent */
+    for (size_t j = 0; j < m; j++)
+        t->e[t->send[j].index] = 0.0f;
+    double t1 = dpt__now();
+    DPT_CHECK(dpt_coll_allgather(coll, t->send, k * sizeof *t->send, t->recv));
+    double t2 = dpt__now();
+    memset(buf, 0, n * sizeof *buf);
+    for (size_t j = 0; j < (size_t)t->ranks * k; j++)   /* rank order: the same bits everywhere */
+        buf[t->recv[j].index] += t->recv[j].value;
+    const float p = (float)t->ranks;
+    for (size_t i = 0; i < n; i++)
+        buf[i] /= p;
+    stats->t_code = (t1 - t0) + (dpt__now() - t2);
+    stats->bytes_sent = (double)(t->ranks - 1) * (double)k * sizeof(pair_t);
+    return DPT_OK;
+}
+
+static double ratio(const void *state, size_t n)
+{
+    const topk_t *t = state;
+    if (t->dense || !n)
+        return 1.0;
+    /* all-gathered pairs against the ring all-reduce of n floats */
+    return ((double)(t->ranks - 1) * (double)t->k * sizeof(pair_t))
+           / ((double)n * 4.0 * 2.0 * (t->ranks - 1) / t->ranks);
+}
+
+static float *residual(void *state, size_t *n)
+{
+    topk_t *t = state;
+    *n = t->n;
+    return t->e;
+}
+
+const dpt__codec_ops_t dpt__codec_topk = {"topk", create, destroy, allreduce, ratio, residual,
+                                          1};

@@ -55,6 +55,10 @@ void dpt_bucketer_destroy(dpt_bucketer_t *b);
 int dpt_bucketer_count(const dpt_bucketer_t *b);
 void dpt_bucketer_range(const dpt_bucketer_t *b, int i, size_t *offset, size_t *count);
 
+/* The codecs' state (--compress with error feedback: their residuals), all buckets in index
+ * order: how many floats, and a copy out (restore = 0) or in (restore = 1). No step in flight. */
+size_t dpt_bucketer_state_n(const dpt_bucketer_t *b);
+void dpt_bucketer_state(dpt_bucketer_t *b, float *buf, int restore);
 /* Start a step: nothing is ready. */
 void dpt_bucketer_begin(dpt_bucketer_t *b);
 /* A layer's gradients grads[offset, offset+count) are final (a dpt_grad_ready_fn; ctx = b). */

@@ -36,6 +36,14 @@ typedef struct dpt_ckpt_state {
                                training seconds so far */
     char flags[8192];       /* the run's flags, "--name=value" lines ("" in version-1 files):
                                a resume with other values is refused, naming them */
+    /* Gradient-codec state (version 3; --compress with error feedback): codec_n floats per
+     * rank, every rank's in `codec` (ranks x codec_n, rank 0's first). Write: taken from codec
+     * when codec_n > 0. Read: the caller sets codec (room for `ranks` x codec_n) and codec_n;
+     * a file with another codec_n is refused, one without state gives zeros, another rank count
+     * gives every rank the writers' average (as for BN buffers); codec NULL: not read. Both
+     * fields keep the caller's values. */
+    float *codec;
+    uint64_t codec_n;
 } dpt_ckpt_state_t;
 
 /* One checkpoint file, written atomically (PATH.tmp, fsync, rename, directory fsync).

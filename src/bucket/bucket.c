@@ -426,6 +426,30 @@ void dpt_bucketer_destroy(dpt_bucketer_t *b)
     dpt_free(b);
 }
 
+size_t dpt_bucketer_state_n(const dpt_bucketer_t *b)
+{
+    size_t total = 0, n;
+    for (int i = 0; b && b->codec && i < b->n; i++)
+        if (dpt_codec_residual(b->codec[i], &n))
+            total += n;
+    return total;
+}
+
+void dpt_bucketer_state(dpt_bucketer_t *b, float *buf, int restore)
+{
+    size_t at = 0, n;
+    for (int i = 0; b && b->codec && i < b->n; i++) {
+        float *e = dpt_codec_residual(b->codec[i], &n);
+        if (!e)
+            continue;
+        if (restore)
+            memcpy(e, buf + at, n * sizeof *e);
+        else
+            memcpy(buf + at, e, n * sizeof *e);
+        at += n;
+    }
+}
+
 void dpt_bucketer_begin(dpt_bucketer_t *b)
 {
     pthread_mutex_lock(&b->mu);

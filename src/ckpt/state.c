@@ -6,8 +6,10 @@
  * and of the raw bytes, CRC of the header itself), then (version 2) the run's flags as text
  * ("--name=value" lines, flags_nbytes bytes, their own CRC), then one zstd frame holding params,
  * every rank's BN buffers (rank 0's first: with local BN statistics they differ until averaged)
- * and momentum (float32). Version 1 files (no flags) are still read. Written to PATH.tmp, fsync'd, renamed, directory fsync'd
- * (dpt__write_atomic): a crash at any point leaves either the old file set or the new one, and a
+ * and momentum (float32), then (version 3) every rank's gradient-codec state, whose per-rank
+ * count takes the header field that versions 1 and 2 used for the momentum count (always the
+ * parameter count). Versions 1 and 2 are still read. Written to PATH.tmp, fsync'd, renamed,
+ * directory fsync'd (dpt__write_atomic): a crash at any point leaves either the old file set or the new one, and a
  * torn .tmp is never a ckpt-*.dpt. */
 #include <dirent.h>
 #include <errno.h>
@@ -27,7 +29,7 @@
 
 #define HDR_BYTES 128
 static const char MAGIC[8] = {'D', 'P', 'T', 'C', 'K', 'P', 'T', '1'};
-enum { VERSION = 2, MAX_RANKS = 1 << 16 };
+enum { VERSION = 3, MAX_RANKS = 1 << 16 };
 
 typedef struct header {
     char magic[8];
@@ -35,7 +37,9 @@ typedef struct header {
     uint64_t step, seed;
     int32_t epoch, epoch_step;
     uint32_t config_hash, flags_nbytes;   /* flags_nbytes: 0 in version 1 (reserved) */
-    uint64_t n_params, n_buffers, n_mom, payload_nbytes;
+    uint64_t n_params, n_buffers;
+    uint64_t n_codec;   /* version 3: codec floats per rank; versions 1-2: momentum = n_params */
+    uint64_t payload_nbytes;
     double counters[4];
     uint32_t payload_crc, raw_crc;
     uint32_t flags_crc;   /* 0 in version 1 (padding) */
@@ -47,7 +51,9 @@ dpt_status_t dpt_ckpt_write(const char *path, const dpt_ckpt_state_t *s, const f
                             size_t np, const float *buffers, size_t nb, const float *mom)
 {
     const size_t nball = nb * (size_t)(s->ranks > 0 ? s->ranks : 1);
-    size_t raw_n = (2 * np + nball) * sizeof(float);
+    const size_t ncall =
+        s->codec ? (size_t)s->codec_n * (size_t)(s->ranks > 0 ? s->ranks : 1) : 0;
+    size_t raw_n = (2 * np + nball + ncall) * sizeof(float);
     float *raw = dpt_malloc(raw_n ? raw_n : 1);
     size_t cap = ZSTD_compressBound(raw_n);
     void *z = dpt_malloc(cap);
@@ -59,6 +65,8 @@ dpt_status_t dpt_ckpt_write(const char *path, const dpt_ckpt_state_t *s, const f
     memcpy(raw, params, np * sizeof(float));
     memcpy(raw + np, buffers, nball * sizeof(float));
     memcpy(raw + np + nball, mom, np * sizeof(float));
+    if (ncall)
+        memcpy(raw + 2 * np + nball, s->codec, ncall * sizeof(float));
     size_t zn = ZSTD_compress(z, cap, raw, raw_n, 1);
     if (ZSTD_isError(zn)) {
         st = dpt_error_set(DPT_ERR_INTERNAL, "%s: zstd: %s", path, ZSTD_getErrorName(zn));
@@ -68,7 +76,8 @@ dpt_status_t dpt_ckpt_write(const char *path, const dpt_ckpt_state_t *s, const f
     header_t h = {.version = VERSION, .ranks = (uint32_t)s->ranks, .step = s->step,
                   .seed = s->seed, .epoch = s->epoch, .epoch_step = s->epoch_step,
                   .config_hash = s->config_hash, .flags_nbytes = (uint32_t)flags_n,
-                  .n_params = np, .n_buffers = nb, .n_mom = np, .payload_nbytes = zn};
+                  .n_params = np, .n_buffers = nb, .n_codec = ncall ? s->codec_n : 0,
+                  .payload_nbytes = zn};
     memcpy(h.magic, MAGIC, sizeof MAGIC);
     memcpy(h.counters, s->counters, sizeof h.counters);
     h.payload_crc = dpt__crc32(0, z, zn);
@@ -110,12 +119,13 @@ dpt_status_t dpt_ckpt_read(const char *path, int ranks, dpt_ckpt_state_t *s, flo
         st = dpt_error_set(DPT_ERR_FORMAT, "%s: header checksum mismatch (corrupt file)", path);
         goto done;
     }
-    if (h.version != 1 && h.version != VERSION) {
+    if (h.version < 1 || h.version > VERSION) {
         st = dpt_error_set(DPT_ERR_FORMAT, "%s: version %u, this build reads versions 1 to %d",
                            path, h.version, VERSION);
         goto done;
     }
-    if (h.n_params != np || h.n_buffers != nb || h.n_mom != np) {
+    const uint64_t n_codec = h.version >= 3 ? h.n_codec : 0;
+    if (h.n_params != np || h.n_buffers != nb || (h.version < 3 && h.n_codec != np)) {
         st = dpt_error_set(DPT_ERR_FORMAT, "%s: holds %llu parameters + %llu buffers, the model "
                            "has %zu + %zu (different model?)", path,
                            (unsigned long long)h.n_params, (unsigned long long)h.n_buffers, np,
@@ -137,8 +147,18 @@ dpt_status_t dpt_ckpt_read(const char *path, int ranks, dpt_ckpt_state_t *s, flo
         st = dpt_error_set(DPT_ERR_FORMAT, "%s: flags checksum mismatch (corrupt file)", path);
         goto done;
     }
-    const size_t nball = nb * (size_t)h.ranks;
-    size_t raw_n = (2 * np + nball) * sizeof(float);
+    if (s->codec && n_codec && n_codec != s->codec_n) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: holds %llu floats of gradient-codec state per "
+                           "rank, this run's codec has %llu (another --compress?)", path,
+                           (unsigned long long)n_codec, (unsigned long long)s->codec_n);
+        goto done;
+    }
+    if (n_codec > ((uint64_t)1 << 40) / h.ranks) {
+        st = dpt_error_set(DPT_ERR_FORMAT, "%s: bad header (codec state)", path);
+        goto done;
+    }
+    const size_t nball = nb * (size_t)h.ranks, ncall = (size_t)n_codec * h.ranks;
+    size_t raw_n = (2 * np + nball + ncall) * sizeof(float);
     raw = dpt_malloc(raw_n ? raw_n : 1);
     if (!raw) {
         st = dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory", path);
@@ -162,8 +182,27 @@ dpt_status_t dpt_ckpt_read(const char *path, int ranks, dpt_ckpt_state_t *s, flo
     }
     memcpy(params, raw, np * sizeof(float));
     memcpy(mom, raw + np + nball, np * sizeof(float));
+    if (s->codec && s->codec_n) {
+        const float *cs = raw + 2 * np + nball;
+        const size_t cn = (size_t)s->codec_n;
+        if (!n_codec)   /* a file without codec state: nothing was held back */
+            memset(s->codec, 0, cn * (size_t)ranks * sizeof(float));
+        else if ((int)h.ranks == ranks)
+            memcpy(s->codec, cs, ncall * sizeof(float));
+        else   /* another rank count: what was held back, shared alike (see the header) */
+            for (size_t k = 0; k < cn; k++) {
+                double sum = 0;
+                for (uint32_t r = 0; r < h.ranks; r++)
+                    sum += cs[(size_t)r * cn + k];
+                for (int r = 0; r < ranks; r++)
+                    s->codec[(size_t)r * cn + k] = (float)(sum / h.ranks);
+            }
+    }
+    float *codec = s->codec;
+    uint64_t codec_n = s->codec_n;
     *s = (dpt_ckpt_state_t){.step = h.step, .epoch = h.epoch, .epoch_step = h.epoch_step,
-                            .ranks = (int)h.ranks, .seed = h.seed, .config_hash = h.config_hash};
+                            .ranks = (int)h.ranks, .seed = h.seed, .config_hash = h.config_hash,
+                            .codec = codec, .codec_n = codec_n};
     memcpy(s->counters, h.counters, sizeof s->counters);
     memcpy(s->flags, flags, h.flags_nbytes + 1);
 done:
@@ -309,7 +348,7 @@ dpt_status_t dpt_ckpt_load_weights(const char *path, float *params, size_t np, f
                                    size_t nb)
 {
     float *mom = dpt_malloc((np ? np : 1) * sizeof(float));
-    dpt_ckpt_state_t *cs = dpt_malloc(sizeof *cs);   /* 8 KiB of flags: not on the stack */
+    dpt_ckpt_state_t *cs = dpt_calloc(sizeof *cs);   /* 8 KiB of flags: not on the stack */
     dpt_status_t st = mom && cs ? dpt_ckpt_read(path, 1, cs, params, np, buffers, nb, mom)
                                 : dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory", path);
     dpt_free(mom);

@@ -1,7 +1,7 @@
 /* resume.c: checkpoints and --resume, the glue between a run and src/ckpt. A checkpoint is the
  * state after a step and before its epoch's end: parameters, every rank's BN buffers, momentum,
- * the position (step, epoch, step in the epoch), the running epoch's counters and the run's
- * flags. Rank 0 reads and writes the files; the other ranks get what it read by broadcast, and
+ * the position (step, epoch, step in the epoch), the running epoch's counters, the run's
+ * flags and every rank's gradient-codec residual (--compress with error feedback). Rank 0 reads and writes the files; the other ranks get what it read by broadcast, and
  * every rank learns whether the file operation worked. */
 #include <stdio.h>
 #include <string.h>
@@ -25,6 +25,8 @@ dpt_status_t dpt__resume(session_t *s, const dpt_train_config_t *cfg, uint32_t c
     path[0] = '\0';
     dpt_status_t st = DPT_OK;
     *found = 0;
+    cs->codec = s->codec_n ? s->codec_all : NULL;   /* the codecs' residuals, every rank's */
+    cs->codec_n = s->codec_n;
     if (s->dist.rank == 0) {
         if (!strcmp(cfg->resume, "auto")) {
             if (!cfg->checkpoint_dir)
@@ -51,6 +53,10 @@ dpt_status_t dpt__resume(session_t *s, const dpt_train_config_t *cfg, uint32_t c
         if (!*found)
             return DPT_OK;
         DPT_CHECK(dpt_coll_broadcast(s->coll, cs, sizeof *cs, 0));
+        cs->codec = s->codec_n ? s->codec_all : NULL;   /* our pointer, not rank 0's */
+        if (s->codec_n)
+            DPT_CHECK(dpt_coll_broadcast(s->coll, s->codec_all,
+                                         (size_t)s->dist.size * s->codec_n * sizeof(float), 0));
         DPT_CHECK(dpt_coll_broadcast(s->coll, params, np * sizeof(float), 0));
         DPT_CHECK(dpt_coll_broadcast(s->coll, s->buf_all,
                                      (size_t)s->dist.size * nb * sizeof(float), 0));
@@ -58,6 +64,8 @@ dpt_status_t dpt__resume(session_t *s, const dpt_train_config_t *cfg, uint32_t c
     }
     if (*found)
         memcpy(buffers, s->buf_all + (size_t)s->dist.rank * nb, nb * sizeof(float));
+    if (*found && s->codec_n)
+        dpt_bucketer_state(s->bk, s->codec_all + (size_t)s->dist.rank * s->codec_n, 1);
     if (*found && s->dist.rank == 0) {
         printf("resumed from %s: step %llu (epoch %d, step %d of it)\n", path,
                (unsigned long long)cs->step, cs->epoch + 1, cs->epoch_step);
@@ -101,6 +109,11 @@ dpt_status_t dpt__checkpoint(session_t *s, const dpt_train_config_t *cfg, uint32
                       collective);
     else
         memcpy(s->buf_all, buffers, nb * sizeof(float));
+    if (s->codec_n) {   /* every rank's codec residual */
+        dpt_bucketer_state(s->bk, s->codec_mine, 0);
+        DPT__EXCHANGE(dpt_coll_allgather(s->coll, s->codec_mine, s->codec_n * sizeof(float),
+                                         s->codec_all), collective);
+    }
     if (s->dist.rank == 0) {   /* 8 KiB of flags: not on the stack */
         dpt_ckpt_state_t *cs = dpt_malloc(sizeof *cs);
         if (!cs) {
@@ -108,7 +121,8 @@ dpt_status_t dpt__checkpoint(session_t *s, const dpt_train_config_t *cfg, uint32
         } else {
             *cs = (dpt_ckpt_state_t){.step = (uint64_t)step, .epoch = epoch,
                                      .epoch_step = epoch_step, .ranks = s->dist.size,
-                                     .seed = cfg->seed, .config_hash = config_hash};
+                                     .seed = cfg->seed, .config_hash = config_hash,
+                                     .codec = s->codec_all, .codec_n = s->codec_n};
             snprintf(cs->flags, sizeof cs->flags, "%s", s->run_text);
             memcpy(cs->counters, g, sizeof g);
             st = dpt_ckpt_save(cfg->checkpoint_dir, cfg->keep_checkpoints, cs, params, np,

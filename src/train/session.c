@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "dptrain/alloc.h"
-#include "dptrain/compress.h"
 #include "train/session.h"
 
 void dpt__session_fini(session_t *s)
@@ -21,6 +20,8 @@ void dpt__session_fini(session_t *s)
     dpt_coll_destroy(s->coll);
     dpt_free(s->acc);
     dpt_free(s->buf_all);
+    dpt_free(s->codec_mine);
+    dpt_free(s->codec_all);
     if (s->dev)
         dpt__device_free(s);
     else
@@ -187,10 +188,6 @@ static dpt_status_t setup_local(session_t *s, dpt_train_config_t *cfg)
 {
     const int rank = s->dist.rank, nranks = s->dist.size;
     DPT_CHECK(dpt__global_batch(cfg, nranks));   /* --global-batch: the per-rank batch follows */
-    if (nranks > 1 && dpt_codec_stateful(cfg->compress) && (cfg->checkpoint_dir || cfg->resume))
-        return dpt_error_set(DPT_ERR_UNSUPPORTED, "--compress %s: its error-feedback residual is "
-                             "not in checkpoints yet, so a resume would not continue this run: "
-                             "use it without --checkpoint-dir and --resume", cfg->compress);
     dpt__run_text(cfg, nranks, s->run_text, sizeof s->run_text);
     if (rank == 0 && cfg->checkpoint_dir)   /* one job per directory, never another's */
         DPT_CHECK(dpt__claim_checkpoint_dir(cfg, &s->lock_fd));
@@ -283,6 +280,13 @@ static dpt_status_t setup_parallel(session_t *s, const dpt_train_config_t *cfg, 
     if (s->algo == DPT_COLL_ALGO_AUTO)
         DPT_CHECK(dpt_coll_auto_tune(s->coll));
     DPT_CHECK(dpt_bucketer_create(s->coll, s->grads, segs, n_segs, &bc, &s->bk));
+    s->codec_n = dpt_bucketer_state_n(s->bk);   /* checkpoints carry it (resume.c) */
+    if (s->codec_n) {
+        s->codec_mine = dpt_calloc(s->codec_n * sizeof(float));
+        s->codec_all = dpt_calloc((size_t)s->dist.size * s->codec_n * sizeof(float));
+        if (!s->codec_mine || !s->codec_all)
+            return dpt_error_set(DPT_ERR_NOMEM, "out of memory for the codec state");
+    }
     DPT_CHECK(dpt__watchdog_start(&s->dist, cfg->watchdog_s, &s->wd));
     return DPT_OK;
 }

@@ -59,9 +59,6 @@ for c in fp16 bf16; do
 done
 train 3 "$TMP/c-topk.dpt" "${nobn[@]}" --batch 32 --bucket-mb 0.05 --compress topk:0.05 \
   && grep -q "compressed topk:0.05" "$TMP/c-topk.txt" && ok || bad "--compress topk:0.05: $(tail -2 "$TMP/c-topk.err")"
-out=$(timeout 120 "${MPI[@]}" -np 2 "$DPT" train "${nobn[@]}" --compress topk:0.05 --checkpoint-dir "$TMP/ck-topk" 2>&1) \
-  && bad "--compress topk with --checkpoint-dir was accepted" \
-  || { [[ $out == *"--compress topk:0.05: its error-feedback residual is not in checkpoints yet"* ]] && ok || bad "topk + checkpoints: $out"; }
 
 # --deterministic: the same bits for every algorithm (BN model, small buckets: several per step)
 first=

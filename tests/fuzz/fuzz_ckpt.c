@@ -10,7 +10,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static float params[NP], buffers[NB * RANKS], mom[NP];
     char path[512];
     fz_write("ckpt-1.dpt", data, size, path, sizeof path);
-    dpt_ckpt_state_t s;
+    dpt_ckpt_state_t s = {0};   /* codec NULL: its state is not read */
     (void)dpt_ckpt_read(path, RANKS, &s, params, NP, buffers, NB, mom);
     (void)dpt_weights_load(path, params, NP, buffers, NB);
     return 0;

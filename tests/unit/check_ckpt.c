@@ -85,7 +85,7 @@ START_TEST(test_checkpoint)
 {
     char path[300];
     snprintf(path, sizeof path, "%s/c.dpt", dir);
-    dpt_ckpt_state_t s = state(77), r;
+    dpt_ckpt_state_t s = state(77), r = {0};
     ck_assert_int_eq(dpt_ckpt_write(path, &s, params, NP, buffers, NB, mom), DPT_OK);
     static float p2[NP], b2[2 * NB], m2[NP];
     ck_assert_int_eq(dpt_ckpt_read(path, 2, &r, p2, NP, b2, NB, m2), DPT_OK);
@@ -115,6 +115,45 @@ START_TEST(test_checkpoint)
 }
 END_TEST
 
+/* Version 3: every rank's codec residual comes back; another rank count averages it; a file
+ * without it gives zeros; another size is refused. */
+START_TEST(test_codec_state)
+{
+    enum { NC = 9 };
+    char path[300];
+    snprintf(path, sizeof path, "%s/cs.dpt", dir);
+    float codec[2 * NC], back[2 * NC];
+    for (int i = 0; i < 2 * NC; i++)
+        codec[i] = (float)i - 4.5f;
+    dpt_ckpt_state_t s = state(5);
+    s.codec = codec;
+    s.codec_n = NC;
+    ck_assert_int_eq(dpt_ckpt_write(path, &s, params, NP, buffers, NB, mom), DPT_OK);
+    static float p2[NP], b2[2 * NB], m2[NP];
+    dpt_ckpt_state_t r = {.codec = back, .codec_n = NC};
+    ck_assert_int_eq(dpt_ckpt_read(path, 2, &r, p2, NP, b2, NB, m2), DPT_OK);
+    ck_assert(!memcmp(back, codec, sizeof codec));
+    ck_assert_ptr_eq(r.codec, back);
+    ck_assert_int_eq(dpt_ckpt_read(path, 1, &r, p2, NP, b2, NB, m2), DPT_OK);
+    for (int k = 0; k < NC; k++)
+        ck_assert_float_eq(back[k], (codec[k] + codec[NC + k]) / 2);
+    r.codec_n = NC + 1;   /* another codec */
+    ck_assert_int_ne(dpt_ckpt_read(path, 2, &r, p2, NP, b2, NB, m2), DPT_OK);
+    ck_assert_msg(strstr(dpt_error_get(), "gradient-codec state"), "%s", dpt_error_get());
+    dpt_ckpt_state_t plain = state(6);   /* written without codec state */
+    ck_assert_int_eq(dpt_ckpt_write(path, &plain, params, NP, buffers, NB, mom), DPT_OK);
+    r = (dpt_ckpt_state_t){.codec = back, .codec_n = NC};
+    ck_assert_int_eq(dpt_ckpt_read(path, 2, &r, p2, NP, b2, NB, m2), DPT_OK);
+    for (int k = 0; k < 2 * NC; k++)
+        ck_assert_float_eq(back[k], 0.0f);
+    r = (dpt_ckpt_state_t){0};   /* a reader that does not want it: the weights still load */
+    s.codec = codec;
+    ck_assert_int_eq(dpt_ckpt_write(path, &s, params, NP, buffers, NB, mom), DPT_OK);
+    ck_assert_int_eq(dpt_ckpt_read(path, 2, &r, p2, NP, b2, NB, m2), DPT_OK);
+    ck_assert(!memcmp(p2, params, sizeof p2));
+}
+END_TEST
+
 START_TEST(test_directory)
 {
     static float p2[NP], b2[2 * NB], m2[NP];
@@ -137,7 +176,7 @@ START_TEST(test_directory)
     /* a corrupt newest is skipped: the one before is loaded */
     snprintf(path, sizeof path, "%s/ckpt-50.dpt", dir);
     flip_byte(path, -2);
-    dpt_ckpt_state_t r;
+    dpt_ckpt_state_t r = {0};
     char got[300];
     int found = 0;
     ck_assert_int_eq(dpt_ckpt_load_newest(dir, 2, &r, p2, NP, b2, NB, m2, got, sizeof got, &found),
@@ -173,6 +212,7 @@ static Suite *ckpt_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_weights);
     tcase_add_test(tc, test_checkpoint);
+    tcase_add_test(tc, test_codec_state);
     tcase_add_test(tc, test_directory);
     tcase_add_test(tc, test_best);
     suite_add_tcase(s, tc);

@@ -171,16 +171,19 @@ START_TEST(test_flag_mismatch)
 }
 END_TEST
 
-/* _i: np 2, 3 */
+/* _i: np 2, 3; then np 2 and 3 with --compress topk:0.05 (its residual is in the checkpoint) */
 START_TEST(test_stop_resume)
 {
-    int p = 2 + _i;
+    int p = 2 + _i % 2;
+    const char *compress = _i < 2 ? "none" : "topk:0.05";
     rank_run_t runs[MAX_RANKS], straight[MAX_RANKS];
     char dir[400];
-    snprintf(dir, sizeof dir, "%s/ck%d", tmpdir, p);
+    snprintf(dir, sizeof dir, "%s/ck%d", tmpdir, _i);
     memset(straight, 0, sizeof straight);
-    for (int r = 0; r < p; r++)
+    for (int r = 0; r < p; r++) {
         base_config(&straight[r].cfg);
+        straight[r].cfg.compress = compress;
+    }
     run_ranks(p, straight);
     expect_ok(p, straight, "straight run");
     /* a stop request on the last rank only: every rank stops after the first step */
@@ -188,6 +191,7 @@ START_TEST(test_stop_resume)
     for (int r = 0; r < p; r++) {
         base_config(&runs[r].cfg);
         runs[r].cfg.checkpoint_dir = dir;
+        runs[r].cfg.compress = compress;
     }
     atomic_store(&runs[p - 1].stop, 1);
     run_ranks(p, runs);
@@ -205,13 +209,14 @@ START_TEST(test_stop_resume)
         base_config(&runs[r].cfg);
         runs[r].cfg.checkpoint_dir = dir;
         runs[r].cfg.resume = "auto";
+        runs[r].cfg.compress = compress;
     }
     run_ranks(p, runs);
     expect_ok(p, runs, "resumed run");
     for (int r = 0; r < p; r++) {
         ck_assert_int_eq(runs[r].res.resumed_from, 1);
-        ck_assert_msg(runs[r].res.param_crc == straight[0].res.param_crc, "np %d: rank %d: "
-                      "resumed %08x, straight %08x", p, r, runs[r].res.param_crc,
+        ck_assert_msg(runs[r].res.param_crc == straight[0].res.param_crc, "np %d %s: rank %d: "
+                      "resumed %08x, straight %08x", p, compress, r, runs[r].res.param_crc,
                       straight[0].res.param_crc);
     }
 }
@@ -255,7 +260,7 @@ static Suite *trainer_suite(void)
     tcase_add_loop_test(tc, test_replicas, 0, 8);
     tcase_add_test(tc, test_setup_error);
     tcase_add_test(tc, test_flag_mismatch);
-    tcase_add_loop_test(tc, test_stop_resume, 0, 2);
+    tcase_add_loop_test(tc, test_stop_resume, 0, 4);
     tcase_add_loop_test(tc, test_nan, 0, 2);
     suite_add_tcase(s, tc);
     return s;

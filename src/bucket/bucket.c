@@ -15,18 +15,13 @@
 #include "dptrain/bucket.h"
 #include "dptrain/compress.h"
 #include "dptrain/config.h"
+#include "bucket/internal.h"
 
 #if DPT_HAVE_CUDA
 #include <cuda_runtime.h>
 
 #include "core/cuda_try.h"
 #endif
-
-typedef struct bucket {
-    size_t off, count;   /* floats */
-    size_t ready;        /* floats reported ready this step */
-    int queued;
-} bucket_t;
 
 struct dpt_bucketer {
     dpt_coll_t *coll;
@@ -185,61 +180,6 @@ static void *comm_thread(void *arg)
     return NULL;
 }
 
-/* Layer ranges -> buckets, last layer first. Returns the bucket count written to out (which has
- * room for n_segs entries). */
-static int plan(const dpt_param_segment_t *segs, int n_segs, size_t first_bytes,
-                size_t bucket_bytes, bucket_t *out)
-{
-    int n = 0;
-    size_t hi = 0, lo = 0, bytes = 0;
-    int open = 0;
-    for (int s = n_segs - 1; s >= 0;) {
-        /* the layer owning segment s: segments s0..s with the same layer */
-        int s0 = s;
-        while (s0 > 0 && segs[s0 - 1].layer == segs[s].layer)
-            s0--;
-        size_t l_lo = segs[s0].offset, l_hi = segs[s].offset + segs[s].count;
-        if (!open) {
-            hi = l_hi;
-            bytes = 0;
-            open = 1;
-        }
-        lo = l_lo;
-        bytes += (l_hi - l_lo) * sizeof(float);
-        size_t budget = n == 0 ? first_bytes : bucket_bytes;
-        if (bytes >= budget || s0 == 0) {
-            out[n++] = (bucket_t){.off = lo, .count = hi - lo};
-            open = 0;
-        }
-        s = s0 - 1;
-    }
-    return n;
-}
-
-static void default_sizes(const dpt_bucket_config_t *cfg, size_t *first, size_t *rest)
-{
-    *first = cfg->first_bytes ? cfg->first_bytes : (size_t)1 << 20;
-    *rest = cfg->bucket_bytes ? cfg->bucket_bytes : (size_t)25 << 20;
-}
-
-size_t dpt_bucket_max_bytes(const dpt_param_segment_t *segs, int n_segs,
-                            const dpt_bucket_config_t *cfg)
-{
-    if (n_segs <= 0)
-        return 0;
-    bucket_t *b = dpt_calloc((size_t)n_segs * sizeof *b);
-    if (!b)
-        return 0;
-    size_t first, rest, max = 0;
-    default_sizes(cfg, &first, &rest);
-    int n = plan(segs, n_segs, first, rest, b);
-    for (int i = 0; i < n; i++)
-        if (b[i].count * sizeof(float) > max)
-            max = b[i].count * sizeof(float);
-    dpt_free(b);
-    return max;
-}
-
 #if DPT_HAVE_CUDA
 static dpt_status_t device_setup(dpt_bucketer_t *b, size_t total)
 {
@@ -343,7 +283,7 @@ dpt_status_t dpt_bucketer_create(dpt_coll_t *coll, float *grads, const dpt_param
     b->coll = coll;
     b->grads = grads;
     b->cfg = *cfg;
-    default_sizes(cfg, &b->cfg.first_bytes, &b->cfg.bucket_bytes);
+    dpt__bucket_sizes(cfg, &b->cfg.first_bytes, &b->cfg.bucket_bytes);
     b->b = dpt_calloc((size_t)(n_segs ? n_segs : 1) * sizeof *b->b);
     b->q_cap = n_segs + 2;   /* every bucket and at most one sum job */
     b->queue = dpt_calloc((size_t)b->q_cap * sizeof *b->queue);
@@ -353,7 +293,7 @@ dpt_status_t dpt_bucketer_create(dpt_coll_t *coll, float *grads, const dpt_param
         dpt_free(b);
         return dpt_error_set(DPT_ERR_NOMEM, "bucketer: out of memory");
     }
-    b->n = plan(segs, n_segs, b->cfg.first_bytes, b->cfg.bucket_bytes, b->b);
+    b->n = dpt__bucket_plan(segs, n_segs, b->cfg.first_bytes, b->cfg.bucket_bytes, b->b);
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv_work, NULL);
     pthread_cond_init(&b->cv_done, NULL);

@@ -23,8 +23,10 @@ typedef struct job {
     const char *codec;
     int p, kind;
     size_t n;
+    int rounds;   /* calls per rank (0 = 2: the state is reused) */
     float *in;    /* p x n: rank r's gradients at r * n */
     float *out;   /* p x n: what each rank ended with */
+    float *res;   /* p x n, or NULL: each rank's residual after the last call */
 } job_t;
 
 typedef struct rank_ctx {
@@ -47,11 +49,16 @@ static void *rank_main(void *arg)
     dpt_status_t st = dpt_coll_create(c->p2p, &cc, &coll);
     if (st == DPT_OK)
         st = dpt_codec_create(j->codec, j->n, j->p, &codec);
-    for (int round = 0; round < 2 && st == DPT_OK; round++) {   /* the state is reused */
+    for (int round = 0; round < (j->rounds ? j->rounds : 2) && st == DPT_OK; round++) {
         if (round)
             memcpy(buf, j->in + (size_t)c->rank * j->n, j->n * sizeof *buf);
         dpt_codec_stats_t s;
         st = dpt_codec_allreduce(codec, coll, buf, j->n, DPT_COLL_ALGO_RING, &s);
+    }
+    if (st == DPT_OK && j->res) {
+        size_t rn = 0;
+        float *e = dpt_codec_residual(codec, &rn);
+        memcpy(j->res + (size_t)c->rank * j->n, e, j->n * sizeof *e);
     }
     c->st = st;
     if (st != DPT_OK)
@@ -147,54 +154,12 @@ END_TEST
  * sent at most k entries and kept the rest (sent + residual = its input, exactly); what it sent
  * are its largest |entries|; the result is the rank-order sum of what was sent, / p; a second
  * step sends what the first kept back. _i: ranks 1-5 x fraction (0.01, 0.1, 0.3). */
-typedef struct topk_job {
-    int p;
-    const char *spec;
-    size_t n;
-    float *in, *out, *res;   /* p x n each */
-} topk_job_t;
-
-typedef struct topk_ctx {
-    int rank;
-    topk_job_t *job;
-    dpt_p2p_t *p2p;
-    dpt_status_t st;
-    char msg[256];
-} topk_ctx_t;
-
-static void *topk_rank(void *arg)
-{
-    topk_ctx_t *c = arg;
-    topk_job_t *j = c->job;
-    dpt_coll_t *coll = NULL;
-    dpt_codec_t *codec = NULL;
-    dpt_coll_config_t cc = {.max_bytes = j->n * sizeof(float) + 64};
-    float *buf = j->out + (size_t)c->rank * j->n;
-    memcpy(buf, j->in + (size_t)c->rank * j->n, j->n * sizeof *buf);
-    dpt_status_t st = dpt_coll_create(c->p2p, &cc, &coll);
-    if (st == DPT_OK)
-        st = dpt_codec_create(j->spec, j->n, j->p, &codec);
-    if (st == DPT_OK)
-        st = dpt_codec_allreduce(codec, coll, buf, j->n, DPT_COLL_ALGO_RING, NULL);
-    if (st == DPT_OK) {
-        size_t rn = 0;
-        float *e = dpt_codec_residual(codec, &rn);
-        memcpy(j->res + (size_t)c->rank * j->n, e, j->n * sizeof *e);
-    }
-    c->st = st;
-    if (st != DPT_OK)
-        snprintf(c->msg, sizeof c->msg, "%s", dpt_error_get());
-    dpt_codec_destroy(codec);
-    dpt_coll_destroy(coll);
-    return NULL;
-}
-
 START_TEST(test_topk)
 {
     static const char *const specs[3] = {"topk:0.01", "topk:0.1", "topk:0.3"};
     static const double fracs[3] = {0.01, 0.1, 0.3};
     int p = 1 + _i % MAX_RANKS;
-    topk_job_t j = {.p = p, .spec = specs[_i / MAX_RANKS], .n = 1001};
+    job_t j = {.codec = specs[_i / MAX_RANKS], .p = p, .n = 1001, .rounds = 1};
     size_t k = (size_t)ceil(fracs[_i / MAX_RANKS] * (double)j.n);
     int dense = (size_t)p * k >= j.n;
     j.in = dpt_malloc((size_t)p * j.n * sizeof(float));
@@ -204,20 +169,7 @@ START_TEST(test_topk)
     dpt_rng_init(&r, 5, (uint64_t)_i);
     for (size_t i = 0; i < (size_t)p * j.n; i++)
         j.in[i] = (float)((int)dpt_rng_below(&r, 2001) - 1000);
-    dpt_p2p_t *eps[MAX_RANKS];
-    pthread_t th[MAX_RANKS];
-    topk_ctx_t ctx[MAX_RANKS];
-    ck_assert_int_eq(dpt_p2p_loop_create(p, eps), DPT_OK);
-    for (int q = 0; q < p; q++) {
-        ctx[q] = (topk_ctx_t){.rank = q, .job = &j, .p2p = eps[q]};
-        ck_assert_int_eq(pthread_create(&th[q], NULL, topk_rank, &ctx[q]), 0);
-    }
-    for (int q = 0; q < p; q++)
-        pthread_join(th[q], NULL);
-    for (int q = 0; q < p; q++) {
-        dpt_p2p_destroy(eps[q]);
-        ck_assert_msg(ctx[q].st == DPT_OK, "rank %d: %s", q, ctx[q].msg);
-    }
+    run(&j);
     for (int q = 1; q < p; q++)
         ck_assert(!memcmp(j.out, j.out + (size_t)q * j.n, j.n * sizeof(float)));
     float *want = dpt_calloc(j.n * sizeof(float));
@@ -247,7 +199,7 @@ START_TEST(test_topk)
     }
     for (size_t i = 0; i < j.n; i++)
         ck_assert_msg(j.out[i] == want[i] / (float)p, "np %d %s: element %zu: %g, want %g", p,
-                      j.spec, i, j.out[i], want[i] / (float)p);
+                      j.codec, i, j.out[i], want[i] / (float)p);
     dpt_free(want);
     dpt_free(j.in);
     dpt_free(j.out);

@@ -36,9 +36,20 @@ typedef struct dpt_bucket_config {
     void *stream;
     int device;
     /* Gradient compression (compress.h): a codec per bucket replaces its all-reduce; NULL or
-     * "none": plain fp32 all-reduce. Host gradients only for now. */
+     * "none": plain fp32 all-reduce. Host gradients only for now. The steps before
+     * compress_start use the plain all-reduce (--compress-start). */
     const char *compress;
+    long compress_start;
 } dpt_bucket_config_t;
+
+/* What a step's gradient exchange cost (dpt_bucketer_finish). */
+typedef struct dpt_bucket_stats {
+    double t_exposed;   /* seconds finish waited (communication not hidden behind backward) */
+    double t_comm;      /* seconds of all-reduce (codecs included) in the step */
+    double t_code;      /* of which the codecs' encode and decode */
+    double bytes_sent;  /* payload this rank handed the transport (dpt_coll_bytes_sent) */
+    double bytes_fp32;  /* what the plain fp32 ring all-reduce of the same buckets would send */
+} dpt_bucket_stats_t;
 
 /* Plan buckets over the segments of a model's gradient arena `grads` (borrowed, like coll). */
 dpt_status_t dpt_bucketer_create(dpt_coll_t *coll, float *grads, const dpt_param_segment_t *segs,
@@ -55,12 +66,13 @@ void dpt_bucketer_destroy(dpt_bucketer_t *b);
 int dpt_bucketer_count(const dpt_bucketer_t *b);
 void dpt_bucketer_range(const dpt_bucketer_t *b, int i, size_t *offset, size_t *count);
 
-/* The codecs' state (--compress with error feedback: their residuals), all buckets in index
+/* The codecs' state (--compress: residuals, PowerSGD's Q), all buckets in index
  * order: how many floats, and a copy out (restore = 0) or in (restore = 1). No step in flight. */
 size_t dpt_bucketer_state_n(const dpt_bucketer_t *b);
 void dpt_bucketer_state(dpt_bucketer_t *b, float *buf, int restore);
-/* Start a step: nothing is ready. */
-void dpt_bucketer_begin(dpt_bucketer_t *b);
+/* Start optimizer step `step` (0-based, the same on every rank; codecs key --compress-start and
+ * their warm-ups on it): nothing is ready. */
+void dpt_bucketer_begin(dpt_bucketer_t *b, long step);
 /* A layer's gradients grads[offset, offset+count) are final (a dpt_grad_ready_fn; ctx = b). */
 void dpt_bucketer_ready(void *ctx, size_t offset, size_t count);
 /* Sum buf[0..n) over ranks in place (e.g. synchronized batch-norm statistics), through the
@@ -68,10 +80,8 @@ void dpt_bucketer_ready(void *ctx, size_t offset, size_t count);
  * every rank; waits for the result. May be called between begin and finish and outside steps. */
 dpt_status_t dpt_bucketer_sum(dpt_bucketer_t *b, float *buf, size_t n);
 /* Queue every bucket not yet queued (in index order), wait until all are reduced. On DPT_OK the
- * arena holds the average over ranks. *t_exposed: seconds this call waited (communication not
- * hidden behind backward); *t_comm: seconds of all-reduce in this step; *bytes: gradient bytes
- * all-reduced. The first error of the step is returned (message via dpt_error_get). */
-dpt_status_t dpt_bucketer_finish(dpt_bucketer_t *b, double *t_exposed, double *t_comm,
-                                 double *bytes);
+ * arena holds the average over ranks; *stats (may be NULL) what it cost. The first error of the
+ * step is returned (message via dpt_error_get). */
+dpt_status_t dpt_bucketer_finish(dpt_bucketer_t *b, dpt_bucket_stats_t *stats);
 
 #endif

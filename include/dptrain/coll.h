@@ -197,6 +197,12 @@ dpt_status_t dpt_coll_nccl_init(dpt_coll_t *coll, int device);
 dpt_status_t dpt_coll_nccl_allreduce_async(dpt_coll_t *coll, void *buf, size_t count,
                                            dpt_dtype_t dtype, dpt_redop_t op, void *stream);
 
+/* Bytes of payload this rank has sent through the context since create, every collective
+ * together (what the transport was handed: the "mpi" algorithm, which does not say, counts
+ * 2 (p - 1) / p of its buffer; "shm" sends nothing; NCCL is not counted). Read it from the
+ * thread that runs the collectives, or once they are done. */
+double dpt_coll_bytes_sent(const dpt_coll_t *coll);
+
 /* This context's rank and rank count (those of its transport). */
 int dpt_coll_rank(const dpt_coll_t *coll);
 int dpt_coll_size(const dpt_coll_t *coll);

@@ -3,7 +3,7 @@
  * with its own exchange: encode, collective(s) on a smaller payload, decode. Every decision that
  * changes what is sent is the same on every rank, and every rank ends with the same bits.
  *
- *   --compress none | fp16 | bf16 | topk:FRACTION    (issue 16 adds powersgd and sign)
+ *   --compress none | fp16 | bf16 | topk:FRACTION | powersgd[:RANK] | sign
  *
  * fp16 / bf16: each rank divides its gradients by the rank count in fp32 and rounds once to 16
  * bits (to nearest even); the 16-bit payload is summed with fp32 accumulation at every hop (the
@@ -19,6 +19,23 @@
 
 typedef struct dpt_codec dpt_codec_t;   /* one bucket's codec and its state */
 
+/* One tensor of a bucket: floats [off, off + rows * cols) of it, a rows x cols matrix in row-major
+ * order (a conv weight: out x in*kh*kw; fc: out x in), rows = 1 for a vector (a bias, BN). */
+typedef struct dpt_codec_tensor {
+    size_t off, rows, cols;
+} dpt_codec_tensor_t;
+
+/* What a codec is made for: a bucket of n floats on a job of `ranks` ranks, the tensors it holds
+ * (in offset order, covering [0, n); NULL: one vector of n) and the first step it compresses
+ * (the steps before start_step use the plain fp32 all-reduce: --compress-start). */
+typedef struct dpt_codec_bucket {
+    size_t n;
+    int ranks;
+    const dpt_codec_tensor_t *tensors;
+    int n_tensors;
+    long start_step;
+} dpt_codec_bucket_t;
+
 /* What one call did: bytes of payload this rank sent, encode + decode seconds. */
 typedef struct dpt_codec_stats {
     double bytes_sent, t_code;
@@ -29,19 +46,22 @@ typedef struct dpt_codec_stats {
 dpt_status_t dpt_codec_check(const char *spec);
 /* Comma-separated names of the codecs (static), for --help and `dptrain info`. */
 const char *dpt_codec_list(void);
-/* A codec for a bucket of n floats on a job of `ranks` ranks; *out = NULL for "none". */
-dpt_status_t dpt_codec_create(const char *spec, size_t n, int ranks, dpt_codec_t **out);
+/* A codec for a bucket (copied; the tensors too); *out = NULL for "none". */
+dpt_status_t dpt_codec_create(const char *spec, const dpt_codec_bucket_t *bucket,
+                              dpt_codec_t **out);
 void dpt_codec_destroy(dpt_codec_t *c);
 /* Average buf[0..n) over the ranks of coll through the codec (collective, like
- * dpt_coll_allreduce with DPT_REDOP_AVG). n must not exceed the n of create. */
+ * dpt_coll_allreduce with DPT_REDOP_AVG) at optimizer step `step` (0-based; the same on every
+ * rank: before the bucket's start_step it is the plain fp32 all-reduce). n must not exceed the n
+ * of create; a codec that needs the whole bucket (its tensors) runs a shorter call dense. */
 dpt_status_t dpt_codec_allreduce(dpt_codec_t *c, dpt_coll_t *coll, float *buf, size_t n,
-                                 dpt_coll_algo_t algo, dpt_codec_stats_t *stats);
+                                 dpt_coll_algo_t algo, long step, dpt_codec_stats_t *stats);
 /* The fraction of the fp32 bytes the codec sends for n floats (1 = none; 0.5 = fp16). */
 double dpt_codec_ratio(const dpt_codec_t *c, size_t n);
-/* The codec's error-feedback residual (*n floats), what a bit-exact resume must restore; NULL
- * for a codec without state. */
-float *dpt_codec_residual(dpt_codec_t *c, size_t *n);
-/* Does the codec of `spec` keep state between steps (a residual)? */
+/* The codec's state between steps (*n floats: error-feedback residuals, PowerSGD's warm-start
+ * Q), what a bit-exact resume must restore; NULL for a codec without state. */
+float *dpt_codec_state(dpt_codec_t *c, size_t *n);
+/* Does the codec of `spec` keep state between steps? */
 int dpt_codec_stateful(const char *spec);
 
 #endif

@@ -24,6 +24,8 @@ typedef struct dpt_param_segment {
     size_t offset, count;   /* in floats, into the params/grads arenas */
     int decay;              /* 1 = apply weight decay */
     int layer;              /* index of the owning layer */
+    size_t rows;            /* viewed as a matrix rows x count/rows, row-major (conv weights:
+                             * out x in*kh*kw; fc: out x in); 1 for a vector (bias, BN) */
 } dpt_param_segment_t;
 
 /* Called during backward as soon as a layer's parameter gradients are final (backward order):

@@ -63,6 +63,8 @@
       "gradient compression per bucket: none, fp16 or bf16 (divide by the ranks in fp32, round " \
       "once, sum in 16 bits with fp32 accumulation: half the bytes), topk:F (the largest F of " \
       "each bucket, the rest kept for later: error feedback); one rank: nothing to do") \
+    X(int, compress_start, 0, "compress-start", T_INT, 0, 1 << 30, CMD_TRAIN, "STEPS", \
+      "the first STEPS optimizer steps all-reduce plain fp32 gradients, then --compress starts") \
     X(double, bucket_mb, 25, "bucket-mb", T_DOUBLE, 0.004, 4096, CMD_TRAIN, "M", \
       "gradient bucket size in MiB (the first bucket, the last layers, is min(1, M))") \
     X(int, overlap, 1, "overlap", T_BOOL, 0, 0, CMD_TRAIN, NULL, \

@@ -41,7 +41,8 @@ struct dpt_bucketer {
     int sum_done;
     dpt_status_t sum_err;
     int n_done;
-    double t_comm;
+    long step;
+    double t_comm, t_code, bytes0;   /* bytes0: dpt_coll_bytes_sent at begin */
     dpt_status_t err;
     char err_msg[512];
     int stop;
@@ -93,6 +94,7 @@ static void reduce_one(dpt_bucketer_t *b, int i, double *t_acc)
 {
     double t0 = dpt__now();
     dpt_status_t st;
+    dpt_codec_stats_t cs = {0, 0};
 #if DPT_HAVE_CUDA
     if (b->dev)
         st = reduce_staged(b, i);
@@ -100,13 +102,14 @@ static void reduce_one(dpt_bucketer_t *b, int i, double *t_acc)
 #endif
         if (b->codec && b->codec[i])   /* the gradient-codec seam */
             st = dpt_codec_allreduce(b->codec[i], b->coll, b->grads + b->b[i].off,
-                                     b->b[i].count, b->cfg.algo, NULL);
+                                     b->b[i].count, b->cfg.algo, b->step, &cs);
         else
             st = dpt_coll_allreduce(b->coll, b->grads + b->b[i].off, b->b[i].count,
                                     DPT_DTYPE_F32, DPT_REDOP_AVG, b->cfg.algo);
     double dt = dpt__now() - t0;
     pthread_mutex_lock(&b->mu);
     *t_acc += dt;
+    b->t_code += cs.t_code;
     if (st != DPT_OK && b->err == DPT_OK) {
         b->err = st;
         snprintf(b->err_msg, sizeof b->err_msg, "all-reduce of gradient bucket %d (%zu floats): "
@@ -267,6 +270,28 @@ static void note_error(dpt_bucketer_t *b, dpt_status_t st, int i)
 }
 #endif
 
+/* Bucket i's codec, told the tensors of its layers (a weight as a matrix, the rest as vectors). */
+static dpt_status_t make_codec(dpt_bucketer_t *b, const dpt_param_segment_t *segs, int n_segs,
+                               int i)
+{
+    size_t lo = b->b[i].off, hi = lo + b->b[i].count;
+    dpt_codec_tensor_t *t = dpt_calloc((size_t)(n_segs ? n_segs : 1) * sizeof *t);
+    if (!t)
+        return dpt_error_set(DPT_ERR_NOMEM, "bucketer: out of memory");
+    int nt = 0;
+    for (int s = 0; s < n_segs; s++)
+        if (segs[s].offset >= lo && segs[s].offset + segs[s].count <= hi && segs[s].count) {
+            size_t rows = segs[s].rows && segs[s].count % segs[s].rows == 0 ? segs[s].rows : 1;
+            t[nt++] = (dpt_codec_tensor_t){segs[s].offset - lo, rows, segs[s].count / rows};
+        }
+    const dpt_codec_bucket_t bk = {.n = b->b[i].count, .ranks = dpt_coll_size(b->coll),
+                                   .tensors = t, .n_tensors = nt,
+                                   .start_step = b->cfg.compress_start};
+    dpt_status_t st = dpt_codec_create(b->cfg.compress, &bk, &b->codec[i]);
+    dpt_free(t);
+    return st;
+}
+
 dpt_status_t dpt_bucketer_create(dpt_coll_t *coll, float *grads, const dpt_param_segment_t *segs,
                                  int n_segs, const dpt_bucket_config_t *cfg, dpt_bucketer_t **out)
 {
@@ -322,8 +347,7 @@ dpt_status_t dpt_bucketer_create(dpt_coll_t *coll, float *grads, const dpt_param
         if (st == DPT_OK && !b->codec)
             st = dpt_error_set(DPT_ERR_NOMEM, "bucketer: out of memory");
         for (int i = 0; i < b->n && st == DPT_OK; i++)
-            st = dpt_codec_create(cfg->compress, b->b[i].count, dpt_coll_size(coll),
-                                  &b->codec[i]);
+            st = make_codec(b, segs, n_segs, i);
         if (st != DPT_OK) {
             dpt_bucketer_destroy(b);
             return st;
@@ -370,7 +394,7 @@ size_t dpt_bucketer_state_n(const dpt_bucketer_t *b)
 {
     size_t total = 0, n;
     for (int i = 0; b && b->codec && i < b->n; i++)
-        if (dpt_codec_residual(b->codec[i], &n))
+        if (dpt_codec_state(b->codec[i], &n))
             total += n;
     return total;
 }
@@ -379,7 +403,7 @@ void dpt_bucketer_state(dpt_bucketer_t *b, float *buf, int restore)
 {
     size_t at = 0, n;
     for (int i = 0; b && b->codec && i < b->n; i++) {
-        float *e = dpt_codec_residual(b->codec[i], &n);
+        float *e = dpt_codec_state(b->codec[i], &n);
         if (!e)
             continue;
         if (restore)
@@ -390,9 +414,12 @@ void dpt_bucketer_state(dpt_bucketer_t *b, float *buf, int restore)
     }
 }
 
-void dpt_bucketer_begin(dpt_bucketer_t *b)
+void dpt_bucketer_begin(dpt_bucketer_t *b, long step)
 {
     pthread_mutex_lock(&b->mu);
+    b->step = step;
+    b->t_code = 0;
+    b->bytes0 = dpt_coll_bytes_sent(b->coll);   /* no collective is in flight between steps */
     for (int i = 0; i < b->n; i++) {
         b->b[i].ready = 0;
         b->b[i].queued = 0;
@@ -483,14 +510,9 @@ dpt_status_t dpt_bucketer_sum(dpt_bucketer_t *b, float *buf, size_t n)
     return st == DPT_OK ? DPT_OK : dpt_error_set(st, "%s", b->err_msg);
 }
 
-dpt_status_t dpt_bucketer_finish(dpt_bucketer_t *b, double *t_exposed, double *t_comm,
-                                 double *bytes)
+dpt_status_t dpt_bucketer_finish(dpt_bucketer_t *b, dpt_bucket_stats_t *stats)
 {
     double t0 = dpt__now();
-    double total = 0;   /* fp32 bytes, or a codec's share of them */
-    for (int i = 0; i < b->n; i++)
-        total += (double)b->b[i].count * sizeof(float)
-                 * (b->codec ? dpt_codec_ratio(b->codec[i], b->b[i].count) : 1.0);
 #if DPT_HAVE_CUDA
     if (b->dev) {
         pthread_mutex_lock(&b->mu);
@@ -535,12 +557,21 @@ dpt_status_t dpt_bucketer_finish(dpt_bucketer_t *b, double *t_exposed, double *t
 #if DPT_HAVE_CUDA
 out:
 #endif
-    if (t_exposed)
-        *t_exposed = dpt__now() - t0;
-    if (t_comm)
-        *t_comm = b->t_comm;
-    if (bytes)
-        *bytes = total;
+    if (stats) {
+        const int p = dpt_coll_size(b->coll);
+        double fp32 = 0;
+        for (int i = 0; i < b->n; i++)
+            fp32 += (double)b->b[i].count * sizeof(float);
+        stats->t_exposed = dpt__now() - t0;
+        stats->t_comm = b->t_comm;
+        stats->t_code = b->t_code;
+        stats->bytes_fp32 = fp32 * 2.0 * (p - 1) / p;
+        stats->bytes_sent = dpt_coll_bytes_sent(b->coll) - b->bytes0;
+#if DPT_HAVE_CUDA
+        if (b->dev && b->nccl)   /* NCCL does not say: the bandwidth-optimal volume */
+            stats->bytes_sent = stats->bytes_fp32;
+#endif
+    }
     if (b->err != DPT_OK)
         return dpt_error_set(b->err, "%s", b->err_msg);
     return DPT_OK;

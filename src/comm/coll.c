@@ -90,8 +90,10 @@ static dpt_status_t post(dpt_coll_t *c, int is_send, void *buf, size_t nbytes, i
         return dpt_error_set(DPT_ERR_INTERNAL, "coll rank %d: more than %d requests in one step",
                              c->rank, c->nreqs_max);
     reqs[*n] = DPT__REQ_NULL;
-    if (is_send)
+    if (is_send) {
         DPT_CHECK(c->p2p->ops->isend(c->p2p, buf, nbytes, peer, tag, &reqs[*n]));
+        c->bytes_sent += (double)nbytes;
+    }
     else
         DPT_CHECK(c->p2p->ops->irecv(c->p2p, buf, nbytes, peer, tag, &reqs[*n]));
     (*n)++;
@@ -310,6 +312,8 @@ void dpt_coll_auto_model(const dpt_coll_t *c, dpt_coll_cost_t *out)
 {
     *out = c->cost;
 }
+
+double dpt_coll_bytes_sent(const dpt_coll_t *c) { return c->bytes_sent; }
 
 int dpt_coll_rank(const dpt_coll_t *c) { return c->rank; }
 int dpt_coll_size(const dpt_coll_t *c) { return c->size; }

@@ -83,6 +83,7 @@ struct dpt_coll {
     size_t scratch_bytes;
     dpt__req_t *reqs; /* request array for one collective step */
     int nreqs_max;
+    double bytes_sent; /* payload this rank has sent since create (dpt_coll_bytes_sent) */
     int *mpi_counts; /* 4 * size ints for MPI_Alltoallv/Allgatherv (MPI transport only) */
     MPI_Op mpi_op_sum16[DPT_DTYPE_COUNT]; /* user ops for bf16/fp16 (MPI_OP_NULL otherwise) */
     dpt__dtree_t dtree;

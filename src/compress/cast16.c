@@ -17,8 +17,9 @@ typedef struct cast16 {
     int ranks;
 } cast16_t;
 
-static dpt_status_t create(dpt_dtype_t dtype, size_t n, int ranks, void **state)
+static dpt_status_t create(dpt_dtype_t dtype, const dpt_codec_bucket_t *bk, void **state)
 {
+    size_t n = bk->n;
     cast16_t *c = dpt_calloc(sizeof *c);
     if (c)
         c->wire = dpt_malloc((n ? n : 1) * sizeof *c->wire);
@@ -28,21 +29,21 @@ static dpt_status_t create(dpt_dtype_t dtype, size_t n, int ranks, void **state)
         return dpt_error_set(DPT_ERR_NOMEM, "--compress: out of memory for a bucket's payload");
     }
     c->dtype = dtype;
-    c->ranks = ranks > 0 ? ranks : 1;
+    c->ranks = bk->ranks;
     *state = c;
     return DPT_OK;
 }
 
-static dpt_status_t create_fp16(const char *arg, size_t n, int ranks, void **state)
+static dpt_status_t create_fp16(const char *arg, const dpt_codec_bucket_t *bk, void **state)
 {
     (void)arg;
-    return create(DPT_DTYPE_F16, n, ranks, state);
+    return create(DPT_DTYPE_F16, bk, state);
 }
 
-static dpt_status_t create_bf16(const char *arg, size_t n, int ranks, void **state)
+static dpt_status_t create_bf16(const char *arg, const dpt_codec_bucket_t *bk, void **state)
 {
     (void)arg;
-    return create(DPT_DTYPE_BF16, n, ranks, state);
+    return create(DPT_DTYPE_BF16, bk, state);
 }
 
 static void destroy(void *state)
@@ -55,8 +56,9 @@ static void destroy(void *state)
 }
 
 static dpt_status_t allreduce(void *state, dpt_coll_t *coll, float *buf, size_t n,
-                              dpt_coll_algo_t algo, dpt_codec_stats_t *stats)
+                              dpt_coll_algo_t algo, long step, dpt_codec_stats_t *stats)
 {
+    (void)step;
     cast16_t *c = state;
     const float p = (float)c->ranks;
     double t0 = dpt__now();

@@ -14,6 +14,7 @@ struct dpt_codec {
     const dpt__codec_ops_t *ops;
     void *state;
     size_t n;
+    long start_step;
 };
 
 const char *dpt_codec_list(void)
@@ -49,13 +50,15 @@ dpt_status_t dpt_codec_check(const char *spec)
                              ops->name);
     if (ops && ops->needs_arg) {   /* the codec checks its argument */
         void *state = NULL;
-        DPT_CHECK(ops->create(arg, 0, 1, &state));
+        const dpt_codec_bucket_t none = {.n = 0, .ranks = 1};
+        DPT_CHECK(ops->create(arg, &none, &state));
         ops->destroy(state);
     }
     return DPT_OK;
 }
 
-dpt_status_t dpt_codec_create(const char *spec, size_t n, int ranks, dpt_codec_t **out)
+dpt_status_t dpt_codec_create(const char *spec, const dpt_codec_bucket_t *bucket,
+                              dpt_codec_t **out)
 {
     *out = NULL;
     DPT_CHECK(dpt_codec_check(spec));
@@ -68,8 +71,12 @@ dpt_status_t dpt_codec_create(const char *spec, size_t n, int ranks, dpt_codec_t
     if (!c)
         return dpt_error_set(DPT_ERR_NOMEM, "--compress %s: out of memory", spec);
     c->ops = ops;
-    c->n = n;
-    dpt_status_t st = ops->create(arg, n, ranks, &c->state);
+    c->n = bucket->n;
+    c->start_step = bucket->start_step;
+    dpt_codec_bucket_t bk = *bucket;
+    if (bk.ranks < 1)
+        bk.ranks = 1;
+    dpt_status_t st = ops->create(arg, &bk, &c->state);
     if (st != DPT_OK) {
         dpt_free(c);
         return st;
@@ -87,13 +94,19 @@ void dpt_codec_destroy(dpt_codec_t *c)
 }
 
 dpt_status_t dpt_codec_allreduce(dpt_codec_t *c, dpt_coll_t *coll, float *buf, size_t n,
-                                 dpt_coll_algo_t algo, dpt_codec_stats_t *stats)
+                                 dpt_coll_algo_t algo, long step, dpt_codec_stats_t *stats)
 {
     dpt_codec_stats_t s = {0, 0};
     if (n > c->n)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "codec %s: %zu floats, made for %zu",
                              c->ops->name, n, c->n);
-    dpt_status_t st = c->ops->allreduce(c->state, coll, buf, n, algo, &s);
+    dpt_status_t st;
+    if (step < c->start_step) {   /* --compress-start: plain fp32 first, the state untouched */
+        int p = dpt_coll_size(coll);
+        s.bytes_sent = p > 1 ? (double)n * 4.0 * 2.0 * (p - 1) / p : 0.0;
+        st = dpt_coll_allreduce(coll, buf, n, DPT_DTYPE_F32, DPT_REDOP_AVG, algo);
+    } else
+        st = c->ops->allreduce(c->state, coll, buf, n, algo, step, &s);
     if (stats)
         *stats = s;
     return st;
@@ -104,15 +117,15 @@ double dpt_codec_ratio(const dpt_codec_t *c, size_t n)
     return c ? c->ops->ratio(c->state, n) : 1.0;
 }
 
-float *dpt_codec_residual(dpt_codec_t *c, size_t *n)
+float *dpt_codec_state(dpt_codec_t *c, size_t *n)
 {
     *n = 0;
-    return c && c->ops->residual ? c->ops->residual(c->state, n) : NULL;
+    return c && c->ops->state ? c->ops->state(c->state, n) : NULL;
 }
 
 int dpt_codec_stateful(const char *spec)
 {
     const dpt__codec_ops_t *ops;
     const char *arg;
-    return find(spec, &ops, &arg) == DPT_OK && ops && ops->residual;
+    return find(spec, &ops, &arg) == DPT_OK && ops && ops->state;
 }

@@ -7,14 +7,15 @@
 
 typedef struct dpt__codec_ops {
     const char *name;
-    /* state for a bucket of n floats on `ranks` ranks; `arg` is the text after "name:" or NULL */
-    dpt_status_t (*create)(const char *arg, size_t n, int ranks, void **state);
+    /* state for a bucket; `arg` is the text after "name:" or NULL. With bucket->n == 0 it only
+     * checks arg (dpt_codec_check). */
+    dpt_status_t (*create)(const char *arg, const dpt_codec_bucket_t *bucket, void **state);
     void (*destroy)(void *state);
     dpt_status_t (*allreduce)(void *state, dpt_coll_t *coll, float *buf, size_t n,
-                              dpt_coll_algo_t algo, dpt_codec_stats_t *stats);
+                              dpt_coll_algo_t algo, long step, dpt_codec_stats_t *stats);
     double (*ratio)(const void *state, size_t n);
-    /* the state a resume needs (an error-feedback residual), NULL for none */
-    float *(*residual)(void *state, size_t *n);
+    /* the floats a resume needs (residuals, warm-start Q), NULL for none */
+    float *(*state)(void *state, size_t *n);
     int needs_arg;   /* "name:ARG" required */
 } dpt__codec_ops_t;
 

@@ -46,8 +46,9 @@ static void destroy(void *state)
     dpt_free(t);
 }
 
-static dpt_status_t create(const char *arg, size_t n, int ranks, void **state)
+static dpt_status_t create(const char *arg, const dpt_codec_bucket_t *bk, void **state)
 {
+    size_t n = bk->n;
     char *end = NULL;
     double f = arg ? strtod(arg, &end) : 0;
     if (!arg || end == arg || *end || !(f > 0 && f <= 1))
@@ -58,7 +59,7 @@ static dpt_status_t create(const char *arg, size_t n, int ranks, void **state)
         return dpt_error_set(DPT_ERR_NOMEM, "--compress topk: out of memory");
     t->fraction = f;
     t->n = n;
-    t->ranks = ranks > 0 ? ranks : 1;
+    t->ranks = bk->ranks;
     t->k = n ? (size_t)ceil(f * (double)n) : 0;
     if (t->k > n)
         t->k = n;
@@ -115,8 +116,9 @@ static float key_of(float x)
 }
 
 static dpt_status_t allreduce(void *state, dpt_coll_t *coll, float *buf, size_t n,
-                              dpt_coll_algo_t algo, dpt_codec_stats_t *stats)
+                              dpt_coll_algo_t algo, long step, dpt_codec_stats_t *stats)
 {
+    (void)step;
     topk_t *t = state;
     double t0 = dpt__now();
     for (size_t i = 0; i < n; i++)   /* acc = g + e, in place */
@@ -169,12 +171,12 @@ static double ratio(const void *state, size_t n)
            / ((double)n * 4.0 * 2.0 * (t->ranks - 1) / t->ranks);
 }
 
-static float *residual(void *state, size_t *n)
+static float *get_state(void *state, size_t *n)
 {
     topk_t *t = state;
     *n = t->n;
     return t->e;
 }
 
-const dpt__codec_ops_t dpt__codec_topk = {"topk", create, destroy, allreduce, ratio, residual,
+const dpt__codec_ops_t dpt__codec_topk = {"topk", create, destroy, allreduce, ratio, get_state,
                                           1};

@@ -129,12 +129,17 @@ static dpt_status_t build(dpt_model_t *m, const dpt_model_spec_t *spec)
                                     nd->spec.name, dpt_op_kind_name(nd->spec.kind));
         nd->p_off = p_off;
         nd->b_off = b_off;
+        /* weights as a matrix, one row per output channel (compression views them so) */
+        size_t rows = d.kind == DPT_OP_CONV2D ? (size_t)d.out_c
+                      : d.kind == DPT_OP_FC   ? (size_t)d.out_features : 1;
+        if (!rows || nd->info.n_weights % rows)
+            rows = 1;
         if (nd->info.n_weights)
-            m->segs[m->n_segs++] = (dpt_param_segment_t){p_off, nd->info.n_weights, 1, i};
+            m->segs[m->n_segs++] = (dpt_param_segment_t){p_off, nd->info.n_weights, 1, i, rows};
         if (nd->info.n_params > nd->info.n_weights)
             m->segs[m->n_segs++] = (dpt_param_segment_t){p_off + nd->info.n_weights,
                                                          nd->info.n_params - nd->info.n_weights,
-                                                         0, i};
+                                                         0, i, 1};
         p_off += nd->info.n_params;
         b_off += nd->info.n_buffers;
         m->flops += nd->info.flops_fwd;

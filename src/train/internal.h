@@ -32,9 +32,18 @@ dpt_status_t dpt_metrics_open(dpt_metrics_t *m, const char *path, long resume_st
  * commit, host, CPU, ranks, threads and every flag ("--name=value" lines) as strings. */
 void dpt_metrics_config(dpt_metrics_t *m, const char *flags, int ranks, int threads,
                         long resumed_from, const char *resumed_path);
-void dpt_metrics_step(dpt_metrics_t *m, int epoch, long step, double loss, double lr,
-                      double img_s, double t_compute_s, double t_comm_exposed_s,
-                      double bytes_sent, double t_comm_s, double loss_scale, long skipped);
+/* A "step" record: means over the --log-every steps it covers. */
+typedef struct dpt_metrics_step_rec {
+    int epoch;
+    long step;
+    double loss, lr, img_s, t_compute_s, t_comm_exposed_s;
+    double bytes_sent;       /* payload this rank sent per step (what the transport was handed) */
+    double compress_ratio;   /* bytes_sent / the plain fp32 ring's (1 without --compress) */
+    double t_comm_s, t_code_s;   /* all-reduce seconds, of which the codecs' encode + decode */
+    double loss_scale;
+    long skipped;
+} dpt_metrics_step_rec_t;
+void dpt_metrics_step(dpt_metrics_t *m, const dpt_metrics_step_rec_t *r);
 void dpt_metrics_epoch(dpt_metrics_t *m, int epoch, long step, double train_loss,
                        double train_acc, double test_loss, double test_acc, double img_s,
                        double wall_s, uint32_t param_crc);

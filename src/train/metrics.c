@@ -115,16 +115,16 @@ dpt_status_t dpt_metrics_status(const dpt_metrics_t *m)
                          strerror(m->failed));
 }
 
-void dpt_metrics_step(dpt_metrics_t *m, int epoch, long step, double loss, double lr,
-                      double img_s, double t_compute_s, double t_comm_exposed_s, double bytes_sent,
-                      double t_comm_s, double loss_scale, long skipped)
+void dpt_metrics_step(dpt_metrics_t *m, const dpt_metrics_step_rec_t *r)
 {
     if (!m->f)
         return;
     fprintf(m->f, "{\"kind\":\"step\",\"epoch\":%d,\"step\":%ld,\"loss\":%.6g,\"lr\":%.6g,"
             "\"img_s\":%.1f,\"t_compute_s\":%.6f,\"t_comm_exposed_s\":%.6f,\"bytes_sent\":%.0f,"
-            "\"t_comm_s\":%.6f,\"loss_scale\":%.9g,\"skipped\":%ld}\n", epoch, step, loss, lr,
-            img_s, t_compute_s, t_comm_exposed_s, bytes_sent, t_comm_s, loss_scale, skipped);
+            "\"compress_ratio\":%.4g,\"t_comm_s\":%.6f,\"t_code_s\":%.6f,\"loss_scale\":%.9g,"
+            "\"skipped\":%ld}\n", r->epoch, r->step, r->loss, r->lr, r->img_s, r->t_compute_s,
+            r->t_comm_exposed_s, r->bytes_sent, r->compress_ratio, r->t_comm_s, r->t_code_s,
+            r->loss_scale, r->skipped);
     checked_flush(m);
 }
 

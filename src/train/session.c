@@ -258,7 +258,8 @@ static dpt_status_t setup_parallel(session_t *s, const dpt_train_config_t *cfg, 
     dpt_bucket_config_t bc = {.first_bytes = bucket < ((size_t)1 << 20) ? bucket : (size_t)1 << 20,
                               .bucket_bytes = bucket, .algo = s->algo, .overlap = cfg->overlap,
                               .stream = s->dev ? s->stream : NULL, .device = s->device,
-                              .compress = cfg->compress};
+                              .compress = cfg->compress,
+                              .compress_start = cfg->compress_start};
     /* the collective context is sized for the largest bucket (and the BN statistics) */
     dpt_coll_config_t cc = {.max_bytes = dpt_bucket_max_bytes(segs, n_segs, &bc),
                             .deterministic = cfg->deterministic};

@@ -125,7 +125,7 @@ void dpt__device_free(session_t *s);
 typedef struct dpt__step_out {
     float loss;              /* mean over the micro-steps */
     long hits, seen;
-    double t_exposed, t_comm, bytes;
+    dpt_bucket_stats_t comm; /* zeros on one rank */
     int stop;                /* a stop was requested on some rank */
     int skipped;             /* non-finite loss or gradients, step skipped (--nan-policy skip) */
 } dpt__step_out_t;

@@ -92,7 +92,7 @@ dpt_status_t dpt__train_step(session_t *s, const dpt_train_config_t *cfg, double
     size_t np;
     dpt_model_params(s->model, &np);
     if (s->bk)
-        dpt_bucketer_begin(s->bk);
+        dpt_bucketer_begin(s->bk, step);
     const float scale = s->ls.scale;   /* this step's (the scaler may change it below) */
     dpt_model_set_loss_scale(s->model, scale);
     double lsum = 0;
@@ -109,7 +109,7 @@ dpt_status_t dpt__train_step(session_t *s, const dpt_train_config_t *cfg, double
     o->loss = (float)(lsum / s->accum);
     if (s->bk) {
         dpt__watchdog_enter(s->wd, "gradient all-reduce of step %ld", step + 1);
-        dpt_status_t st = dpt_bucketer_finish(s->bk, &o->t_exposed, &o->t_comm, &o->bytes);
+        dpt_status_t st = dpt_bucketer_finish(s->bk, &o->comm);
         dpt__watchdog_leave(s->wd);
         DPT_CHECK(st);
     }

@@ -49,7 +49,8 @@ typedef struct epoch_sums {
     double ev[3];               /* loss sum over steps, correct, seen */
     double seen_before;         /* of ev[2], the images of steps before a resume */
     long done_steps;
-    double log_loss, log_compute, log_exposed, log_bytes, log_comm;
+    double log_loss, log_compute;
+    dpt_bucket_stats_t log_comm;   /* sums over the steps since the last record */
     long log_n;
 } epoch_sums_t;
 
@@ -176,25 +177,31 @@ static void account(run_t *r, epoch_sums_t *e, const dpt__step_out_t *o, int epo
     e->ev[2] += (double)o->seen;
     e->done_steps++;
     r->images += o->seen;
-    res->t_comm_s += o->t_comm;
-    res->t_comm_exposed_s += o->t_exposed;
+    const dpt_bucket_stats_t *c = &o->comm;
+    res->t_comm_s += c->t_comm;
+    res->t_comm_exposed_s += c->t_exposed;
     e->log_loss += o->loss;
-    e->log_compute += t_step - o->t_exposed;
-    e->log_exposed += o->t_exposed;
-    /* nominal: the bandwidth-optimal volume 2(p-1)/p of the gradient bytes (ring, rhd, shm send
-       exactly this; rd and tree send more) */
-    e->log_bytes += o->bytes * 2.0 * (r->nranks - 1) / r->nranks;
-    e->log_comm += o->t_comm;
+    e->log_compute += t_step - c->t_exposed;
+    e->log_comm.t_exposed += c->t_exposed;
+    e->log_comm.t_comm += c->t_comm;
+    e->log_comm.t_code += c->t_code;
+    e->log_comm.bytes_sent += c->bytes_sent;   /* what the transport was handed, not nominal */
+    e->log_comm.bytes_fp32 += c->bytes_fp32;
     e->log_n++;
     if ((r->step + 1) % r->cfg->log_every == 0) {
-        double now = dpt__now();
-        double img_s = (double)e->log_n * r->global_batch / (now - e->t_log);
-        dpt_metrics_step(&r->mx, epoch + 1, r->step + 1, e->log_loss / (double)e->log_n, lr,
-                         img_s, e->log_compute / (double)e->log_n,
-                         e->log_exposed / (double)e->log_n, e->log_bytes / (double)e->log_n,
-                         e->log_comm / (double)e->log_n, r->s.ls.scale, res->skipped_steps);
+        double now = dpt__now(), n = (double)e->log_n;
+        const dpt_bucket_stats_t *l = &e->log_comm;
+        dpt_metrics_step_rec_t rec = {
+            .epoch = epoch + 1, .step = r->step + 1, .loss = e->log_loss / n, .lr = lr,
+            .img_s = n * r->global_batch / (now - e->t_log), .t_compute_s = e->log_compute / n,
+            .t_comm_exposed_s = l->t_exposed / n, .bytes_sent = l->bytes_sent / n,
+            .compress_ratio = l->bytes_fp32 > 0 ? l->bytes_sent / l->bytes_fp32 : 1.0,
+            .t_comm_s = l->t_comm / n, .t_code_s = l->t_code / n,
+            .loss_scale = r->s.ls.scale, .skipped = res->skipped_steps};
+        dpt_metrics_step(&r->mx, &rec);
         e->t_log = now;
-        e->log_loss = e->log_compute = e->log_exposed = e->log_bytes = e->log_comm = 0;
+        e->log_loss = e->log_compute = 0;
+        memset(&e->log_comm, 0, sizeof e->log_comm);
         e->log_n = 0;
     }
     dpt_progress_update(&r->pg, epoch, r->cfg->epochs, i + 1, r->steps_per_epoch, r->step + 1,

@@ -35,7 +35,7 @@ static float *dev_copy(const float *h, size_t n)
 START_TEST(sgd_matches_host)
 {
     const size_t n = 10007;
-    dpt_param_segment_t segs[3] = {{0, 5000, 1, 0}, {5000, 7, 0, 0}, {5007, 5000, 1, 1}};
+    dpt_param_segment_t segs[3] = {{0, 5000, 1, 0, 1}, {5000, 7, 0, 0, 1}, {5007, 5000, 1, 1, 1}};
     for (int nest = 0; nest < 2; nest++)
         for (int sc = 0; sc < 2; sc++) {
             float scale = sc ? 1024.0f : 1.0f;

@@ -4,6 +4,7 @@
  * float32, so the average is one correctly rounded division whatever the order), the buckets
  * tile the arena in backward order, bucketer_sum sums exactly, and a second step reuses it all. */
 #include <check.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -72,11 +73,15 @@ static void *rank_main(void *arg)
     for (int step = 0; step < 2 && st == DPT_OK; step++) {
         for (size_t i = 0; i < n; i++)
             g[i] = value(c->rank, i, step);
-        dpt_bucketer_begin(bk);
+        dpt_bucketer_begin(bk, step);
         for (int k = N_SEGS - 1; k >= 0; k--)   /* backward order */
             dpt_bucketer_ready(bk, segs[k].offset, segs[k].count);
-        double te, tc, bytes;
-        st = dpt_bucketer_finish(bk, &te, &tc, &bytes);
+        dpt_bucket_stats_t bs;
+        st = dpt_bucketer_finish(bk, &bs);
+        /* what the ring sent: 2 (p - 1) chunks of each bucket, a chunk within one float of its
+         * count / p */
+        if (st == DPT_OK && fabs(bs.bytes_sent - bs.bytes_fp32) > 8.0 * (j->p - 1) * c->n_buckets)
+            c->wrong++;
         for (size_t i = 0; i < n && st == DPT_OK; i++) {
             float sum = 0;
             for (int r = 0; r < j->p; r++)

@@ -48,16 +48,16 @@ static void *rank_main(void *arg)
     memcpy(buf, j->in + (size_t)c->rank * j->n, j->n * sizeof *buf);
     dpt_status_t st = dpt_coll_create(c->p2p, &cc, &coll);
     if (st == DPT_OK)
-        st = dpt_codec_create(j->codec, j->n, j->p, &codec);
+        st = dpt_codec_create(j->codec, &(dpt_codec_bucket_t){.n = j->n, .ranks = j->p}, &codec);
     for (int round = 0; round < (j->rounds ? j->rounds : 2) && st == DPT_OK; round++) {
         if (round)
             memcpy(buf, j->in + (size_t)c->rank * j->n, j->n * sizeof *buf);
         dpt_codec_stats_t s;
-        st = dpt_codec_allreduce(codec, coll, buf, j->n, DPT_COLL_ALGO_RING, &s);
+        st = dpt_codec_allreduce(codec, coll, buf, j->n, DPT_COLL_ALGO_RING, round, &s);
     }
     if (st == DPT_OK && j->res) {
         size_t rn = 0;
-        float *e = dpt_codec_residual(codec, &rn);
+        float *e = dpt_codec_state(codec, &rn);
         memcpy(j->res + (size_t)c->rank * j->n, e, j->n * sizeof *e);
     }
     c->st = st;
@@ -221,9 +221,9 @@ START_TEST(test_names)
     ck_assert_int_eq(dpt_codec_check("topk:1.5"), DPT_ERR_INVALID_ARG);
     ck_assert(dpt_codec_stateful("topk:0.1") && !dpt_codec_stateful("fp16"));
     dpt_codec_t *c = (dpt_codec_t *)1;
-    ck_assert_int_eq(dpt_codec_create("none", 10, 2, &c), DPT_OK);
+    ck_assert_int_eq(dpt_codec_create("none", &(dpt_codec_bucket_t){.n = 10, .ranks = 2}, &c), DPT_OK);
     ck_assert_ptr_null(c);
-    ck_assert_int_eq(dpt_codec_create("bf16", 10, 2, &c), DPT_OK);
+    ck_assert_int_eq(dpt_codec_create("bf16", &(dpt_codec_bucket_t){.n = 10, .ranks = 2}, &c), DPT_OK);
     ck_assert(dpt_codec_ratio(c, 10) == 0.5);
     dpt_codec_destroy(c);
 }

@@ -7,7 +7,7 @@
 #include "dptrain/alloc.h"
 
 static const dpt__codec_ops_t *const codecs[] = {&dpt__codec_fp16, &dpt__codec_bf16,
-                                                  &dpt__codec_topk};
+                                                  &dpt__codec_topk, &dpt__codec_powersgd};
 #define N_CODECS (sizeof codecs / sizeof codecs[0])
 
 struct dpt_codec {
@@ -19,7 +19,7 @@ struct dpt_codec {
 
 const char *dpt_codec_list(void)
 {
-    return "none,fp16,bf16,topk:FRACTION";
+    return "none,fp16,bf16,topk:FRACTION,powersgd[:RANK]";
 }
 
 /* The codec a spec names (NULL for "none"), and its argument after ':' (NULL if none). */
@@ -45,10 +45,10 @@ dpt_status_t dpt_codec_check(const char *spec)
     const dpt__codec_ops_t *ops;
     const char *arg;
     DPT_CHECK(find(spec, &ops, &arg));
-    if (ops && arg && !ops->needs_arg)
+    if (ops && arg && ops->needs_arg == DPT__ARG_NONE)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "--compress %s: %s takes no argument", spec,
                              ops->name);
-    if (ops && ops->needs_arg) {   /* the codec checks its argument */
+    if (ops && (ops->needs_arg == DPT__ARG_REQUIRED || arg)) {   /* the codec checks it */
         void *state = NULL;
         const dpt_codec_bucket_t none = {.n = 0, .ranks = 1};
         DPT_CHECK(ops->create(arg, &none, &state));

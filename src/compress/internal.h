@@ -5,6 +5,8 @@
 
 #include "dptrain/compress.h"
 
+enum { DPT__ARG_NONE = 0, DPT__ARG_REQUIRED = 1, DPT__ARG_OPTIONAL = 2 };
+
 typedef struct dpt__codec_ops {
     const char *name;
     /* state for a bucket; `arg` is the text after "name:" or NULL. With bucket->n == 0 it only
@@ -16,9 +18,10 @@ typedef struct dpt__codec_ops {
     double (*ratio)(const void *state, size_t n);
     /* the floats a resume needs (residuals, warm-start Q), NULL for none */
     float *(*state)(void *state, size_t *n);
-    int needs_arg;   /* "name:ARG" required */
+    int needs_arg;   /* DPT__ARG_NONE, DPT__ARG_REQUIRED ("name:ARG") or DPT__ARG_OPTIONAL */
 } dpt__codec_ops_t;
 
 extern const dpt__codec_ops_t dpt__codec_fp16, dpt__codec_bf16, dpt__codec_topk;
+extern const dpt__codec_ops_t dpt__codec_powersgd;
 
 #endif

@@ -59,6 +59,8 @@ for c in fp16 bf16; do
 done
 train 3 "$TMP/c-topk.dpt" "${nobn[@]}" --batch 32 --bucket-mb 0.05 --compress topk:0.05 \
   && grep -q "compressed topk:0.05" "$TMP/c-topk.txt" && ok || bad "--compress topk:0.05: $(tail -2 "$TMP/c-topk.err")"
+train 3 "$TMP/c-psgd.dpt" "${nobn[@]}" --batch 32 --bucket-mb 0.05 --compress powersgd:2 \
+  && grep -q "compressed powersgd:2" "$TMP/c-psgd.txt" && ok || bad "--compress powersgd:2: $(tail -2 "$TMP/c-psgd.err")"
 
 # --deterministic: the same bits for every algorithm (BN model, small buckets: several per step)
 first=

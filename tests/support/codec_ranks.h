@@ -25,6 +25,7 @@ typedef struct job {
     const dpt_codec_tensor_t *tensors;   /* NULL: one vector */
     int n_tensors;
     long start_step;                     /* the bucket's --compress-start */
+    long first_step;                     /* the step of round 0 */
     /* rounds > 1: round r's input is in + r * p * n when inputs_per_round, else the same */
     int inputs_per_round;
     double bytes_sent;                   /* rank 0's, summed over the rounds */
@@ -33,6 +34,8 @@ typedef struct job {
     float *out;   /* p x n: what each rank ended with */
     float *res;   /* p x state floats, or NULL: each rank's codec state after the last call */
     size_t res_n; /* state floats per rank (written) */
+    const float *state_in; /* p x state_n, or NULL: each rank's state restored after create */
+    size_t state_n;
 } job_t;
 
 typedef struct rank_ctx {
@@ -57,12 +60,22 @@ static inline void *rank_main(void *arg)
         st = dpt_codec_create(j->codec, &(dpt_codec_bucket_t){.n = j->n, .ranks = j->p,
                               .tensors = j->tensors, .n_tensors = j->n_tensors,
                               .start_step = j->start_step}, &codec);
+    if (st == DPT_OK && j->state_in) {   /* a resume: the state a checkpoint would restore */
+        size_t sn = 0;
+        float *e = dpt_codec_state(codec, &sn);
+        if (e && sn == j->state_n)
+            memcpy(e, j->state_in + (size_t)c->rank * sn, sn * sizeof *e);
+        else
+            st = dpt_error_set(DPT_ERR_INTERNAL, "state of %zu floats, the test has %zu", sn,
+                               j->state_n);
+    }
     for (int round = 0; round < (j->rounds ? j->rounds : 2) && st == DPT_OK; round++) {
         size_t at = (j->inputs_per_round ? (size_t)round * j->p : 0) + (size_t)c->rank;
         if (round)
             memcpy(buf, j->in + at * j->n, j->n * sizeof *buf);
         dpt_codec_stats_t s = {0, 0};
-        st = dpt_codec_allreduce(codec, coll, buf, j->n, DPT_COLL_ALGO_RING, round, &s);
+        st = dpt_codec_allreduce(codec, coll, buf, j->n, DPT_COLL_ALGO_RING,
+                                 j->first_step + round, &s);
         if (c->rank == 0)
             j->bytes_sent += s.bytes_sent;
     }

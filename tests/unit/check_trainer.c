@@ -171,11 +171,16 @@ START_TEST(test_flag_mismatch)
 }
 END_TEST
 
-/* _i: np 2, 3; then np 2 and 3 with --compress topk:0.05 (its residual is in the checkpoint) */
+/* _i: np 2, 3; then np 2 and 3 with --compress topk:0.05 (its residual is in the checkpoint),
+ * with powersgd (rank 1: the test net has no matrix that rank 2 would compress; its residual and
+ * warm-start Q are), and np 2 with powersgd from step 1 (--compress-start 1: the checkpoint
+ * after step 1 holds no Q yet; the resumed run starts it as the straight run did) */
 START_TEST(test_stop_resume)
 {
+    static const char *const codecs[4] = {"none", "topk:0.05", "powersgd", "powersgd"};
     int p = 2 + _i % 2;
-    const char *compress = _i < 2 ? "none" : "topk:0.05";
+    const char *compress = codecs[_i / 2];
+    const int start = _i >= 6;
     rank_run_t runs[MAX_RANKS], straight[MAX_RANKS];
     char dir[400];
     snprintf(dir, sizeof dir, "%s/ck%d", tmpdir, _i);
@@ -183,6 +188,7 @@ START_TEST(test_stop_resume)
     for (int r = 0; r < p; r++) {
         base_config(&straight[r].cfg);
         straight[r].cfg.compress = compress;
+        straight[r].cfg.compress_start = start;
     }
     run_ranks(p, straight);
     expect_ok(p, straight, "straight run");
@@ -192,6 +198,7 @@ START_TEST(test_stop_resume)
         base_config(&runs[r].cfg);
         runs[r].cfg.checkpoint_dir = dir;
         runs[r].cfg.compress = compress;
+        runs[r].cfg.compress_start = start;
     }
     atomic_store(&runs[p - 1].stop, 1);
     run_ranks(p, runs);
@@ -210,6 +217,7 @@ START_TEST(test_stop_resume)
         runs[r].cfg.checkpoint_dir = dir;
         runs[r].cfg.resume = "auto";
         runs[r].cfg.compress = compress;
+        runs[r].cfg.compress_start = start;
     }
     run_ranks(p, runs);
     expect_ok(p, runs, "resumed run");
@@ -260,7 +268,7 @@ static Suite *trainer_suite(void)
     tcase_add_loop_test(tc, test_replicas, 0, 8);
     tcase_add_test(tc, test_setup_error);
     tcase_add_test(tc, test_flag_mismatch);
-    tcase_add_loop_test(tc, test_stop_resume, 0, 4);
+    tcase_add_loop_test(tc, test_stop_resume, 0, 7);
     tcase_add_loop_test(tc, test_nan, 0, 2);
     suite_add_tcase(s, tc);
     return s;

@@ -40,6 +40,9 @@ typedef struct dpt_bucket_config {
      * compress_start use the plain all-reduce (--compress-start). */
     const char *compress;
     long compress_start;
+    long compress_warmup;      /* the codecs' warm-up in steps (dpt_codec_bucket_t) */
+    float compress_momentum;   /* for a codec that owns the momentum; else 0 */
+    int compress_nesterov;
 } dpt_bucket_config_t;
 
 /* What a step's gradient exchange cost (dpt_bucketer_finish). */
@@ -65,6 +68,10 @@ void dpt_bucketer_destroy(dpt_bucketer_t *b);
 /* Bucket i's range of the arena, in floats (i in [0, count)). */
 int dpt_bucketer_count(const dpt_bucketer_t *b);
 void dpt_bucketer_range(const dpt_bucketer_t *b, int i, size_t *offset, size_t *count);
+
+/* What bucket i's codec sends, as a fraction of the plain fp32 all-reduce's bytes (1 without
+ * --compress; after any warm-up), for the plan printed at start. */
+double dpt_bucketer_codec_ratio(const dpt_bucketer_t *b, int i);
 
 /* The codecs' state (--compress: residuals, PowerSGD's Q), all buckets in index
  * order: how many floats, and a copy out (restore = 0) or in (restore = 1). No step in flight. */

@@ -26,14 +26,19 @@ typedef struct dpt_codec_tensor {
 } dpt_codec_tensor_t;
 
 /* What a codec is made for: a bucket of n floats on a job of `ranks` ranks, the tensors it holds
- * (in offset order, covering [0, n); NULL: one vector of n) and the first step it compresses
- * (the steps before start_step use the plain fp32 all-reduce: --compress-start). */
+ * (in offset order, covering [0, n); NULL: one vector of n), the first step it compresses (the
+ * steps before start_step use the plain fp32 all-reduce: --compress-start), the length of its
+ * warm-up after that (top-k's sparsity ramp; the trainer passes the LR warm-up's steps) and, for
+ * a codec that owns the momentum (dpt_codec_owns_momentum), the optimizer's momentum. */
 typedef struct dpt_codec_bucket {
     size_t n;
     int ranks;
     const dpt_codec_tensor_t *tensors;
     int n_tensors;
     long start_step;
+    long warmup_steps;
+    float momentum;
+    int nesterov;
 } dpt_codec_bucket_t;
 
 /* What one call did: bytes of payload this rank sent, encode + decode seconds. */
@@ -61,6 +66,9 @@ double dpt_codec_ratio(const dpt_codec_t *c, size_t n);
 /* The codec's state between steps (*n floats: error-feedback residuals, PowerSGD's warm-start
  * Q), what a bit-exact resume must restore; NULL for a codec without state. */
 float *dpt_codec_state(dpt_codec_t *c, size_t *n);
+/* Does the codec of `spec` apply the optimizer's momentum itself (top-k's momentum correction)?
+ * Then the trainer hands it the momentum and runs the optimizer without. */
+int dpt_codec_owns_momentum(const char *spec);
 /* Does the codec of `spec` keep state between steps? */
 int dpt_codec_stateful(const char *spec);
 

@@ -286,7 +286,10 @@ static dpt_status_t make_codec(dpt_bucketer_t *b, const dpt_param_segment_t *seg
         }
     const dpt_codec_bucket_t bk = {.n = b->b[i].count, .ranks = dpt_coll_size(b->coll),
                                    .tensors = t, .n_tensors = nt,
-                                   .start_step = b->cfg.compress_start};
+                                   .start_step = b->cfg.compress_start,
+                                   .warmup_steps = b->cfg.compress_warmup,
+                                   .momentum = b->cfg.compress_momentum,
+                                   .nesterov = b->cfg.compress_nesterov};
     dpt_status_t st = dpt_codec_create(b->cfg.compress, &bk, &b->codec[i]);
     dpt_free(t);
     return st;
@@ -388,6 +391,11 @@ void dpt_bucketer_destroy(dpt_bucketer_t *b)
     dpt_free(b->b);
     dpt_free(b->queue);
     dpt_free(b);
+}
+
+double dpt_bucketer_codec_ratio(const dpt_bucketer_t *b, int i)
+{
+    return b->codec ? dpt_codec_ratio(b->codec[i], b->b[i].count) : 1.0;
 }
 
 size_t dpt_bucketer_state_n(const dpt_bucketer_t *b)

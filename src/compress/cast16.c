@@ -90,5 +90,5 @@ static double ratio(const void *state, size_t n)
     return 0.5;
 }
 
-const dpt__codec_ops_t dpt__codec_fp16 = {"fp16", create_fp16, destroy, allreduce, ratio, NULL, 0};
-const dpt__codec_ops_t dpt__codec_bf16 = {"bf16", create_bf16, destroy, allreduce, ratio, NULL, 0};
+const dpt__codec_ops_t dpt__codec_fp16 = {"fp16", create_fp16, destroy, allreduce, ratio, NULL, 0, 0};
+const dpt__codec_ops_t dpt__codec_bf16 = {"bf16", create_bf16, destroy, allreduce, ratio, NULL, 0, 0};

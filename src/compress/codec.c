@@ -129,3 +129,10 @@ int dpt_codec_stateful(const char *spec)
     const char *arg;
     return find(spec, &ops, &arg) == DPT_OK && ops && ops->state;
 }
+
+int dpt_codec_owns_momentum(const char *spec)
+{
+    const dpt__codec_ops_t *ops;
+    const char *arg;
+    return find(spec, &ops, &arg) == DPT_OK && ops && ops->owns_momentum;
+}

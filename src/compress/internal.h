@@ -19,6 +19,7 @@ typedef struct dpt__codec_ops {
     /* the floats a resume needs (residuals, warm-start Q), NULL for none */
     float *(*state)(void *state, size_t *n);
     int needs_arg;   /* DPT__ARG_NONE, DPT__ARG_REQUIRED ("name:ARG") or DPT__ARG_OPTIONAL */
+    int owns_momentum;   /* 1: applies the optimizer's momentum itself (bucket->momentum) */
 } dpt__codec_ops_t;
 
 extern const dpt__codec_ops_t dpt__codec_fp16, dpt__codec_bf16, dpt__codec_topk;

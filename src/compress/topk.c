@@ -1,15 +1,27 @@
-/* topk.c: top-k sparsification with error feedback (Lin et al.'s DGC without its momentum
- * correction, for now; Stich et al. 2018 for the error feedback). Per bucket and step, each rank
- * adds its residual to the gradients (acc = g + e), sends the k = ceil(FRACTION * n) entries of
- * largest |acc| as (uint32 index, float value) pairs, and keeps the rest as its next residual
- * (e = acc with the sent entries zeroed: what was sent plus the residual is exactly acc). The
- * pairs of all ranks are all-gathered and summed in rank order, then divided by p, so every rank
- * gets the same bits. A NaN counts as the largest entry (it is sent, and the NaN policy sees it).
+/* topk.c: top-k sparsification with error feedback and momentum correction: Deep Gradient
+ * Compression (Lin et al., ICLR 2018), after Stich et al. 2018 for the error feedback.
+ *
+ * Per bucket and step, each rank folds its gradients into an accumulator v and sends the
+ * k = ceil(density * n) entries of largest |v| as (uint32 index, float value) pairs; what it sent
+ * is zeroed in v (what was sent plus the new v is exactly the old v plus this step's share). With
+ * the optimizer's momentum m (bucket->momentum > 0: the codec owns the momentum, and the trainer
+ * runs the optimizer without it, because momentum applied after the exchange would multiply
+ * every delayed coordinate's late arrival; DGC's momentum correction):
+ *   u = m u + g, v = v + u                 (Nesterov: u = m (u + g), v = v + u + g)
+ * and u is zeroed where v was sent (DGC's momentum factor masking: a coordinate sent late must
+ * not push again with the momentum it already delivered). Without momentum: v = v + g.
+ * The pairs of all ranks are all-gathered and summed in rank order, then divided by p, so every
+ * rank gets the same bits. A NaN counts as the largest entry (it is sent, and the NaN policy sees
+ * it).
+ *
+ * Sparsity warm-up (DGC's exponential ramp): over the first bucket->warmup_steps steps after the
+ * start the density falls geometrically from 0.25 to FRACTION, so that the first, large and
+ * fast-changing gradients are not held back for long.
  *
  * Cost: an all-gather of p * k pairs moves (p - 1) * 8k bytes per rank; a ring all-reduce of n
- * floats 2 (p - 1) / p * 4n. Sparse wins only while p * k < n: at or above that density the
- * bucket falls back to the dense fp32 all-reduce (dpt_codec_ratio says which), still with the
- * residual folded in, so that nothing is lost when the density is raised. */
+ * floats 2 (p - 1) / p * 4n. Sparse wins only while p * k < n: at or above that density the step
+ * falls back to the dense fp32 all-reduce of v (dpt_codec_ratio says which), and there nothing
+ * is masked: every coordinate is sent at every step, so v and u are plain momentum SGD's. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,9 +38,12 @@ typedef struct pair {
 
 typedef struct topk {
     double fraction;
-    size_t n, k;
-    int ranks, dense;   /* dense: p * k >= n, the plain all-reduce is cheaper */
-    float *e;           /* the residual (n) */
+    size_t n, k, k_max; /* k: after the warm-up; k_max: the largest k of any step */
+    int ranks;
+    float momentum;     /* 0: no momentum correction */
+    int nesterov;
+    long start, warmup; /* the first compressed step; the warm-up's length in steps */
+    float *e;           /* the state: v (n), then u (n) with momentum */
     float *key;         /* scratch (n): |acc|, NaN as +Inf */
     pair_t *send;       /* k */
     pair_t *recv;       /* p * k */
@@ -46,6 +61,26 @@ static void destroy(void *state)
     dpt_free(t);
 }
 
+#define WARM_DENSITY 0.25   /* where the sparsity warm-up starts */
+
+static size_t k_of(double density, size_t n)
+{
+    size_t k = n ? (size_t)ceil(density * (double)n) : 0;
+    return k > n ? n : k;
+}
+
+/* k at `step`: the warm-up's geometric ramp from WARM_DENSITY to the fraction, then k. The same
+ * on every rank (the same doubles in, the same pow). */
+static size_t k_at(const topk_t *t, long step)
+{
+    long s = step - t->start;
+    if (!t->warmup || s >= t->warmup)
+        return t->k;
+    double d = WARM_DENSITY * pow(t->fraction / WARM_DENSITY, (double)(s > 0 ? s : 0) / t->warmup);
+    size_t k = k_of(d, t->n);
+    return k < t->k ? t->k : k > t->k_max ? t->k_max : k;
+}
+
 static dpt_status_t create(const char *arg, const dpt_codec_bucket_t *bk, void **state)
 {
     size_t n = bk->n;
@@ -60,14 +95,17 @@ static dpt_status_t create(const char *arg, const dpt_codec_bucket_t *bk, void *
     t->fraction = f;
     t->n = n;
     t->ranks = bk->ranks;
-    t->k = n ? (size_t)ceil(f * (double)n) : 0;
-    if (t->k > n)
-        t->k = n;
-    t->dense = (double)t->ranks * (double)t->k >= (double)n;
-    t->e = dpt_calloc((n ? n : 1) * sizeof *t->e);
+    t->momentum = bk->momentum > 0 ? bk->momentum : 0.0f;
+    t->nesterov = bk->nesterov && t->momentum > 0;
+    t->start = bk->start_step;
+    t->warmup = bk->warmup_steps > 0 && f < WARM_DENSITY ? bk->warmup_steps : 0;
+    t->k = k_of(f, n);
+    t->k_max = t->warmup ? k_of(WARM_DENSITY, n) : t->k;
+    const size_t ne = (n ? n : 1) * (t->momentum > 0 ? 2 : 1);
+    t->e = dpt_calloc(ne * sizeof *t->e);
     t->key = dpt_malloc((n ? n : 1) * sizeof *t->key);
-    t->send = dpt_malloc((t->k ? t->k : 1) * sizeof *t->send);
-    t->recv = dpt_malloc(((size_t)t->ranks * t->k + 1) * sizeof *t->recv);
+    t->send = dpt_malloc((t->k_max ? t->k_max : 1) * sizeof *t->send);
+    t->recv = dpt_malloc(((size_t)t->ranks * t->k_max + 1) * sizeof *t->recv);
     if (!t->e || !t->key || !t->send || !t->recv) {
         destroy(t);
         return dpt_error_set(DPT_ERR_NOMEM, "--compress topk: out of memory for a bucket of %zu "
@@ -115,21 +153,40 @@ static float key_of(float x)
     return isnan(x) ? INFINITY : fabsf(x);
 }
 
+/* Fold this step's gradients g (in buf) into v (and u), leaving v in buf. */
+static void accumulate(topk_t *t, float *buf, size_t n)
+{
+    float *v = t->e, *u = t->e + t->n;
+    const float m = t->momentum;
+    if (m == 0.0f) {
+        for (size_t i = 0; i < n; i++)
+            buf[i] += v[i];
+    } else if (t->nesterov) {
+        for (size_t i = 0; i < n; i++) {
+            u[i] = m * (u[i] + buf[i]);
+            buf[i] = v[i] + u[i] + buf[i];
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            u[i] = m * u[i] + buf[i];
+            buf[i] = v[i] + u[i];
+        }
+    }
+}
+
 static dpt_status_t allreduce(void *state, dpt_coll_t *coll, float *buf, size_t n,
                               dpt_coll_algo_t algo, long step, dpt_codec_stats_t *stats)
 {
-    (void)step;
     topk_t *t = state;
     double t0 = dpt__now();
-    for (size_t i = 0; i < n; i++)   /* acc = g + e, in place */
-        buf[i] += t->e[i];
-    if (t->dense || n < t->n) {   /* the dense path (or a partial call): nothing kept back */
-        memset(t->e, 0, n * sizeof *t->e);
+    accumulate(t, buf, n);
+    size_t k = k_at(t, step);
+    if ((double)t->ranks * (double)k >= (double)n || n < t->n) {   /* dense (or a partial call) */
+        memset(t->e, 0, n * sizeof *t->e);   /* all of v sent; u kept: plain momentum */
         stats->t_code = dpt__now() - t0;
         stats->bytes_sent = (double)n * 4.0 * 2.0 * (t->ranks - 1) / t->ranks;
         return dpt_coll_allreduce(coll, buf, n, DPT_DTYPE_F32, DPT_REDOP_AVG, algo);
     }
-    size_t k = t->k;
     float thr = 0;
     if (k) {
         for (size_t i = 0; i < n; i++)
@@ -144,9 +201,12 @@ static dpt_status_t allreduce(void *state, dpt_coll_t *coll, float *buf, size_t 
     for (size_t i = 0; i < n && m < k; i++)
         if (key_of(buf[i]) == thr)
             t->send[m++] = (pair_t){(uint32_t)i, buf[i]};
-    memcpy(t->e, buf, n * sizeof *t->e);   /* the residual: acc without what is sent */
+    memcpy(t->e, buf, n * sizeof *t->e);   /* the new v: the old one without what is sent */
     for (size_t j = 0; j < m; j++)
         t->e[t->send[j].index] = 0.0f;
+    if (t->momentum > 0)   /* momentum factor masking */
+        for (size_t j = 0; j < m; j++)
+            t->e[t->n + t->send[j].index] = 0.0f;
     double t1 = dpt__now();
     DPT_CHECK(dpt_coll_allgather(coll, t->send, k * sizeof *t->send, t->recv));
     double t2 = dpt__now();
@@ -164,7 +224,7 @@ static dpt_status_t allreduce(void *state, dpt_coll_t *coll, float *buf, size_t 
 static double ratio(const void *state, size_t n)
 {
     const topk_t *t = state;
-    if (t->dense || !n)
+    if ((double)t->ranks * (double)t->k >= (double)n || !n)   /* after the warm-up */
         return 1.0;
     /* all-gathered pairs against the ring all-reduce of n floats */
     return ((double)(t->ranks - 1) * (double)t->k * sizeof(pair_t))
@@ -174,9 +234,9 @@ static double ratio(const void *state, size_t n)
 static float *get_state(void *state, size_t *n)
 {
     topk_t *t = state;
-    *n = t->n;
+    *n = t->n * (t->momentum > 0 ? 2 : 1);
     return t->e;
 }
 
 const dpt__codec_ops_t dpt__codec_topk = {"topk", create, destroy, allreduce, ratio, get_state,
-                                          1};
+                                          DPT__ARG_REQUIRED, 1};

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "dptrain/alloc.h"
+#include "dptrain/compress.h"
 #include "train/session.h"
 
 void dpt__session_fini(session_t *s)
@@ -260,6 +261,12 @@ static dpt_status_t setup_parallel(session_t *s, const dpt_train_config_t *cfg, 
                               .stream = s->dev ? s->stream : NULL, .device = s->device,
                               .compress = cfg->compress,
                               .compress_start = cfg->compress_start};
+    if (dpt_codec_owns_momentum(cfg->compress)) {   /* top-k: DGC's momentum correction */
+        bc.compress_momentum = cfg->sgd.momentum;
+        bc.compress_nesterov = cfg->sgd.nesterov;
+    }
+    /* the codecs' warm-up (top-k's sparsity ramp) lasts as long as the learning rate's */
+    bc.compress_warmup = (long)(cfg->warmup_epochs * (dpt_loader_steps(s->train_ld) / s->accum));
     /* the collective context is sized for the largest bucket (and the BN statistics) */
     dpt_coll_config_t cc = {.max_bytes = dpt_bucket_max_bytes(segs, n_segs, &bc),
                             .deterministic = cfg->deterministic};
@@ -322,11 +329,15 @@ void dpt__session_print_buckets(session_t *s, const char *compress)
         dpt_coll_algo_t a = s->algo == DPT_COLL_ALGO_AUTO
                                 ? dpt_coll_auto_choice(s->coll, NULL, cnt * sizeof(float), &pred)
                                 : s->algo;
+        char sends[64] = "";
+        if (codec[0])
+            snprintf(sends, sizeof sends, ", the codec sends %.3g%% of its bytes",
+                     100.0 * dpt_bucketer_codec_ratio(s->bk, i));
         if (pred >= 0)
-            printf("  bucket %d: %zu floats (%.2f MiB) -> %s, predicted %.1f us\n", i, cnt,
-                   cnt * 4.0 / 1048576.0, dpt_coll_algo_name(a), pred * 1e6);
+            printf("  bucket %d: %zu floats (%.2f MiB) -> %s, predicted %.1f us%s\n", i, cnt,
+                   cnt * 4.0 / 1048576.0, dpt_coll_algo_name(a), pred * 1e6, sends);
         else
-            printf("  bucket %d: %zu floats (%.2f MiB) -> %s\n", i, cnt, cnt * 4.0 / 1048576.0,
-                   dpt_coll_algo_name(a));
+            printf("  bucket %d: %zu floats (%.2f MiB) -> %s%s\n", i, cnt, cnt * 4.0 / 1048576.0,
+                   dpt_coll_algo_name(a), sends);
     }
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dptrain/compress.h"
 #include "dptrain/log.h"
 #include "train/session.h"
 
@@ -127,5 +128,10 @@ dpt_status_t dpt__train_step(session_t *s, const dpt_train_config_t *cfg, double
         o->skipped = st == DPT_OK;
         return st;
     }
-    return dpt__optimizer_step(s, &cfg->sgd, (float)lr, 1.0f / scale);
+    dpt_sgd_config_t sgd = cfg->sgd;
+    if (s->bk && dpt_codec_owns_momentum(cfg->compress)) {   /* the codec applied it */
+        sgd.momentum = 0;
+        sgd.nesterov = 0;
+    }
+    return dpt__optimizer_step(s, &sgd, (float)lr, 1.0f / scale);
 }

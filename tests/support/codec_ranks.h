@@ -26,6 +26,9 @@ typedef struct job {
     int n_tensors;
     long start_step;                     /* the bucket's --compress-start */
     long first_step;                     /* the step of round 0 */
+    long warmup_steps;                   /* the bucket's warm-up */
+    float momentum;                      /* and momentum (a codec that owns it) */
+    int nesterov;
     /* rounds > 1: round r's input is in + r * p * n when inputs_per_round, else the same */
     int inputs_per_round;
     double bytes_sent;                   /* rank 0's, summed over the rounds */
@@ -59,7 +62,8 @@ static inline void *rank_main(void *arg)
     if (st == DPT_OK)
         st = dpt_codec_create(j->codec, &(dpt_codec_bucket_t){.n = j->n, .ranks = j->p,
                               .tensors = j->tensors, .n_tensors = j->n_tensors,
-                              .start_step = j->start_step}, &codec);
+                              .start_step = j->start_step, .warmup_steps = j->warmup_steps,
+                              .momentum = j->momentum, .nesterov = j->nesterov}, &codec);
     if (st == DPT_OK && j->state_in) {   /* a resume: the state a checkpoint would restore */
         size_t sn = 0;
         float *e = dpt_codec_state(codec, &sn);

@@ -77,6 +77,9 @@ double dpt_bucketer_codec_ratio(const dpt_bucketer_t *b, int i);
  * order: how many floats, and a copy out (restore = 0) or in (restore = 1). No step in flight. */
 size_t dpt_bucketer_state_n(const dpt_bucketer_t *b);
 void dpt_bucketer_state(dpt_bucketer_t *b, float *buf, int restore);
+/* Multiply the codecs' state by `factor` (a new loss scale over the old; 1 for none), turning
+ * NaN and Inf into 0 (after a skipped step). The same on every rank. No step in flight. */
+void dpt_bucketer_state_scale(dpt_bucketer_t *b, float factor);
 /* Start optimizer step `step` (0-based, the same on every rank; codecs key --compress-start and
  * their warm-ups on it): nothing is ready. */
 void dpt_bucketer_begin(dpt_bucketer_t *b, long step);

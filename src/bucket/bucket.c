@@ -6,6 +6,7 @@
  * Per step: the model's callback adds each finished layer's float count to its bucket; a bucket
  * whose count reaches its size goes on a FIFO that the thread drains. The queue is an array of
  * bucket indices sized at create (no allocation per step). */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -419,6 +420,16 @@ void dpt_bucketer_state(dpt_bucketer_t *b, float *buf, int restore)
         else
             memcpy(buf + at, e, n * sizeof *e);
         at += n;
+    }
+}
+
+void dpt_bucketer_state_scale(dpt_bucketer_t *b, float factor)
+{
+    size_t n;
+    for (int i = 0; b && b->codec && i < b->n; i++) {
+        float *e = dpt_codec_state(b->codec[i], &n);
+        for (size_t k = 0; e && k < n; k++)
+            e[k] = isfinite(e[k]) ? e[k] * factor : 0.0f;
     }
 }
 

@@ -124,7 +124,12 @@ dpt_status_t dpt__train_step(session_t *s, const dpt_train_config_t *cfg, double
     DPT_CHECK(fs);
     o->stop = flags[0] == 0;
     dpt_status_t st = DPT_OK;
-    if (skip_update(s, cfg, flags[1], finite, epoch, step, &st, collective)) {
+    int skip = skip_update(s, cfg, flags[1], finite, epoch, step, &st, collective);
+    /* The codecs' state is in the units of the scaled gradients: follow a new loss scale, and
+     * drop the NaN/Inf a skipped step left there (else they would come back every step). */
+    if (s->bk && (skip || s->ls.scale != scale))
+        dpt_bucketer_state_scale(s->bk, s->ls.scale / scale);
+    if (skip) {
         o->skipped = st == DPT_OK;
         return st;
     }

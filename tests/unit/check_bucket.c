@@ -13,6 +13,7 @@
 #include "dptrain/alloc.h"
 #include "dptrain/bucket.h"
 #include "dptrain/coll.h"
+#include "dptrain/compress.h"
 
 #define MAX_RANKS 4
 #define N_SEGS 7
@@ -146,12 +147,102 @@ START_TEST(test_average)
 }
 END_TEST
 
+/* A codec's state through the bucketer (topk:0.1, which keeps v and u): a NaN in a rank's
+ * gradients reaches every rank's result and its own state; dpt_bucketer_state_scale turns it
+ * into 0 and scales the rest exactly, so the next step is finite again. */
+typedef struct codec_ctx {
+    int rank, p;
+    dpt_p2p_t *p2p;
+    int nan_out, finite_after, scaled_ok;
+    dpt_status_t st;
+} codec_ctx_t;
+
+static void *codec_main(void *arg)
+{
+    codec_ctx_t *c = arg;
+    dpt_param_segment_t segs[N_SEGS];
+    size_t n = 0;
+    for (int k = 0; k < N_SEGS; k++) {
+        segs[k] = (dpt_param_segment_t){.offset = n, .count = seg_count[k], .layer = k, .rows = 1};
+        n += seg_count[k];
+    }
+    float *g = dpt_malloc(n * sizeof *g);
+    dpt_coll_t *coll = NULL;
+    dpt_bucketer_t *bk = NULL;
+    dpt_bucket_config_t bc = {.bucket_bytes = 16384, .algo = DPT_COLL_ALGO_RING, .overlap = 1,
+                              .compress = "topk:0.1", .compress_momentum = 0.5f};
+    dpt_coll_config_t cc = {.max_bytes = dpt_bucket_max_bytes(segs, N_SEGS, &bc)};
+    dpt_status_t st = dpt_coll_create(c->p2p, &cc, &coll);
+    if (st == DPT_OK)
+        st = dpt_bucketer_create(coll, g, segs, N_SEGS, &bc, &bk);
+    size_t sn = st == DPT_OK ? dpt_bucketer_state_n(bk) : 0;
+    float *s0 = dpt_malloc((sn + 1) * sizeof *s0), *s1 = dpt_malloc((sn + 1) * sizeof *s1);
+    for (int step = 0; step < 2 && st == DPT_OK; step++) {
+        for (size_t i = 0; i < n; i++)
+            g[i] = value(c->rank, i, step);
+        if (step == 0 && c->rank == 0)
+            g[3] = NAN;
+        dpt_bucketer_begin(bk, step);
+        for (int k = N_SEGS - 1; k >= 0; k--)
+            dpt_bucketer_ready(bk, segs[k].offset, segs[k].count);
+        st = dpt_bucketer_finish(bk, NULL);
+        int finite = 1;
+        for (size_t i = 0; i < n; i++)
+            finite &= isfinite(g[i]) != 0;
+        if (step == 0) {
+            c->nan_out = isnan(g[3]);
+            dpt_bucketer_state_scale(bk, 1.0f);   /* what a skipped step does */
+            dpt_bucketer_state(bk, s0, 0);
+            dpt_bucketer_state_scale(bk, 2.0f);   /* a loss scale doubled */
+            dpt_bucketer_state(bk, s1, 0);
+            c->scaled_ok = sn == 2 * n;
+            for (size_t i = 0; i < sn; i++)
+                c->scaled_ok &= isfinite(s0[i]) && s1[i] == 2.0f * s0[i];
+        } else {
+            c->finite_after = finite;
+        }
+    }
+    c->st = st;
+    dpt_free(s0);
+    dpt_free(s1);
+    dpt_bucketer_destroy(bk);
+    dpt_coll_destroy(coll);
+    dpt_free(g);
+    return NULL;
+}
+
+/* _i: ranks 2-4 */
+START_TEST(test_codec_state)
+{
+    int p = 2 + _i;
+    dpt_p2p_t *eps[MAX_RANKS];
+    pthread_t th[MAX_RANKS];
+    codec_ctx_t ctx[MAX_RANKS];
+    ck_assert_int_eq(dpt_p2p_loop_create(p, eps), DPT_OK);
+    for (int r = 0; r < p; r++) {
+        ctx[r] = (codec_ctx_t){.rank = r, .p = p, .p2p = eps[r]};
+        ck_assert_int_eq(pthread_create(&th[r], NULL, codec_main, &ctx[r]), 0);
+    }
+    for (int r = 0; r < p; r++)
+        pthread_join(th[r], NULL);
+    for (int r = 0; r < p; r++)
+        dpt_p2p_destroy(eps[r]);
+    for (int r = 0; r < p; r++) {
+        ck_assert_int_eq(ctx[r].st, DPT_OK);
+        ck_assert_msg(ctx[r].nan_out, "np %d rank %d: the NaN vanished", p, r);
+        ck_assert_msg(ctx[r].scaled_ok, "np %d rank %d: state not cleaned or not scaled", p, r);
+        ck_assert_msg(ctx[r].finite_after, "np %d rank %d: the NaN came back", p, r);
+    }
+}
+END_TEST
+
 static Suite *bucket_suite(void)
 {
     Suite *s = suite_create("bucket");
     TCase *tc = tcase_create("average");
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_average, 0, 24);
+    tcase_add_loop_test(tc, test_codec_state, 0, MAX_RANKS - 1);
     suite_add_tcase(s, tc);
     return s;
 }

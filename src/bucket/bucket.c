@@ -77,12 +77,16 @@ void dpt_bucketer_range(const dpt_bucketer_t *b, int i, size_t *offset, size_t *
 #if DPT_HAVE_CUDA
 /* Own algorithms on device gradients: wait for bucket i's copy to the pinned staging buffer,
  * reduce it there, queue the copy back on the h2d stream. */
-static dpt_status_t reduce_staged(dpt_bucketer_t *b, int i)
+static dpt_status_t reduce_staged(dpt_bucketer_t *b, int i, dpt_codec_stats_t *cs)
 {
     size_t off = b->b[i].off, n = b->b[i].count;
     CUDA_TRY(cudaEventSynchronize(b->ev_d2h[i]));
-    DPT_CHECK(dpt_coll_allreduce(b->coll, b->staging + off, n, DPT_DTYPE_F32, DPT_REDOP_AVG,
-                                 b->cfg.algo));
+    if (b->codec && b->codec[i])   /* the codecs run on the host copy */
+        DPT_CHECK(dpt_codec_allreduce(b->codec[i], b->coll, b->staging + off, n, b->cfg.algo,
+                                      b->step, cs));
+    else
+        DPT_CHECK(dpt_coll_allreduce(b->coll, b->staging + off, n, DPT_DTYPE_F32, DPT_REDOP_AVG,
+                                     b->cfg.algo));
     CUDA_TRY(cudaMemcpyAsync(b->grads + off, b->staging + off, n * sizeof(float),
                              cudaMemcpyHostToDevice, b->h2d));
     return DPT_OK;
@@ -98,7 +102,7 @@ static void reduce_one(dpt_bucketer_t *b, int i, double *t_acc)
     dpt_codec_stats_t cs = {0, 0};
 #if DPT_HAVE_CUDA
     if (b->dev)
-        st = reduce_staged(b, i);
+        st = reduce_staged(b, i, &cs);
     else
 #endif
         if (b->codec && b->codec[i])   /* the gradient-codec seam */
@@ -344,9 +348,14 @@ dpt_status_t dpt_bucketer_create(dpt_coll_t *coll, float *grads, const dpt_param
                              "(it reduces device memory)");
     }
     if (cfg->compress && strcmp(cfg->compress, "none")) {
-        dpt_status_t st = cfg->stream ? dpt_error_set(DPT_ERR_UNSUPPORTED, "--compress %s: not "
-                                                      "with --device cuda yet", cfg->compress)
-                                      : DPT_OK;
+        /* device gradients: the codecs run on the pinned host copy of the staging path; NCCL
+         * reduces device memory in its own way */
+        dpt_status_t st = cfg->algo == DPT_COLL_ALGO_NCCL
+                              ? dpt_error_set(DPT_ERR_UNSUPPORTED, "--compress %s: not with "
+                                              "--allreduce nccl (yet); an own algorithm (ring, "
+                                              "auto, ...) runs the codec on the host copy",
+                                              cfg->compress)
+                              : DPT_OK;
         b->codec = st == DPT_OK ? dpt_calloc((size_t)(b->n ? b->n : 1) * sizeof *b->codec) : NULL;
         if (st == DPT_OK && !b->codec)
             st = dpt_error_set(DPT_ERR_NOMEM, "bucketer: out of memory");

@@ -135,6 +135,13 @@ fi
   && ok || bad "np 2 ring (pinned staging) exited: $(tail -5 "$TMP/s2.txt")"
 grep -E 'data parallel|^final|communication' "$TMP/s2.txt"
 loss_fell "$TMP/s2.jsonl" && ok || bad "np 2 ring on cuda: loss did not fall"
+# gradient codecs on the pinned host copy (fp16 with loss scaling: an overflowing share skips)
+for c in fp16 powersgd:2 topk:0.05; do
+  "${mpi[@]}" -np 2 "$DPT" train "${par[@]}" --allreduce ring --compress "$c" --precision fp16 \
+    --metrics "$TMP/c-${c%%:*}.jsonl" > "$TMP/c.txt" 2>&1 && ok || bad "np 2 cuda --compress $c exited: $(tail -5 "$TMP/c.txt")"
+  grep -q "compressed $c" "$TMP/c.txt" && ok || bad "np 2 cuda --compress $c: no 'compressed' in the header"
+  loss_fell "$TMP/c-${c%%:*}.jsonl" && ok || bad "np 2 cuda --compress $c: loss did not fall"
+done
 
 # --- flags that must be refused with a message naming them
 expect_fail 1 "--optimizer lars" -- "$DPT" train --device cuda --optimizer lars --data synthetic:256:1:28:28:10 --max-steps 1

@@ -20,5 +20,6 @@ typedef struct dpt__codec_ops {
 } dpt__codec_ops_t;
 
 extern const dpt__codec_ops_t dpt__codec_fp16, dpt__codec_bf16, dpt__codec_topk;
+extern const dpt__codec_ops_t dpt__codec_sign;
 
 #endif

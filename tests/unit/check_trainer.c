@@ -171,11 +171,12 @@ START_TEST(test_flag_mismatch)
 }
 END_TEST
 
-/* _i: np 2, 3; then np 2 and 3 with --compress topk:0.05 (its residual is in the checkpoint) */
+/* _i: np 2, 3; then np 2 and 3 with --compress topk:0.05, then sign (their residuals are in
+ * the checkpoint) */
 START_TEST(test_stop_resume)
 {
     int p = 2 + _i % 2;
-    const char *compress = _i < 2 ? "none" : "topk:0.05";
+    const char *compress = _i < 2 ? "none" : _i < 4 ? "topk:0.05" : "sign";
     rank_run_t runs[MAX_RANKS], straight[MAX_RANKS];
     char dir[400];
     snprintf(dir, sizeof dir, "%s/ck%d", tmpdir, _i);
@@ -260,7 +261,7 @@ static Suite *trainer_suite(void)
     tcase_add_loop_test(tc, test_replicas, 0, 8);
     tcase_add_test(tc, test_setup_error);
     tcase_add_test(tc, test_flag_mismatch);
-    tcase_add_loop_test(tc, test_stop_resume, 0, 4);
+    tcase_add_loop_test(tc, test_stop_resume, 0, 6);
     tcase_add_loop_test(tc, test_nan, 0, 2);
     suite_add_tcase(s, tc);
     return s;

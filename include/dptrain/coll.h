@@ -1,7 +1,7 @@
-/* coll.h: the collective layer of dptrain (all-reduce, broadcast, all-gather) over a small
- * point-to-point transport. Gradients leave the bucket module as one flat buffer and come back
- * reduced, identical to the bit on every rank. The transport is either MPI or, for fast unit
- * tests, threads in one process talking through shared mailboxes (as gloo does).
+/* coll.h: the collective layer of dptrain (all-reduce, broadcast, all-gather, all-to-all) over
+ * a small point-to-point transport. Gradients leave the bucket module as one flat buffer and
+ * come back reduced, identical to the bit on every rank. The transport is either MPI or, for
+ * fast unit tests, threads in one process talking through shared mailboxes (as gloo does).
  *
  * Every call here except the _create/_destroy pairs and the name helpers is *collective* over the
  * ranks of the transport: every rank calls it, in the same order, with the same count, dtype, op,
@@ -165,6 +165,16 @@ dpt_status_t dpt_coll_broadcast(dpt_coll_t *coll, void *buf, size_t nbytes, int 
  * transport error. */
 dpt_status_t dpt_coll_allgather(dpt_coll_t *coll, const void *send, size_t nbytes_per_rank,
                                 void *recv);
+
+/* All-to-all by pairwise exchange: block j of `send` (send + j * nbytes_per_rank) goes to rank
+ * j, and recv + r * nbytes_per_rank gets rank r's block for this rank (this rank's own block is
+ * copied locally). `send` and `recv` hold nranks * nbytes_per_rank bytes each and must not
+ * overlap. Rounds k = 1..p-1 (to rank + k, from rank - k), each block cut in segment_bytes
+ * pieces, as many in flight as the request limit allows. Collective. Any size (not limited by
+ * max_bytes); allocates nothing. Returns DPT_OK, DPT_ERR_INVALID_ARG (NULL buffers with
+ * nbytes_per_rank > 0, size overflow, overlap) or a transport error. */
+dpt_status_t dpt_coll_alltoall(dpt_coll_t *coll, const void *send, size_t nbytes_per_rank,
+                               void *recv);
 
 /* 1 if `algo` can run on this context, else 0 with the reason in *why (static or owned by the
  * context; may be NULL): "mpi" needs the MPI transport, "shm" also needs every rank on one node.

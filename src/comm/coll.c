@@ -1,7 +1,7 @@
 /* coll.c: the public face of the collective layer: context create/destroy (persistent scratch
  * sized once from max_bytes), argument checks, the algorithm table and its names, the dispatch of
- * dpt_coll_allreduce, and the public broadcast and all-gather. The training step reaches here with
- * each full gradient bucket; nothing below allocates. */
+ * dpt_coll_allreduce, and the public broadcast, all-gather and all-to-all. The training step
+ * reaches here with each full gradient bucket; nothing below allocates. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -423,4 +423,49 @@ dpt_status_t dpt_coll_allgather(dpt_coll_t *c, const void *send, size_t nbytes_p
     if (c->size == 1)
         return DPT_OK;
     return dpt__ring_allgather(c, recv, total, 1, 0);
+}
+
+/* Pairwise exchange (MPICH's for long messages): in round k every rank sends to rank + k and
+ * receives from rank - k, so each ordered pair meets in exactly one round and every rank
+ * receives one block per round. Blocks go in segment_bytes pieces (a block of any
+ * size fits MPI's int count), and the (piece, round) steps are posted in one global order,
+ * waiting whenever the next pair would exceed the request limit: every rank then waits at the
+ * same steps, and each posted message's partner is posted in the same window, so it cannot
+ * deadlock. */
+dpt_status_t dpt_coll_alltoall(dpt_coll_t *c, const void *send, size_t nbytes_per_rank,
+                               void *recv)
+{
+    if (!c)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "alltoall: NULL coll");
+    if (nbytes_per_rank == 0)
+        return DPT_OK;
+    if (!send || !recv)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "alltoall rank %d: NULL %s buffer", c->rank,
+                             !send ? "send" : "recv");
+    if (nbytes_per_rank > SIZE_MAX / (size_t)c->size)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "alltoall rank %d: %d x %zu bytes overflows",
+                             c->rank, c->size, nbytes_per_rank);
+    const size_t nb = nbytes_per_rank, total = nb * (size_t)c->size;
+    const unsigned char *s = send;
+    unsigned char *r = recv;
+    if (s < r + total && r < s + total)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "alltoall rank %d: send and recv overlap",
+                             c->rank);
+    const int p = c->size, me = c->rank;
+    memcpy(r + (size_t)me * nb, s + (size_t)me * nb, nb);
+    const size_t piece = c->segment_bytes;
+    int n = 0;
+    for (size_t off = 0, len; off < nb; off += len) {
+        len = nb - off < piece ? nb - off : piece;
+        for (int k = 1; k < p; k++) {
+            int to = (me + k) % p, from = (me - k + p) % p;
+            if (n + 2 > c->nreqs_max)
+                DPT_CHECK(dpt__wait(c, c->reqs, &n));
+            DPT_CHECK(dpt__post_recv(c, r + (size_t)from * nb + off, len, from,
+                                     DPT__TAG_ALLTOALL, c->reqs, &n));
+            DPT_CHECK(dpt__post_send(c, s + (size_t)to * nb + off, len, to, DPT__TAG_ALLTOALL,
+                                     c->reqs, &n));
+        }
+    }
+    return dpt__wait(c, c->reqs, &n);
 }

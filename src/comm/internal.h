@@ -211,6 +211,7 @@ enum {
     DPT__TAG_DBT_DOWN = DPT__TAG_DBT_UP + 2, /* + tree (0, 1) */
     DPT__TAG_PROBE = DPT__TAG_DBT_DOWN + 2, /* auto.c ping-pong */
     DPT__TAG_HIER,         /* algo_hier.c: node leaders */
+    DPT__TAG_ALLTOALL,     /* coll.c: dpt_coll_alltoall's pairwise exchange */
 };
 
 /* ---- small shared helpers ------------------------------------------------------------------ */

@@ -7,7 +7,8 @@
 #include "dptrain/alloc.h"
 
 static const dpt__codec_ops_t *const codecs[] = {&dpt__codec_fp16, &dpt__codec_bf16,
-                                                  &dpt__codec_topk, &dpt__codec_powersgd};
+                                                  &dpt__codec_topk, &dpt__codec_powersgd,
+                                                  &dpt__codec_sign};
 #define N_CODECS (sizeof codecs / sizeof codecs[0])
 
 struct dpt_codec {
@@ -19,7 +20,7 @@ struct dpt_codec {
 
 const char *dpt_codec_list(void)
 {
-    return "none,fp16,bf16,topk:FRACTION,powersgd[:RANK]";
+    return "none,fp16,bf16,topk:FRACTION,powersgd[:RANK],sign";
 }
 
 /* The codec a spec names (NULL for "none"), and its argument after ':' (NULL if none). */

@@ -24,5 +24,6 @@ typedef struct dpt__codec_ops {
 
 extern const dpt__codec_ops_t dpt__codec_fp16, dpt__codec_bf16, dpt__codec_topk;
 extern const dpt__codec_ops_t dpt__codec_powersgd;
+extern const dpt__codec_ops_t dpt__codec_sign;
 
 #endif

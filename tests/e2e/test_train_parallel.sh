@@ -4,7 +4,8 @@
 #    reduction-order tolerance), and so does np 1 x batch 64 x --accum 2, and np 2 x 32 x accum 2;
 #    with batch norm, --sync-bn does (and local statistics do not);
 #  - with --deterministic every all-reduce algorithm gives the same bits;
-#  - --compress fp16 / bf16 keeps the replicas identical and stays near the fp32 result;
+#  - --compress fp16 / bf16 keeps the replicas identical and stays near the fp32 result; topk and
+#    sign run (the trainer's replica check);
 #  - replicas stay bitwise identical for every algorithm at np 3 (the trainer compares a
 #    parameter checksum across ranks after every epoch and fails otherwise);
 #  - ranks that disagree (flags, a missing dataset on one rank) stop with a message naming the rank;
@@ -61,6 +62,8 @@ train 3 "$TMP/c-topk.dpt" "${nobn[@]}" --batch 32 --bucket-mb 0.05 --compress to
   && grep -q "compressed topk:0.05" "$TMP/c-topk.txt" && ok || bad "--compress topk:0.05: $(tail -2 "$TMP/c-topk.err")"
 train 3 "$TMP/c-psgd.dpt" "${nobn[@]}" --batch 32 --bucket-mb 0.05 --compress powersgd:2 \
   && grep -q "compressed powersgd:2" "$TMP/c-psgd.txt" && ok || bad "--compress powersgd:2: $(tail -2 "$TMP/c-psgd.err")"
+train 3 "$TMP/c-sign.dpt" "${nobn[@]}" --batch 32 --bucket-mb 0.05 --compress sign \
+  && grep -q "compressed sign" "$TMP/c-sign.txt" && ok || bad "--compress sign: $(tail -2 "$TMP/c-sign.err")"
 
 # --deterministic: the same bits for every algorithm (BN model, small buckets: several per step)
 first=

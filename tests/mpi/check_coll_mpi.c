@@ -2,7 +2,7 @@
  * (ctest mpi.check_coll_np*): every algorithm including "mpi", f32/bf16/fp16, SUM/AVG, normal and
  * deterministic mode, against MPI_Allreduce of the same data (float64 sums for the tolerance
  * check, plus MPI_FLOAT sums for f32), bitwise agreement with rank 0's result, the rank-ordered
- * fold in deterministic mode, broadcast and all-gather exactly, and argument errors.
+ * fold in deterministic mode, broadcast, all-gather and all-to-all exactly, and argument errors.
  *
  * Harness: plain checks of our own, not libcheck. Check forks per test, which does not mix with
  * MPI, and with CK_NOFORK a failing assert would end one rank while the others wait in the next
@@ -196,6 +196,26 @@ static void movement(ctx_t *t)
                     if (t->buf[(size_t)from * n + i] != pattern(i, from)) {
                         CHECK(0, "allgather np=%d n=%zu in_place=%d: block %d byte %zu wrong",
                               g_size, n, in_place, from, i);
+                        i = n;
+                        from = g_size;
+                    }
+        }
+    /* all-to-all: block `to` of this rank's send is pattern(from * 64 + to); segment 1000 cuts
+     * the 4096-byte blocks in pieces */
+    for (int sg = 0; sg < N_SEGS; sg++)
+        for (int si = 0; si < 3; si++) {
+            size_t n = per_rank[si];
+            for (int to = 0; to < g_size; to++)
+                for (size_t i = 0; i < n; i++)
+                    t->tmp[(size_t)to * n + i] = pattern(i, g_rank * 64 + to);
+            memset(t->buf, 0xee, n * (size_t)g_size);
+            dpt_status_t st = dpt_coll_alltoall(t->coll[0][sg], t->tmp, n, t->buf);
+            CHECK(st == DPT_OK, "alltoall: %s", dpt_error_get());
+            for (int from = 0; from < g_size; from++)
+                for (size_t i = 0; i < n; i++)
+                    if (t->buf[(size_t)from * n + i] != pattern(i, from * 64 + g_rank)) {
+                        CHECK(0, "alltoall np=%d n=%zu segment=%zu: block from %d byte %zu wrong",
+                              g_size, n, segs[sg], from, i);
                         i = n;
                         from = g_size;
                     }

@@ -173,14 +173,15 @@ END_TEST
 
 /* _i: np 2, 3; then np 2 and 3 with --compress topk:0.05 (its residual is in the checkpoint),
  * with powersgd (rank 1: the test net has no matrix that rank 2 would compress; its residual and
- * warm-start Q are), and np 2 with powersgd from step 1 (--compress-start 1: the checkpoint
- * after step 1 holds no Q yet; the resumed run starts it as the straight run did) */
+ * warm-start Q are), with sign (its residuals), and np 2 with powersgd from step 1
+ * (--compress-start 1: the checkpoint after step 1 holds no Q yet; the resumed run starts it as
+ * the straight run did) */
 START_TEST(test_stop_resume)
 {
-    static const char *const codecs[4] = {"none", "topk:0.05", "powersgd", "powersgd"};
+    static const char *const codecs[5] = {"none", "topk:0.05", "powersgd", "sign", "powersgd"};
     int p = 2 + _i % 2;
     const char *compress = codecs[_i / 2];
-    const int start = _i >= 6;
+    const int start = _i >= 8;
     rank_run_t runs[MAX_RANKS], straight[MAX_RANKS];
     char dir[400];
     snprintf(dir, sizeof dir, "%s/ck%d", tmpdir, _i);
@@ -268,7 +269,7 @@ static Suite *trainer_suite(void)
     tcase_add_loop_test(tc, test_replicas, 0, 8);
     tcase_add_test(tc, test_setup_error);
     tcase_add_test(tc, test_flag_mismatch);
-    tcase_add_loop_test(tc, test_stop_resume, 0, 7);
+    tcase_add_loop_test(tc, test_stop_resume, 0, 9);
     tcase_add_loop_test(tc, test_nan, 0, 2);
     suite_add_tcase(s, tc);
     return s;

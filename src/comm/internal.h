@@ -211,6 +211,8 @@ enum {
     DPT__TAG_DBT_DOWN = DPT__TAG_DBT_UP + 2, /* + tree (0, 1) */
     DPT__TAG_PROBE = DPT__TAG_DBT_DOWN + 2, /* auto.c ping-pong */
     DPT__TAG_HIER,         /* algo_hier.c: node leaders */
+    DPT__TAG_WIRE_LEN,     /* src/compress/wire.c: a compressed message's length, */
+    DPT__TAG_WIRE,         /* then the message */
 };
 
 /* ---- small shared helpers ------------------------------------------------------------------ */

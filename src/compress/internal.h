@@ -3,7 +3,11 @@
 #ifndef DPT_COMPRESS_INTERNAL_H
 #define DPT_COMPRESS_INTERNAL_H
 
+#include "compress/wire.h"
 #include "dptrain/compress.h"
+
+/* "none+zstd": the fp32 average through a zstd wire (cast16.c; not in the table, "none" is) */
+extern const struct dpt__codec_ops dpt__codec_fp32;
 
 typedef struct dpt__codec_ops {
     const char *name;
@@ -17,6 +21,10 @@ typedef struct dpt__codec_ops {
     /* the floats a resume needs (residuals, warm-start Q), NULL for none */
     float *(*state)(void *state, size_t *n);
     int needs_arg;   /* "name:ARG" required */
+    /* optional: the codec sends through a wire (wire.h: dpt__wire_allgather, _allreduce), so it
+     * takes "NAME+zstd"; called once after create with the wire (owned by codec.c, destroyed
+     * after the state). Without +zstd it is not called and the codec's wire is NULL. */
+    dpt_status_t (*set_wire)(void *state, dpt__wire_t *wire);
 } dpt__codec_ops_t;
 
 extern const dpt__codec_ops_t dpt__codec_fp16, dpt__codec_bf16, dpt__codec_topk;

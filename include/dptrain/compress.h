@@ -61,7 +61,9 @@ void dpt_codec_destroy(dpt_codec_t *c);
  * of create; a codec that needs the whole bucket (its tensors) runs a shorter call dense. */
 dpt_status_t dpt_codec_allreduce(dpt_codec_t *c, dpt_coll_t *coll, float *buf, size_t n,
                                  dpt_coll_algo_t algo, long step, dpt_codec_stats_t *stats);
-/* The fraction of the fp32 bytes the codec sends for n floats (1 = none; 0.5 = fp16). */
+/* The fraction of the fp32 bytes the codec sends for n floats (1 = none; 0.5 = fp16). With
+ * "+zstd" it is the codec's without zstd, an upper bound (zstd's gain is known once sent: the
+ * stats' bytes_sent). */
 double dpt_codec_ratio(const dpt_codec_t *c, size_t n);
 /* The codec's state between steps (*n floats: error-feedback residuals, PowerSGD's warm-start
  * Q), what a bit-exact resume must restore; NULL for a codec without state. */

@@ -59,13 +59,16 @@
     X(const char *, allreduce, "auto", "allreduce", T_STR, 0, 0, CMD_TRAIN, "NAME", \
       "gradient all-reduce across ranks: auto (per bucket, by the cost model calibrated at " \
       "start-up), ring, tree, rd, rhd, shm, hier, mpi, nccl (--device cuda, NCCL builds)") \
-    X(const char *, compress, "none", "compress", T_STR, 0, 0, CMD_TRAIN, "CODEC", \
+    X(const char *, compress, "none", "compress", T_STR, 0, 0, CMD_TRAIN | CMD_BENCH_AR, \
+      "CODEC", \
       "gradient compression per bucket: none, fp16 or bf16 (divide by the ranks in fp32, round " \
       "once, sum in 16 bits with fp32 accumulation: half the bytes), topk:F (the largest F of " \
       "each bucket, the rest kept for later: error feedback; the codec applies the momentum), " \
       "powersgd[:R] (rank-R factors of each weight matrix, error feedback; R = 1), sign (1 bit " \
       "a value and a scale per chunk, twice, with error feedback: about 1/32 of the bytes); " \
-      "one rank: nothing to do") \
+      "one rank: nothing to do; CODEC+zstd: zstd on the wire, lossless (none+zstd: fp32 " \
+      "through it); bench allreduce: the all-reduce through CODEC on gradient-like data, " \
+      "rel_err of the first call (fresh codec state: error feedback changes later calls)") \
     X(int, compress_start, 0, "compress-start", T_INT, 0, 1 << 30, CMD_TRAIN, "STEPS", \
       "the first STEPS optimizer steps all-reduce plain fp32 gradients, then --compress starts") \
     X(double, bucket_mb, 25, "bucket-mb", T_DOUBLE, 0.004, 4096, CMD_TRAIN, "M", \

@@ -81,6 +81,8 @@ typedef struct dpt_bench_coll_config {
     int deterministic;
     size_t segment_bytes;  /* 0 = the collective layer's default */
     int window;            /* reduce a buffer in the shm window (dpt_coll_buffer): zero-copy shm */
+    const char *compress;  /* a codec spec (compress.h): the all-reduce through it, on gradient-
+                            * like data (src/train/bench_compress.c); NULL or "none": plain */
 } dpt_bench_coll_config_t;
 dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, long *wrong_total);
 

@@ -249,6 +249,7 @@ static int cmd_bench_allreduce(int argc, char **argv)
     if (rc)
         return rc;
     o.ar.deterministic = o.cfg.deterministic;
+    o.ar.compress = o.cfg.compress;
     int provided;
     MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
     long wrong = 0;

@@ -212,6 +212,8 @@ enum {
     DPT__TAG_PROBE = DPT__TAG_DBT_DOWN + 2, /* auto.c ping-pong */
     DPT__TAG_HIER,         /* algo_hier.c: node leaders */
     DPT__TAG_ALLTOALL,     /* coll.c: dpt_coll_alltoall's pairwise exchange */
+    DPT__TAG_WIRE_LEN,     /* src/compress/wire.c: a compressed message's length, */
+    DPT__TAG_WIRE,         /* then the message */
 };
 
 /* ---- small shared helpers ------------------------------------------------------------------ */

@@ -1,5 +1,6 @@
 /* codec.c: the registry of gradient codecs (compress.h) and what every codec shares: parsing
- * "--compress NAME[:ARG]", one state per bucket, the timing of encode and decode. */
+ * "--compress NAME[:ARG][+zstd]", one state per bucket (and its wire, wire.h, for +zstd), the
+ * timing of encode and decode. */
 #include <stdio.h>
 #include <string.h>
 
@@ -16,11 +17,12 @@ struct dpt_codec {
     void *state;
     size_t n;
     long start_step;
+    dpt__wire_t *wire;   /* "+zstd"; NULL without */
 };
 
 const char *dpt_codec_list(void)
 {
-    return "none,fp16,bf16,topk:FRACTION,powersgd[:RANK],sign";
+    return "none,fp16,bf16,topk:FRACTION,powersgd[:RANK],sign,CODEC+zstd";
 }
 
 /* The codec a spec names (NULL for "none"), and its argument after ':' (NULL if none). */
@@ -41,11 +43,45 @@ static dpt_status_t find(const char *spec, const dpt__codec_ops_t **ops, const c
                          dpt_codec_list());
 }
 
-dpt_status_t dpt_codec_check(const char *spec)
-{
+/* A spec taken apart: the codec and its argument, and whether "+zstd" ends it (then "none"
+ * means the fp32 average through the wire: dpt__codec_fp32). */
+#define ZSTD_SUFFIX "+zstd"
+typedef struct parsed {
     const dpt__codec_ops_t *ops;
     const char *arg;
-    DPT_CHECK(find(spec, &ops, &arg));
+    int zstd;
+    char text[128];   /* the spec without the suffix */
+} parsed_t;
+
+static dpt_status_t parse(const char *spec, parsed_t *s)
+{
+    size_t len = spec ? strlen(spec) : 0, sl = strlen(ZSTD_SUFFIX);
+    s->zstd = len >= sl && !strcmp(spec + len - sl, ZSTD_SUFFIX);
+    if (len >= sizeof s->text)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--compress: '%.40s...' is too long", spec);
+    snprintf(s->text, sizeof s->text, "%.*s", (int)(len - (s->zstd ? sl : 0)), spec ? spec : "");
+    DPT_CHECK(find(spec ? s->text : NULL, &s->ops, &s->arg));
+    if (s->zstd && !s->ops)
+        s->ops = &dpt__codec_fp32;
+    return DPT_OK;
+}
+
+dpt_status_t dpt_codec_check(const char *spec)
+{
+    parsed_t ps;
+    DPT_CHECK(parse(spec, &ps));
+    const dpt__codec_ops_t *ops = ps.ops;
+    const char *arg = ps.arg;
+    if (ps.zstd && !ops->set_wire) {
+        char known[128] = "none";
+        for (size_t i = 0; i < N_CODECS; i++)
+            if (codecs[i]->set_wire) {
+                size_t k = strlen(known);
+                snprintf(known + k, sizeof known - k, ", %s", codecs[i]->name);
+            }
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--compress %s: %s does not take +zstd (%s "
+                             "do)", spec, ops->name, known);
+    }
     if (ops && arg && ops->needs_arg == DPT__ARG_NONE)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "--compress %s: %s takes no argument", spec,
                              ops->name);
@@ -63,9 +99,10 @@ dpt_status_t dpt_codec_create(const char *spec, const dpt_codec_bucket_t *bucket
 {
     *out = NULL;
     DPT_CHECK(dpt_codec_check(spec));
-    const dpt__codec_ops_t *ops;
-    const char *arg;
-    DPT_CHECK(find(spec, &ops, &arg));
+    parsed_t ps;
+    DPT_CHECK(parse(spec, &ps));
+    const dpt__codec_ops_t *ops = ps.ops;
+    const char *arg = ps.arg;
     if (!ops)
         return DPT_OK;
     dpt_codec_t *c = dpt_calloc(sizeof *c);
@@ -82,6 +119,15 @@ dpt_status_t dpt_codec_create(const char *spec, const dpt_codec_bucket_t *bucket
         dpt_free(c);
         return st;
     }
+    if (ps.zstd) {
+        st = dpt__wire_create(&c->wire);
+        if (st == DPT_OK)
+            st = ops->set_wire(c->state, c->wire);
+        if (st != DPT_OK) {
+            dpt_codec_destroy(c);
+            return st;
+        }
+    }
     *out = c;
     return DPT_OK;
 }
@@ -91,6 +137,7 @@ void dpt_codec_destroy(dpt_codec_t *c)
     if (!c)
         return;
     c->ops->destroy(c->state);
+    dpt__wire_destroy(c->wire);
     dpt_free(c);
 }
 
@@ -126,14 +173,12 @@ float *dpt_codec_state(dpt_codec_t *c, size_t *n)
 
 int dpt_codec_stateful(const char *spec)
 {
-    const dpt__codec_ops_t *ops;
-    const char *arg;
-    return find(spec, &ops, &arg) == DPT_OK && ops && ops->state;
+    parsed_t ps;
+    return parse(spec, &ps) == DPT_OK && ps.ops && ps.ops->state;
 }
 
 int dpt_codec_owns_momentum(const char *spec)
 {
-    const dpt__codec_ops_t *ops;
-    const char *arg;
-    return find(spec, &ops, &arg) == DPT_OK && ops && ops->owns_momentum;
+    parsed_t ps;
+    return parse(spec, &ps) == DPT_OK && ps.ops && ps.ops->owns_momentum;
 }

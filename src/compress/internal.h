@@ -3,9 +3,12 @@
 #ifndef DPT_COMPRESS_INTERNAL_H
 #define DPT_COMPRESS_INTERNAL_H
 
+#include "compress/wire.h"
 #include "dptrain/compress.h"
 
 enum { DPT__ARG_NONE = 0, DPT__ARG_REQUIRED = 1, DPT__ARG_OPTIONAL = 2 };
+/* "none+zstd": the fp32 average through a zstd wire (cast16.c; not in the table, "none" is) */
+extern const struct dpt__codec_ops dpt__codec_fp32;
 
 typedef struct dpt__codec_ops {
     const char *name;
@@ -20,6 +23,10 @@ typedef struct dpt__codec_ops {
     float *(*state)(void *state, size_t *n);
     int needs_arg;   /* DPT__ARG_NONE, DPT__ARG_REQUIRED ("name:ARG") or DPT__ARG_OPTIONAL */
     int owns_momentum;   /* 1: applies the optimizer's momentum itself (bucket->momentum) */
+    /* optional: the codec sends through a wire (wire.h: dpt__wire_allgather, _allreduce), so it
+     * takes "NAME+zstd"; called once after create with the wire (owned by codec.c, destroyed
+     * after the state). Without +zstd it is not called and the codec's wire is NULL. */
+    dpt_status_t (*set_wire)(void *state, dpt__wire_t *wire);
 } dpt__codec_ops_t;
 
 extern const dpt__codec_ops_t dpt__codec_fp16, dpt__codec_bf16, dpt__codec_topk;

@@ -21,7 +21,13 @@
  * Cost: an all-gather of p * k pairs moves (p - 1) * 8k bytes per rank; a ring all-reduce of n
  * floats 2 (p - 1) / p * 4n. Sparse wins only while p * k < n: at or above that density the step
  * falls back to the dense fp32 all-reduce of v (dpt_codec_ratio says which), and there nothing
- * is masked: every coordinate is sent at every step, so v and u are plain momentum SGD's. */
+ * is masked: every coordinate is sent at every step, so v and u are plain momentum SGD's.
+ *
+ * +zstd (wire.h): the pairs leave as two streams, the index gaps (each index minus the previous
+ * one, modulo 2^32: mostly small numbers, whose high bytes are zeros) and the values, which the
+ * wire compresses by byte planes; the receiver rebuilds the same pairs in the same order, so the
+ * sums, and the result, are those without +zstd bit for bit. The dense fallback goes through the
+ * wire's all-reduce (the "ring" algorithm's result, wire_ring.c). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -47,6 +53,8 @@ typedef struct topk {
     float *key;         /* scratch (n): |acc|, NaN as +Inf */
     pair_t *send;       /* k */
     pair_t *recv;       /* p * k */
+    dpt__wire_t *wire;  /* +zstd, else NULL */
+    uint32_t *streams;  /* +zstd: k index gaps, then k value bits (what is all-gathered) */
 } topk_t;
 
 static void destroy(void *state)
@@ -58,6 +66,7 @@ static void destroy(void *state)
     dpt_free(t->key);
     dpt_free(t->send);
     dpt_free(t->recv);
+    dpt_free(t->streams);
     dpt_free(t);
 }
 
@@ -148,6 +157,37 @@ static float kth_largest(float *v, size_t n, size_t k)
     return v[want];
 }
 
+static dpt_status_t set_wire(void *state, dpt__wire_t *wire)
+{
+    topk_t *t = state;
+    t->wire = wire;
+    t->streams = dpt_malloc((2 * t->k_max + 1) * sizeof *t->streams);
+    return t->streams ? DPT_OK : dpt_error_set(DPT_ERR_NOMEM, "--compress topk+zstd: out of "
+                                               "memory");
+}
+
+/* The pairs as the two streams, and the streams back as pairs added into buf in their order. */
+static void to_streams(const pair_t *pairs, size_t k, uint32_t *out)
+{
+    uint32_t prev = 0;
+    for (size_t j = 0; j < k; j++) {
+        out[j] = pairs[j].index - prev;   /* modulo 2^32: the ties' run starts over, lower */
+        prev = pairs[j].index;
+        memcpy(&out[k + j], &pairs[j].value, sizeof(float));
+    }
+}
+
+static void add_streams(const uint32_t *in, size_t k, float *buf)
+{
+    uint32_t index = 0;
+    for (size_t j = 0; j < k; j++) {
+        float v;
+        index += in[j];
+        memcpy(&v, &in[k + j], sizeof v);
+        buf[index] += v;
+    }
+}
+
 static float key_of(float x)
 {
     return isnan(x) ? INFINITY : fabsf(x);
@@ -181,11 +221,16 @@ static dpt_status_t allreduce(void *state, dpt_coll_t *coll, float *buf, size_t 
     double t0 = dpt__now();
     accumulate(t, buf, n);
     size_t k = k_at(t, step);
+    dpt_codec_stats_t ws = {0, 0};   /* the wire's bytes and zstd time (+zstd only) */
     if ((double)t->ranks * (double)k >= (double)n || n < t->n) {   /* dense (or a partial call) */
         memset(t->e, 0, n * sizeof *t->e);   /* all of v sent; u kept: plain momentum */
-        stats->t_code = dpt__now() - t0;
-        stats->bytes_sent = (double)n * 4.0 * 2.0 * (t->ranks - 1) / t->ranks;
-        return dpt_coll_allreduce(coll, buf, n, DPT_DTYPE_F32, DPT_REDOP_AVG, algo);
+        double tc = dpt__now() - t0;
+        DPT_CHECK(dpt__wire_allreduce(t->wire, coll, buf, n, DPT_DTYPE_F32, DPT_REDOP_AVG, algo,
+                                      &ws));
+        stats->t_code = tc + ws.t_code;
+        stats->bytes_sent = t->wire ? ws.bytes_sent
+                                    : (double)n * 4.0 * 2.0 * (t->ranks - 1) / t->ranks;
+        return DPT_OK;
     }
     float thr = 0;
     if (k) {
@@ -207,17 +252,28 @@ static dpt_status_t allreduce(void *state, dpt_coll_t *coll, float *buf, size_t 
     if (t->momentum > 0)   /* momentum factor masking */
         for (size_t j = 0; j < m; j++)
             t->e[t->n + t->send[j].index] = 0.0f;
+    if (t->wire)
+        to_streams(t->send, k, t->streams);
     double t1 = dpt__now();
-    DPT_CHECK(dpt_coll_allgather(coll, t->send, k * sizeof *t->send, t->recv));
+    if (t->wire)
+        DPT_CHECK(dpt__wire_allgather(t->wire, coll, t->streams, k * sizeof *t->send,
+                                      sizeof *t->streams, t->recv, &ws));
+    else
+        DPT_CHECK(dpt_coll_allgather(coll, t->send, k * sizeof *t->send, t->recv));
     double t2 = dpt__now();
     memset(buf, 0, n * sizeof *buf);
-    for (size_t j = 0; j < (size_t)t->ranks * k; j++)   /* rank order: the same bits everywhere */
-        buf[t->recv[j].index] += t->recv[j].value;
+    if (t->wire)   /* each rank's streams, in rank order */
+        for (int q = 0; q < t->ranks; q++)
+            add_streams((const uint32_t *)(const void *)(t->recv + (size_t)q * k), k, buf);
+    else
+        for (size_t j = 0; j < (size_t)t->ranks * k; j++)   /* rank order: the same bits */
+            buf[t->recv[j].index] += t->recv[j].value;
     const float p = (float)t->ranks;
     for (size_t i = 0; i < n; i++)
         buf[i] /= p;
-    stats->t_code = (t1 - t0) + (dpt__now() - t2);
-    stats->bytes_sent = (double)(t->ranks - 1) * (double)k * sizeof(pair_t);
+    stats->t_code = (t1 - t0) + (dpt__now() - t2) + ws.t_code;
+    stats->bytes_sent = t->wire ? ws.bytes_sent
+                                : (double)(t->ranks - 1) * (double)k * sizeof(pair_t);
     return DPT_OK;
 }
 
@@ -239,4 +295,4 @@ static float *get_state(void *state, size_t *n)
 }
 
 const dpt__codec_ops_t dpt__codec_topk = {"topk", create, destroy, allreduce, ratio, get_state,
-                                          DPT__ARG_REQUIRED, 1};
+                                          DPT__ARG_REQUIRED, 1, set_wire};

@@ -8,7 +8,8 @@
  * bytes each rank must move for a bandwidth-optimal all-reduce). In the same run: the memcpy
  * bandwidth of the machine (all ranks copying at once, as they do in an on-node all-reduce) and
  * the alpha-beta-gamma model's prediction, from the very model "auto" fits (dpt_coll_auto_tune:
- * a ping-pong between ranks 0 and 1 and a reduction timing on rank 0, shared by rank 0). */
+ * a ping-pong between ranks 0 and 1 and a reduction timing on rank 0, shared by rank 0).
+ * --compress CODEC: the rows are those of bench_compress.c (the all-reduce through a codec). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "dptrain/coll.h"
 #include "dptrain/coll_cost.h"
 #include "dptrain/trainer.h"
+#include "train/internal.h"
 
 #define MAX_ALGOS 12
 #define ZERO_COPY "0copy"   /* --algos suffix: that algorithm on a buffer inside the shm window */
@@ -196,10 +198,16 @@ static const char *mpi_equivalent(int p, size_t nbytes)
     return nbytes < ((size_t)8 << 10) ? "rd" : "rhd";
 }
 
+static int compressing(const dpt_bench_coll_config_t *cfg)
+{
+    return cfg->compress && strcmp(cfg->compress, "none");
+}
+
 static dpt_status_t parse_algos(bench_t *b)
 {
     char list[256];
-    snprintf(list, sizeof list, "%s", b->cfg->algos ? b->cfg->algos : "ring,tree,rd,rhd,shm,auto,mpi");
+    const char *def = compressing(b->cfg) ? "ring" : "ring,tree,rd,rhd,shm,auto,mpi";
+    snprintf(list, sizeof list, "%s", b->cfg->algos ? b->cfg->algos : def);
     b->n_algos = 0;
     for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         if (b->n_algos == MAX_ALGOS)
@@ -304,14 +312,17 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
     MPI_Comm_size(MPI_COMM_WORLD, &b.size);
     DPT_CHECK(parse_algos(&b));
     DPT_CHECK(parse_type(&b));
+    if (compressing(cfg))
+        DPT_CHECK(dpt__bench_codec_check(cfg));
     if (cfg->min_bytes > cfg->max_bytes || cfg->factor < 2)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "--min-bytes %zu must be <= --max-bytes %zu "
                              "and --factor >= 2", cfg->min_bytes, cfg->max_bytes);
     size_t max_count = cfg->max_bytes / b.esize;
     if (max_count == 0)
         max_count = 1;
-    b.heap = heap_alloc = dpt_malloc(max_count * b.esize);
-    b.ref = dpt_malloc(max_count * sizeof(float));
+    size_t own = compressing(cfg) ? 1 : max_count;   /* bench_compress.c has its own */
+    b.heap = heap_alloc = dpt_malloc(own * b.esize);
+    b.ref = dpt_malloc(own * sizeof(float));
     if (!b.heap || !b.ref) {
         st = dpt_error_set(DPT_ERR_NOMEM, "bench allreduce: %zu-byte buffers", cfg->max_bytes);
         goto done;
@@ -343,7 +354,8 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
                     b.cost.gamma > 0 ? 1e-9 / b.cost.gamma : 0.0);
         else {
             fprintf(out, "# dptrain bench allreduce: np %d, dtype %s, op %s%s\n", b.size,
-                    cfg->dtype ? cfg->dtype : "f32", cfg->op ? cfg->op : "sum",
+                    cfg->dtype ? cfg->dtype : "f32",
+                    cfg->op ? cfg->op : compressing(cfg) ? "avg" : "sum",
                     cfg->deterministic ? ", deterministic" : "");
             fprintf(out, "# model fit: alpha %.2f us, beta %.2f GB/s, gamma %.2f GB/s\n",
                     1e6 * b.cost.alpha, b.cost.beta > 0 ? 1e-9 / b.cost.beta : 0.0,
@@ -358,6 +370,10 @@ dpt_status_t dpt_bench_allreduce(const dpt_bench_coll_config_t *cfg, FILE *out, 
                     b.names[a], b.size, why);
     }
     memcpy_line(&b);
+    if (compressing(cfg)) {
+        st = dpt__bench_codec(cfg, b.coll, b.algos, b.n_algos, &b.cost, out, wrong_total);
+        goto done;
+    }
     if (b.rank == 0 && !cfg->json) {
         fprintf(out, "%12s", "bytes");
         for (int a = 0; a < b.n_algos; a++)

@@ -136,4 +136,11 @@ dpt_status_t dpt__claim_checkpoint_dir(const dpt_train_config_t *cfg, int *lock_
 dpt_status_t dpt__compare_run_flags(const char *path, const char *theirs, const char *ours,
                                     const char *ignore);
 
+/* `bench allreduce --compress CODEC` (bench_compress.c): its flags checked (before any message),
+ * then its rows, after dpt_bench_allreduce's set-up lines (collective over MPI_COMM_WORLD). */
+dpt_status_t dpt__bench_codec_check(const dpt_bench_coll_config_t *cfg);
+dpt_status_t dpt__bench_codec(const dpt_bench_coll_config_t *cfg, dpt_coll_t *coll,
+                              const dpt_coll_algo_t *algos, int n_algos,
+                              const dpt_coll_cost_t *cost, FILE *out, long *wrong_total);
+
 #endif

@@ -29,6 +29,7 @@ typedef struct job {
     long warmup_steps;                   /* the bucket's warm-up */
     float momentum;                      /* and momentum (a codec that owns it) */
     int nesterov;
+    int deterministic;                   /* the context's dpt_coll_config_t.deterministic */
     /* rounds > 1: round r's input is in + r * p * n when inputs_per_round, else the same */
     int inputs_per_round;
     double bytes_sent;                   /* rank 0's, summed over the rounds */
@@ -55,7 +56,8 @@ static inline void *rank_main(void *arg)
     job_t *j = c->job;
     dpt_coll_t *coll = NULL;
     dpt_codec_t *codec = NULL;
-    dpt_coll_config_t cc = {.max_bytes = j->n * sizeof(float) + 64};
+    dpt_coll_config_t cc = {.max_bytes = j->n * sizeof(float) + 64,
+                            .deterministic = j->deterministic};
     float *buf = j->out + (size_t)c->rank * j->n;
     memcpy(buf, j->in + (size_t)c->rank * j->n, j->n * sizeof *buf);
     dpt_status_t st = dpt_coll_create(c->p2p, &cc, &coll);

@@ -233,6 +233,9 @@ START_TEST(test_names)
     ck_assert_int_eq(dpt_codec_check("topk:1.5"), DPT_ERR_INVALID_ARG);
     ck_assert(dpt_codec_stateful("topk:0.1") && !dpt_codec_stateful("fp16"));
     ck_assert(dpt_codec_owns_momentum("topk:0.1") && !dpt_codec_owns_momentum("powersgd"));
+    ck_assert(dpt_codec_owns_momentum("topk:0.1+zstd") && dpt_codec_stateful("topk:0.1+zstd"));
+    ck_assert_int_eq(dpt_codec_check("powersgd+zstd"), DPT_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(dpt_error_get(), "does not take +zstd"), "%s", dpt_error_get());
     dpt_codec_t *c = (dpt_codec_t *)1;
     ck_assert_int_eq(dpt_codec_create("none", &(dpt_codec_bucket_t){.n = 10, .ranks = 2}, &c), DPT_OK);
     ck_assert_ptr_null(c);

@@ -19,45 +19,9 @@
 #include "bucket/internal.h"
 
 #if DPT_HAVE_CUDA
-#include <cuda_runtime.h>
-
 #include "core/cuda_try.h"
 #endif
 
-struct dpt_bucketer {
-    dpt_coll_t *coll;
-    float *grads;
-    dpt_bucket_config_t cfg;
-    bucket_t *b;
-    int n;
-    dpt_codec_t **codec;   /* per bucket (--compress), NULL: plain fp32 all-reduce */
-    /* step state, guarded by mu */
-    pthread_mutex_t mu;
-    pthread_cond_t cv_work, cv_done;
-    int *queue;          /* bucket indices in queue order; SUM_JOB = the pending sum job */
-    int q_cap;           /* a ring: entries queue[q_head % q_cap .. q_tail % q_cap) */
-    int q_head, q_tail;  /* thread takes queue[q_head], caller appends at q_tail */
-    float *sum_buf;      /* the sum job (one at a time: its caller waits) */
-    size_t sum_n;
-    int sum_done;
-    dpt_status_t sum_err;
-    int n_done;
-    long step;
-    double t_comm, t_code, bytes0;   /* bytes0: dpt_coll_bytes_sent at begin */
-    dpt_status_t err;
-    char err_msg[512];
-    int stop;
-    int thread_started;
-    pthread_t thread;
-#if DPT_HAVE_CUDA
-    /* device gradients (cfg.stream != NULL) */
-    int dev, nccl;       /* grads on the device; all-reduce with NCCL there */
-    cudaStream_t compute, comm, h2d;   /* backward's; D2H copies / NCCL; H2D copies (thread) */
-    cudaEvent_t *ev_ready, *ev_d2h;    /* per bucket: gradients written; staged to host */
-    cudaEvent_t *ev_t0, *ev_t1;        /* NCCL: timing events around each bucket's all-reduce */
-    float *staging;      /* pinned host copy of the arena (own algorithms) */
-#endif
-};
 
 #if DPT_HAVE_CUDA
 #define CUDA_TRY(call) DPT_CUDA_TRY("bucketer", call)
@@ -275,31 +239,6 @@ static void note_error(dpt_bucketer_t *b, dpt_status_t st, int i)
 }
 #endif
 
-/* Bucket i's codec, told the tensors of its layers (a weight as a matrix, the rest as vectors). */
-static dpt_status_t make_codec(dpt_bucketer_t *b, const dpt_param_segment_t *segs, int n_segs,
-                               int i)
-{
-    size_t lo = b->b[i].off, hi = lo + b->b[i].count;
-    dpt_codec_tensor_t *t = dpt_calloc((size_t)(n_segs ? n_segs : 1) * sizeof *t);
-    if (!t)
-        return dpt_error_set(DPT_ERR_NOMEM, "bucketer: out of memory");
-    int nt = 0;
-    for (int s = 0; s < n_segs; s++)
-        if (segs[s].offset >= lo && segs[s].offset + segs[s].count <= hi && segs[s].count) {
-            size_t rows = segs[s].rows && segs[s].count % segs[s].rows == 0 ? segs[s].rows : 1;
-            t[nt++] = (dpt_codec_tensor_t){segs[s].offset - lo, rows, segs[s].count / rows};
-        }
-    const dpt_codec_bucket_t bk = {.n = b->b[i].count, .ranks = dpt_coll_size(b->coll),
-                                   .tensors = t, .n_tensors = nt,
-                                   .start_step = b->cfg.compress_start,
-                                   .warmup_steps = b->cfg.compress_warmup,
-                                   .momentum = b->cfg.compress_momentum,
-                                   .nesterov = b->cfg.compress_nesterov};
-    dpt_status_t st = dpt_codec_create(b->cfg.compress, &bk, &b->codec[i]);
-    dpt_free(t);
-    return st;
-}
-
 dpt_status_t dpt_bucketer_create(dpt_coll_t *coll, float *grads, const dpt_param_segment_t *segs,
                                  int n_segs, const dpt_bucket_config_t *cfg, dpt_bucketer_t **out)
 {
@@ -347,24 +286,10 @@ dpt_status_t dpt_bucketer_create(dpt_coll_t *coll, float *grads, const dpt_param
         return dpt_error_set(DPT_ERR_UNSUPPORTED, "--allreduce nccl: needs --device cuda "
                              "(it reduces device memory)");
     }
-    if (cfg->compress && strcmp(cfg->compress, "none")) {
-        /* device gradients: the codecs run on the pinned host copy of the staging path; NCCL
-         * reduces device memory in its own way */
-        dpt_status_t st = cfg->algo == DPT_COLL_ALGO_NCCL
-                              ? dpt_error_set(DPT_ERR_UNSUPPORTED, "--compress %s: not with "
-                                              "--allreduce nccl (yet); an own algorithm (ring, "
-                                              "auto, ...) runs the codec on the host copy",
-                                              cfg->compress)
-                              : DPT_OK;
-        b->codec = st == DPT_OK ? dpt_calloc((size_t)(b->n ? b->n : 1) * sizeof *b->codec) : NULL;
-        if (st == DPT_OK && !b->codec)
-            st = dpt_error_set(DPT_ERR_NOMEM, "bucketer: out of memory");
-        for (int i = 0; i < b->n && st == DPT_OK; i++)
-            st = make_codec(b, segs, n_segs, i);
-        if (st != DPT_OK) {
-            dpt_bucketer_destroy(b);
-            return st;
-        }
+    dpt_status_t cst = dpt__bucket_codecs_create(b, segs, n_segs);
+    if (cst != DPT_OK) {
+        dpt_bucketer_destroy(b);
+        return cst;
     }
     if (b->cfg.overlap) {
         if (pthread_create(&b->thread, NULL, comm_thread, b) != 0) {
@@ -395,51 +320,10 @@ void dpt_bucketer_destroy(dpt_bucketer_t *b)
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->cv_work);
     pthread_cond_destroy(&b->cv_done);
-    for (int i = 0; b->codec && i < b->n; i++)
-        dpt_codec_destroy(b->codec[i]);
-    dpt_free(b->codec);
+    dpt__bucket_codecs_destroy(b);
     dpt_free(b->b);
     dpt_free(b->queue);
     dpt_free(b);
-}
-
-double dpt_bucketer_codec_ratio(const dpt_bucketer_t *b, int i)
-{
-    return b->codec ? dpt_codec_ratio(b->codec[i], b->b[i].count) : 1.0;
-}
-
-size_t dpt_bucketer_state_n(const dpt_bucketer_t *b)
-{
-    size_t total = 0, n;
-    for (int i = 0; b && b->codec && i < b->n; i++)
-        if (dpt_codec_state(b->codec[i], &n))
-            total += n;
-    return total;
-}
-
-void dpt_bucketer_state(dpt_bucketer_t *b, float *buf, int restore)
-{
-    size_t at = 0, n;
-    for (int i = 0; b && b->codec && i < b->n; i++) {
-        float *e = dpt_codec_state(b->codec[i], &n);
-        if (!e)
-            continue;
-        if (restore)
-            memcpy(e, buf + at, n * sizeof *e);
-        else
-            memcpy(buf + at, e, n * sizeof *e);
-        at += n;
-    }
-}
-
-void dpt_bucketer_state_scale(dpt_bucketer_t *b, float factor)
-{
-    size_t n;
-    for (int i = 0; b && b->codec && i < b->n; i++) {
-        float *e = dpt_codec_state(b->codec[i], &n);
-        for (size_t k = 0; e && k < n; k++)
-            e[k] = isfinite(e[k]) ? e[k] * factor : 0.0f;
-    }
 }
 
 void dpt_bucketer_begin(dpt_bucketer_t *b, long step)

@@ -126,7 +126,7 @@
       "threads assembling batches with --prefetch (default 0 = automatic: a quarter of the " \
       "cores, 1 to 4; the batches are the same for any N)") \
     X(const char *, metrics_path, NULL, "metrics", T_STR, 0, 0, CMD_TRAIN | LOCAL, "FILE", \
-      "write JSON-lines metrics (config, step, epoch, final records: docs/formats.md)") \
+      "write JSON-lines metrics (config, step, eval, epoch, final records: docs/formats.md)") \
     X(const char *, save_path, NULL, "save", T_STR, 0, 0, CMD_TRAIN | LOCAL, "FILE", \
       "write the trained weights (atomically) at the end") \
     X(int, progress, -1, "progress", T_BOOL, 0, 0, CMD_TRAIN | LOCAL, NULL, \
@@ -138,6 +138,12 @@
       "stop after N steps in total (default 0 = all epochs)") \
     X(int, eval_every_epoch, 1, "eval", T_BOOL, 0, 0, CMD_TRAIN | CONTROL, NULL, \
       "evaluate on the test split after every epoch") \
+    X(int, eval_every, 0, "eval-every", T_INT, 0, 1 << 30, CMD_TRAIN | CONTROL, "STEPS", \
+      "also evaluate on the test split every STEPS optimizer steps (sharded over the ranks), " \
+      "each evaluation an \"eval\" metrics record (default 0 = epoch ends only)") \
+    X(double, stop_at_acc, 0, "stop-at-acc", T_DOUBLE, 0, 1, CMD_TRAIN | CONTROL, "A", \
+      "stop at the first evaluation (--eval-every or epoch end) whose test accuracy is >= A: " \
+      "the run is complete (final record, --save); default 0 = off") \
     X(int, quiet, 0, "quiet", T_BOOL, 0, 0, CMD_TRAIN | LOCAL, NULL, "print only the final line") \
     X(int, deterministic, 0, "deterministic", T_BOOL, 0, 0, CMD_TRAIN | CMD_BENCH_AR, NULL, \
       "rank-ordered reductions: the same bits for every all-reduce algorithm")

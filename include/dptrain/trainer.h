@@ -42,6 +42,9 @@ typedef struct dpt_train_result {
                                     fp16 overflows under dynamic loss scaling) */
     double loss_scale;           /* the loss scale at the end (1 = none) */
     long resumed_from;           /* step of the checkpoint resumed from, -1 = none */
+    int reached_acc;             /* 1: stopped at an evaluation with test_acc >= stop_at_acc */
+    int evals;                   /* evaluations on the test split (epoch ends, --eval-every) */
+    double eval_s;               /* seconds spent in them (part of wall_s) */
 } dpt_train_result_t;
 
 /* Defaults for every field (fmnist-cnn on Fashion-MNIST, the `make run` job). */

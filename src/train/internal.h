@@ -47,6 +47,10 @@ void dpt_metrics_step(dpt_metrics_t *m, const dpt_metrics_step_rec_t *r);
 void dpt_metrics_epoch(dpt_metrics_t *m, int epoch, long step, double train_loss,
                        double train_acc, double test_loss, double test_acc, double img_s,
                        double wall_s, uint32_t param_crc);
+/* An "eval" record (runs with --eval-every or --stop-at-acc): an evaluation after `step` steps
+ * in epoch `epoch` (1-based); wall_s since training started, eval_s of it spent evaluating. */
+void dpt_metrics_eval(dpt_metrics_t *m, int epoch, long step, double test_loss, double test_acc,
+                      double wall_s, double eval_s);
 void dpt_metrics_final(dpt_metrics_t *m, double test_acc, double wall_s, double img_s, int ranks,
                        int threads, uint32_t param_crc);
 /* DPT_OK, or DPT_ERR_IO naming the file if a write (or the close) failed. */

@@ -1,9 +1,10 @@
 /* metrics.c: JSON-lines metrics, one object per line, flushed as written so a crash keeps
  * everything up to the last line. Records (docs/formats.md): "config" first (every flag, version,
- * git commit, CPU, ranks), then "step" every --log-every steps, "epoch" after each epoch,
- * "final" at the end; a resumed run appends a "resume" record and its own "config" to the file of
- * the run it continues, after dropping what that run wrote past the checkpoint (so a step or an
- * epoch has one record however often the job was interrupted). A failed write is reported once
+ * git commit, CPU, ranks), then "step" every --log-every steps, "eval" after each evaluation of
+ * runs with --eval-every or --stop-at-acc, "epoch" after each epoch, "final" at the end; a
+ * resumed run appends a "resume" record and its own "config" to the file of the run it
+ * continues, after dropping what that run wrote past the checkpoint (so a step or an epoch has
+ * one record however often the job was interrupted). A failed write is reported once
  * and fails the run at the end (after the weights are saved): metrics are never lost silently. */
 #include <errno.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@
 static int keep_line(const char *line, long step, int epoch)
 {
     const char *p;
-    if (strstr(line, "\"kind\":\"step\""))
+    if (strstr(line, "\"kind\":\"step\"") || strstr(line, "\"kind\":\"eval\""))
         return (p = strstr(line, "\"step\":")) && strtol(p + 7, NULL, 10) <= step;
     if (strstr(line, "\"kind\":\"epoch\""))
         return (p = strstr(line, "\"epoch\":")) && strtol(p + 8, NULL, 10) < epoch;
@@ -138,6 +139,17 @@ void dpt_metrics_epoch(dpt_metrics_t *m, int epoch, long step, double train_loss
             "\"train_acc\":%.6f,\"test_loss\":%.6g,\"test_acc\":%.6f,\"img_s\":%.1f,"
             "\"wall_s\":%.3f,\"param_crc\":\"%08x\"}\n", epoch, step, train_loss, train_acc,
             test_loss, test_acc, img_s, wall_s, param_crc);
+    checked_flush(m);
+}
+
+void dpt_metrics_eval(dpt_metrics_t *m, int epoch, long step, double test_loss, double test_acc,
+                      double wall_s, double eval_s)
+{
+    if (!m->f)
+        return;
+    fprintf(m->f, "{\"kind\":\"eval\",\"epoch\":%d,\"step\":%ld,\"test_loss\":%.6g,"
+            "\"test_acc\":%.6f,\"wall_s\":%.3f,\"eval_s\":%.3f}\n", epoch, step, test_loss,
+            test_acc, wall_s, eval_s);
     checked_flush(m);
 }
 

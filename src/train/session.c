@@ -197,7 +197,10 @@ static dpt_status_t setup_local(session_t *s, dpt_train_config_t *cfg)
     s->inv_accum = 1.0f / (float)s->accum;
     DPT_CHECK(dpt_dataset_open(cfg->data_spec, 1, cfg->seed, &s->train));
     DPT_CHECK(check_shapes(s->model, s->train, cfg));
-    if (cfg->eval_every_epoch)
+    if (cfg->stop_at_acc > 0 && !cfg->eval_every_epoch && cfg->eval_every <= 0)
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--stop-at-acc needs evaluations: --eval (at "
+                             "epoch ends) or --eval-every STEPS");
+    if (cfg->eval_every_epoch || cfg->eval_every > 0)
         DPT_CHECK(dpt__session_open_test(s, cfg));
     dpt_loader_config_t lc = {.batch = cfg->batch, .rank = rank, .nranks = nranks,
                               .seed = cfg->seed, .shuffle = 1, .drop_last = 1,

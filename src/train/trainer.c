@@ -35,6 +35,7 @@ typedef struct run {
     long step, images;          /* optimizer steps done; images trained by this rank */
     double t_start, train_time;
     double best_acc;            /* the best test accuracy so far (-1: none yet) */
+    int reached;                /* the last evaluation reached --stop-at-acc (every rank alike) */
     uint32_t hashes[3];         /* dpt__session_hashes */
     dpt_ckpt_state_t cs;        /* the checkpoint resumed from */
     int resumed, late_stop;     /* late_stop: a stop request came with the final step */
@@ -209,6 +210,45 @@ static void account(run_t *r, epoch_sums_t *e, const dpt__step_out_t *o, int epo
                         e->ev[2] * r->nranks / (dpt__now() - e->t_epoch));
 }
 
+/* An evaluation of the test split (sharded; every rank gets the global counts, summed in rank
+ * order, so --stop-at-acc decides alike everywhere) after `steps_done` steps, at an epoch end or
+ * mid-epoch (--eval-every): the results, an "eval" record in runs with --eval-every or
+ * --stop-at-acc, the decision. */
+static dpt_status_t evaluate(run_t *r, int epoch, long steps_done)
+{
+    const dpt_train_config_t *cfg = r->cfg;
+    dpt_train_result_t *res = r->res;
+    double t0 = dpt__now();
+    LOCAL(r, dpt__evaluate(&r->s, &res->test_loss, &res->test_correct, &res->test_total));
+    res->test_acc = res->test_total ? (double)res->test_correct / res->test_total : 0;
+    double now = dpt__now();
+    res->eval_s += now - t0;
+    res->evals++;
+    r->reached = cfg->stop_at_acc > 0 && res->test_acc >= cfg->stop_at_acc;
+    if (cfg->eval_every > 0 || cfg->stop_at_acc > 0)
+        dpt_metrics_eval(&r->mx, epoch + 1, steps_done, res->test_loss, res->test_acc,
+                         now - r->t_start, res->eval_s);
+    return DPT_OK;
+}
+
+/* --eval-every's evaluation after step r->step of epoch `epoch`, with a line; the epoch's clocks
+ * move past it, so that img/s counts training time only. */
+static dpt_status_t evaluate_mid_epoch(run_t *r, epoch_sums_t *e, int epoch)
+{
+    double t0 = dpt__now();
+    DPT_CHECK(evaluate(r, epoch, r->step + 1));
+    double dt = dpt__now() - t0;
+    e->t_epoch += dt;
+    e->t_log += dt;
+    if (!r->quiet) {
+        dpt_progress_clear(&r->pg);
+        printf("step %ld (epoch %d): test loss %.4f acc %.4f  %.1f s\n", r->step + 1, epoch + 1,
+               r->res->test_loss, r->res->test_acc, dpt__now() - r->t_start);
+        fflush(stdout);
+    }
+    return DPT_OK;
+}
+
 /* A stop request after step `i`: the run ends here (a checkpoint was written), resumable. */
 static dpt_status_t stop_here(run_t *r, int epoch, int i)
 {
@@ -228,8 +268,9 @@ static dpt_status_t stop_here(run_t *r, int epoch, int i)
     return DPT_OK;
 }
 
-/* The steps of one epoch, with checkpoints and stop requests between them. *stopped = 1 when a
- * stop request ended the run. */
+/* The steps of one epoch, with --eval-every's evaluations, checkpoints and stop requests between
+ * them. *stopped = 1 when a stop request ended the run, 2 when an evaluation reached
+ * --stop-at-acc (the run is complete). */
 static dpt_status_t train_epoch(run_t *r, int epoch, epoch_sums_t *e, int *stopped)
 {
     const dpt_train_config_t *cfg = r->cfg;
@@ -254,11 +295,21 @@ static dpt_status_t train_epoch(run_t *r, int epoch, epoch_sums_t *e, int *stopp
         account(r, e, &o, epoch, i, lr, dpt__now() - t0);
         /* stop requested on any rank? (every rank asks after every step) */
         int last = i + 1 == r->steps_per_epoch || r->step + 1 == r->total_steps;
+        /* an epoch's last step: the epoch end evaluates (unless --no-eval) */
+        if (cfg->eval_every > 0 && (r->step + 1) % cfg->eval_every == 0 && r->s.test_ld
+            && !(i + 1 == r->steps_per_epoch && cfg->eval_every_epoch))
+            DPT_CHECK(evaluate_mid_epoch(r, e, epoch));
         if (cfg->checkpoint_dir
-            && (o.stop || last || (cfg->checkpoint_every > 0
-                                   && (r->step + 1) % cfg->checkpoint_every == 0)))
+            && (o.stop || last || r->reached
+                || (cfg->checkpoint_every > 0 && (r->step + 1) % cfg->checkpoint_every == 0)))
             DPT_CHECK(dpt__checkpoint(&r->s, cfg, r->hashes[0], r->step + 1, epoch, i + 1, e->ev,
                                       &r->res->collective_error));
+        if (r->reached) {   /* --stop-at-acc: complete (a stop request with it changes nothing) */
+            r->late_stop = o.stop;
+            r->step++;
+            *stopped = 2;
+            return DPT_OK;
+        }
         if (o.stop && r->step + 1 == r->total_steps) {
             r->late_stop = 1;   /* nothing left to stop before: finish (exit 0, no requeue) */
         } else if (o.stop) {
@@ -285,9 +336,11 @@ static dpt_status_t end_epoch(run_t *r, int epoch, const epoch_sums_t *e)
     res->train_loss = e->done_steps ? gv[0] / ((double)e->done_steps * r->nranks) : 0;
     res->train_acc = gv[2] > 0 ? gv[1] / gv[2] : 0;
     res->img_s = gv[3] / epoch_time;   /* the images trained by this process */
-    if (s->test_ld) {
-        LOCAL(r, dpt__evaluate(s, &res->test_loss, &res->test_correct, &res->test_total));
-        res->test_acc = res->test_total ? (double)res->test_correct / res->test_total : 0;
+    double test_loss = 0, test_acc = 0;   /* of the epoch's evaluation (--no-eval: none) */
+    if (s->test_ld && r->cfg->eval_every_epoch) {
+        DPT_CHECK(evaluate(r, epoch, r->step));
+        test_loss = res->test_loss;
+        test_acc = res->test_acc;
     } else {
         LOCAL(r, dpt__sync_buffers(s));
     }
@@ -300,16 +353,16 @@ static dpt_status_t end_epoch(run_t *r, int epoch, const epoch_sums_t *e)
         return st;
     }
     int best = 0;
-    DPT_CHECK(dpt__best_update(s, r->cfg, epoch + 1, r->step, res->test_acc, &r->best_acc, &best,
+    DPT_CHECK(dpt__best_update(s, r->cfg, epoch + 1, r->step, test_acc, &r->best_acc, &best,
                                &res->collective_error));
     double wall = dpt__now() - r->t_start;
     dpt_progress_clear(&r->pg);
     dpt_metrics_epoch(&r->mx, epoch + 1, r->step, res->train_loss, res->train_acc,
-                      res->test_loss, res->test_acc, res->img_s, wall, res->param_crc);
+                      test_loss, test_acc, res->img_s, wall, res->param_crc);
     if (!r->quiet) {
         printf("epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  "
                "%.0f img/s  %.1f s%s\n", epoch + 1, r->cfg->epochs, res->train_loss,
-               res->train_acc, res->test_loss, res->test_acc, res->img_s, wall,
+               res->train_acc, test_loss, test_acc, res->img_s, wall,
                best ? "  best so far: best.dpt" : "");
         fflush(stdout);
     }
@@ -323,6 +376,7 @@ static dpt_status_t finish(run_t *r)
     dpt_train_result_t *res = r->res;
     res->steps = r->step;
     res->wall_s = dpt__now() - r->t_start;
+    res->reached_acc = r->reached;
     double gi = (double)r->images;
     DPT__EXCHANGE(dpt__dist_sum(&r->s.dist, &gi, 1), &res->collective_error);
     res->img_s = r->train_time > 0 ? gi / r->train_time : 0;
@@ -339,6 +393,9 @@ static dpt_status_t finish(run_t *r)
     DPT_CHECK(dpt__dist_agree(&r->s.dist, st, &res->collective_error));
     if (r->rank != 0)
         return DPT_OK;
+    if (r->reached && !r->quiet)
+        printf("stopped after step %ld: test accuracy %.4f >= %g (--stop-at-acc)\n", res->steps,
+               res->test_acc, cfg->stop_at_acc);
     if (r->late_stop || (cfg->stop_flag && atomic_load(cfg->stop_flag)))
         printf("the stop request came with the final step or after it: the run is complete\n");
     if (r->s.test_ld)   /* the final line, also with --quiet */
@@ -371,9 +428,15 @@ static dpt_status_t run_epochs(run_t *r)
         epoch_sums_t e;
         int stopped;
         DPT_CHECK(train_epoch(r, epoch, &e, &stopped));
-        if (stopped)
+        if (stopped == 1)
             return DPT_OK;
+        if (stopped == 2) {   /* --stop-at-acc mid-epoch: no epoch end */
+            r->train_time += dpt__now() - e.t_epoch;
+            break;
+        }
         DPT_CHECK(end_epoch(r, epoch, &e));
+        if (r->reached)
+            break;
     }
     return finish(r);
 }

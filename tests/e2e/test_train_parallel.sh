@@ -153,4 +153,23 @@ rc=0
 timeout 120 "${MPI[@]}" -np 2 "$DPT" train "${nan[@]}" --nan-policy skip > "$TMP/out" 2> "$TMP/err" || rc=$?
 [[ $rc -eq 0 ]] && grep -q "step skipped (--nan-policy skip)" "$TMP/err" && grep -q "^final:" "$TMP/out" && ok \
   || bad "--nan-policy skip: exit $rc: $(tail -3 "$TMP/err")"
+
+# --eval-every / --stop-at-acc under mpirun (np 2): eval records at the multiples (and the epoch
+# ends), every rank stops after the same step at the first evaluation that reaches the accuracy
+ev=(--model "$SRC/tests/models/small-nobn.cfg" --data synthetic:512:1:28:28:10 --threads 1
+    --batch 16 --no-progress --lr 0.05)
+rc=0
+timeout 120 "${MPI[@]}" -np 2 "$DPT" train "${ev[@]}" --epochs 1 --eval-every 6 \
+  --metrics "$TMP/ev.jsonl" > "$TMP/out" 2> "$TMP/err" || rc=$?
+got=$(grep '"kind":"eval"' "$TMP/ev.jsonl" 2> /dev/null | sed 's/.*"step":\([0-9]*\).*/\1/' | tr '\n' ' ')
+[[ $rc -eq 0 && $got == "6 12 16 " ]] && ok \
+  || bad "--eval-every 6 at np 2 (16 steps): exit $rc, eval records at steps '$got': $(tail -3 "$TMP/err")"
+rc=0
+timeout 120 "${MPI[@]}" -np 2 "$DPT" train "${ev[@]}" --epochs 30 --eval-every 4 \
+  --stop-at-acc 0.6 --metrics "$TMP/stop.jsonl" > "$TMP/out" 2> "$TMP/err" || rc=$?
+last=$(grep '"kind":"eval"' "$TMP/stop.jsonl" 2> /dev/null | tail -1)
+n=$(grep -c '"kind":"eval"' "$TMP/stop.jsonl" 2> /dev/null || true)
+[[ $rc -eq 0 ]] && grep -q "^stopped after step $((4 * n)): test accuracy .* (--stop-at-acc)" "$TMP/out" \
+  && [[ $(tail -1 "$TMP/stop.jsonl") == *'"kind":"final"'* && $((4 * n)) -lt 480 ]] && ok \
+  || bad "--stop-at-acc 0.6 at np 2: exit $rc, $n evaluations, last $last: $(tail -3 "$TMP/out" "$TMP/err")"
 finish

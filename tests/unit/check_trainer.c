@@ -7,7 +7,10 @@
  *   - a stop request on one rank stops every rank after the same step with a checkpoint, and the
  *     resume (rank 0 reads, broadcast) ends with the bits of a run never stopped;
  *   - a non-finite loss stops every rank naming the step (--nan-policy abort) or skips the
- *     update on every rank (skip). */
+ *     update on every rank (skip);
+ *   - --eval-every writes an "eval" record after every multiple of its steps and every epoch end
+ *     (one record where they coincide; with --no-eval the multiples only), and --stop-at-acc
+ *     stops every rank after the same step, the first evaluation that reaches it. */
 #include <check.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -260,6 +263,120 @@ START_TEST(test_nan)
 }
 END_TEST
 
+/* The "step" values of the "eval" records of a metrics file (and each one's test_acc), and
+ * whether it ends with a "final" record. */
+static int read_evals(const char *path, long *steps, double *accs, int cap, int *final)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "no metrics file %s", path);
+    char line[4096];
+    int n = 0;
+    *final = 0;
+    while (fgets(line, sizeof line, f)) {
+        *final = strstr(line, "\"kind\":\"final\"") != NULL;
+        if (!strstr(line, "\"kind\":\"eval\""))
+            continue;
+        const char *st = strstr(line, "\"step\":"), *acc = strstr(line, "\"test_acc\":");
+        ck_assert_msg(st && acc && strstr(line, "\"wall_s\":") && strstr(line, "\"test_loss\":")
+                      && strstr(line, "\"epoch\":"), "eval record: %s", line);
+        ck_assert_int_lt(n, cap);
+        steps[n] = strtol(st + 7, NULL, 10);
+        accs[n++] = strtod(acc + 11, NULL);
+    }
+    fclose(f);
+    return n;
+}
+
+/* _i: np 1-3 x (--eval-every 5: 5 10 12 15 20 24 at np 2, with the epoch ends; --eval-every 6:
+ * the epoch ends are multiples; --eval-every 5 --no-eval: the multiples only). 2 epochs of
+ * 192 / (8 np) steps. */
+START_TEST(test_eval_every)
+{
+    int p = 1 + _i % 3, variant = _i / 3;
+    int every = variant == 1 ? 6 : 5, epoch_evals = variant != 2;
+    rank_run_t runs[MAX_RANKS];
+    memset(runs, 0, sizeof runs);
+    char metrics[400];
+    snprintf(metrics, sizeof metrics, "%s/eval%d.jsonl", tmpdir, _i);
+    for (int r = 0; r < p; r++) {
+        base_config(&runs[r].cfg);
+        runs[r].cfg.eval_every = every;
+        runs[r].cfg.eval_every_epoch = epoch_evals;
+        runs[r].cfg.metrics_path = metrics;   /* rank 0 writes */
+    }
+    run_ranks(p, runs);
+    expect_ok(p, runs, "eval-every");
+    long spe = 192 / (8 * p), want[64];
+    int nw = 0;
+    for (long step = 1; step <= 2 * spe; step++)
+        if (step % every == 0 || (epoch_evals && step % spe == 0))
+            want[nw++] = step;
+    long steps[64];
+    double accs[64];
+    int final;
+    int n = read_evals(metrics, steps, accs, 64, &final);
+    ck_assert_msg(final, "no final record");
+    ck_assert_msg(n == nw, "np %d every %d: %d eval records, expected %d", p, every, n, nw);
+    for (int k = 0; k < n; k++)
+        ck_assert_msg(steps[k] == want[k], "np %d every %d: eval record %d at step %ld, expected "
+                      "%ld", p, every, k, steps[k], want[k]);
+    for (int r = 0; r < p; r++) {
+        ck_assert_int_eq(runs[r].res.evals, nw);
+        ck_assert_int_eq(runs[r].res.param_crc, runs[0].res.param_crc);
+        ck_assert_int_eq(runs[r].res.test_total, 192);
+        ck_assert_int_eq(runs[r].res.reached_acc, 0);
+    }
+}
+END_TEST
+
+/* _i: np 1-3. --stop-at-acc 0.9 with --eval-every 2 over 40 epochs: every rank stops after the
+ * same step, long before the end, at the first evaluation at or above 0.9; a final record. */
+START_TEST(test_stop_at_acc)
+{
+    int p = 1 + _i;
+    rank_run_t runs[MAX_RANKS];
+    memset(runs, 0, sizeof runs);
+    char metrics[400];
+    snprintf(metrics, sizeof metrics, "%s/stop%d.jsonl", tmpdir, _i);
+    for (int r = 0; r < p; r++) {
+        base_config(&runs[r].cfg);
+        runs[r].cfg.epochs = 40;
+        runs[r].cfg.eval_every = 2;
+        runs[r].cfg.stop_at_acc = 0.9;
+        runs[r].cfg.metrics_path = metrics;
+    }
+    run_ranks(p, runs);
+    expect_ok(p, runs, "stop-at-acc");
+    long total = 40L * (192 / (8 * p)), steps[512];
+    double accs[512];
+    int final;
+    int n = read_evals(metrics, steps, accs, 512, &final);
+    ck_assert_msg(final, "no final record");
+    ck_assert_int_ge(n, 1);
+    for (int k = 0; k + 1 < n; k++)
+        ck_assert_msg(accs[k] < 0.9, "eval %d (step %ld) had %.4f and training went on", k,
+                      steps[k], accs[k]);
+    ck_assert_msg(accs[n - 1] >= 0.9, "last eval %.4f", accs[n - 1]);
+    for (int r = 0; r < p; r++) {
+        ck_assert_int_eq(runs[r].res.reached_acc, 1);
+        ck_assert_int_eq(runs[r].res.stopped, 0);
+        ck_assert_int_eq(runs[r].res.steps, steps[n - 1]);
+        ck_assert_msg(runs[r].res.steps < total / 2, "np %d: stopped at step %ld of %ld", p,
+                      runs[r].res.steps, total);
+        ck_assert_int_eq(runs[r].res.param_crc, runs[0].res.param_crc);
+        ck_assert(runs[r].res.test_acc >= 0.9);
+    }
+    /* no evaluation at all to stop at: refused */
+    memset(runs, 0, sizeof runs);
+    base_config(&runs[0].cfg);
+    runs[0].cfg.eval_every_epoch = 0;
+    runs[0].cfg.stop_at_acc = 0.9;
+    run_ranks(1, runs);
+    ck_assert_int_ne(runs[0].st, DPT_OK);
+    ck_assert_msg(strstr(runs[0].msg, "--stop-at-acc needs evaluations"), "%s", runs[0].msg);
+}
+END_TEST
+
 static Suite *trainer_suite(void)
 {
     Suite *s = suite_create("trainer");
@@ -271,6 +388,8 @@ static Suite *trainer_suite(void)
     tcase_add_test(tc, test_flag_mismatch);
     tcase_add_loop_test(tc, test_stop_resume, 0, 9);
     tcase_add_loop_test(tc, test_nan, 0, 2);
+    tcase_add_loop_test(tc, test_eval_every, 0, 9);
+    tcase_add_loop_test(tc, test_stop_at_acc, 0, 3);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -152,8 +152,10 @@ dpt_status_t dpt__allreduce_hier(const dpt_coll_args_t *a)
         /* between leaders: recursive doubling while latency-bound, then the ring (across
          * hosts rd wins below 32 KiB - 1 MiB depending on the link: docs/PERFORMANCE.md) */
         dpt_coll_algo_t between = nbytes < HIER_RING_BYTES ? DPT_COLL_ALGO_RD : DPT_COLL_ALGO_RING;
+        const double sent0 = dpt_coll_bytes_sent(h->leaders);
         DPT_CHECK(dpt_coll_allreduce(h->leaders, a->buf, a->count, a->dtype, DPT_REDOP_SUM,
                                      between));
+        c->bytes_sent += dpt_coll_bytes_sent(h->leaders) - sent0;   /* the leaders' traffic */
         if (a->op == DPT_REDOP_AVG)
             dpt__scale_avg(a->dtype, a->buf, a->count, c->size);
         memcpy(mine, a->buf, nbytes);

@@ -44,14 +44,8 @@ SESSION=$(date -u +%Y%m%dT%H%M%SZ)
 echo "# session $SESSION: $HOSTS hosts, rates $RATES, MTUs $MTUS, $ROUNDS rounds, up to $MAX;" \
   "$(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus; $(mpirun --version | head -1)"
 
-# Payload bytes per second of a tc rate such as 200mbit or 1gbit.
-rate_Bps() {
-  awk -v r="${1,,}" 'BEGIN {
-    if (!match(r, /^[0-9.]+/)) { print 0; exit }
-    n = substr(r, 1, RLENGTH); u = substr(r, RLENGTH + 1)
-    m = u ~ /^k/ ? 1e3 : u ~ /^m/ ? 1e6 : u ~ /^g/ ? 1e9 : 1
-    printf "%.0f\n", n * m / (u ~ /bit$/ ? 8 : 1) }'
-}
+# shellcheck source=netns_lib.sh
+source benchmarks/netns_lib.sh   # rate_Bps
 
 # run ROUND RATE MTU ALGOS ARGS...: one bench run across the hosts, tagged lines appended to OUT.
 run() {

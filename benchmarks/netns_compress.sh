@@ -154,13 +154,8 @@ if [[ $HOROVOD != 0 ]]; then
   fi
 fi
 
-rate_Bps() {
-  awk -v r="${1,,}" 'BEGIN {
-    if (!match(r, /^[0-9.]+/)) { print 0; exit }
-    n = substr(r, 1, RLENGTH); u = substr(r, RLENGTH + 1)
-    m = u ~ /^k/ ? 1e3 : u ~ /^m/ ? 1e6 : u ~ /^g/ ? 1e9 : 1
-    printf "%.0f\n", n * m / (u ~ /bit$/ ? 8 : 1) }'
-}
+# shellcheck source=netns_lib.sh
+source benchmarks/netns_lib.sh   # rate_Bps
 load1() { cut -d' ' -f1 /proc/loadavg; }
 # Bytes sent so far by every host's mpi0, summed.
 tx_all() {

@@ -58,7 +58,7 @@
 #   ALLREDUCE (dptrain --allreduce, ring: at one rank per host `auto` chose hier for the
 #   1.5 MiB bucket, which reaches the other hosts through MPI sub-communicators whose traffic
 #   bytes_sent does not count; the ring reached 96-98% of these links, netns_allreduce.sh),
-#   CODECS ("none fp16 bf16 powersgd:2 topk:0.01"), HOOKS ("none fp16 powersgd:2"; "" = no
+#   CODECS ("none fp16 bf16 powersgd:2 topk:0.01 sign"), HOOKS ("none fp16 powersgd:2"; "" = no
 #   PyTorch), COMPRESS_START (100), MTU (9000), DPTRAIN (build/dptrain), PYTHON
 #   (/usr/bin/python3: Debian's python3-torch 1.13, scripts/install-deps.sh --bench; or a venv's),
 #   DPT_EXTRA (more dptrain train flags), RUN_TIMEOUT (seconds per run, 1800), OUT
@@ -91,7 +91,7 @@ TARGET=${TARGET:-0.85}
 EVAL_EVERY=${EVAL_EVERY:-100}
 MAX_STEPS=${MAX_STEPS:-4000}
 WINDOW=${WINDOW:-20}
-CODECS=${CODECS-none fp16 bf16 powersgd:2 topk:0.01}
+CODECS=${CODECS-none fp16 bf16 powersgd:2 topk:0.01 sign}
 HOOKS=${HOOKS-none fp16 powersgd:2}
 COMPRESS_START=${COMPRESS_START:-100}
 ALLREDUCE=${ALLREDUCE:-ring}
@@ -129,11 +129,13 @@ echo "# session $SESSION: $HOSTS hosts, rates $RATES, mtu $MTU, batch $BATCH/ran
   "$ROUNDS rounds;" \
   "$(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cpus; torch $TORCH_V; $(mpirun --version | head -1)"
 # Horovod: build it once if asked (HOROVOD=try), then use it where it imports.
-if [[ $HOROVOD == try && ! -x $VENV/bin/python ]]; then
+# The C++ headers come from libtorch-dev and pybind11-dev (scripts/install-deps.sh --bench): without them the
+# build stops at "torch/extension.h: No such file or directory".
+if [[ $HOROVOD == try ]] && ! { [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c 'import horovod.torch' 2> /dev/null; }; then
   echo "# horovod: making $VENV and building horovod (pip install, up to ${HVD_BUILD_TIMEOUT:-1800} s)"
   hlog=$ROOT/build/bench/horovod-build.log
   mkdir -p "$(dirname "$hlog")"
-  if ! { /usr/bin/python3 -m venv --system-site-packages "$VENV" \
+  if ! { { [[ -x $VENV/bin/python ]] || /usr/bin/python3 -m venv --system-site-packages "$VENV"; } \
          && "$VENV/bin/pip" install -q wheel setuptools \
          && HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_TENSORFLOW=1 \
             HOROVOD_WITHOUT_MXNET=1 HOROVOD_WITHOUT_GLOO=1 MAKEFLAGS=-j"$(nproc)" \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # install-deps.sh: installs what dptrain needs on Debian 12, only the packages that are missing.
 # Idempotent; uses apt-get as root or through sudo. Usage: scripts/install-deps.sh [--bench] [--fuzz]
-#   --bench  also install what the benchmarks need (python3-torch)
+#   --bench  also install what the benchmarks need: python3-torch, and libtorch-dev and pybind11-dev
+#            (the C++ headers Horovod's build needs, benchmarks/netns_compress.sh HOROVOD=try)
 #   --fuzz   also install clang (libFuzzer) for tests/fuzz
 # It says which packages it installs and why; apt-get's own output goes to a log file
 # (${TMPDIR:-/tmp}/dptrain-install-deps.XXXXXX.log, named on the terminal), and on failure the
@@ -13,14 +14,14 @@ set -euo pipefail
 groups=(base)
 declare -A why=(
   [base]="build, unit/MPI/e2e tests, the default Fashion-MNIST run"
-  [bench]="--bench: the dptrain-vs-PyTorch throughput benchmark"
+  [bench]="--bench: the PyTorch/Horovod peers of the benchmarks"
   [fuzz]="--fuzz: clang's libFuzzer for tests/fuzz"
   [extra]="DPT_DEPS_EXTRA"
 )
 declare -A members=(
   [base]="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libdnnl-dev
           libzstd-dev zlib1g-dev libturbojpeg0-dev check dataset-fashion-mnist gnuplot-nox tmux"
-  [bench]="python3-torch"
+  [bench]="python3-torch libtorch-dev pybind11-dev"
   [fuzz]="clang"
   [extra]="${DPT_DEPS_EXTRA:-}"
 )

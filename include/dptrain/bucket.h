@@ -36,8 +36,9 @@ typedef struct dpt_bucket_config {
     void *stream;
     int device;
     /* Gradient compression (compress.h): a codec per bucket replaces its all-reduce; NULL or
-     * "none": plain fp32 all-reduce. Host gradients only for now. The steps before
-     * compress_start use the plain all-reduce (--compress-start). */
+     * "none": plain fp32 all-reduce. Device gradients: the codecs run on the pinned host copy;
+     * with algo "nccl" only fp16 and bf16, cast on the device around a 16-bit ncclAllReduce.
+     * The steps before compress_start use the plain all-reduce (--compress-start). */
     const char *compress;
     long compress_start;
     long compress_warmup;      /* the codecs' warm-up in steps (dpt_codec_bucket_t) */

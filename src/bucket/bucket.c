@@ -19,6 +19,7 @@
 #include "bucket/internal.h"
 
 #if DPT_HAVE_CUDA
+#include "bucket/cast16_nccl.h"
 #include "core/cuda_try.h"
 #endif
 
@@ -177,6 +178,9 @@ static dpt_status_t device_setup(dpt_bucketer_t *b, size_t total)
     if (!b->nccl)
         CUDA_TRY(cudaHostAlloc((void **)&b->staging, (total ? total : 1) * sizeof(float),
                                cudaHostAllocDefault));
+    b->nccl16 = dpt__bucket_nccl16(&b->cfg);
+    if (b->nccl16)
+        CUDA_TRY(cudaMalloc(&b->grads16, (total ? total : 1) * 2));
     return DPT_OK;
 }
 
@@ -202,10 +206,18 @@ static void device_teardown(dpt_bucketer_t *b)
         cudaStreamDestroy(b->h2d);
     if (b->staging)
         cudaFreeHost(b->staging);
+    if (b->grads16)
+        cudaFree(b->grads16);
     dpt_free(b->ev_ready);
     dpt_free(b->ev_d2h);
     dpt_free(b->ev_t0);
     dpt_free(b->ev_t1);
+}
+
+/* NCCL's fp16/bf16 casts apply to this step (--compress fp16/bf16, after --compress-start). */
+static int nccl16_now(const dpt_bucketer_t *b)
+{
+    return b->nccl16 && b->step >= b->cfg.compress_start;
 }
 
 /* Bucket i's gradients are queued on the compute stream (main thread): order the comm stream
@@ -217,8 +229,16 @@ static dpt_status_t device_issue(dpt_bucketer_t *b, int i)
     CUDA_TRY(cudaStreamWaitEvent(b->comm, b->ev_ready[i], 0));
     if (b->nccl) {   /* t0 completes when the stream got past the wait: times NCCL alone */
         CUDA_TRY(cudaEventRecord(b->ev_t0[i], b->comm));
-        DPT_CHECK(dpt_coll_nccl_allreduce_async(b->coll, b->grads + off, n, DPT_DTYPE_F32,
-                                                DPT_REDOP_AVG, b->comm));
+        if (nccl16_now(b)) {   /* the casts count as communication time */
+            void *h = (char *)b->grads16 + off * 2;
+            int bf = b->nccl16 == 2, p = dpt_coll_size(b->coll);
+            CUDA_TRY(dpt__bucket_cast16_launch(h, b->grads + off, p, n, bf, b->comm));
+            DPT_CHECK(dpt_coll_nccl_allreduce_async(b->coll, h, n, bf ? DPT_DTYPE_BF16
+                                                    : DPT_DTYPE_F16, DPT_REDOP_SUM, b->comm));
+            CUDA_TRY(dpt__bucket_widen16_launch(b->grads + off, h, n, bf, b->comm));
+        } else
+            DPT_CHECK(dpt_coll_nccl_allreduce_async(b->coll, b->grads + off, n, DPT_DTYPE_F32,
+                                                    DPT_REDOP_AVG, b->comm));
         CUDA_TRY(cudaEventRecord(b->ev_t1[i], b->comm));
         return DPT_OK;
     }
@@ -481,7 +501,7 @@ out:
         stats->bytes_sent = dpt_coll_bytes_sent(b->coll) - b->bytes0;
 #if DPT_HAVE_CUDA
         if (b->dev && b->nccl)   /* NCCL does not say: the bandwidth-optimal volume */
-            stats->bytes_sent = stats->bytes_fp32;
+            stats->bytes_sent = stats->bytes_fp32 * (nccl16_now(b) ? 0.5 : 1.0);
 #endif
     }
     if (b->err != DPT_OK)

@@ -40,11 +40,14 @@ dpt_status_t dpt__bucket_codecs_create(dpt_bucketer_t *b, const dpt_param_segmen
     if (!cfg->compress || !strcmp(cfg->compress, "none"))
         return DPT_OK;
     /* device gradients: the codecs run on the pinned host copy of the staging path; NCCL
-     * reduces device memory in its own way */
-    if (cfg->algo == DPT_COLL_ALGO_NCCL)
-        return dpt_error_set(DPT_ERR_UNSUPPORTED, "--compress %s: not with --allreduce nccl "
-                             "(yet); an own algorithm (ring, auto, ...) runs the codec on the "
-                             "host copy", cfg->compress);
+     * reduces device memory in its own way, and only the casts have device kernels */
+    if (cfg->algo == DPT_COLL_ALGO_NCCL) {
+        if (dpt__bucket_nccl16(cfg))
+            return DPT_OK;   /* bucket.c casts around ncclAllReduce */
+        return dpt_error_set(DPT_ERR_UNSUPPORTED, "--compress %s: --allreduce nccl takes fp16 "
+                             "or bf16 only; an own algorithm (ring, auto, ...) runs the other "
+                             "codecs on the pinned host copy", cfg->compress);
+    }
     b->codec = dpt_calloc((size_t)(b->n ? b->n : 1) * sizeof *b->codec);
     if (!b->codec)
         return dpt_error_set(DPT_ERR_NOMEM, "bucketer: out of memory");
@@ -62,8 +65,17 @@ void dpt__bucket_codecs_destroy(dpt_bucketer_t *b)
     b->codec = NULL;
 }
 
+int dpt__bucket_nccl16(const dpt_bucket_config_t *cfg)
+{
+    if (cfg->algo != DPT_COLL_ALGO_NCCL || !cfg->compress)
+        return 0;
+    return !strcmp(cfg->compress, "fp16") ? 1 : !strcmp(cfg->compress, "bf16") ? 2 : 0;
+}
+
 double dpt_bucketer_codec_ratio(const dpt_bucketer_t *b, int i)
 {
+    if (dpt__bucket_nccl16(&b->cfg))
+        return 0.5;
     return b->codec ? dpt_codec_ratio(b->codec[i], b->b[i].count) : 1.0;
 }
 

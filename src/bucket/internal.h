@@ -54,6 +54,8 @@ struct dpt_bucketer {
     cudaEvent_t *ev_ready, *ev_d2h;    /* per bucket: gradients written; staged to host */
     cudaEvent_t *ev_t0, *ev_t1;        /* NCCL: timing events around each bucket's all-reduce */
     float *staging;      /* pinned host copy of the arena (own algorithms) */
+    int nccl16;          /* NCCL with --compress fp16 (1) or bf16 (2), else 0 */
+    void *grads16;       /* then: the arena's 16-bit copy on the device (2 bytes a float) */
 #endif
 };
 
@@ -61,6 +63,9 @@ struct dpt_bucketer {
 dpt_status_t dpt__bucket_codecs_create(dpt_bucketer_t *b, const dpt_param_segment_t *segs,
                                        int n_segs);
 void dpt__bucket_codecs_destroy(dpt_bucketer_t *b);
+/* With --allreduce nccl the 16-bit casts run on the device (cast16_nccl.cu) in place of a host
+ * codec: 1 for --compress fp16, 2 for bf16, 0 for none or any other codec (which NCCL refuses). */
+int dpt__bucket_nccl16(const dpt_bucket_config_t *cfg);
 
 /* Layer ranges -> buckets, last layer first. Returns the bucket count written to out (which has
  * room for n_segs entries). */

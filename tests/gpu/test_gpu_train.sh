@@ -126,6 +126,13 @@ if [[ $ndev -ge 2 ]]; then
     && ok || bad "np 2 nccl exited: $(tail -5 "$TMP/n2.txt")"
   grep -E 'data parallel|^final|communication' "$TMP/n2.txt"
   loss_fell "$TMP/n2.jsonl" && ok || bad "np 2 nccl: loss did not fall"
+  # fp16/bf16 cast on the device around a 16-bit ncclAllReduce (one GPU: tests/gpu/check_cuda_bucket)
+  for c in fp16 bf16; do
+    "${mpi[@]}" -np 2 "$DPT" train "${par[@]}" --allreduce nccl --compress $c --metrics "$TMP/n2$c.jsonl" \
+      > "$TMP/n2$c.txt" 2>&1 && ok || bad "np 2 nccl --compress $c exited: $(tail -5 "$TMP/n2$c.txt")"
+    grep -q "compressed $c" "$TMP/n2$c.txt" && ok || bad "np 2 nccl --compress $c: no 'compressed' in the header"
+    loss_fell "$TMP/n2$c.jsonl" && ok || bad "np 2 nccl --compress $c: loss did not fall"
+  done
 else
   echo "one GPU: nccl at np 1; two ranks share the GPU with --allreduce ring (pinned staging)"
   "${mpi[@]}" -np 1 "$DPT" train "${par[@]}" --allreduce nccl > "$TMP/n1.txt" 2>&1 \

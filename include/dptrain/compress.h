@@ -73,5 +73,10 @@ float *dpt_codec_state(dpt_codec_t *c, size_t *n);
 int dpt_codec_owns_momentum(const char *spec);
 /* Does the codec of `spec` keep state between steps? */
 int dpt_codec_stateful(const char *spec);
+/* --compress-start auto: the first step the codec of `spec` compresses, given the learning
+ * rate's warm-up in optimizer steps: that warm-up for PowerSGD and sign, whose error on the
+ * early, large gradients costs accuracy (docs/PERFORMANCE.md), 0 for the casts and for top-k
+ * (which ramps its sparsity over the warm-up instead). */
+long dpt_codec_auto_start(const char *spec, long warmup_steps);
 
 #endif

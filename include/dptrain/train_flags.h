@@ -69,8 +69,10 @@
       "one rank: nothing to do; CODEC+zstd: zstd on the wire, lossless (none+zstd: fp32 " \
       "through it); bench allreduce: the all-reduce through CODEC on gradient-like data, " \
       "rel_err of the first call (fresh codec state: error feedback changes later calls)") \
-    X(int, compress_start, 0, "compress-start", T_INT, 0, 1 << 30, CMD_TRAIN, "STEPS", \
-      "the first STEPS optimizer steps all-reduce plain fp32 gradients, then --compress starts") \
+    X(int, compress_start, -1, "compress-start", T_INT, -1, 1 << 30, CMD_TRAIN, "STEPS", \
+      "the first STEPS optimizer steps all-reduce plain fp32 gradients, then --compress " \
+      "starts; auto (-1, the default): after the learning rate's warm-up for powersgd and " \
+      "sign, from step 0 for fp16, bf16 and topk (which ramps its sparsity over the warm-up)") \
     X(double, bucket_mb, 25, "bucket-mb", T_DOUBLE, 0.004, 4096, CMD_TRAIN, "M", \
       "gradient bucket size in MiB (the first bucket, the last layers, is min(1, M))") \
     X(int, overlap, 1, "overlap", T_BOOL, 0, 0, CMD_TRAIN, NULL, \

@@ -178,8 +178,11 @@ static int set_option(opts_t *o, int cmd, const option_def_t *d, const char *val
     case T_INT:
     case T_LONG: {
         long v = strtol(val, &end, 10);
+        if (d->lo == -1 && !strcmp(val, "auto"))   /* an integer whose -1 means auto */
+            v = -1, end = (char *)val + 4;
         if (errno || end == val || *end) {
-            dpt_cli_usage_error(cmd, "--%s: '%s' is not an integer", d->name, val);
+            dpt_cli_usage_error(cmd, d->lo == -1 ? "--%s: '%s' is not an integer (or auto)"
+                                                 : "--%s: '%s' is not an integer", d->name, val);
             return 2;
         }
         if (v < d->lo || v > d->hi)
@@ -508,6 +511,11 @@ static void format_value(const opts_t *o, const option_def_t *d, char *buf, size
     char tmp[64];
     switch (d->type) {
     case T_INT:
+        if (d->lo == -1 && *(const int *)p == -1) {
+            snprintf(buf, n, "auto");
+            break;
+        }
+        /* fall through */
     case T_BOOL: snprintf(buf, n, "%d", *(const int *)p); break;
     case T_ENUM: snprintf(buf, n, "%s", choice_name(d->arg, *(const int *)p, tmp, sizeof tmp)); break;
     case T_LONG: snprintf(buf, n, "%ld", *(const long *)p); break;

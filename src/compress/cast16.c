@@ -128,8 +128,8 @@ static double ratio(const void *state, size_t n)
 }
 
 const dpt__codec_ops_t dpt__codec_fp16 = {"fp16", create_fp16, destroy, allreduce, ratio, NULL, 0,
-                                          0, set_wire};
+                                          0, set_wire, 0};
 const dpt__codec_ops_t dpt__codec_bf16 = {"bf16", create_bf16, destroy, allreduce, ratio, NULL, 0,
-                                          0, set_wire};
+                                          0, set_wire, 0};
 const dpt__codec_ops_t dpt__codec_fp32 = {"none", create_fp32, destroy, allreduce, ratio, NULL, 0,
-                                          0, set_wire};
+                                          0, set_wire, 0};

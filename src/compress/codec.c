@@ -177,6 +177,14 @@ int dpt_codec_stateful(const char *spec)
     return parse(spec, &ps) == DPT_OK && ps.ops && ps.ops->state;
 }
 
+long dpt_codec_auto_start(const char *spec, long warmup_steps)
+{
+    parsed_t ps;
+    if (parse(spec, &ps) != DPT_OK || !ps.ops || !ps.ops->start_after_warmup)
+        return 0;
+    return warmup_steps > 0 ? warmup_steps : 0;
+}
+
 int dpt_codec_owns_momentum(const char *spec)
 {
     parsed_t ps;

@@ -27,6 +27,9 @@ typedef struct dpt__codec_ops {
      * takes "NAME+zstd"; called once after create with the wire (owned by codec.c, destroyed
      * after the state). Without +zstd it is not called and the codec's wire is NULL. */
     dpt_status_t (*set_wire)(void *state, dpt__wire_t *wire);
+    /* 1: --compress-start auto waits for the end of the learning rate's warm-up (a code whose
+     * error on the early, large gradients hurts accuracy: PowerSGD, sign); 0: from step 0 */
+    int start_after_warmup;
 } dpt__codec_ops_t;
 
 extern const dpt__codec_ops_t dpt__codec_fp16, dpt__codec_bf16, dpt__codec_topk;

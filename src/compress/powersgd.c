@@ -262,4 +262,4 @@ static float *get_state(void *state, size_t *n)
 }
 
 const dpt__codec_ops_t dpt__codec_powersgd = {"powersgd", create, destroy, allreduce, ratio,
-                                              get_state, DPT__ARG_OPTIONAL, 0, NULL};
+                                              get_state, DPT__ARG_OPTIONAL, 0, NULL, 1};

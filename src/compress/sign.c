@@ -219,4 +219,4 @@ static float *get_state(void *state, size_t *n)
 }
 
 const dpt__codec_ops_t dpt__codec_sign = {"sign", create, destroy, allreduce, ratio, get_state,
-                                          DPT__ARG_NONE, 0, NULL};
+                                          DPT__ARG_NONE, 0, NULL, 1};

@@ -295,4 +295,4 @@ static float *get_state(void *state, size_t *n)
 }
 
 const dpt__codec_ops_t dpt__codec_topk = {"topk", create, destroy, allreduce, ratio, get_state,
-                                          DPT__ARG_REQUIRED, 1, set_wire};
+                                          DPT__ARG_REQUIRED, 1, set_wire, 0};

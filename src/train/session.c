@@ -270,6 +270,9 @@ static dpt_status_t setup_parallel(session_t *s, const dpt_train_config_t *cfg, 
     }
     /* the codecs' warm-up (top-k's sparsity ramp) lasts as long as the learning rate's */
     bc.compress_warmup = (long)(cfg->warmup_epochs * (dpt_loader_steps(s->train_ld) / s->accum));
+    if (bc.compress_start < 0)   /* --compress-start auto */
+        bc.compress_start = dpt_codec_auto_start(cfg->compress, bc.compress_warmup);
+    s->compress_start = bc.compress_start;
     /* the collective context is sized for the largest bucket (and the BN statistics) */
     dpt_coll_config_t cc = {.max_bytes = dpt_bucket_max_bytes(segs, n_segs, &bc),
                             .deterministic = cfg->deterministic};
@@ -322,6 +325,9 @@ void dpt__session_print_buckets(session_t *s, const char *compress)
     char codec[64] = "";
     if (compress && strcmp(compress, "none"))
         snprintf(codec, sizeof codec, ", compressed %s", compress);
+    if (codec[0] && s->compress_start)   /* --compress-start, or auto's choice */
+        snprintf(codec + strlen(codec), sizeof codec - strlen(codec), " from step %ld",
+                 s->compress_start);
     printf("data parallel: %d ranks, %d gradient bucket%s, all-reduce %s%s%s\n", s->dist.size, n,
            n == 1 ? "" : "s", dpt_coll_algo_name(s->algo), codec,
            s->bk && n ? ", overlapped with backward" : "");

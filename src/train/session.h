@@ -51,6 +51,7 @@ struct session {
     dpt_coll_algo_t algo;
     float *grads, *acc;      /* acc: gradient accumulation (accum > 1) */
     float *buf_all;          /* checkpoints: every rank's BN buffers (ranks x n_buffers) */
+    long compress_start;     /* --compress-start resolved (auto: dpt_codec_auto_start) */
     size_t codec_n;          /* floats of gradient-codec state per rank (--compress topk) */
     float *codec_mine, *codec_all;   /* checkpoints: this rank's, every rank's (ranks x n) */
     dpt_watchdog_t *wd;      /* stall inspector (several ranks, --watchdog > 0) */

@@ -60,10 +60,12 @@ for c in fp16 bf16; do
 done
 train 3 "$TMP/c-topk.dpt" "${nobn[@]}" --batch 32 --bucket-mb 0.05 --compress topk:0.05 \
   && grep -q "compressed topk:0.05" "$TMP/c-topk.txt" && ok || bad "--compress topk:0.05: $(tail -2 "$TMP/c-topk.err")"
+# --compress-start auto (the default): powersgd after the learning rate's warm-up; sign from step 0
+# here (the header names a start only when it is not 0)
 train 3 "$TMP/c-psgd.dpt" "${nobn[@]}" --batch 32 --bucket-mb 0.05 --compress powersgd:2 \
-  && grep -q "compressed powersgd:2" "$TMP/c-psgd.txt" && ok || bad "--compress powersgd:2: $(tail -2 "$TMP/c-psgd.err")"
-train 3 "$TMP/c-sign.dpt" "${nobn[@]}" --batch 32 --bucket-mb 0.05 --compress sign \
-  && grep -q "compressed sign" "$TMP/c-sign.txt" && ok || bad "--compress sign: $(tail -2 "$TMP/c-sign.err")"
+  && grep -qE "compressed powersgd:2 from step [1-9]" "$TMP/c-psgd.txt" && ok || bad "--compress powersgd:2: $(tail -2 "$TMP/c-psgd.err")"
+train 3 "$TMP/c-sign.dpt" "${nobn[@]}" --batch 32 --bucket-mb 0.05 --compress sign --compress-start 0 \
+  && grep -q "compressed sign, overlapped" "$TMP/c-sign.txt" && ok || bad "--compress sign: $(tail -2 "$TMP/c-sign.err")"
 
 # --deterministic: the same bits for every algorithm (BN model, small buckets: several per step)
 first=

@@ -40,7 +40,8 @@ def main():
         if not final:
             continue
         flags = cfg.get("flags", {})
-        codec, start = flags.get("compress", "?"), int(flags.get("compress-start", "0"))
+        codec, cs = flags.get("compress", "?"), str(flags.get("compress-start", "0"))
+        start = int(cs) if cs.isdigit() else -1   # "auto": the run's header says which step
         np_ = int(final.get("ranks", cfg.get("ranks", 0)))
         comp = [s for s in steps if s["step"] > start] or steps
         mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
@@ -54,7 +55,8 @@ def main():
     out = []
     for r in sorted(rows, key=lambda r: (r["np"], r["codec"] != "none", r["codec"], r["start"])):
         delta = 100 * (r["acc"] - base[r["np"]]) if r["np"] in base else float("nan")
-        out.append([str(r["np"]), r["codec"], str(r["start"]), str(r["epochs"]),
+        out.append([str(r["np"]), r["codec"], str(r["start"]) if r["start"] >= 0 else "auto",
+                    str(r["epochs"]),
                     "%.2f" % (100 * r["acc"]), "%+.2f" % delta, "%.1f" % (r["bytes"] / 1e3),
                     "%.4f" % r["ratio"], "%.0f" % r["wall"]])
     if md:

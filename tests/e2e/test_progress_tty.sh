@@ -14,15 +14,19 @@ for cols in 80 120; do
   tmux send-keys -t "p$cols" "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 DPTRAIN=$DPT \
 $SRC/launch/dptrain-run -n 2 -t 1 -- train --model $SRC/models/fmnist-cnn.cfg \
 --data synthetic:4096:1:28:28:10 --batch 16 --epochs 200 --allreduce ring --no-eval --checkpoint-dir $TMP/ck$cols; echo DONE rc=\$?" Enter
-  screen=""
-  for _ in $(seq 600); do   # until the bar has been redrawn (its step count past 20)
+  # Until a bar has been redrawn (any epoch's, its step count past 1), at most 300 s: under load
+  # the start-up alone can take a minute, and a Ctrl-C before the ranks run is not the case
+  # under test (an interactive shell that has not started the command yet drops it).
+  screen="" t0=$SECONDS drawn=0
+  while ((SECONDS - t0 < 300)); do
     screen=$(tmux capture-pane -p -t "p$cols")
-    grep -qE "^epoch 1/200 .* ([2-9][0-9]|1[0-9][0-9])/128 " <<< "$screen" && break
+    grep -qE "^epoch [0-9]+/200 \[.*\] +([2-9]|[0-9]{2,3})/128 " <<< "$screen" && { drawn=1; break; }
     sleep 0.1
   done
+  ((drawn)) || bad "$cols columns: no progress bar after 300 s: $screen"
   tmux send-keys -t "p$cols" C-c   # the ranks stop after their step; wait until they are gone
-  after=""
-  for _ in $(seq 600); do
+  after="" t0=$SECONDS
+  while ((SECONDS - t0 < 300)); do
     after=$(tmux capture-pane -p -J -S -100 -t "p$cols")
     grep -q "^DONE" <<< "$after" && break
     sleep 0.1

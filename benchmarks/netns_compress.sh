@@ -61,7 +61,8 @@
 #   CODECS ("none fp16 bf16 powersgd:2 topk:0.01 sign"), HOOKS ("none fp16 powersgd:2"; "" = no
 #   PyTorch), COMPRESS_START (100), MTU (9000), DPTRAIN (build/dptrain), PYTHON
 #   (/usr/bin/python3: Debian's python3-torch 1.13, scripts/install-deps.sh --bench; or a venv's),
-#   DPT_EXTRA (more dptrain train flags), RUN_TIMEOUT (seconds per run, 1800), OUT
+#   DPT_EXTRA (more dptrain train flags), RUN_TIMEOUT (seconds per run, 1800), GRACE (60:
+#   seconds the other PyTorch ranks get to exit once rank 0 has written its result), OUT
 #   (build/bench/netns_compress.jsonl, appended; keep a run by copying it to benchmarks/results/),
 #   MODEL (fmnist-cnn: the only model with a PyTorch twin), and dpt-netns's own:
 #   DPT_NETNS_PREFIX (default here "dptc"), DPT_NETNS_SUBNET (78), BURST, PEAKRATE, EAGER,
@@ -100,6 +101,7 @@ DPT=${DPTRAIN:-build/dptrain}
 PY=${PYTHON:-/usr/bin/python3}
 OUT=${OUT:-build/bench/netns_compress.jsonl}
 RUN_TIMEOUT=${RUN_TIMEOUT:-1800}
+GRACE=${GRACE:-60}
 HOROVOD=${HOROVOD:-auto}
 HVD_COMPRESSIONS=${HVD_COMPRESSIONS:-fp16}
 VENV=$ROOT/benchmarks/.venv
@@ -198,6 +200,34 @@ run_dptrain() {
     --tag "$(tag "$r" "$rate" "dptrain:$codec" "$ld")" >> "$OUT"
 }
 
+# torch_wait PID...: wait for the ranks (PID 1 is rank 0); the first failure ends the others.
+# Once rank 0 has exited 0 (its result is written), the others get GRACE seconds to leave, then
+# are killed: at 1gbit one rank of powerSGD_hook once hung in gloo's final barrier for 10 min.
+torch_wait() {
+  local pid st rc=0 left=$# deadline p
+  while ((left > 0)); do
+    st=0
+    wait -n -p pid || st=$?
+    ((left--)) || true
+    if ((st != 0)); then
+      ((rc == 0)) && rc=$st
+      kill "$@" 2> /dev/null || true
+    elif [[ $pid == "$1" ]]; then
+      deadline=$((SECONDS + GRACE))
+      for p in "$@"; do
+        while kill -0 "$p" 2> /dev/null && ((SECONDS < deadline)); do sleep 1; done
+        if kill -0 "$p" 2> /dev/null; then
+          echo "# pid $p still running ${GRACE} s after rank 0 finished: killed" >&2
+          kill "$p" 2> /dev/null || true
+        fi
+      done
+      wait || true
+      break
+    fi
+  done
+  return "$rc"
+}
+
 # run_torch ROUND RATE HOOK
 run_torch() {
   local r=$1 rate=$2 hook=$3 ld tx0 tx1 rc=0 i pids=()
@@ -213,9 +243,7 @@ run_torch() {
       --warmup-steps "$WINDOW" > "$TMP/torch.$i.log" 2>&1 &
     pids+=($!)
   done
-  for ((i = 0; i < HOSTS; i++)); do   # the first failure ends the others
-    wait -n || { rc=$?; kill "${pids[@]}" 2> /dev/null || true; }
-  done
+  torch_wait "${pids[@]}" || rc=$?
   tx1=$(tx_all)
   "$NETNS" down > /dev/null
   "${SUM[@]}" record-torch --log "$TMP/torch.0.log" --logs "$TMP"/torch.*.log --rc "$rc" \

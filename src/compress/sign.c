@@ -3,24 +3,30 @@
  * 1-bit SGD with error feedback). Per bucket of n floats on p ranks, cut into p balanced chunks
  * (dpt__chunk):
  *
- *   worker: acc = g + e_w. Each chunk j of acc is coded as one fp32 scale, mean |acc| over the
- *     chunk (summed in double in index order, rounded once to fp32: the L2-optimal scale for a
- *     sign code; DeepSpeed sends one RMS scale per worker buffer, never smaller, shared
- *     by all chunks), and one bit per element, 1 for acc >= 0 (+0 and -0 included), 0 below;
- *     it decodes to +scale or -scale. e_w = acc - decoded (fp32), so decoded + e_w is acc up to
- *     the one rounding of that subtraction. An all-zero chunk has scale 0: it decodes to +0 and
- *     its residual stays exactly 0. An all-to-all hands chunk j to rank j.
+ *   worker: acc = g + e_w. Each chunk j of acc is cut into segments at the bucket's tensor
+ *     boundaries (one segment for a bucket without tensors), and each segment is coded as one
+ *     fp32 scale, mean |acc| over the segment (summed in double in index order, rounded once to
+ *     fp32: the L2-optimal scale for a sign code), and one bit per element, 1 for acc >= 0 (+0
+ *     and -0 included), 0 below; it decodes to +scale or -scale. A scale per tensor rather than
+ *     per chunk because a chunk spans layers whose gradients differ by orders of magnitude: one
+ *     scale for all of them sent the small ones +-(the large ones' mean) and left error feedback
+ *     to undo it, 1.35 points of test accuracy lost at np 2 (docs/PERFORMANCE.md); EF-SignSGD
+ *     (Karimireddy et al. 2019) scales per tensor too, DeepSpeed one RMS per worker buffer.
+ *     e_w = acc - decoded (fp32), so decoded + e_w is acc up to the one rounding of that
+ *     subtraction. An all-zero segment has scale 0: it decodes to +0 and its residual stays
+ *     exactly 0. An all-to-all hands chunk j to rank j.
  *   server (rank j, chunk j): s = fp32(sum of the p decoded chunks in rank order, in double, / p)
- *     + e_s, coded the same way (one scale for the chunk), e_s = s - decoded(s). An all-gather of
+ *     + e_s, coded the same way (one scale per segment), e_s = s - decoded(s). An all-gather of
  *     the server payloads, and every rank decodes the p chunks: the result, the same bits on
  *     every rank (every rank decodes the same payloads).
  *
- * Payload: per chunk ceil(ceil(n / p) / 8) bytes of bits plus the 4-byte scale, the same for
- * every chunk (a shorter chunk pads with zero bits), so each phase moves (p - 1) such blocks
- * per rank: 2 (p - 1) (n / 8p + 4) bytes, about 1/32 of a ring all-reduce's 2 (p - 1) / p 4n.
+ * Payload: per chunk S fp32 scales (S = the most segments any chunk of this call has; unused
+ * ones 0) then ceil(ceil(n / p) / 8) bytes of bits, the same size for every chunk (a shorter
+ * chunk pads with zero bits), so each phase moves (p - 1) such blocks per rank: 2 (p - 1)
+ * (n / 8p + 4S) bytes, about 1/32 of a ring all-reduce's 2 (p - 1) / p 4n.
  *
- * Non-finite values: a chunk whose acc (or s) holds a NaN or Inf is sent with scale NaN, so the
- * whole chunk of the result is NaN and the trainer's check skips or aborts the step; its
+ * Non-finite values: a segment whose acc (or s) holds a NaN or Inf is sent with scale NaN, so
+ * that segment of the result is NaN and the trainer's check skips or aborts the step; its
  * residual is left as it was before the step (the skipped step adds nothing to it, and a later
  * step is not poisoned). One rank: the same scheme (both codings; nothing is sent), not the
  * identity, so a test at p = 1 sees what p > 1 does (the trainer never runs a codec on one rank).
@@ -43,18 +49,53 @@
 typedef struct sign {
     size_t n;
     int ranks;
+    size_t *cuts;          /* the tensors' starts inside (0, n), increasing */
+    int n_cuts;
     float *state;          /* 2n: [e_w | e_s], see above */
     unsigned char *send;   /* p payloads: the worker's chunks, then the gathered server ones */
     unsigned char *recv;   /* p payloads: chunk `rank` of every rank */
     double *sum;           /* ceil(n / p): the server's rank-order sums */
 } sign_t;
 
-/* Bytes of one chunk's payload for a bucket of n floats on p ranks: the bits of the longest
- * chunk, then the scale. */
-static size_t payload_bytes(size_t n, int p)
+/* How many cuts are <= x (binary search). */
+static size_t cuts_upto(const sign_t *t, size_t x)
 {
+    size_t lo = 0, hi = (size_t)t->n_cuts;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->cuts[mid] <= x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The end of the segment that starts at pos, in a chunk that ends at end. */
+static size_t segment_end(const sign_t *t, size_t pos, size_t end)
+{
+    size_t k = cuts_upto(t, pos);
+    return k < (size_t)t->n_cuts && t->cuts[k] < end ? t->cuts[k] : end;
+}
+
+/* A call's payload: S scales (the most segments of any of its p chunks, at least 1), then the
+ * bits of its longest chunk. */
+typedef struct layout {
+    size_t scales, bytes;
+} layout_t;
+
+static layout_t layout_of(const sign_t *t, size_t n, int p)
+{
+    size_t most = 1, off, len;
+    for (int j = 0; j < p; j++) {
+        dpt__chunk(n, (size_t)p, (size_t)j, &off, &len);
+        if (len) {
+            size_t segs = 1 + cuts_upto(t, off + len - 1) - cuts_upto(t, off);
+            most = segs > most ? segs : most;
+        }
+    }
     size_t maxlen = (n + (size_t)p - 1) / (size_t)p;
-    return (maxlen + 7) / 8 + sizeof(float);
+    return (layout_t){most, most * sizeof(float) + (maxlen + 7) / 8};
 }
 
 static void destroy(void *state)
@@ -62,6 +103,7 @@ static void destroy(void *state)
     sign_t *t = state;
     if (!t)
         return;
+    dpt_free(t->cuts);
     dpt_free(t->state);
     dpt_free(t->send);
     dpt_free(t->recv);
@@ -73,17 +115,26 @@ static dpt_status_t create(const char *arg, const dpt_codec_bucket_t *bk, void *
 {
     if (arg)   /* codec.c refuses it first; kept for a direct caller */
         return dpt_error_set(DPT_ERR_INVALID_ARG, "--compress sign takes no argument");
-    size_t n = bk->n, p = (size_t)bk->ranks, bytes = payload_bytes(n, bk->ranks);
+    size_t n = bk->n, p = (size_t)bk->ranks;
     sign_t *t = dpt_calloc(sizeof *t);
     if (!t)
         return dpt_error_set(DPT_ERR_NOMEM, "--compress sign: out of memory");
     t->n = n;
     t->ranks = bk->ranks;
+    int nt = bk->tensors ? bk->n_tensors : 0;
+    t->cuts = dpt_malloc(((size_t)nt + 1) * sizeof *t->cuts);
+    for (int k = 0; t->cuts && k < nt; k++) {   /* strictly inside, increasing: no empty segment */
+        size_t c = bk->tensors[k].off;
+        if (c > 0 && c < n && (!t->n_cuts || c > t->cuts[t->n_cuts - 1]))
+            t->cuts[t->n_cuts++] = c;
+    }
+    /* room for any call's layout: a shorter call's chunks may hold more cuts than n's */
+    size_t bytes = ((size_t)t->n_cuts + 1) * sizeof(float) + ((n + p - 1) / p + 7) / 8;
     t->state = dpt_calloc((2 * n + 1) * sizeof *t->state);
     t->send = dpt_malloc(p * bytes);
     t->recv = dpt_malloc(p * bytes);
     t->sum = dpt_malloc(((n + p - 1) / p + 1) * sizeof *t->sum);
-    if (!t->state || !t->send || !t->recv || !t->sum) {
+    if (!t->cuts || !t->state || !t->send || !t->recv || !t->sum) {
         destroy(t);
         return dpt_error_set(DPT_ERR_NOMEM, "--compress sign: out of memory for a bucket of %zu "
                              "floats", n);
@@ -93,7 +144,7 @@ static dpt_status_t create(const char *arg, const dpt_codec_bucket_t *bk, void *
 }
 
 /* mean |x| over x[0..len): summed in double in index order, rounded once; 0 for len 0; NaN when
- * the chunk is not finite (a NaN or an Inf in it). Never above max |x|, so it cannot overflow. */
+ * the segment is not finite (a NaN or an Inf in it). Never above max |x|, so it cannot overflow. */
 static float scale_of(const float *x, size_t len)
 {
     double s = 0;
@@ -104,10 +155,10 @@ static float scale_of(const float *x, size_t len)
     return len ? (float)(s / (double)len) : 0.0f;
 }
 
-static float scale_at(const unsigned char *payload)
+static float scale_at(const unsigned char *payload, size_t k)
 {
     float s;
-    memcpy(&s, payload, sizeof s);   /* payloads are byte-aligned */
+    memcpy(&s, payload + k * sizeof s, sizeof s);   /* payloads are byte-aligned */
     return s;
 }
 
@@ -116,29 +167,44 @@ static int bit_at(const unsigned char *bits, size_t i)
     return (bits[i >> 3] >> (i & 7)) & 1;
 }
 
-/* Code x[0..len) into `out` (the scale, then the bits LSB first, zero-padded to `bytes`) and set
- * res[i] = x[i] - decoded[i]; a non-finite chunk goes out as scale NaN with res untouched. */
-static void encode(const float *x, size_t len, unsigned char *out, size_t bytes, float *res)
+/* Code the chunk x[0..len) of the bucket (its first element is the bucket's off) into `out`
+ * (the segments' scales, zeros after the last, then the bits LSB first, zero-padded) and set
+ * res[i] = x[i] - decoded[i]; a non-finite segment goes out as scale NaN with res untouched. */
+static void encode(const sign_t *t, layout_t L, const float *x, size_t off, size_t len,
+                   unsigned char *out, float *res)
 {
-    float sc = scale_of(x, len);
-    memcpy(out, &sc, sizeof sc);
-    unsigned char *bits = out + sizeof sc;
-    memset(bits, 0, bytes - sizeof sc);
+    memset(out, 0, L.bytes);
+    unsigned char *bits = out + L.scales * sizeof(float);
     for (size_t i = 0; i < len; i++)
         if (x[i] >= 0)
             bits[i >> 3] |= (unsigned char)(1u << (i & 7));
-    if (isnan(sc))
-        return;
-    for (size_t i = 0; i < len; i++)
-        res[i] = x[i] - (x[i] >= 0 ? sc : -sc);
+    for (size_t a = 0, k = 0; a < len; k++) {
+        size_t b = segment_end(t, off + a, off + len) - off;
+        float sc = scale_of(x + a, b - a);
+        memcpy(out + k * sizeof sc, &sc, sizeof sc);
+        for (size_t i = a; i < b && !isnan(sc); i++)
+            res[i] = x[i] - (x[i] >= 0 ? sc : -sc);
+        a = b;
+    }
 }
 
-static void decode(const unsigned char *payload, size_t len, float *out)
+/* The chunk at bucket offset off, len floats, decoded into out (floats) or added to sum. */
+static void decode(const sign_t *t, layout_t L, const unsigned char *payload, size_t off,
+                   size_t len, float *out, double *sum)
 {
-    const float sc = scale_at(payload);
-    const unsigned char *bits = payload + sizeof sc;
-    for (size_t i = 0; i < len; i++)
-        out[i] = bit_at(bits, i) ? sc : -sc;
+    const unsigned char *bits = payload + L.scales * sizeof(float);
+    for (size_t a = 0, k = 0; a < len; k++) {
+        size_t b = segment_end(t, off + a, off + len) - off;
+        const float sc = scale_at(payload, k);
+        for (size_t i = a; i < b; i++) {
+            float v = bit_at(bits, i) ? sc : -sc;
+            if (out)
+                out[i] = v;
+            else
+                sum[i] += v;
+        }
+        a = b;
+    }
 }
 
 static dpt_status_t allreduce(void *state, dpt_coll_t *coll, float *buf, size_t n,
@@ -155,7 +221,8 @@ static dpt_status_t allreduce(void *state, dpt_coll_t *coll, float *buf, size_t 
     if (!n)
         return DPT_OK;
     float *ew = t->state, *es = t->state + t->n;
-    const size_t bytes = payload_bytes(n, p);
+    const layout_t L = layout_of(t, n, p);
+    const size_t bytes = L.bytes;
     const double sent0 = dpt_coll_bytes_sent(coll);
     size_t off, len;
 
@@ -165,7 +232,7 @@ static dpt_status_t allreduce(void *state, dpt_coll_t *coll, float *buf, size_t 
         buf[i] += ew[i];
     for (int j = 0; j < p; j++) {
         dpt__chunk(n, (size_t)p, (size_t)j, &off, &len);
-        encode(buf + off, len, t->send + (size_t)j * bytes, bytes, ew + off);
+        encode(t, L, buf + off, off, len, t->send + (size_t)j * bytes, ew + off);
     }
     dpt__chunk(n, (size_t)p, (size_t)me, &off, &len);   /* from here on: this rank's chunk */
     memset(es, 0, off * sizeof *es);
@@ -177,24 +244,20 @@ static dpt_status_t allreduce(void *state, dpt_coll_t *coll, float *buf, size_t 
     double t2 = dpt__now();
     for (size_t i = 0; i < len; i++)
         t->sum[i] = 0;
-    for (int r = 0; r < p; r++) {   /* rank order, per element */
-        const unsigned char *pl = t->recv + (size_t)r * bytes;
-        const double sc = scale_at(pl);
-        for (size_t i = 0; i < len; i++)
-            t->sum[i] += bit_at(pl + sizeof(float), i) ? sc : -sc;
-    }
+    for (int r = 0; r < p; r++)   /* rank order, per element */
+        decode(t, L, t->recv + (size_t)r * bytes, off, len, NULL, t->sum);
     float *s = buf + off;   /* acc's chunk is coded: its floats are free */
     for (size_t i = 0; i < len; i++)
         s[i] = (float)(t->sum[i] / p) + es[off + i];
     unsigned char *mine = t->send + (size_t)me * bytes;   /* in place for the all-gather */
-    encode(s, len, mine, bytes, es + off);
+    encode(t, L, s, off, len, mine, es + off);
     double t3 = dpt__now();
     DPT_CHECK(dpt_coll_allgather(coll, mine, bytes, t->send));
 
     double t4 = dpt__now();
     for (int j = 0; j < p; j++) {
         dpt__chunk(n, (size_t)p, (size_t)j, &off, &len);
-        decode(t->send + (size_t)j * bytes, len, buf + off);
+        decode(t, L, t->send + (size_t)j * bytes, off, len, buf + off, NULL);
     }
     stats->t_code = (t1 - t0) + (t3 - t2) + (dpt__now() - t4);
     stats->bytes_sent = dpt_coll_bytes_sent(coll) - sent0;
@@ -208,7 +271,7 @@ static double ratio(const void *state, size_t n)
     const sign_t *t = state;
     if (!n)
         return 1.0;
-    return (double)t->ranks * (double)payload_bytes(n, t->ranks) / (4.0 * (double)n);
+    return (double)t->ranks * (double)layout_of(t, n, t->ranks).bytes / (4.0 * (double)n);
 }
 
 static float *get_state(void *state, size_t *n)

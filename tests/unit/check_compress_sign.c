@@ -1,7 +1,7 @@
 /* check_compress_sign.c: the "sign" codec (src/compress/sign.c) on the in-process transport,
  * one thread per rank, at 1-5 ranks. The reference below replays the scheme as documented (its
- * own chunking and arithmetic, none of the codec's code): worker acc = g + e_w, per chunk scale =
- * mean |acc| (double sum in index order, rounded once; NaN if not finite; 0 if empty), decoded
+ * own chunking and arithmetic, none of the codec's code): worker acc = g + e_w, per segment (a
+ * chunk's run of one tensor: the whole chunk without tensors) scale = mean |acc| (double sum in index order, rounded once; NaN if not finite; 0 if empty), decoded
  * +scale for acc >= 0 and -scale below, e_w = acc - decoded (left alone for a NaN scale); server
  * s = fp32(rank-order double sum of the decoded chunks / p) + e_s, coded the same way, e_s = s -
  * decoded; the result is the decoded server chunks. Checked: every rank's bits agree and equal
@@ -61,7 +61,9 @@ typedef struct ref {
     size_t n;
     float *ew, *acc, *dec;   /* p x n: worker residuals, this step's acc and decoded values */
     float *es, *s, *out;     /* n: server residual (chunk j: rank j's), s, the result */
-    float *sw, *ss;          /* this step's scales: worker [rank * p + chunk], server [chunk] */
+    float *sw, *ss;          /* this step's scales: worker [rank * p + chunk], server [chunk]:
+                                the largest of the chunk's segments', NaN if one is NaN */
+    size_t *tensor;          /* n: which tensor element i is in (all 0: one vector) */
 } ref_t;
 
 static void ref_init(ref_t *R, int p, size_t n)
@@ -76,6 +78,18 @@ static void ref_init(ref_t *R, int p, size_t n)
     R->out = dpt_calloc((n + 1) * sizeof(float));
     R->sw = dpt_calloc((size_t)p * (size_t)p * sizeof(float));
     R->ss = dpt_calloc((size_t)p * sizeof(float));
+    R->tensor = dpt_calloc((n + 1) * sizeof(size_t));
+}
+
+/* The bucket's tensors, as the codec was given them (offset order, covering [0, n)). */
+static void ref_tensors(ref_t *R, const dpt_codec_tensor_t *t, int nt)
+{
+    for (size_t i = 0; i < R->n; i++) {
+        size_t k = 0;
+        for (int m = 0; m < nt; m++)
+            k += t[m].off <= i;
+        R->tensor[i] = k;
+    }
 }
 
 static void ref_free(ref_t *R)
@@ -88,6 +102,41 @@ static void ref_free(ref_t *R)
     dpt_free(R->out);
     dpt_free(R->sw);
     dpt_free(R->ss);
+    dpt_free(R->tensor);
+}
+
+/* Code x[off, off + len) (bucket positions) segment by segment: dec = +-scale, res = x - dec
+ * where the segment's scale is not NaN; returns the largest scale (NaN if any). */
+static float ref_code(const ref_t *R, const float *x, size_t off, size_t len, float *dec,
+                      float *res)
+{
+    float most = 0;
+    for (size_t a = off, b; a < off + len; a = b) {
+        for (b = a; b < off + len && R->tensor[b] == R->tensor[a]; b++)
+            ;
+        float sc = ref_scale(x + a, b - a);
+        most = isnan(sc) || isnan(most) ? NAN : fmaxf(most, sc);
+        for (size_t i = a; i < b; i++) {
+            dec[i] = x[i] >= 0 ? sc : -sc;
+            if (!isnan(sc))
+                res[i] = x[i] - dec[i];
+        }
+    }
+    return most;
+}
+
+/* The most segments of one chunk (at least 1): the payload's scales. */
+static size_t ref_scales(const ref_t *R)
+{
+    size_t most = 1, off, len;
+    for (int j = 0; j < R->p; j++) {
+        chunk_of(R->n, R->p, j, &off, &len);
+        size_t segs = len > 0;
+        for (size_t i = off + 1; i < off + len; i++)
+            segs += R->tensor[i] != R->tensor[i - 1];
+        most = segs > most ? segs : most;
+    }
+    return most;
 }
 
 /* One step on the inputs g (p x n, rank r's at r * n). */
@@ -103,13 +152,7 @@ static void ref_step(ref_t *R, const float *g)
             acc[i] = g[(size_t)r * n + i] + ew[i];
         for (int j = 0; j < p; j++) {
             chunk_of(n, p, j, &off, &len);
-            float sc = ref_scale(acc + off, len);
-            R->sw[r * p + j] = sc;
-            for (size_t i = off; i < off + len; i++) {
-                dec[i] = acc[i] >= 0 ? sc : -sc;
-                if (!isnan(sc))
-                    ew[i] = acc[i] - dec[i];
-            }
+            R->sw[r * p + j] = ref_code(R, acc, off, len, dec, ew);
         }
     }
     for (int j = 0; j < p; j++) {
@@ -120,13 +163,7 @@ static void ref_step(ref_t *R, const float *g)
                 sum += R->dec[(size_t)r * n + i];
             R->s[i] = (float)(sum / p) + R->es[i];
         }
-        float sc = ref_scale(R->s + off, len);
-        R->ss[j] = sc;
-        for (size_t i = off; i < off + len; i++) {
-            R->out[i] = R->s[i] >= 0 ? sc : -sc;
-            if (!isnan(sc))
-                R->es[i] = R->s[i] - R->out[i];
-        }
+        R->ss[j] = ref_code(R, R->s, off, len, R->out, R->es);
     }
 }
 
@@ -475,6 +512,61 @@ START_TEST(test_sign_restored_partial)
 }
 END_TEST
 
+/* A bucket of several tensors whose gradients differ by up to 10^4 in size, as a chunk spanning
+ * layers does: one scale per segment (chunk x tensor), against the reference over 3 steps of
+ * fresh inputs; every rank's bits agree; the payload carries as many scales as the most cut
+ * chunk has. Layouts: cuts that fall on a chunk boundary, inside one, several in one chunk,
+ * one-element tensors. _i: ranks 1-5. */
+START_TEST(test_sign_tensors)
+{
+    enum { STEPS = 3, LAYOUTS = 4 };
+    int p = 1 + _i;
+    static const size_t sizes[LAYOUTS][6] = {
+        {600, 401},              /* 1001 floats: the cut inside a chunk at most p */
+        {1, 1, 5, 1000, 1, 99},  /* several in chunk 0 */
+        {7},                     /* one tensor, the same as none */
+        {3, 2, 2},               /* 7 floats: fewer than the ranks' chunks can hold apart */
+    };
+    for (int l = 0; l < LAYOUTS; l++) {
+        dpt_codec_tensor_t tens[6];
+        int nt = 0;
+        size_t n = 0;
+        for (; nt < 6 && sizes[l][nt]; nt++) {
+            tens[nt] = (dpt_codec_tensor_t){n, 1, sizes[l][nt]};
+            n += sizes[l][nt];
+        }
+        job_t j = new_job(p, n, STEPS, 1);
+        j.tensors = tens;
+        j.n_tensors = nt;
+        dpt_rng_t rng;
+        dpt_rng_init(&rng, 29, (uint64_t)(p * 10 + l));
+        for (size_t i = 0; i < (size_t)STEPS * p * n; i++) {
+            size_t at = i % n, k = 0;
+            while (k + 1 < (size_t)nt && tens[k + 1].off <= at)
+                k++;
+            j.in[i] = dpt_rng_normal(&rng) * powf(10.0f, -(float)(k % 5));
+        }
+        ref_t R;
+        ref_init(&R, p, n);
+        ref_tensors(&R, tens, nt);
+        for (int t = 0; t < STEPS; t++)
+            ref_step(&R, j.in + (size_t)t * p * n);
+        run(&j);
+        for (int r = 1; r < p; r++)
+            ck_assert_msg(!memcmp(j.out, j.out + (size_t)r * n, n * sizeof(float)),
+                          "sign np %d layout %d: rank %d's bits differ from rank 0's", p, l, r);
+        check_against(&j, &R, "sign (tensors)");
+        size_t longest = n / (size_t)p + (n % (size_t)p != 0);
+        double want = p > 1 ? STEPS * 2.0 * (p - 1) * (double)(4 * ref_scales(&R) +
+                                                             (longest + 7) / 8) : 0.0;
+        ck_assert_msg(j.bytes_sent == want, "sign np %d layout %d: %.0f bytes sent, want %.0f", p,
+                      l, j.bytes_sent, want);
+        ref_free(&R);
+        free_job(&j);
+    }
+}
+END_TEST
+
 static Suite *sign_suite(void)
 {
     Suite *s = suite_create("compress_sign");
@@ -484,6 +576,7 @@ static Suite *sign_suite(void)
     tcase_add_loop_test(tc, test_sign_feedback, 0, MAX_RANKS);
     tcase_add_loop_test(tc, test_sign_tracks, 0, MAX_RANKS);
     tcase_add_loop_test(tc, test_sign_zero_rows, 0, MAX_RANKS);
+    tcase_add_loop_test(tc, test_sign_tensors, 0, MAX_RANKS);
     tcase_add_test(tc, test_sign_names);
     tcase_add_test(tc, test_sign_restored_partial);
     suite_add_tcase(s, tc);

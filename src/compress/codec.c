@@ -22,7 +22,7 @@ struct dpt_codec {
 
 const char *dpt_codec_list(void)
 {
-    return "none,fp16,bf16,topk:FRACTION,powersgd[:RANK],sign,CODEC+zstd";
+    return "none,fp16,bf16,topk:FRACTION,powersgd[:RANK],sign[:BLOCK],CODEC+zstd";
 }
 
 /* The codec a spec names (NULL for "none"), and its argument after ':' (NULL if none). */

@@ -4,7 +4,8 @@
  * (dpt__chunk):
  *
  *   worker: acc = g + e_w. Each chunk j of acc is cut into segments at the bucket's tensor
- *     boundaries (one segment for a bucket without tensors), and each segment is coded as one
+ *     boundaries (one segment for a bucket without tensors) and, with `sign:BLOCK`, at every
+ *     multiple of BLOCK floats of the bucket, and each segment is coded as one
  *     fp32 scale, mean |acc| over the segment (summed in double in index order, rounded once to
  *     fp32: the L2-optimal scale for a sign code), and one bit per element, 1 for acc >= 0 (+0
  *     and -0 included), 0 below; it decodes to +scale or -scale. A scale per tensor rather than
@@ -39,6 +40,7 @@
  * scheme on the first n' (cut into p chunks of their own); the server half is zeroed outside
  * this rank's chunk on every call, so nothing stale is kept there. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "comm/internal.h"   /* dpt__chunk */
@@ -51,6 +53,7 @@ typedef struct sign {
     int ranks;
     size_t *cuts;          /* the tensors' starts inside (0, n), increasing */
     int n_cuts;
+    size_t block;          /* sign:BLOCK, a cut at every multiple of it; 0: tensors only */
     float *state;          /* 2n: [e_w | e_s], see above */
     unsigned char *send;   /* p payloads: the worker's chunks, then the gathered server ones */
     unsigned char *recv;   /* p payloads: chunk `rank` of every rank */
@@ -75,7 +78,11 @@ static size_t cuts_upto(const sign_t *t, size_t x)
 static size_t segment_end(const sign_t *t, size_t pos, size_t end)
 {
     size_t k = cuts_upto(t, pos);
-    return k < (size_t)t->n_cuts && t->cuts[k] < end ? t->cuts[k] : end;
+    if (k < (size_t)t->n_cuts && t->cuts[k] < end)
+        end = t->cuts[k];
+    if (t->block && (pos / t->block + 1) * t->block < end)
+        end = (pos / t->block + 1) * t->block;
+    return end;
 }
 
 /* A call's payload: S scales (the most segments of any of its p chunks, at least 1), then the
@@ -89,10 +96,10 @@ static layout_t layout_of(const sign_t *t, size_t n, int p)
     size_t most = 1, off, len;
     for (int j = 0; j < p; j++) {
         dpt__chunk(n, (size_t)p, (size_t)j, &off, &len);
-        if (len) {
-            size_t segs = 1 + cuts_upto(t, off + len - 1) - cuts_upto(t, off);
-            most = segs > most ? segs : most;
-        }
+        size_t segs = 0;
+        for (size_t a = off; a < off + len; a = segment_end(t, a, off + len))
+            segs++;
+        most = segs > most ? segs : most;
     }
     size_t maxlen = (n + (size_t)p - 1) / (size_t)p;
     return (layout_t){most, most * sizeof(float) + (maxlen + 7) / 8};
@@ -111,16 +118,33 @@ static void destroy(void *state)
     dpt_free(t);
 }
 
+/* sign:BLOCK: floats per scale at most, in [8, 2^24]; none: one scale per tensor segment. */
+static dpt_status_t parse_block(const char *arg, size_t *block)
+{
+    *block = 0;
+    if (!arg)
+        return DPT_OK;
+    char *end = NULL;
+    long v = strtol(arg, &end, 10);
+    if (end == arg || *end || v < 8 || v > (1L << 24))
+        return dpt_error_set(DPT_ERR_INVALID_ARG, "--compress sign:BLOCK: BLOCK (floats per "
+                             "scale) must be an integer in [8, 16777216], e.g. sign:256 (got "
+                             "'%s')", arg);
+    *block = (size_t)v;
+    return DPT_OK;
+}
+
 static dpt_status_t create(const char *arg, const dpt_codec_bucket_t *bk, void **state)
 {
-    if (arg)   /* codec.c refuses it first; kept for a direct caller */
-        return dpt_error_set(DPT_ERR_INVALID_ARG, "--compress sign takes no argument");
+    size_t block;
+    DPT_CHECK(parse_block(arg, &block));
     size_t n = bk->n, p = (size_t)bk->ranks;
     sign_t *t = dpt_calloc(sizeof *t);
     if (!t)
         return dpt_error_set(DPT_ERR_NOMEM, "--compress sign: out of memory");
     t->n = n;
     t->ranks = bk->ranks;
+    t->block = block;
     int nt = bk->tensors ? bk->n_tensors : 0;
     t->cuts = dpt_malloc(((size_t)nt + 1) * sizeof *t->cuts);
     for (int k = 0; t->cuts && k < nt; k++) {   /* strictly inside, increasing: no empty segment */
@@ -129,7 +153,9 @@ static dpt_status_t create(const char *arg, const dpt_codec_bucket_t *bk, void *
             t->cuts[t->n_cuts++] = c;
     }
     /* room for any call's layout: a shorter call's chunks may hold more cuts than n's */
-    size_t bytes = ((size_t)t->n_cuts + 1) * sizeof(float) + ((n + p - 1) / p + 7) / 8;
+    size_t maxlen = (n + p - 1) / p;
+    size_t scales = (size_t)t->n_cuts + 1 + (block ? maxlen / block + 1 : 0);
+    size_t bytes = scales * sizeof(float) + (maxlen + 7) / 8;
     t->state = dpt_calloc((2 * n + 1) * sizeof *t->state);
     t->send = dpt_malloc(p * bytes);
     t->recv = dpt_malloc(p * bytes);
@@ -282,4 +308,4 @@ static float *get_state(void *state, size_t *n)
 }
 
 const dpt__codec_ops_t dpt__codec_sign = {"sign", create, destroy, allreduce, ratio, get_state,
-                                          DPT__ARG_NONE, 0, NULL, 1};
+                                          DPT__ARG_OPTIONAL, 0, NULL, 1};

@@ -81,14 +81,15 @@ static void ref_init(ref_t *R, int p, size_t n)
     R->tensor = dpt_calloc((n + 1) * sizeof(size_t));
 }
 
-/* The bucket's tensors, as the codec was given them (offset order, covering [0, n)). */
-static void ref_tensors(ref_t *R, const dpt_codec_tensor_t *t, int nt)
+/* The bucket's tensors, as the codec was given them (offset order, covering [0, n)), and
+ * sign:BLOCK's blocks (0: none): a segment is a run of one tensor and one block. */
+static void ref_tensors(ref_t *R, const dpt_codec_tensor_t *t, int nt, size_t block)
 {
     for (size_t i = 0; i < R->n; i++) {
         size_t k = 0;
         for (int m = 0; m < nt; m++)
             k += t[m].off <= i;
-        R->tensor[i] = k;
+        R->tensor[i] = k * (R->n + 1) + (block ? i / block : 0);
     }
 }
 
@@ -429,7 +430,11 @@ END_TEST
 START_TEST(test_sign_names)
 {
     ck_assert_int_eq(dpt_codec_check("sign"), DPT_OK);
-    ck_assert_int_eq(dpt_codec_check("sign:1"), DPT_ERR_INVALID_ARG);
+    ck_assert_int_eq(dpt_codec_check("sign:1"), DPT_ERR_INVALID_ARG);   /* BLOCK >= 8 */
+    ck_assert_int_eq(dpt_codec_check("sign:8"), DPT_OK);
+    ck_assert_int_eq(dpt_codec_check("sign:256"), DPT_OK);
+    ck_assert_int_eq(dpt_codec_check("sign:16777217"), DPT_ERR_INVALID_ARG);
+    ck_assert_int_eq(dpt_codec_check("sign:2x"), DPT_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(dpt_codec_list(), "none,fp16,bf16,topk:FRACTION"));
     ck_assert_ptr_nonnull(strstr(dpt_codec_list(), ",sign"));
     ck_assert(dpt_codec_stateful("sign"));
@@ -513,14 +518,16 @@ START_TEST(test_sign_restored_partial)
 END_TEST
 
 /* A bucket of several tensors whose gradients differ by up to 10^4 in size, as a chunk spanning
- * layers does: one scale per segment (chunk x tensor), against the reference over 3 steps of
- * fresh inputs; every rank's bits agree; the payload carries as many scales as the most cut
- * chunk has. Layouts: cuts that fall on a chunk boundary, inside one, several in one chunk,
- * one-element tensors. _i: ranks 1-5. */
+ * layers does: one scale per segment (chunk x tensor x sign:BLOCK's block), against the
+ * reference over 3 steps of fresh inputs; every rank's bits agree; the payload carries as many
+ * scales as the most cut chunk has. Layouts: cuts that fall on a chunk boundary, inside one,
+ * several in one chunk, one-element tensors. _i: ranks 1-5 x BLOCK none, 8, 100. */
 START_TEST(test_sign_tensors)
 {
     enum { STEPS = 3, LAYOUTS = 4 };
-    int p = 1 + _i;
+    static const char *codecs[3] = {"sign", "sign:8", "sign:100"};
+    static const size_t blocks[3] = {0, 8, 100};
+    int p = 1 + _i / 3, b = _i % 3;
     static const size_t sizes[LAYOUTS][6] = {
         {600, 401},              /* 1001 floats: the cut inside a chunk at most p */
         {1, 1, 5, 1000, 1, 99},  /* several in chunk 0 */
@@ -536,6 +543,7 @@ START_TEST(test_sign_tensors)
             n += sizes[l][nt];
         }
         job_t j = new_job(p, n, STEPS, 1);
+        j.codec = codecs[b];
         j.tensors = tens;
         j.n_tensors = nt;
         dpt_rng_t rng;
@@ -548,19 +556,20 @@ START_TEST(test_sign_tensors)
         }
         ref_t R;
         ref_init(&R, p, n);
-        ref_tensors(&R, tens, nt);
+        ref_tensors(&R, tens, nt, blocks[b]);
         for (int t = 0; t < STEPS; t++)
             ref_step(&R, j.in + (size_t)t * p * n);
         run(&j);
         for (int r = 1; r < p; r++)
             ck_assert_msg(!memcmp(j.out, j.out + (size_t)r * n, n * sizeof(float)),
-                          "sign np %d layout %d: rank %d's bits differ from rank 0's", p, l, r);
-        check_against(&j, &R, "sign (tensors)");
+                          "%s np %d layout %d: rank %d's bits differ from rank 0's", codecs[b], p, l,
+                          r);
+        check_against(&j, &R, codecs[b]);
         size_t longest = n / (size_t)p + (n % (size_t)p != 0);
         double want = p > 1 ? STEPS * 2.0 * (p - 1) * (double)(4 * ref_scales(&R) +
                                                              (longest + 7) / 8) : 0.0;
-        ck_assert_msg(j.bytes_sent == want, "sign np %d layout %d: %.0f bytes sent, want %.0f", p,
-                      l, j.bytes_sent, want);
+        ck_assert_msg(j.bytes_sent == want, "%s np %d layout %d: %.0f bytes sent, want %.0f",
+                      codecs[b], p, l, j.bytes_sent, want);
         ref_free(&R);
         free_job(&j);
     }
@@ -576,7 +585,7 @@ static Suite *sign_suite(void)
     tcase_add_loop_test(tc, test_sign_feedback, 0, MAX_RANKS);
     tcase_add_loop_test(tc, test_sign_tracks, 0, MAX_RANKS);
     tcase_add_loop_test(tc, test_sign_zero_rows, 0, MAX_RANKS);
-    tcase_add_loop_test(tc, test_sign_tensors, 0, MAX_RANKS);
+    tcase_add_loop_test(tc, test_sign_tensors, 0, MAX_RANKS * 3);
     tcase_add_test(tc, test_sign_names);
     tcase_add_test(tc, test_sign_restored_partial);
     suite_add_tcase(s, tc);

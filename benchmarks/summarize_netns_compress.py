@@ -17,7 +17,9 @@ hosts: time to accuracy, step time, bytes per step; dptrain codecs vs PyTorch DD
       Horovod's contenders): bytes_step is its tx_bytes_step (rank 0's interface, headers
       included: bytes_kind "wire"), nominal_bytes_step the hook's payload.
   brief FILE        the last line in a few words (the script's progress lines)
-  summary [--session S] FILE
+  summary [--session S] [--label SESSION/CONTENDER=NAME]... FILE
+      --label renames a contender in one session's rows (a codec whose code changed between
+      sessions is then its own row, e.g. 20261204T021054Z/dptrain:sign=dptrain:sign-per-chunk).
       Per rate and contender, medians over rounds: time to accuracy (and how many rounds reached
       it), step time, MB/step, the fp32 all-reduce's share of the step; speed-up to accuracy vs
       dptrain's fp32 (none) and vs the contender's own fp32; the ratio of the best dptrain codec
@@ -156,6 +158,15 @@ def rate_key(r):
 def summary(a):
     rows = [r for r in load_jsonl(a.file) if r.get("contender")
             and (a.session is None or r.get("session") == a.session)]
+    for lab in a.label:
+        key, _, name = lab.partition("=")
+        sess, _, cont = key.partition("/")
+        if not name or not cont:
+            print(f"summarize_netns_compress: --label {lab}: want SESSION/CONTENDER=NAME")
+            return 2
+        for r in rows:
+            if r.get("session") == sess and r.get("contender") == cont:
+                r["contender"] = name
     if not rows:
         print("summarize_netns_compress: no rows" + (f" of session {a.session}" if a.session else ""))
         return 1
@@ -256,6 +267,7 @@ def main():
     b.add_argument("file")
     s = sub.add_parser("summary")
     s.add_argument("--session")
+    s.add_argument("--label", action="append", default=[])
     s.add_argument("file")
     a = ap.parse_args()
     if a.cmd == "record-dptrain":

@@ -4,8 +4,9 @@
  * (dpt__chunk):
  *
  *   worker: acc = g + e_w. Each chunk j of acc is cut into segments at the bucket's tensor
- *     boundaries (one segment for a bucket without tensors) and, with `sign:BLOCK`, at every
- *     multiple of BLOCK floats of the bucket, and each segment is coded as one
+ *     boundaries and at every multiple of BLOCK floats of the bucket (`sign:BLOCK`, plain
+ *     `sign` is sign:256; `sign:0` cuts at tensors only, one segment for a bucket without
+ *     tensors), and each segment is coded as one
  *     fp32 scale, mean |acc| over the segment (summed in double in index order, rounded once to
  *     fp32: the L2-optimal scale for a sign code), and one bit per element, 1 for acc >= 0 (+0
  *     and -0 included), 0 below; it decodes to +scale or -scale. Measured on the default job
@@ -23,7 +24,8 @@
  * Payload: per chunk S fp32 scales (S = the most segments any chunk of this call has; unused
  * ones 0) then ceil(ceil(n / p) / 8) bytes of bits, the same size for every chunk (a shorter
  * chunk pads with zero bits), so each phase moves (p - 1) such blocks per rank: 2 (p - 1)
- * (n / 8p + 4S) bytes, about 1/32 of a ring all-reduce's 2 (p - 1) / p 4n.
+ * (n / 8p + 4S) bytes, about 1/32 of a ring all-reduce's 2 (p - 1) / p 4n (1/28 with plain
+ * sign's scale per 256 floats).
  *
  * Non-finite values: a segment whose acc (or s) holds a NaN or Inf is sent with scale NaN, so
  * that segment of the result is NaN and the trainer's check skips or aborts the step; its
@@ -117,18 +119,22 @@ static void destroy(void *state)
     dpt_free(t);
 }
 
-/* sign:BLOCK: floats per scale at most, in [8, 2^24]; none: one scale per tensor segment. */
+/* sign:BLOCK: floats per scale at most, in [8, 2^24]; sign:0: one scale per tensor segment;
+ * plain sign: SIGN_BLOCK, the setting that kept the default job within 1 point of `none` at
+ * np 2 and np 4 (docs/PERFORMANCE.md), where one scale per tensor lost 1.70 points. */
+enum { SIGN_BLOCK = 256 };
+
 static dpt_status_t parse_block(const char *arg, size_t *block)
 {
-    *block = 0;
+    *block = SIGN_BLOCK;
     if (!arg)
         return DPT_OK;
     char *end = NULL;
     long v = strtol(arg, &end, 10);
-    if (end == arg || *end || v < 8 || v > (1L << 24))
+    if (end == arg || *end || (v != 0 && (v < 8 || v > (1L << 24))))
         return dpt_error_set(DPT_ERR_INVALID_ARG, "--compress sign:BLOCK: BLOCK (floats per "
-                             "scale) must be an integer in [8, 16777216], e.g. sign:256 (got "
-                             "'%s')", arg);
+                             "scale) must be 0 (one scale per tensor) or an integer in [8, "
+                             "16777216]; plain sign is sign:256 (got '%s')", arg);
     *block = (size_t)v;
     return DPT_OK;
 }

@@ -203,7 +203,7 @@ static void check_against(const job_t *j, const ref_t *R, const char *what)
 static job_t new_job(int p, size_t n, int rounds, int per_round)
 {
     size_t inputs = (size_t)p * n * (size_t)(per_round ? rounds : 1) + 1;
-    job_t j = {.codec = "sign", .p = p, .n = n, .rounds = rounds, .inputs_per_round = per_round};
+    job_t j = {.codec = "sign:0", .p = p, .n = n, .rounds = rounds, .inputs_per_round = per_round};
     j.in = dpt_malloc(inputs * sizeof(float));
     j.out = dpt_malloc(((size_t)p * n + 1) * sizeof(float));
     j.res = dpt_malloc(((size_t)p * 2 * n + 1) * sizeof(float));
@@ -430,7 +430,9 @@ END_TEST
 START_TEST(test_sign_names)
 {
     ck_assert_int_eq(dpt_codec_check("sign"), DPT_OK);
-    ck_assert_int_eq(dpt_codec_check("sign:1"), DPT_ERR_INVALID_ARG);   /* BLOCK >= 8 */
+    ck_assert_int_eq(dpt_codec_check("sign:0"), DPT_OK);
+    ck_assert_int_eq(dpt_codec_check("sign:1"), DPT_ERR_INVALID_ARG);   /* BLOCK 0 or >= 8 */
+    ck_assert_int_eq(dpt_codec_check("sign:-8"), DPT_ERR_INVALID_ARG);
     ck_assert_int_eq(dpt_codec_check("sign:8"), DPT_OK);
     ck_assert_int_eq(dpt_codec_check("sign:256"), DPT_OK);
     ck_assert_int_eq(dpt_codec_check("sign:16777217"), DPT_ERR_INVALID_ARG);
@@ -441,8 +443,8 @@ START_TEST(test_sign_names)
     for (int p = 1; p <= 8; p++) {
         const size_t n = 4096;
         dpt_codec_t *c = NULL;
-        ck_assert_int_eq(dpt_codec_create("sign", &(dpt_codec_bucket_t){.n = n, .ranks = p}, &c),
-                         DPT_OK);
+        ck_assert_int_eq(dpt_codec_create("sign:0", &(dpt_codec_bucket_t){.n = n, .ranks = p},
+                                          &c), DPT_OK);
         size_t sn = 0;
         float *st = dpt_codec_state(c, &sn);
         ck_assert_ptr_nonnull(st);
@@ -457,6 +459,15 @@ START_TEST(test_sign_names)
             ck_assert(fabs(call_bytes(n, p) / (2.0 * (p - 1) / p * 4.0 * n) - want) < 1e-12);
         ck_assert(dpt_codec_ratio(c, n) < 1.0 / 30);
         ck_assert(dpt_codec_ratio(c, 0) == 1.0);
+        dpt_codec_destroy(c);
+        /* plain sign is sign:256: its 4096 floats in one tensor-less bucket have 16 blocks,
+         * cut again by the chunks, so S grows by 15 scales at most and by one at least (p > 1:
+         * some chunk then holds a block boundary) */
+        ck_assert_int_eq(dpt_codec_create("sign", &(dpt_codec_bucket_t){.n = n, .ranks = p}, &c),
+                         DPT_OK);
+        double extra = (dpt_codec_ratio(c, n) - want) * 4.0 * n / (4.0 * p);
+        ck_assert_msg(extra >= (p > 1 ? 1 : 15) - 1e-9 && extra <= 15 + 1e-9,
+                      "np %d: plain sign's payload has %g more scales than sign:0's", p, extra);
         dpt_codec_destroy(c);
     }
     dpt_codec_t *c = NULL;   /* an empty bucket is a codec too */
@@ -521,13 +532,14 @@ END_TEST
  * layers does: one scale per segment (chunk x tensor x sign:BLOCK's block), against the
  * reference over 3 steps of fresh inputs; every rank's bits agree; the payload carries as many
  * scales as the most cut chunk has. Layouts: cuts that fall on a chunk boundary, inside one,
- * several in one chunk, one-element tensors. _i: ranks 1-5 x BLOCK none, 8, 100. */
+ * several in one chunk, one-element tensors. _i: ranks 1-5 x BLOCK 0 (none), 8, 100 and
+ * plain sign's 256. */
 START_TEST(test_sign_tensors)
 {
     enum { STEPS = 3, LAYOUTS = 4 };
-    static const char *codecs[3] = {"sign", "sign:8", "sign:100"};
-    static const size_t blocks[3] = {0, 8, 100};
-    int p = 1 + _i / 3, b = _i % 3;
+    static const char *codecs[4] = {"sign:0", "sign:8", "sign:100", "sign"};
+    static const size_t blocks[4] = {0, 8, 100, 256};
+    int p = 1 + _i / 4, b = _i % 4;
     static const size_t sizes[LAYOUTS][6] = {
         {600, 401},              /* 1001 floats: the cut inside a chunk at most p */
         {1, 1, 5, 1000, 1, 99},  /* several in chunk 0 */
@@ -585,7 +597,7 @@ static Suite *sign_suite(void)
     tcase_add_loop_test(tc, test_sign_feedback, 0, MAX_RANKS);
     tcase_add_loop_test(tc, test_sign_tracks, 0, MAX_RANKS);
     tcase_add_loop_test(tc, test_sign_zero_rows, 0, MAX_RANKS);
-    tcase_add_loop_test(tc, test_sign_tensors, 0, MAX_RANKS * 3);
+    tcase_add_loop_test(tc, test_sign_tensors, 0, MAX_RANKS * 4);
     tcase_add_test(tc, test_sign_names);
     tcase_add_test(tc, test_sign_restored_partial);
     suite_add_tcase(s, tc);

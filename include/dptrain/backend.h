@@ -7,7 +7,9 @@
  * Conventions shared by all backends (so the model, the optimizer and checkpoints never depend on
  * the backend):
  *  - Parameters and gradients are plain float32 in the flat arenas, in this order per op:
- *      conv2d:    weight (O, I, KH, KW), then bias (O) if has_bias
+ *      conv2d:    weight (O, I/G, KH, KW) for G groups (PyTorch's layout: output channel o sees
+ *                 input channels [g I/G, (g+1) I/G) of its group g = o / (O/G)), then bias (O)
+ *                 if has_bias
  *      fc:        weight (OUT, IN) row-major, then bias (OUT) if has_bias; IN = C*H*W of the input
  *                 taken in NCHW order (flatten order)
  *      batchnorm: gamma (C), then beta (C); running mean (C) and running var (C) live in the
@@ -50,6 +52,8 @@ typedef struct dpt_op_desc {
     int n_in;             /* 2 for ADD, else 1 */
     /* conv2d */
     int out_c, kh, kw, stride, pad;
+    int groups;           /* conv2d: G, dividing in and out channels; 0 or 1 = one group;
+                             G = in channels = out channels: depthwise */
     int has_bias;         /* conv2d, fc */
     /* maxpool */
     int pool_k, pool_stride, pool_pad;
@@ -64,6 +68,9 @@ typedef struct dpt_op_desc {
     /* xent */
     float label_smoothing;
 } dpt_op_desc_t;
+
+/* Groups of a conv2d descriptor: its `groups`, or 1 when that is 0 (unset). */
+static inline int dpt_conv_groups(const dpt_op_desc_t *d) { return d->groups > 1 ? d->groups : 1; }
 
 /* Precision of activations and compute on a device backend (mixed precision). Parameters,
  * gradients, BN buffers and optimizer state stay float32 in every mode ("master weights"):

@@ -12,6 +12,7 @@ typedef struct dpt_layer_spec {
     int inputs[2];            /* earlier layer indices; -1 = model input */
     int n_inputs;
     int filters, size, stride, pad, bias;   /* conv (filters), fc (filters = outputs), maxpool */
+    int groups;               /* conv: 1 (default), or a divisor of its in and out channels */
     float eps, momentum;      /* batchnorm */
     float alpha;              /* celu, scale */
     float smoothing;          /* softmax_xent */

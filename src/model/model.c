@@ -70,6 +70,7 @@ static void spec_to_desc(const dpt_layer_spec_t *s, dpt_op_desc_t *d)
     d->stride = s->stride;
     d->pad = s->pad;
     d->has_bias = s->bias;
+    d->groups = s->groups;
     d->pool_k = s->size;
     d->pool_stride = s->stride;
     d->pool_pad = s->pad;

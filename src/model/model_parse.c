@@ -137,6 +137,8 @@ static dpt_status_t set_key(parser_t *p, dpt_layer_spec_t *l, int li, const char
         return parse_int(p, key, v, 1, 64, &l->stride);
     if (!strcmp(key, "pad") && (k == DPT_OP_CONV2D || k == DPT_OP_MAXPOOL))
         return parse_int(p, key, v, 0, 64, &l->pad);
+    if (!strcmp(key, "groups") && k == DPT_OP_CONV2D)
+        return parse_int(p, key, v, 1, 1 << 16, &l->groups);
     if (!strcmp(key, "bias") && (k == DPT_OP_CONV2D || k == DPT_OP_FC))
         return parse_int(p, key, v, 0, 1, &l->bias);
     if (!strcmp(key, "eps") && k == DPT_OP_BATCHNORM)
@@ -182,6 +184,7 @@ static void layer_defaults(dpt_layer_spec_t *l, const char *type, dpt_op_kind_t 
     l->stride = -1;   /* resolved after parsing: conv 1, maxpool = size */
     l->pad = -1;      /* conv: size / 2 ("same"), maxpool: 0 */
     l->bias = 1;
+    l->groups = 1;
     l->eps = 1e-5f;
     l->momentum = 0.1f;
     l->alpha = kind == DPT_OP_SCALE ? 0.0f : 1.0f;

@@ -296,10 +296,14 @@ static dpt_op_desc_t conv(int n, int c, int h, int w, int o, int k, int s, int p
     return d;
 }
 
-static const int conv_cases[][9] = {
-    {2, 3, 9, 7, 5, 3, 1, 1, 1},   {3, 16, 8, 8, 32, 3, 1, 1, 0}, {1, 7, 11, 10, 13, 3, 2, 0, 1},
-    {2, 5, 6, 6, 17, 1, 1, 0, 0},  {4, 24, 7, 7, 20, 5, 2, 2, 1}, {1, 1, 28, 28, 32, 3, 1, 1, 0},
-    {8, 64, 16, 16, 64, 3, 1, 1, 0},
+/* n, c, h, w, filters, size, stride, pad, bias, groups (2; depthwise 3x3, 5x5/2; x2; 3) */
+static const int conv_cases[][10] = {
+    {2, 3, 9, 7, 5, 3, 1, 1, 1, 1},  {3, 16, 8, 8, 32, 3, 1, 1, 0, 1},
+    {1, 7, 11, 10, 13, 3, 2, 0, 1, 1}, {2, 5, 6, 6, 17, 1, 1, 0, 0, 1},
+    {4, 24, 7, 7, 20, 5, 2, 2, 1, 1}, {1, 1, 28, 28, 32, 3, 1, 1, 0, 1},
+    {8, 64, 16, 16, 64, 3, 1, 1, 0, 1}, {2, 16, 8, 8, 32, 3, 1, 1, 1, 2},
+    {3, 32, 9, 9, 32, 3, 1, 1, 0, 32}, {2, 24, 11, 11, 24, 5, 2, 2, 0, 24},
+    {2, 8, 7, 7, 16, 3, 1, 1, 1, 8},  {1, 9, 7, 5, 15, 3, 1, 1, 1, 3},
 };
 #define N_CONV ((int)(sizeof conv_cases / sizeof conv_cases[0]))
 
@@ -308,6 +312,7 @@ START_TEST(test_conv)
     for (int c = 0; c < N_CONV; c++) {
         const int *k = conv_cases[c];
         dpt_op_desc_t d = conv(k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]);
+        d.groups = k[9];
         compare_p(&d, _i, 100 + (uint64_t)c);
     }
     if (_i != DPT_PREC_FP32) {   /* the first layer: float32 input in a 16-bit backend */

@@ -213,9 +213,16 @@ static dpt_op_desc_t conv(int n, int c, int h, int w, int o, int k, int s, int p
     return d;
 }
 
-static const int conv_cases[][9] = {
-    {2, 3, 9, 7, 5, 3, 1, 1, 1},   {3, 16, 8, 8, 32, 3, 1, 1, 0}, {1, 7, 11, 10, 13, 3, 2, 0, 1},
-    {2, 5, 6, 6, 17, 1, 1, 0, 0},  {4, 24, 7, 7, 20, 5, 2, 2, 1}, {1, 1, 28, 28, 32, 3, 1, 1, 0},
+/* n, c, h, w, filters, size, stride, pad, bias, groups: the last five grouped (2 groups;
+ * depthwise 3x3 and 5x5 stride 2, EfficientNet's; depthwise with two filters per channel; 3 odd
+ * groups) */
+static const int conv_cases[][10] = {
+    {2, 3, 9, 7, 5, 3, 1, 1, 1, 1},    {3, 16, 8, 8, 32, 3, 1, 1, 0, 1},
+    {1, 7, 11, 10, 13, 3, 2, 0, 1, 1}, {2, 5, 6, 6, 17, 1, 1, 0, 0, 1},
+    {4, 24, 7, 7, 20, 5, 2, 2, 1, 1},  {1, 1, 28, 28, 32, 3, 1, 1, 0, 1},
+    {2, 16, 8, 8, 32, 3, 1, 1, 1, 2},  {3, 32, 9, 9, 32, 3, 1, 1, 0, 32},
+    {2, 24, 11, 11, 24, 5, 2, 2, 0, 24}, {2, 8, 7, 7, 16, 3, 1, 1, 1, 8},
+    {1, 9, 7, 5, 15, 3, 1, 1, 1, 3},
 };
 #define N_CONV ((int)(sizeof conv_cases / sizeof conv_cases[0]))
 
@@ -227,12 +234,13 @@ START_TEST(test_conv)
     const int *k = conv_cases[_i / 3];
     int mode = _i % 3;
     dpt_op_desc_t d = conv(k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]);
+    d.groups = k[9];
     char impl[48];
     compare_op_impl(&d, mode, 100 + (uint64_t)_i, impl, sizeof impl);
     int wino = strstr(impl, "wino") != NULL;
     if (mode != 2)
         ck_assert_msg(!wino, "winograd used without being asked: %s", impl);
-    else if (k[5] == 3 && k[6] == 1 && k[1] > 1 && __builtin_cpu_supports("avx512f"))
+    else if (k[5] == 3 && k[6] == 1 && k[1] > 1 && k[9] == 1 && __builtin_cpu_supports("avx512f"))
         ck_assert_msg(wino, "3x3 stride-1 conv did not use winograd: %s", impl);
 }
 END_TEST

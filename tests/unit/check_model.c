@@ -96,6 +96,8 @@ static const struct {
     {"[net]\ninput=1,8,8\nclasses=3\nfilters 4\n", ":4: expected key = value", DPT_ERR_FORMAT},
     {"[net]\ninput=1,8,8\nclasses=3\n[maxpool]\nsize=16\n[fc]\noutput=3\n", "maxpool: window 16 larger than input", DPT_ERR_INVALID_ARG},
     {"[net]\ninput=1,8,8\nclasses=3\n[softmax_xent]\n[fc]\noutput=3\n", "softmax_xent must be the last layer", DPT_ERR_FORMAT},
+    {"[net]\ninput=6,8,8\nclasses=3\n[conv]\nfilters=4\ngroups=3\n", ":4: layer 'conv0' (conv2d): conv2d: groups=3 must divide the 6 input channels and the 4 filters", DPT_ERR_INVALID_ARG},
+    {"[net]\ninput=6,8,8\nclasses=3\n[conv]\nfilters=6\ngroups=0\n", ":6: groups: '0' is", DPT_ERR_FORMAT},
 };
 
 START_TEST(test_bad_model)

@@ -54,12 +54,15 @@ static double fd_error(double (*loss)(void *), void *ctx, double *var, long n, c
 
 /* ---- conv2d ---------------------------------------------------------------------------- */
 typedef struct conv_case {
-    int N, C, H, W, O, K, stride, pad, bias;
+    int N, C, H, W, O, K, stride, pad, bias, G;
 } conv_case_t;
 
+/* The last four are grouped: 2 groups, depthwise (G = C = O), depthwise with two filters per
+ * channel (O = 2C), and 3 groups of 2 channels with a stride. */
 static const conv_case_t conv_cases[] = {
-    {2, 3, 5, 5, 4, 3, 1, 1, 1}, {1, 2, 7, 6, 3, 3, 2, 0, 0}, {3, 5, 4, 4, 2, 1, 1, 0, 1},
-    {2, 1, 6, 6, 3, 5, 2, 2, 1}, {1, 4, 3, 5, 5, 3, 3, 1, 0},
+    {2, 3, 5, 5, 4, 3, 1, 1, 1, 1}, {1, 2, 7, 6, 3, 3, 2, 0, 0, 1}, {3, 5, 4, 4, 2, 1, 1, 0, 1, 1},
+    {2, 1, 6, 6, 3, 5, 2, 2, 1, 1}, {1, 4, 3, 5, 5, 3, 3, 1, 0, 1}, {2, 4, 5, 4, 6, 3, 1, 1, 1, 2},
+    {2, 3, 5, 5, 3, 3, 1, 1, 1, 3}, {1, 3, 6, 5, 6, 5, 2, 2, 0, 3}, {2, 6, 5, 5, 3, 3, 2, 1, 1, 3},
 };
 
 typedef struct conv_ctx {
@@ -72,7 +75,8 @@ static double conv_loss(void *p)
 {
     conv_ctx_t *c = p;
     dpt__ref_conv_fwd_f64(c->x, c->w, c->k.bias ? c->b : NULL, c->y, c->k.N, c->k.C, c->k.H,
-                          c->k.W, c->k.O, c->k.K, c->k.K, c->k.stride, c->k.pad, c->OH, c->OW);
+                          c->k.W, c->k.O, c->k.K, c->k.K, c->k.stride, c->k.pad, c->k.G, c->OH,
+                          c->OW);
     return dot(c->y, c->r, (long)c->k.N * c->k.O * c->OH * c->OW);
 }
 
@@ -84,7 +88,7 @@ START_TEST(test_conv_grad)
     c.OW = (k->W + 2 * k->pad - k->K) / k->stride + 1;
     dpt_rng_t r;
     dpt_rng_init(&r, 7, (uint64_t)_i);
-    long nx = (long)k->N * k->C * k->H * k->W, nw = (long)k->O * k->C * k->K * k->K;
+    long nx = (long)k->N * k->C * k->H * k->W, nw = (long)k->O * (k->C / k->G) * k->K * k->K;
     long ny = (long)k->N * k->O * c.OH * c.OW;
     c.x = randv(&r, nx, 1);
     c.w = randv(&r, nw, 1);
@@ -93,13 +97,47 @@ START_TEST(test_conv_grad)
     c.r = randv(&r, ny, 1);
     double *dx = zeros(nx), *dw = zeros(nw), *db = zeros(k->O);
     dpt__ref_conv_bwd_f64(c.x, c.w, c.r, dx, dw, k->bias ? db : NULL, k->N, k->C, k->H, k->W,
-                          k->O, k->K, k->K, k->stride, k->pad, c.OH, c.OW);
+                          k->O, k->K, k->K, k->stride, k->pad, k->G, c.OH, c.OW);
     ck_assert_double_lt(fd_error(conv_loss, &c, c.x, nx, dx), TOL);
     ck_assert_double_lt(fd_error(conv_loss, &c, c.w, nw, dw), TOL);
     if (k->bias)
         ck_assert_double_lt(fd_error(conv_loss, &c, c.b, k->O, db), TOL);
     dpt_free(c.x); dpt_free(c.w); dpt_free(c.b); dpt_free(c.y); dpt_free(c.r);
     dpt_free(dx); dpt_free(dw); dpt_free(db);
+}
+END_TEST
+
+/* A grouped convolution is G ordinary ones side by side: group g's outputs are the plain
+ * convolution of input channels [g CG, (g+1) CG) with that group's filters (the finite
+ * differences above only check backward against forward, this checks forward's meaning). */
+START_TEST(test_conv_groups_split)
+{
+    const conv_case_t *k = &conv_cases[_i];
+    if (k->G == 1)
+        return;
+    const int CG = k->C / k->G, OG = k->O / k->G, HW = k->H * k->W;
+    const int OH = (k->H + 2 * k->pad - k->K) / k->stride + 1;
+    const int OW = (k->W + 2 * k->pad - k->K) / k->stride + 1;
+    const long wg = (long)OG * CG * k->K * k->K;
+    dpt_rng_t r;
+    dpt_rng_init(&r, 9, (uint64_t)_i);
+    double *x = randv(&r, (long)k->N * k->C * HW, 1), *w = randv(&r, wg * k->G, 1);
+    double *b = randv(&r, k->O, 1), *y = zeros((long)k->N * k->O * OH * OW);
+    double *xs = zeros((long)k->N * CG * HW), *ys = zeros((long)k->N * OG * OH * OW);
+    dpt__ref_conv_fwd_f64(x, w, b, y, k->N, k->C, k->H, k->W, k->O, k->K, k->K, k->stride, k->pad,
+                          k->G, OH, OW);
+    for (int g = 0; g < k->G; g++) {
+        for (int n = 0; n < k->N; n++)
+            memcpy(xs + (long)n * CG * HW, x + ((long)n * k->C + g * CG) * HW,
+                   (size_t)CG * HW * sizeof(double));
+        dpt__ref_conv_fwd_f64(xs, w + g * wg, b + g * OG, ys, k->N, CG, k->H, k->W, OG, k->K,
+                              k->K, k->stride, k->pad, 1, OH, OW);
+        for (int n = 0; n < k->N; n++)
+            ck_assert_mem_eq(ys + (long)n * OG * OH * OW,
+                             y + ((long)n * k->O + g * OG) * OH * OW,
+                             (size_t)OG * OH * OW * sizeof(double));
+    }
+    dpt_free(x); dpt_free(w); dpt_free(b); dpt_free(y); dpt_free(xs); dpt_free(ys);
 }
 END_TEST
 
@@ -375,6 +413,8 @@ static Suite *ref_grad_suite(void)
     TCase *tc = tcase_create("finite_differences");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_conv_grad, 0, (int)(sizeof conv_cases / sizeof conv_cases[0]));
+    tcase_add_loop_test(tc, test_conv_groups_split, 0,
+                        (int)(sizeof conv_cases / sizeof conv_cases[0]));
     tcase_add_loop_test(tc, test_bn_grad, 0, 8);
     tcase_add_loop_test(tc, test_eltwise_grad, 0, 3);
     tcase_add_loop_test(tc, test_maxpool_grad, 0, 4);

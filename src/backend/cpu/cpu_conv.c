@@ -77,17 +77,26 @@ dpt_status_t dpt__cpu_conv_create(dpt_backend_t *be, dpt_op_t *op)
 {
     const dpt_op_desc_t *d = &op->d;
     const dpt_tensor_t *o = &op->info.out;
+    /* Grouped: oneDNN's 5-D (G, O/G, I/G, KH, KW) goihw weights are the same bytes as the
+     * arena's (O, I/G, KH, KW). */
+    const int g = dpt_conv_groups(d);
     dnnl_dims_t wdims = {d->out_c, d->in[0].c, d->kh, d->kw}, bdims = {d->out_c};
+    dnnl_dims_t gdims = {g, d->out_c / g, d->in[0].c / g, d->kh, d->kw};
     dnnl_dims_t strides = {d->stride, d->stride}, pad = {d->pad, d->pad};
     dnnl_memory_desc_t w_user, w_any, b_md, dst_md;
-    dnnl_memory_desc_init_by_tag(&w_user, 4, wdims, dnnl_f32, dnnl_oihw);
-    dnnl_memory_desc_init_by_tag(&w_any, 4, wdims, dnnl_f32, dnnl_format_tag_any);
+    if (g > 1) {
+        dnnl_memory_desc_init_by_tag(&w_user, 5, gdims, dnnl_f32, dnnl_goihw);
+        dnnl_memory_desc_init_by_tag(&w_any, 5, gdims, dnnl_f32, dnnl_format_tag_any);
+    } else {
+        dnnl_memory_desc_init_by_tag(&w_user, 4, wdims, dnnl_f32, dnnl_oihw);
+        dnnl_memory_desc_init_by_tag(&w_any, 4, wdims, dnnl_f32, dnnl_format_tag_any);
+    }
     dnnl_memory_desc_init_by_tag(&b_md, 1, bdims, dnnl_f32, dnnl_x);
     dst_md = dpt__cpu_plain_md(o->n, o->c, o->h, o->w,
                                be->blocked ? dnnl_format_tag_any : dnnl_nchw);
     const dnnl_memory_desc_t *bias = d->has_bias ? &b_md : NULL;
     dnnl_alg_kind_t alg = dnnl_convolution_direct;
-    if (be->winograd && d->kh == 3 && d->kw == 3 && d->stride == 1
+    if (be->winograd && d->kh == 3 && d->kw == 3 && d->stride == 1 && g == 1
         && conv_alg_works(be, d, &op->src_md, &w_any, bias, &dst_md, dnnl_convolution_winograd))
         alg = dnnl_convolution_winograd;
     op->conv_alg = alg;

@@ -186,8 +186,11 @@ dpt_status_t dpt__cuda_conv_create(dpt_backend_t *be, dpt_op_t *op)
     DPT_CHECK(DNN(cudnnCreateFilterDescriptor(&op->wd)));
     DPT_CHECK(DNN(cudnnSetTensor4dDescriptor(op->xd, CUDNN_TENSOR_NCHW, t, x->n, x->c, x->h, x->w)));
     DPT_CHECK(DNN(cudnnSetTensor4dDescriptor(op->yd, CUDNN_TENSOR_NCHW, t, y->n, y->c, y->h, y->w)));
-    DPT_CHECK(DNN(cudnnSetFilter4dDescriptor(op->wd, t, CUDNN_TENSOR_NCHW, d->out_c, x->c, d->kh,
-                                             d->kw)));
+    /* grouped: cuDNN's filter is (O, I/G, KH, KW), the arena's layout, with G set on the
+     * convolution descriptors */
+    const int g = dpt_conv_groups(d);
+    DPT_CHECK(DNN(cudnnSetFilter4dDescriptor(op->wd, t, CUDNN_TENSOR_NCHW, d->out_c, x->c / g,
+                                             d->kh, d->kw)));
     cudnnMathType_t initial = op->dt != DPT_PREC_FP32 ? CUDNN_TENSOR_OP_MATH
                               : op->be->tf32          ? CUDNN_DEFAULT_MATH
                                                       : CUDNN_FMA_MATH;
@@ -198,6 +201,7 @@ dpt_status_t dpt__cuda_conv_create(dpt_backend_t *be, dpt_op_t *op)
                                                       d->stride, 1, 1, CUDNN_CROSS_CORRELATION,
                                                       CUDNN_DATA_FLOAT)));
         DPT_CHECK(DNN(cudnnSetConvolutionMathType(op->cd[i], initial)));
+        DPT_CHECK(DNN(cudnnSetConvolutionGroupCount(op->cd[i], g)));
     }
     int on, oc, oh, ow;
     DPT_CHECK(DNN(cudnnGetConvolution2dForwardOutputDim(op->cd[0], op->xd, op->wd, &on, &oc, &oh,

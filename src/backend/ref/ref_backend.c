@@ -44,19 +44,24 @@ static dpt_status_t ref_op_shape(const dpt_op_desc_t *d, dpt_op_info_t *info)
     double hw = (double)h * w;
     switch (d->kind) {
     case DPT_OP_CONV2D: {
-        if (d->out_c <= 0 || d->kh <= 0 || d->kw <= 0 || d->stride <= 0 || d->pad < 0)
+        if (d->out_c <= 0 || d->kh <= 0 || d->kw <= 0 || d->stride <= 0 || d->pad < 0 ||
+            d->groups < 0)
             return dpt_error_set(DPT_ERR_INVALID_ARG, "conv2d: bad parameters (filters=%d "
-                                 "size=%dx%d stride=%d pad=%d)", d->out_c, d->kh, d->kw,
-                                 d->stride, d->pad);
+                                 "size=%dx%d stride=%d pad=%d groups=%d)", d->out_c, d->kh, d->kw,
+                                 d->stride, d->pad, d->groups);
+        const int g = dpt_conv_groups(d);
+        if (c % g || d->out_c % g)
+            return dpt_error_set(DPT_ERR_INVALID_ARG, "conv2d: groups=%d must divide the %d input "
+                                 "channels and the %d filters", g, c, d->out_c);
         int oh = (h + 2 * d->pad - d->kh) / d->stride + 1;
         int ow = (w + 2 * d->pad - d->kw) / d->stride + 1;
         if (h + 2 * d->pad < d->kh || w + 2 * d->pad < d->kw)
             return dpt_error_set(DPT_ERR_INVALID_ARG, "conv2d: kernel %dx%d larger than padded "
                                  "input %dx%d", d->kh, d->kw, h + 2 * d->pad, w + 2 * d->pad);
         info->out = dpt_tensor_shape(n, d->out_c, oh, ow);
-        info->n_weights = (size_t)d->out_c * c * d->kh * d->kw;
+        info->n_weights = (size_t)d->out_c * (c / g) * d->kh * d->kw;
         info->n_params = info->n_weights + (d->has_bias ? (size_t)d->out_c : 0);
-        info->flops_fwd = 2.0 * n * d->out_c * (double)oh * ow * c * d->kh * d->kw;
+        info->flops_fwd = 2.0 * n * d->out_c * (double)oh * ow * (c / g) * d->kh * d->kw;
         break;
     }
     case DPT_OP_BATCHNORM:
@@ -140,7 +145,7 @@ static dpt_status_t conv_forward(dpt_op_t *op, const dpt_op_args_t *a)
     const dpt_tensor_t *x = a->x[0], *o = &op->info.out;
     dpt__ref_conv_fwd_f32(x->data, a->w, d->has_bias ? a->w + op->info.n_weights : NULL,
                           a->y->data, x->n, x->c, x->h, x->w, d->out_c, d->kh, d->kw, d->stride,
-                          d->pad, o->h, o->w);
+                          d->pad, dpt_conv_groups(d), o->h, o->w);
     return DPT_OK;
 }
 
@@ -151,7 +156,8 @@ static dpt_status_t conv_backward(dpt_op_t *op, const dpt_op_args_t *a)
     dpt__ref_conv_bwd_f32(x->data, a->w, a->dy ? a->dy->data : NULL,
                           a->dx[0] ? a->dx[0]->data : NULL, a->dw,
                           d->has_bias ? a->dw + op->info.n_weights : NULL, x->n, x->c, x->h, x->w,
-                          d->out_c, d->kh, d->kw, d->stride, d->pad, o->h, o->w);
+                          d->out_c, d->kh, d->kw, d->stride, d->pad, dpt_conv_groups(d), o->h,
+                          o->w);
     return DPT_OK;
 }
 

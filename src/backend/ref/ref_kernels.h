@@ -8,10 +8,11 @@
 
 #define DPT_REF_DECLARE(T, S)                                                                     \
     void dpt__ref_conv_fwd_##S(const T *x, const T *w, const T *b, T *y, int N, int C, int H,     \
-                               int W, int O, int KH, int KW, int stride, int pad, int OH, int OW); \
+                               int W, int O, int KH, int KW, int stride, int pad, int G, int OH,  \
+                               int OW);                                                           \
     void dpt__ref_conv_bwd_##S(const T *x, const T *w, const T *dy, T *dx, T *dw, T *db, int N,   \
                                int C, int H, int W, int O, int KH, int KW, int stride, int pad,   \
-                               int OH, int OW);                                                   \
+                               int G, int OH, int OW);                                            \
     void dpt__ref_bn_fwd_train_##S(const T *x, const T *gamma, const T *beta, T *y, T *mean,      \
                                    T *var, int N, int C, int HW, T eps, int relu);                \
     void dpt__ref_bn_fwd_eval_##S(const T *x, const T *gamma, const T *beta, const T *rmean,      \

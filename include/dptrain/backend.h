@@ -39,6 +39,9 @@ typedef enum {
     DPT_OP_FLATTEN,      /* (N,C,H,W) -> (N,C*H*W,1,1) plain; backward restores the layout */
     DPT_OP_SCALE,        /* y = alpha * x */
     DPT_OP_XENT,         /* softmax cross-entropy with label smoothing on (N,K,1,1) logits */
+    DPT_OP_SILU,         /* y = x sigmoid(x) (swish) */
+    DPT_OP_GELU,         /* y = x Phi(x), erf form; tanh approximation when gelu_tanh */
+    DPT_OP_SIGMOID,      /* y = 1 / (1 + exp(-x)) */
     DPT_OP_COUNT_
 } dpt_op_kind_t;
 
@@ -65,6 +68,8 @@ typedef struct dpt_op_desc {
     int fuse_relu;        /* batchnorm: apply ReLU after (the model fuses BN+ReLU when asked) */
     /* celu: alpha; scale: alpha */
     float alpha;
+    int gelu_tanh;        /* gelu: 0 = exact 0.5 x (1 + erf(x / sqrt 2)); 1 = PyTorch's
+                             approximate='tanh': 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
     /* xent */
     float label_smoothing;
 } dpt_op_desc_t;

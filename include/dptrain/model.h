@@ -4,8 +4,9 @@
  * contiguous buffer. Forward and backward allocate nothing.
  *
  * Model file: sections `[type]` with `key = value` lines, `#` comments. The first section is
- * `[net]` (input = C,H,W; classes = K). Layer types: conv, batchnorm, relu, celu, maxpool, gap,
- * fc, add, flatten, scale, softmax_xent. Every layer may set `name =` and `input =` (the name of
+ * `[net]` (input = C,H,W; classes = K). Layer types: conv, batchnorm, relu, celu, silu, gelu
+ * (`approximate = none|tanh`), sigmoid, maxpool, gap, fc, add, flatten, scale, softmax_xent.
+ * Every layer may set `name =` and `input =` (the name of
  * an earlier layer; default: the previous layer); `add` takes `inputs = a, b`. A softmax_xent
  * layer is appended when the file has none. See docs/MODELS.md for every key. */
 #ifndef DPT_MODEL_H

@@ -15,6 +15,7 @@ typedef struct dpt_layer_spec {
     int groups;               /* conv: 1 (default), or a divisor of its in and out channels */
     float eps, momentum;      /* batchnorm */
     float alpha;              /* celu, scale */
+    int gelu_tanh;            /* gelu: approximate = tanh (1) or none (0, the default) */
     float smoothing;          /* softmax_xent */
     int fuse_relu;            /* batchnorm followed by a fused relu */
 } dpt_layer_spec_t;

@@ -79,6 +79,7 @@ static void spec_to_desc(const dpt_layer_spec_t *s, dpt_op_desc_t *d)
     d->bn_momentum = s->momentum;
     d->fuse_relu = s->fuse_relu;
     d->alpha = s->alpha;
+    d->gelu_tanh = s->gelu_tanh;
     d->label_smoothing = s->smoothing;
 }
 

@@ -19,7 +19,8 @@ static const struct {
     {"conv", DPT_OP_CONV2D},   {"batchnorm", DPT_OP_BATCHNORM}, {"relu", DPT_OP_RELU},
     {"celu", DPT_OP_CELU},     {"maxpool", DPT_OP_MAXPOOL},     {"gap", DPT_OP_GAP},
     {"fc", DPT_OP_FC},         {"add", DPT_OP_ADD},             {"flatten", DPT_OP_FLATTEN},
-    {"scale", DPT_OP_SCALE},   {"softmax_xent", DPT_OP_XENT},
+    {"scale", DPT_OP_SCALE},   {"softmax_xent", DPT_OP_XENT},   {"silu", DPT_OP_SILU},
+    {"gelu", DPT_OP_GELU},     {"sigmoid", DPT_OP_SIGMOID},
 };
 
 typedef struct parser {
@@ -147,6 +148,12 @@ static dpt_status_t set_key(parser_t *p, dpt_layer_spec_t *l, int li, const char
         return parse_float(p, key, v, &l->momentum);
     if (!strcmp(key, "alpha") && k == DPT_OP_CELU)
         return parse_float(p, key, v, &l->alpha);
+    if (!strcmp(key, "approximate") && k == DPT_OP_GELU) {   /* PyTorch's nn.GELU(approximate=) */
+        if (strcmp(v, "none") && strcmp(v, "tanh"))
+            return perr(p, "approximate: '%s' must be none or tanh%s", v, "");
+        l->gelu_tanh = !strcmp(v, "tanh");
+        return DPT_OK;
+    }
     if (!strcmp(key, "factor") && k == DPT_OP_SCALE)
         return parse_float(p, key, v, &l->alpha);
     if (!strcmp(key, "label_smoothing") && k == DPT_OP_XENT)
@@ -328,7 +335,8 @@ dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
                 t++;
             if (t == sizeof layer_types / sizeof layer_types[0]) {
                 st = perr(&p, "unknown layer type '%s' (known: conv, batchnorm, relu, celu, "
-                          "maxpool, gap, fc, add, flatten, scale, softmax_xent)%s", type, "");
+                          "silu, gelu, sigmoid, maxpool, gap, fc, add, flatten, scale, "
+                          "softmax_xent)%s", type, "");
                 goto done;
             }
             if (s->n_layers == MAX_LAYERS - 1) {

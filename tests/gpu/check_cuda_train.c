@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_harness.h"
 #include "data/gpu_input.h"
 #include "dptrain/alloc.h"
 #include "dptrain/backend.h"
@@ -232,16 +233,4 @@ static Suite *cuda_train_suite(void)
     return s;
 }
 
-int main(void)
-{
-    if (dpt_cuda_device_count() == 0) {
-        printf("SKIP: no CUDA device (%s)\n", dpt_cuda_no_device_reason());
-        return 77;
-    }
-    SRunner *sr = srunner_create(cuda_train_suite());
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_VERBOSE);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return cuda_test_main(cuda_train_suite); }

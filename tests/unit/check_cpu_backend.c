@@ -265,6 +265,74 @@ START_TEST(test_eltwise)
 }
 END_TEST
 
+/* SiLU, GELU (erf, tanh) and sigmoid (oneDNN eltwise) on the shapes of test_eltwise. */
+static dpt_op_desc_t act_desc(int a, int shape)
+{
+    static const dpt_op_kind_t kinds[] = {DPT_OP_SILU, DPT_OP_GELU, DPT_OP_GELU, DPT_OP_SIGMOID};
+    dpt_op_desc_t d = shaped(kinds[a], shape);
+    d.gelu_tanh = a == 2;
+    return d;
+}
+
+/* _i: shape (N_SHAPES) x layout (2) */
+START_TEST(test_act)
+{
+    for (int a = 0; a < 4; a++) {
+        dpt_op_desc_t d = act_desc(a, _i / 2);
+        compare_op(&d, _i % 2, 450 + (uint64_t)(_i * 4 + a));
+    }
+}
+END_TEST
+
+/* The same on a ramp over [-9, 9] (saturated logistic, erf tails), N*C*H*W = 3*20*5*7 = 2100
+ * values: cpu equals ref within TOL. In the blocked layout (20 channels padded to the block)
+ * the padding of y must stay zero, as oneDNN keeps it for every other op: the raw buffer sums
+ * to the sum of the exported values (a sigmoid writing 0.5 into padding would add 0.5 each). */
+START_TEST(test_act_wide)
+{
+    for (int a = 0; a < 4; a++) {
+        dpt_op_desc_t d = act_desc(a, 0);
+        d.in[0] = dpt_tensor_shape(3, 20, 5, 7);
+        side_t r, c;
+        side_open(&r, "ref", 0, &d);
+        side_open(&c, "cpu", _i, &d);
+        size_t n = dpt_tensor_count(&d.in[0]);
+        float *x = dpt_malloc(n * sizeof(float)), *got = dpt_malloc(n * sizeof(float));
+        for (size_t i = 0; i < n; i++)
+            x[i] = -9.0f + 18.0f * (float)i / (float)(n - 1);
+        memcpy(r.x[0].data, x, n * sizeof(float));
+        ck_assert_int_eq(c.ops->import_nchw(c.be, x, &c.x[0]), DPT_OK);
+        dpt_op_args_t ra = args_of(&r, NULL, NULL, 1), ca = args_of(&c, NULL, NULL, 1);
+        ck_assert_int_eq(r.ops->forward(r.op, &ra), DPT_OK);
+        ck_assert_int_eq(c.ops->forward(c.op, &ca), DPT_OK);
+        to_plain(&c, &c.y, got);
+        double e = rel_err(got, r.y.data, n);
+        ck_assert_msg(e < TOL, "%s wide fwd: rel err %g", c.info.impl, e);
+        double raw = 0, logical = 0;
+        for (size_t i = 0; i < c.y.nbytes / sizeof(float); i++)
+            raw += ((const float *)c.y.data)[i];
+        for (size_t i = 0; i < n; i++)
+            logical += got[i];
+        ck_assert_msg(fabs(raw - logical) < 1e-3 * (1 + fabs(logical)),
+                      "%s: padding of y not zero (raw sum %g, values %g)", c.info.impl, raw,
+                      logical);
+        for (size_t i = 0; i < n; i++)   /* dy: 1 - 2 (i mod 2) */
+            x[i] = i % 2 ? -1.0f : 1.0f;
+        memcpy(r.dy.data, x, n * sizeof(float));
+        ck_assert_int_eq(c.ops->import_nchw(c.be, x, &c.dy), DPT_OK);
+        ck_assert_int_eq(r.ops->backward(r.op, &ra), DPT_OK);
+        ck_assert_int_eq(c.ops->backward(c.op, &ca), DPT_OK);
+        to_plain(&c, &c.dx[0], got);
+        e = rel_err(got, r.dx[0].data, n);
+        ck_assert_msg(e < TOL, "%s wide bwd: rel err %g", c.info.impl, e);
+        dpt_free(x);
+        dpt_free(got);
+        side_close(&r);
+        side_close(&c);
+    }
+}
+END_TEST
+
 START_TEST(test_pool)
 {
     dpt_op_desc_t d = shaped(DPT_OP_MAXPOOL, _i / 2);
@@ -429,6 +497,8 @@ static Suite *cpu_backend_suite(void)
     tcase_add_loop_test(tc, test_conv, 0, 3 * N_CONV);
     tcase_add_loop_test(tc, test_batchnorm, 0, 2 * N_SHAPES);
     tcase_add_loop_test(tc, test_eltwise, 0, 2 * N_SHAPES);
+    tcase_add_loop_test(tc, test_act, 0, 2 * N_SHAPES);
+    tcase_add_loop_test(tc, test_act_wide, 0, 2);
     tcase_add_loop_test(tc, test_pool, 0, 2 * N_SHAPES);
     tcase_add_loop_test(tc, test_fc_flatten, 0, 2 * N_SHAPES);
     tcase_add_loop_test(tc, test_xent, 0, 3);

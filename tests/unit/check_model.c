@@ -13,6 +13,7 @@
 #include "dptrain/alloc.h"
 #include "dptrain/model.h"
 #include "dptrain/rng.h"
+#include "model/internal.h"   /* dpt__model_parse: what the parser made of a file */
 
 static char tmpdir[256];
 
@@ -98,6 +99,9 @@ static const struct {
     {"[net]\ninput=1,8,8\nclasses=3\n[softmax_xent]\n[fc]\noutput=3\n", "softmax_xent must be the last layer", DPT_ERR_FORMAT},
     {"[net]\ninput=6,8,8\nclasses=3\n[conv]\nfilters=4\ngroups=3\n", ":4: layer 'conv0' (conv2d): conv2d: groups=3 must divide the 6 input channels and the 4 filters", DPT_ERR_INVALID_ARG},
     {"[net]\ninput=6,8,8\nclasses=3\n[conv]\nfilters=6\ngroups=0\n", ":6: groups: '0' is", DPT_ERR_FORMAT},
+    {"[net]\ninput=1,8,8\nclasses=3\n[gelu]\napproximate=fast\n", ":5: approximate: 'fast' must be none or tanh", DPT_ERR_FORMAT},
+    {"[net]\ninput=1,8,8\nclasses=3\n[silu]\napproximate=tanh\n", ":5: unknown key 'approximate' for layer type silu", DPT_ERR_FORMAT},
+    {"[net]\ninput=1,8,8\nclasses=3\n[swish]\n", ":4: unknown layer type 'swish' (known: conv, batchnorm, relu, celu, silu, gelu, sigmoid,", DPT_ERR_FORMAT},
 };
 
 START_TEST(test_bad_model)
@@ -114,6 +118,72 @@ START_TEST(test_bad_model)
     ck_assert_msg(strstr(msg, path) != NULL, "message does not name the file: %s", msg);
     ck_assert_msg(strstr(msg, bad_models[_i].expect) != NULL, "got: %s", msg);
     teardown(be, NULL);
+}
+END_TEST
+
+/* [silu], [gelu] (approximate = none by default, none, tanh) and [sigmoid] parse to their op
+ * kinds and GELU form, build, and train on the ref backend. The form reaches the op: on inputs
+ * around 1.5, where the two forms differ by about 2e-4, scaled by 100, a gelu -> fc model gives
+ * losses 3e-5 apart relative (about 250 float32 ulps; equal losses would mean one form). */
+static const char *act_model =
+    "[net]\ninput=2,6,6\nclasses=4\n"
+    "[conv]\nfilters=3\n[silu]\n[sigmoid]\n[conv]\nfilters=3\n[gelu]\n[conv]\nfilters=3\n"
+    "[gelu]\napproximate = %s\n[gap]\n[fc]\noutput=4\n";
+static const char *form_model =
+    "[net]\ninput=1,6,6\nclasses=4\n[gelu]\napproximate = %s\n[scale]\nfactor=100\n"
+    "[fc]\noutput=4\n";
+
+START_TEST(test_activation_layers)
+{
+    static const char *forms[2] = {"none", "tanh"};
+    float loss[2];
+    for (int f = 0; f < 2; f++) {
+        char text[512], name[32];
+        snprintf(text, sizeof text, act_model, forms[f]);
+        snprintf(name, sizeof name, "act_%s.cfg", forms[f]);
+        const char *path = write_model(name, text);
+        dpt_model_spec_t spec;
+        dpt_model_options_t o = {.batch = 3, .fuse_bn_relu = 1};
+        ck_assert_msg(dpt__model_parse(path, &o, &spec) == DPT_OK, "%s", dpt_error_get());
+        ck_assert_int_eq(spec.n_layers, 10);   /* + the appended softmax_xent */
+        ck_assert_int_eq(spec.layers[1].kind, DPT_OP_SILU);
+        ck_assert_int_eq(spec.layers[2].kind, DPT_OP_SIGMOID);
+        ck_assert_int_eq(spec.layers[4].kind, DPT_OP_GELU);
+        ck_assert_int_eq(spec.layers[4].gelu_tanh, 0);   /* the default: exact erf form */
+        ck_assert_int_eq(spec.layers[6].kind, DPT_OP_GELU);
+        ck_assert_int_eq(spec.layers[6].gelu_tanh, f);
+        dpt__model_spec_free(&spec);
+
+        dpt_backend_t *be;
+        dpt_model_t *m = NULL;
+        ck_assert_msg(build(path, 3, 1, &be, &m) == DPT_OK, "%s", dpt_error_get());
+        char summary[2048];
+        dpt_model_summary(m, summary, sizeof summary);
+        ck_assert_msg(strstr(summary, "silu") && strstr(summary, "gelu") &&
+                      strstr(summary, "sigmoid"), "%s", summary);
+        dpt_model_init_params(m, 7);
+        float x[3 * 2 * 6 * 6];
+        int32_t y[3] = {0, 3, 1};
+        dpt_rng_t r;
+        dpt_rng_init(&r, 8, 0);
+        for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+            x[i] = 3.0f * dpt_rng_normal(&r);
+        ck_assert_int_eq(dpt_model_forward(m, x, y, 0, 1, &loss[f], NULL), DPT_OK);
+        ck_assert_int_eq(dpt_model_backward(m), DPT_OK);
+        ck_assert(isfinite(loss[f]));
+        teardown(be, m);
+
+        snprintf(text, sizeof text, form_model, forms[f]);
+        snprintf(name, sizeof name, "form_%s.cfg", forms[f]);
+        ck_assert_int_eq(build(write_model(name, text), 3, 1, &be, &m), DPT_OK);
+        dpt_model_init_params(m, 7);
+        for (size_t i = 0; i < 3 * 36; i++)
+            x[i] = 1.5f + 0.3f * dpt_rng_normal(&r);
+        ck_assert_int_eq(dpt_model_forward(m, x, y, 0, 1, &loss[f], NULL), DPT_OK);
+        teardown(be, m);
+    }
+    ck_assert_msg(fabsf(loss[0] - loss[1]) > 1e-5f * loss[0],   /* ~100 float32 ulps */
+                  "gelu approximate= did not reach the op (losses %.8g, %.8g)", loss[0], loss[1]);
 }
 END_TEST
 
@@ -244,6 +314,7 @@ static Suite *model_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_shipped_models);
     tcase_add_loop_test(tc, test_bad_model, 0, (int)(sizeof bad_models / sizeof bad_models[0]));
+    tcase_add_test(tc, test_activation_layers);
     tcase_add_test(tc, test_missing_model);
     tcase_add_test(tc, test_residual_gradients);
     tcase_add_test(tc, test_fusion_equivalent);

@@ -219,6 +219,68 @@ START_TEST(test_eltwise_grad)
 }
 END_TEST
 
+/* ---- smooth activations: silu, gelu (erf, tanh), sigmoid --------------------------------- */
+typedef struct act_ctx {
+    long n;
+    int act;              /* _i: 0 silu, 1 gelu erf, 2 gelu tanh, 3 sigmoid */
+    double *x, *y, *r;
+} act_ctx_t;
+
+static double act_loss(void *p)
+{
+    act_ctx_t *c = p;
+    if (c->act == 0)
+        dpt__ref_silu_fwd_f64(c->x, c->y, c->n);
+    else if (c->act <= 2)
+        dpt__ref_gelu_fwd_f64(c->x, c->y, c->n, c->act == 2);
+    else
+        dpt__ref_sigmoid_fwd_f64(c->x, c->y, c->n);
+    return dot(c->y, c->r, c->n);
+}
+
+/* Random inputs in +-3, then fixed ones: around 0 (where the curvature is largest) and large
+ * |x|, where the logistic saturates and erf's 1 + erf(x) would cancel. */
+START_TEST(test_act_grad)
+{
+    static const double fixed[] = {0.0, 1e-3, -1e-3, 0.5, -0.5, 2.5, -2.5, 6.0, -6.0, 8.0, -8.0};
+    const long nf = (long)(sizeof fixed / sizeof fixed[0]);
+    act_ctx_t c = {.n = 29 + nf, .act = _i};
+    dpt_rng_t r;
+    dpt_rng_init(&r, 19, (uint64_t)_i);
+    c.x = randv(&r, c.n, 3);
+    memcpy(c.x + c.n - nf, fixed, sizeof fixed);
+    c.y = zeros(c.n);
+    c.r = randv(&r, c.n, 1);
+    double *dx = zeros(c.n);
+    act_loss(&c);
+    if (c.act == 0)
+        dpt__ref_silu_bwd_f64(c.x, c.r, dx, c.n);
+    else if (c.act <= 2)
+        dpt__ref_gelu_bwd_f64(c.x, c.r, dx, c.n, c.act == 2);
+    else
+        dpt__ref_sigmoid_bwd_f64(c.y, c.r, dx, c.n);   /* from y, as the backends call it */
+    ck_assert_double_lt(fd_error(act_loss, &c, c.x, c.n, dx), TOL);
+    /* Forward spot values: the formulas themselves, not only their consistency with backward. */
+    double x1[3] = {1.0, -8.0, 0.0}, y1[3];
+    if (c.act == 0) {
+        dpt__ref_silu_fwd_f64(x1, y1, 3);
+        ck_assert_double_eq_tol(y1[0], 0.7310585786300049, 1e-15);
+        ck_assert_double_eq_tol(y1[1], -8.0 * 3.3535013046647816e-4, 1e-18);
+    } else if (c.act <= 2) {
+        dpt__ref_gelu_fwd_f64(x1, y1, 3, c.act == 2);
+        ck_assert_double_eq_tol(y1[0], c.act == 1 ? 0.8413447460685429 : 0.8411919906082768,
+                                1e-15);
+        ck_assert_double_eq_tol(y1[1], c.act == 1 ? -4.9767684594174555e-15 : 0.0, 1e-26);
+    } else {
+        dpt__ref_sigmoid_fwd_f64(x1, y1, 3);
+        ck_assert_double_eq_tol(y1[0], 0.7310585786300049, 1e-15);
+        ck_assert_double_eq_tol(y1[1], 3.3535013046647816e-4, 1e-19);
+    }
+    ck_assert_double_eq(y1[2], c.act == 3 ? 0.5 : 0.0);
+    dpt_free(c.x); dpt_free(c.y); dpt_free(c.r); dpt_free(dx);
+}
+END_TEST
+
 /* ---- max pool ------------------------------------------------------------------------------ */
 typedef struct pool_ctx {
     int N, C, H, W, K, S, P, OH, OW;
@@ -417,6 +479,7 @@ static Suite *ref_grad_suite(void)
                         (int)(sizeof conv_cases / sizeof conv_cases[0]));
     tcase_add_loop_test(tc, test_bn_grad, 0, 8);
     tcase_add_loop_test(tc, test_eltwise_grad, 0, 3);
+    tcase_add_loop_test(tc, test_act_grad, 0, 4);
     tcase_add_loop_test(tc, test_maxpool_grad, 0, 4);
     tcase_add_test(tc, test_gap_grad);
     tcase_add_loop_test(tc, test_fc_grad, 0, 3);

@@ -1,7 +1,8 @@
 /* cpu_dnnl.c: the `cpu` backend: oneDNN (2.x C API) for convolution, batch norm and pooling,
  * OpenBLAS sgemm for fully connected layers, OpenMP loops for the elementwise ops. This file
  * holds the backend's lifetime, the oneDNN helpers, the op table and its dispatch, and memory and
- * layout conversion; the ops are in cpu_conv.c and cpu_ops.c (shared types: cpu_internal.h).
+ * layout conversion; the ops are in cpu_conv.c, cpu_ops.c and cpu_act.c (shared types:
+ * cpu_internal.h).
  *
  * Layouts: with blocked_layout = 1 a convolution lets oneDNN pick its destination layout
  * (nChw16c on AVX-512) and every following BN / pooling / elementwise / add op is created on the
@@ -70,6 +71,15 @@ dpt_status_t dpt__cpu_mem(dpt_backend_t *be, const dnnl_memory_desc_t *md, dnnl_
 {
     DN(dnnl_memory_create(out, md, be->engine, DNNL_MEMORY_NONE), "memory_create");
     return DPT_OK;
+}
+
+dpt_status_t dpt__cpu_io_mems(dpt_backend_t *be, dpt_op_t *op)
+{
+    DPT_CHECK(dpt__cpu_mem(be, &op->src_md, &op->m_src));
+    DPT_CHECK(dpt__cpu_mem(be, &op->dst_md, &op->m_dst));
+    DPT_CHECK(dpt__cpu_mem(be, &op->src_md, &op->m_dsrc));
+    DPT_CHECK(dpt__cpu_mem(be, &op->dst_md, &op->m_ddst));
+    return dpt__cpu_set_layout(be, &op->dst_md, &op->info.out);
 }
 
 const dnnl_memory_desc_t *dpt__cpu_query(const_dnnl_primitive_desc_t pd, dnnl_query_t what)
@@ -282,6 +292,9 @@ static const dpt__op_impl_t cpu_ops[DPT_OP_COUNT_] = {
                         dpt__cpu_flatten_backward},
     [DPT_OP_SCALE] = {dpt__cpu_eltwise_create, dpt__cpu_scale_forward, dpt__cpu_scale_backward},
     [DPT_OP_XENT] = {dpt__cpu_xent_create, dpt__cpu_xent_forward, dpt__cpu_xent_backward},
+    [DPT_OP_SILU] = {dpt__cpu_act_create, dpt__cpu_act_forward, dpt__cpu_act_backward},
+    [DPT_OP_GELU] = {dpt__cpu_act_create, dpt__cpu_act_forward, dpt__cpu_act_backward},
+    [DPT_OP_SIGMOID] = {dpt__cpu_act_create, dpt__cpu_act_forward, dpt__cpu_act_backward},
 };
 
 static dpt_status_t cpu_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dpt_op_t **out,

@@ -1,6 +1,7 @@
 /* cpu_internal.h: what the files of the `cpu` backend share (not public API): the backend and op
  * structs, the oneDNN helpers of cpu_dnnl.c, and the per-kind rows of its op table, implemented
- * in cpu_conv.c (convolution) and cpu_ops.c (batch norm, pooling, fc, elementwise, xent). */
+ * in cpu_conv.c (convolution), cpu_ops.c (batch norm, pooling, fc, elementwise, xent) and
+ * cpu_act.c (silu, gelu, sigmoid). */
 #ifndef DPT_CPU_INTERNAL_H
 #define DPT_CPU_INTERNAL_H
 
@@ -99,6 +100,10 @@ dpt_status_t dpt__cpu_set_layout(dpt_backend_t *be, const dnnl_memory_desc_t *md
 /* A memory object of descriptor `md` without a buffer (dpt__cpu_run points it at one). */
 dpt_status_t dpt__cpu_mem(dpt_backend_t *be, const dnnl_memory_desc_t *md, dnnl_memory_t *out);
 
+/* The four data memories of a one-input op (m_src, m_dsrc on src_md; m_dst, m_ddst on dst_md),
+ * then dst_md registered as the output's layout (info.out). */
+dpt_status_t dpt__cpu_io_mems(dpt_backend_t *be, dpt_op_t *op);
+
 /* A descriptor of `pd` (borrowed from it), or NULL. */
 const dnnl_memory_desc_t *dpt__cpu_query(const_dnnl_primitive_desc_t pd, dnnl_query_t what);
 
@@ -167,6 +172,11 @@ dpt_status_t dpt__cpu_scale_forward(dpt_op_t *op, const dpt_op_args_t *a);
 dpt_status_t dpt__cpu_scale_backward(dpt_op_t *op, const dpt_op_args_t *a);
 dpt_status_t dpt__cpu_add_forward(dpt_op_t *op, const dpt_op_args_t *a);
 dpt_status_t dpt__cpu_add_backward(dpt_op_t *op, const dpt_op_args_t *a);
+
+/* silu, gelu, sigmoid (cpu_act.c): oneDNN eltwise on the input's layout */
+dpt_status_t dpt__cpu_act_create(dpt_backend_t *be, dpt_op_t *op);
+dpt_status_t dpt__cpu_act_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cpu_act_backward(dpt_op_t *op, const dpt_op_args_t *a);
 
 dpt_status_t dpt__cpu_xent_create(dpt_backend_t *be, dpt_op_t *op);
 dpt_status_t dpt__cpu_xent_forward(dpt_op_t *op, const dpt_op_args_t *a);

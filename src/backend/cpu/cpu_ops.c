@@ -150,11 +150,7 @@ dpt_status_t dpt__cpu_pool_create(dpt_backend_t *be, dpt_op_t *op)
         goto done;
     }
     DPT_CHECK_GOTO(dpt__cpu_make_prim(be, &bd, fpd, &op->bwd_data, &bpd), st, done);
-    DPT_CHECK_GOTO(dpt__cpu_mem(be, &op->src_md, &op->m_src), st, done);
-    DPT_CHECK_GOTO(dpt__cpu_mem(be, &op->dst_md, &op->m_dst), st, done);
-    DPT_CHECK_GOTO(dpt__cpu_mem(be, &op->src_md, &op->m_dsrc), st, done);
-    DPT_CHECK_GOTO(dpt__cpu_mem(be, &op->dst_md, &op->m_ddst), st, done);
-    st = dpt__cpu_set_layout(be, &op->dst_md, &op->info.out);
+    st = dpt__cpu_io_mems(be, op);
 done:
     dpt__cpu_pds_destroy(fpd, bpd, NULL);
     return st;

@@ -335,6 +335,9 @@ static const dpt__op_impl_t cuda_ops[DPT_OP_COUNT_] = {
     [DPT_OP_XENT] = {.create = dpt__cuda_xent_create,
                      .forward = dpt__cuda_xent_forward,
                      .backward = dpt__cuda_xent_backward},
+    [DPT_OP_SILU] = {.forward = dpt__cuda_act_forward, .backward = dpt__cuda_act_backward},
+    [DPT_OP_GELU] = {.forward = dpt__cuda_act_forward, .backward = dpt__cuda_act_backward},
+    [DPT_OP_SIGMOID] = {.forward = dpt__cuda_act_forward, .backward = dpt__cuda_act_backward},
 };
 
 /* ---- op creation ----------------------------------------------------------------------------- */

@@ -31,7 +31,10 @@ extern "C" {
 #define DPT__CUDA_LAYOUT_FP16 0x4f16
 
 /* Elementwise op kinds of dpt__cuda_eltwise_fwd_launch / _bwd_launch. */
-enum { DPT__CU_RELU = 0, DPT__CU_CELU, DPT__CU_SCALE, DPT__CU_ADD };
+enum {
+    DPT__CU_RELU = 0, DPT__CU_CELU, DPT__CU_SCALE, DPT__CU_ADD,
+    DPT__CU_SILU, DPT__CU_GELU_ERF, DPT__CU_GELU_TANH, DPT__CU_SIGMOID
+};
 
 /* dst[i] = (type dt) src[i] for i < n (any of the 3x3 type pairs; same type = copy). */
 cudaError_t dpt__cuda_cast_launch(void *dst, dpt_precision_t dt, const void *src,
@@ -80,12 +83,15 @@ cudaError_t dpt__cuda_bn_bwd_dx_launch(const void *x, const void *y, const void 
                                        cudaStream_t s);
 
 /* relu: y = max(x0, 0); celu: y = x0 > 0 ? x0 : alpha (exp(x0/alpha) - 1); scale: y = alpha x0;
- * add: y = x0 + x1. y may alias x0 or x1. */
+ * add: y = x0 + x1; silu: y = x0 s(x0) with s the logistic; gelu_erf: y = 0.5 x0 (1 + erf(x0 /
+ * sqrt 2)); gelu_tanh: y = 0.5 x0 (1 + tanh(sqrt(2/pi) (x0 + 0.044715 x0^3))); sigmoid:
+ * y = s(x0). y may alias x0 or x1. */
 cudaError_t dpt__cuda_eltwise_fwd_launch(int kind, const void *x0, const void *x1, void *y,
                                          dpt_precision_t t, size_t n, float alpha,
                                          cudaStream_t s);
 
-/* relu: dx = y > 0 ? dy : 0; celu: dx = x > 0 ? dy : dy exp(x/alpha); scale: dx = alpha dy. */
+/* relu: dx = y > 0 ? dy : 0; celu: dx = x > 0 ? dy : dy exp(x/alpha); scale: dx = alpha dy;
+ * silu, gelu_erf, gelu_tanh: dx = dy f'(x) (from x); sigmoid: dx = dy y (1 - y) (from y). */
 cudaError_t dpt__cuda_eltwise_bwd_launch(int kind, const void *x, const void *y, const void *dy,
                                          void *dx, dpt_precision_t t, size_t n, float alpha,
                                          cudaStream_t s);
@@ -239,6 +245,9 @@ dpt_status_t dpt__cuda_relu_forward(dpt_op_t *op, const dpt_op_args_t *a);
 dpt_status_t dpt__cuda_relu_backward(dpt_op_t *op, const dpt_op_args_t *a);
 dpt_status_t dpt__cuda_celu_forward(dpt_op_t *op, const dpt_op_args_t *a);
 dpt_status_t dpt__cuda_celu_backward(dpt_op_t *op, const dpt_op_args_t *a);
+/* silu, gelu (erf or tanh form), sigmoid: one pair for the three kinds */
+dpt_status_t dpt__cuda_act_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_act_backward(dpt_op_t *op, const dpt_op_args_t *a);
 dpt_status_t dpt__cuda_scale_forward(dpt_op_t *op, const dpt_op_args_t *a);
 dpt_status_t dpt__cuda_scale_backward(dpt_op_t *op, const dpt_op_args_t *a);
 dpt_status_t dpt__cuda_add_forward(dpt_op_t *op, const dpt_op_args_t *a);

@@ -1,9 +1,9 @@
 /* cuda_kernels_eltwise.cu: the cuda backend's elementwise and pooling kernels (what cuDNN/cuBLAS
- * do not do for it): storage-type casts, bias add, ReLU/CELU/scale/add forward and backward, max
- * pooling and global average pooling, each with an extern "C" launcher declared in
- * cuda_internal.h. Sits between the C side of the backend (cuda_backend.c and its op files, which
- * own the buffers and the stream) and the device. The per-channel reductions (bias gradient,
- * batch norm) and the loss are in cuda_kernels_reduce.cu.
+ * do not do for it): storage-type casts, bias add, ReLU/CELU/scale/add and SiLU/GELU/sigmoid
+ * forward and backward, max pooling and global average pooling, each with an extern "C" launcher
+ * declared in cuda_internal.h. Sits between the C side of the backend (cuda_backend.c and its op
+ * files, which own the buffers and the stream) and the device. The per-channel reductions (bias
+ * gradient, batch norm) and the loss are in cuda_kernels_reduce.cu.
  *
  * Kernels are deliberately simple (grid-stride elementwise loops): correctness against the ref
  * backend first. Nothing here allocates; no atomics, so every result is deterministic.
@@ -18,6 +18,25 @@
 #include "backend/cuda/cuda_kernels.cuh"
 
 namespace {
+
+/* ---- smooth activations ---------------------------------------------------------------------- *
+ * float32 whatever the storage type. The logistic takes expf of -|v| only, so it never
+ * overflows; the erf-form GELU uses erfcf, which (unlike 1 + erff) does not cancel for v << 0. */
+__device__ __forceinline__ float logistic(float v)
+{
+    float e = expf(-fabsf(v));
+    return v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+}
+
+constexpr float kSqrt1_2 = 0.70710678118654752f;    /* 1 / sqrt(2) */
+constexpr float kRsqrt2Pi = 0.39894228040143268f;   /* 1 / sqrt(2 pi) */
+constexpr float kSqrt2_Pi = 0.79788456080286536f;   /* sqrt(2 / pi) */
+constexpr float kGeluC = 0.044715f;                 /* the tanh form's cubic coefficient */
+
+__device__ __forceinline__ float gelu_tanh_t(float v)
+{
+    return tanhf(kSqrt2_Pi * (v + kGeluC * v * v * v));
+}
 
 /* ---- kernels --------------------------------------------------------------------------------- */
 template <typename TO, typename TI>
@@ -48,6 +67,10 @@ __global__ void eltwise_fwd_kernel(int kind, const T *x0, const T *x1, T *y, siz
         case DPT__CU_RELU: r = v > 0.0f ? v : 0.0f; break;
         case DPT__CU_CELU: r = v > 0.0f ? v : alpha * expm1f(v / alpha); break;
         case DPT__CU_SCALE: r = alpha * v; break;
+        case DPT__CU_SILU: r = v * logistic(v); break;
+        case DPT__CU_GELU_ERF: r = 0.5f * v * erfcf(-v * kSqrt1_2); break;
+        case DPT__CU_GELU_TANH: r = 0.5f * v * (1.0f + gelu_tanh_t(v)); break;
+        case DPT__CU_SIGMOID: r = logistic(v); break;
         default: r = v + to_f(x1[i]); break;
         }
         y[i] = from_f<T>(r);
@@ -66,6 +89,27 @@ __global__ void eltwise_bwd_kernel(int kind, const T *x, const T *y, const T *dy
         case DPT__CU_CELU: {
             float v = to_f(x[i]);
             r = v > 0.0f ? g : g * expf(v / alpha);
+            break;
+        }
+        case DPT__CU_SILU: {   /* s + x s (1 - s) */
+            float v = to_f(x[i]), sg = logistic(v);
+            r = g * (sg + v * sg * (1.0f - sg));
+            break;
+        }
+        case DPT__CU_GELU_ERF: {   /* Phi(x) + x phi(x) */
+            float v = to_f(x[i]);
+            r = g * (0.5f * erfcf(-v * kSqrt1_2) + v * kRsqrt2Pi * expf(-0.5f * v * v));
+            break;
+        }
+        case DPT__CU_GELU_TANH: {
+            float v = to_f(x[i]), t = gelu_tanh_t(v);
+            r = g * (0.5f * (1.0f + t) +
+                     0.5f * v * (1.0f - t * t) * kSqrt2_Pi * (1.0f + 3.0f * kGeluC * v * v));
+            break;
+        }
+        case DPT__CU_SIGMOID: {   /* from y: s (1 - s) */
+            float sg = to_f(y[i]);
+            r = g * sg * (1.0f - sg);
             break;
         }
         default: r = alpha * g; break;

@@ -1,9 +1,9 @@
 /* cuda_ops.c: the cuda backend's ops other than convolution: fully connected layers on cuBLAS
  * (the float32 weights cast to a per-op 16-bit copy at every forward in the 16-bit modes, the
- * weight gradient straight in float32), and batch norm, ReLU/CELU/scale/add, max and global
- * average pooling, flatten and the softmax cross-entropy loss on our kernels (the launchers of
- * cuda_internal.h). One create/forward/backward per op kind, called from the op table of
- * cuda_backend.c.
+ * weight gradient straight in float32), and batch norm, ReLU/CELU/SiLU/GELU/sigmoid/scale/add,
+ * max and global average pooling, flatten and the softmax cross-entropy loss on our kernels (the
+ * launchers of cuda_internal.h). One create/forward/backward per op kind (one pair for the three
+ * smooth activations), called from the op table of cuda_backend.c.
  */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -198,6 +198,41 @@ dpt_status_t dpt__cuda_celu_backward(dpt_op_t *op, const dpt_op_args_t *a)
         return DPT_OK;
     return CU(dpt__cuda_eltwise_bwd_launch(DPT__CU_CELU, x, NULL, dy, dx, op->dt, cnt, d->alpha,
                                            s));
+}
+
+/* The eltwise kernel kind of a silu / gelu / sigmoid op (the GELU form is a kernel kind of its
+ * own, so the kernels need no extra argument). */
+static int act_kind(const dpt_op_desc_t *d)
+{
+    if (d->kind == DPT_OP_SILU)
+        return DPT__CU_SILU;
+    if (d->kind == DPT_OP_GELU)
+        return d->gelu_tanh ? DPT__CU_GELU_TANH : DPT__CU_GELU_ERF;
+    return DPT__CU_SIGMOID;
+}
+
+dpt_status_t dpt__cuda_act_forward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    cudaStream_t s = op->be->stream;
+    const void *x = dpt__cuda_fwd_x(op, a, 0);
+    size_t cnt = dpt_tensor_count(&op->d.in[0]);
+    return CU(dpt__cuda_eltwise_fwd_launch(act_kind(&op->d), x, NULL, a->y->data, op->dt, cnt, 0,
+                                           s));
+}
+
+/* Sigmoid's gradient comes from y (exact and cheaper); SiLU's and GELU's from x. */
+dpt_status_t dpt__cuda_act_backward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    cudaStream_t s = op->be->stream;
+    const void *dy = dpt__cuda_bwd_dy(a);
+    void *dx = dpt__cuda_bwd_dx(op, a, 0);
+    size_t cnt = dpt_tensor_count(&op->d.in[0]);
+    if (!dx)
+        return DPT_OK;
+    int k = act_kind(&op->d);
+    const void *x = k == DPT__CU_SIGMOID ? NULL : dpt__cuda_bwd_x(op, a, 0);
+    const void *y = k == DPT__CU_SIGMOID ? a->y->data : NULL;
+    return CU(dpt__cuda_eltwise_bwd_launch(k, x, y, dy, dx, op->dt, cnt, 0, s));
 }
 
 dpt_status_t dpt__cuda_scale_forward(dpt_op_t *op, const dpt_op_args_t *a)

@@ -74,6 +74,9 @@ static dpt_status_t ref_op_shape(const dpt_op_desc_t *d, dpt_op_info_t *info)
     case DPT_OP_RELU:
     case DPT_OP_CELU:
     case DPT_OP_SCALE:
+    case DPT_OP_SILU:
+    case DPT_OP_GELU:
+    case DPT_OP_SIGMOID:
         info->out = dpt_tensor_shape(n, c, h, w);
         info->flops_fwd = (double)n * c * hw;
         break;
@@ -231,6 +234,37 @@ static dpt_status_t celu_backward(dpt_op_t *op, const dpt_op_args_t *a)
     if (a->dx[0])
         dpt__ref_celu_bwd_f32(a->x[0]->data, a->dy ? a->dy->data : NULL, a->dx[0]->data,
                               (long)dpt_tensor_count(a->x[0]), op->d.alpha);
+    return DPT_OK;
+}
+
+/* SiLU, GELU (erf or tanh form), sigmoid; sigmoid's backward reads y, the others x. */
+static dpt_status_t act_forward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    const float *x = a->x[0]->data;
+    float *y = a->y->data;
+    long cnt = (long)dpt_tensor_count(a->x[0]);
+    if (op->d.kind == DPT_OP_SILU)
+        dpt__ref_silu_fwd_f32(x, y, cnt);
+    else if (op->d.kind == DPT_OP_GELU)
+        dpt__ref_gelu_fwd_f32(x, y, cnt, op->d.gelu_tanh);
+    else
+        dpt__ref_sigmoid_fwd_f32(x, y, cnt);
+    return DPT_OK;
+}
+
+static dpt_status_t act_backward(dpt_op_t *op, const dpt_op_args_t *a)
+{
+    if (!a->dx[0])
+        return DPT_OK;
+    const float *x = a->x[0]->data, *dy = a->dy ? a->dy->data : NULL;
+    float *dx = a->dx[0]->data;
+    long cnt = (long)dpt_tensor_count(a->x[0]);
+    if (op->d.kind == DPT_OP_SILU)
+        dpt__ref_silu_bwd_f32(x, dy, dx, cnt);
+    else if (op->d.kind == DPT_OP_GELU)
+        dpt__ref_gelu_bwd_f32(x, dy, dx, cnt, op->d.gelu_tanh);
+    else
+        dpt__ref_sigmoid_bwd_f32(a->y->data, dy, dx, cnt);
     return DPT_OK;
 }
 
@@ -398,6 +432,9 @@ static const dpt__op_impl_t ref_ops[DPT_OP_COUNT_] = {
     [DPT_OP_FLATTEN] = {NULL, flatten_forward, flatten_backward},
     [DPT_OP_SCALE] = {NULL, scale_forward, scale_backward},
     [DPT_OP_XENT] = {xent_create, xent_forward, xent_backward},
+    [DPT_OP_SILU] = {NULL, act_forward, act_backward},
+    [DPT_OP_GELU] = {NULL, act_forward, act_backward},
+    [DPT_OP_SIGMOID] = {NULL, act_forward, act_backward},
 };
 
 static void ref_op_destroy(dpt_op_t *op)

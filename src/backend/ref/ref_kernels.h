@@ -24,6 +24,13 @@
     void dpt__ref_relu_bwd_##S(const T *y, const T *dy, T *dx, long n);                           \
     void dpt__ref_celu_fwd_##S(const T *x, T *y, long n, T alpha);                                \
     void dpt__ref_celu_bwd_##S(const T *x, const T *dy, T *dx, long n, T alpha);                  \
+    void dpt__ref_silu_fwd_##S(const T *x, T *y, long n);                                         \
+    void dpt__ref_silu_bwd_##S(const T *x, const T *dy, T *dx, long n);                           \
+    void dpt__ref_gelu_fwd_##S(const T *x, T *y, long n, int tanh_form);                          \
+    void dpt__ref_gelu_bwd_##S(const T *x, const T *dy, T *dx, long n, int tanh_form);            \
+    void dpt__ref_sigmoid_fwd_##S(const T *x, T *y, long n);                                      \
+    /* from the output y of forward */                                                            \
+    void dpt__ref_sigmoid_bwd_##S(const T *y, const T *dy, T *dx, long n);                        \
     void dpt__ref_maxpool_fwd_##S(const T *x, T *y, int32_t *argmax, int N, int C, int H, int W,  \
                                   int K, int stride, int pad, int OH, int OW);                    \
     void dpt__ref_maxpool_bwd_##S(const int32_t *argmax, const T *dy, T *dx, int N, int C, int H, \

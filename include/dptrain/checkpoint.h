@@ -44,6 +44,15 @@ typedef struct dpt_ckpt_state {
      * fields keep the caller's values. */
     float *codec;
     uint64_t codec_n;
+    /* Optimizer state (version 4): optim_k floats per parameter in `mom` (1: SGD's momentum;
+     * 2: AdamW's m then v; 0 is read as 1) and AdamW's count of applied updates. Write: taken
+     * from here (optim_k must agree with the run flags: --optimizer=adamw is 2). Read: the
+     * caller sets optim_k (mom has room for optim_k x np floats; -1: accept the file's, mom
+     * having room for 2 x np); optim_k and optim_t are set from the file, and a file with
+     * another optim_k (another --optimizer) is read without its optimizer state, mom untouched:
+     * the caller refuses it (a valid file, not one to skip). */
+    int optim_k;
+    uint64_t optim_t;
 } dpt_ckpt_state_t;
 
 /* One checkpoint file, written atomically (PATH.tmp, fsync, rename, directory fsync).

@@ -150,17 +150,27 @@
     X(int, deterministic, 0, "deterministic", T_BOOL, 0, 0, CMD_TRAIN | CMD_BENCH_AR, NULL, \
       "rank-ordered reductions: the same bits for every all-reduce algorithm")
 
-/* The optimizer's (dpt_sgd_config_t, optim.h). */
+/* The optimizer's (dpt_sgd_config_t, optim.h): the choice (its values in the order of
+ * dpt_optim_kind_t), SGD's and LARS's, the shared weight decay, AdamW's. */
 #define DPT_SGD_FLAGS(X) \
-    X(int, lars, 0, "optimizer", T_ENUM, 0, 0, CMD_TRAIN, "sgd|lars", \
-      "sgd or lars (SGD with LARS layer-wise trust ratios g' = eta*|p|/(|g| + wd*|p|) * " \
-      "(g + wd*p) per decayed segment; BN and biases excluded)") \
+    X(int, optimizer, 0, "optimizer", T_ENUM, 0, 0, CMD_TRAIN, "sgd|lars|adamw", \
+      "sgd, lars (SGD with LARS layer-wise trust ratios g' = eta*|p|/(|g| + wd*|p|) * " \
+      "(g + wd*p) per decayed segment; BN and biases excluded) or adamw (PyTorch's AdamW: " \
+      "--adam-beta1/2, --adam-eps, decoupled --weight-decay; --momentum, --nesterov and " \
+      "--lars-eta are refused with it)") \
     X(float, lars_eta, 0.001f, "lars-eta", T_FLOAT, 1e-6, 1, CMD_TRAIN, "ETA", \
       "LARS trust coefficient") \
     X(float, momentum, 0.9f, "momentum", T_FLOAT, 0, 0.9999, CMD_TRAIN, "M", "SGD momentum") \
-    X(int, nesterov, 1, "nesterov", T_BOOL, 0, 0, CMD_TRAIN, NULL, "Nesterov momentum") \
+    X(int, nesterov, 1, "nesterov", T_BOOL, 0, 0, CMD_TRAIN, NULL, "SGD: Nesterov momentum") \
     X(float, weight_decay, 5e-4f, "weight-decay", T_FLOAT, 0, 1, CMD_TRAIN, "WD", \
-      "L2 weight decay on conv/fc weights, never on BN or bias")
+      "weight decay on conv/fc weights, never on BN or bias: L2 in the gradient (sgd, lars), " \
+      "p *= 1 - lr*WD before the step (adamw)") \
+    X(float, adam_beta1, 0.9f, "adam-beta1", T_FLOAT, 0, 0.9999, CMD_TRAIN, "B1", \
+      "adamw: decay of the first moment m") \
+    X(float, adam_beta2, 0.999f, "adam-beta2", T_FLOAT, 0, 0.999999, CMD_TRAIN, "B2", \
+      "adamw: decay of the second moment v") \
+    X(float, adam_eps, 1e-8f, "adam-eps", T_FLOAT, 1e-30, 1, CMD_TRAIN, "EPS", \
+      "adamw: added to sqrt(vhat) in the denominator")
 
 /* A struct field of a row. */
 #define DPT_FLAG_FIELD(ctype, field, def, name, type, lo, hi, cmds, arg, help) ctype field;

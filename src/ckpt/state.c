@@ -6,9 +6,12 @@
  * and of the raw bytes, CRC of the header itself), then (version 2) the run's flags as text
  * ("--name=value" lines, flags_nbytes bytes, their own CRC), then one zstd frame holding params,
  * every rank's BN buffers (rank 0's first: with local BN statistics they differ until averaged)
- * and momentum (float32), then (version 3) every rank's gradient-codec state, whose per-rank
+ * and the optimizer state (float32: momentum, or (version 4) AdamW's m and v, then AdamW's
+ * update count as 8 bytes), then (version 3) every rank's gradient-codec state, whose per-rank
  * count takes the header field that versions 1 and 2 used for the momentum count (always the
- * parameter count). Versions 1 and 2 are still read. Written to PATH.tmp, fsync'd, renamed,
+ * parameter count). The optimizer state's size follows from the file's own run flags
+ * (--optimizer=adamw: 2 floats per parameter, else 1): the 128-byte header has no room left.
+ * Versions 1 to 3 (momentum only, no count) are still read. Written to PATH.tmp, fsync'd, renamed,
  * directory fsync'd (dpt__write_atomic): a crash at any point leaves either the old file set or the new one, and a
  * torn .tmp is never a ckpt-*.dpt. */
 #include <dirent.h>
@@ -29,7 +32,7 @@
 
 #define HDR_BYTES 128
 static const char MAGIC[8] = {'D', 'P', 'T', 'C', 'K', 'P', 'T', '1'};
-enum { VERSION = 3, MAX_RANKS = 1 << 16 };
+enum { VERSION = 4, MAX_RANKS = 1 << 16, T_FLOATS = 2 /* the uint64 count */ };
 
 typedef struct header {
     char magic[8];
@@ -47,13 +50,28 @@ typedef struct header {
 } header_t;
 _Static_assert(sizeof(header_t) == HDR_BYTES, "checkpoint header must be 128 bytes");
 
+/* Optimizer floats per parameter of a file with these run flags ("--name=value" lines). */
+static int flags_optim_k(const char *flags)
+{
+    static const char key[] = "--optimizer=adamw\n";
+    for (const char *p = flags; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (!strncmp(p, key, sizeof key - 1))
+            return 2;
+    return 1;
+}
+
+
 dpt_status_t dpt_ckpt_write(const char *path, const dpt_ckpt_state_t *s, const float *params,
                             size_t np, const float *buffers, size_t nb, const float *mom)
 {
     const size_t nball = nb * (size_t)(s->ranks > 0 ? s->ranks : 1);
     const size_t ncall =
         s->codec ? (size_t)s->codec_n * (size_t)(s->ranks > 0 ? s->ranks : 1) : 0;
-    size_t raw_n = (2 * np + nball + ncall) * sizeof(float);
+    const size_t k = s->optim_k == 2 ? 2 : 1, nopt = k * np + T_FLOATS;
+    if ((int)k != flags_optim_k(s->flags))   /* a reader could not size the state */
+        return dpt_error_set(DPT_ERR_INTERNAL, "%s: optimizer state of %zu floats per parameter "
+                             "but run flags for %d", path, k, flags_optim_k(s->flags));
+    size_t raw_n = (np + nball + nopt + ncall) * sizeof(float);
     float *raw = dpt_malloc(raw_n ? raw_n : 1);
     size_t cap = ZSTD_compressBound(raw_n);
     void *z = dpt_malloc(cap);
@@ -64,9 +82,10 @@ dpt_status_t dpt_ckpt_write(const char *path, const dpt_ckpt_state_t *s, const f
     }
     memcpy(raw, params, np * sizeof(float));
     memcpy(raw + np, buffers, nball * sizeof(float));
-    memcpy(raw + np + nball, mom, np * sizeof(float));
+    memcpy(raw + np + nball, mom, k * np * sizeof(float));
+    memcpy(raw + np + nball + k * np, &s->optim_t, sizeof s->optim_t);
     if (ncall)
-        memcpy(raw + 2 * np + nball, s->codec, ncall * sizeof(float));
+        memcpy(raw + np + nball + nopt, s->codec, ncall * sizeof(float));
     size_t zn = ZSTD_compress(z, cap, raw, raw_n, 1);
     if (ZSTD_isError(zn)) {
         st = dpt_error_set(DPT_ERR_INTERNAL, "%s: zstd: %s", path, ZSTD_getErrorName(zn));
@@ -157,8 +176,13 @@ dpt_status_t dpt_ckpt_read(const char *path, int ranks, dpt_ckpt_state_t *s, flo
         st = dpt_error_set(DPT_ERR_FORMAT, "%s: bad header (codec state)", path);
         goto done;
     }
+    /* Another optimizer's state is not read (mom may be too small) but the file is valid: the
+     * caller refuses it by its flags, rather than skipping it as corrupt and starting over. */
+    const int fk = h.version >= 4 ? flags_optim_k(flags) : 1;
+    const int take_mom = s->optim_k < 0 || fk == (s->optim_k ? s->optim_k : 1);
     const size_t nball = nb * (size_t)h.ranks, ncall = (size_t)n_codec * h.ranks;
-    size_t raw_n = (2 * np + nball + ncall) * sizeof(float);
+    const size_t nopt = (size_t)fk * np + (h.version >= 4 ? T_FLOATS : 0);
+    size_t raw_n = (np + nball + nopt + ncall) * sizeof(float);
     raw = dpt_malloc(raw_n ? raw_n : 1);
     if (!raw) {
         st = dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory", path);
@@ -181,9 +205,13 @@ dpt_status_t dpt_ckpt_read(const char *path, int ranks, dpt_ckpt_state_t *s, flo
         }
     }
     memcpy(params, raw, np * sizeof(float));
-    memcpy(mom, raw + np + nball, np * sizeof(float));
+    if (take_mom)
+        memcpy(mom, raw + np + nball, (size_t)fk * np * sizeof(float));
+    uint64_t optim_t = 0;
+    if (h.version >= 4)
+        memcpy(&optim_t, raw + np + nball + (size_t)fk * np, sizeof optim_t);
     if (s->codec && s->codec_n) {
-        const float *cs = raw + 2 * np + nball;
+        const float *cs = raw + np + nball + nopt;
         const size_t cn = (size_t)s->codec_n;
         if (!n_codec)   /* a file without codec state: nothing was held back */
             memset(s->codec, 0, cn * (size_t)ranks * sizeof(float));
@@ -202,7 +230,8 @@ dpt_status_t dpt_ckpt_read(const char *path, int ranks, dpt_ckpt_state_t *s, flo
     uint64_t codec_n = s->codec_n;
     *s = (dpt_ckpt_state_t){.step = h.step, .epoch = h.epoch, .epoch_step = h.epoch_step,
                             .ranks = (int)h.ranks, .seed = h.seed, .config_hash = h.config_hash,
-                            .codec = codec, .codec_n = codec_n};
+                            .codec = codec, .codec_n = codec_n, .optim_k = fk,
+                            .optim_t = optim_t};
     memcpy(s->counters, h.counters, sizeof s->counters);
     memcpy(s->flags, flags, h.flags_nbytes + 1);
 done:
@@ -347,8 +376,10 @@ dpt_status_t dpt_ckpt_move_aside(const char *dir, char *aside, size_t cap)
 dpt_status_t dpt_ckpt_load_weights(const char *path, float *params, size_t np, float *buffers,
                                    size_t nb)
 {
-    float *mom = dpt_malloc((np ? np : 1) * sizeof(float));
+    float *mom = dpt_malloc((np ? 2 * np : 1) * sizeof(float));   /* AdamW's m and v at most */
     dpt_ckpt_state_t *cs = dpt_calloc(sizeof *cs);   /* 8 KiB of flags: not on the stack */
+    if (cs)
+        cs->optim_k = -1;   /* any optimizer */
     dpt_status_t st = mom && cs ? dpt_ckpt_read(path, 1, cs, params, np, buffers, nb, mom)
                                 : dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory", path);
     dpt_free(mom);

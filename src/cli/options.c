@@ -142,9 +142,14 @@ static int out_of_range(int cmd, const option_def_t *d, const char *val)
 }
 
 /* Set one option from its text value. Returns 0 or prints an error and returns 2. */
+/* The flags given (command line or --config file): the checks of combinations that one flag
+ * makes meaningless need to tell a given value from a default. */
+static unsigned char given[N_OPTIONS];
+
 static int set_option(opts_t *o, int cmd, const option_def_t *d, const char *val, int negated)
 {
     void *p = (char *)o + d->off;
+    given[d - options] = 1;
     char *end;
     errno = 0;
     if (!(d->cmds & cmd)) {
@@ -459,6 +464,21 @@ static void set_defaults(opts_t *o)
     dpt_prepare_config_default(&o->prep);
 }
 
+/* Flags that another flag makes meaningless are refused rather than silently ignored. */
+static int check_combinations(const opts_t *o, int cmd)
+{
+    if (cmd != CMD_TRAIN || o->cfg.sgd.optimizer != DPT_OPTIM_ADAMW)
+        return 0;
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (given[i] && (options[i].off == C(sgd.momentum) || options[i].off == C(sgd.nesterov)
+                         || options[i].off == C(sgd.lars_eta))) {
+            dpt_cli_usage_error(cmd, "--%s: not used by --optimizer adamw (its moments decay "
+                                "with --adam-beta1 and --adam-beta2)%s", options[i].name, "");
+            return 2;
+        }
+    return 0;
+}
+
 int dpt_cli_parse(opts_t *o, int cmd, int argc, char **argv)
 {
     set_defaults(o);
@@ -479,7 +499,8 @@ int dpt_cli_parse(opts_t *o, int cmd, int argc, char **argv)
                 return rc;
         }
     }
-    return parse_args(o, cmd, argc, argv);
+    int rc = parse_args(o, cmd, argc, argv);
+    return rc ? rc : check_combinations(o, cmd);
 }
 
 /* The k-th name of a '|'-separated list, into buf. */

@@ -33,7 +33,7 @@ void dpt_sgd_step(const dpt_sgd_config_t *cfg, float lr, float *params, const fl
         float *restrict v = mom + segs[s].offset;
         const size_t n = segs[s].count;
         /* BN parameters and biases (decay = 0) are excluded from LARS, as in the paper. */
-        const float t = cfg->lars && segs[s].decay ? lars_trust(cfg, p, g, n, wd) : 1.0f;
+        const float t = cfg->optimizer == DPT_OPTIM_LARS && segs[s].decay ? lars_trust(cfg, p, g, n, wd) : 1.0f;
         if (cfg->nesterov) {
             for (size_t i = 0; i < n; i++) {
                 float gi = t * (g[i] + wd * p[i]);

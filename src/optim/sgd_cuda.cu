@@ -38,9 +38,9 @@ extern "C" dpt_status_t dpt_sgd_step_device(const dpt_sgd_config_t *cfg, float l
                                             float *mom, const dpt_param_segment_t *segs,
                                             int n_segs, void *stream)
 {
-    if (cfg->lars)
+    if (cfg->optimizer != DPT_OPTIM_SGD)
         return dpt_error_set(DPT_ERR_UNSUPPORTED, "--optimizer lars: not available on the cuda "
-                             "device yet (use sgd)");
+                             "device yet (use sgd or adamw)");
     cudaStream_t st = (cudaStream_t)stream;
     const unsigned block = 256;
     for (int s = 0; s < n_segs; s++) {

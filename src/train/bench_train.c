@@ -46,7 +46,7 @@ dpt_status_t dpt_bench_train(const dpt_train_config_t *cfg, int warmup, int step
         st = dpt_error_set(DPT_ERR_NOMEM, "bench: out of memory");
         goto done;
     }
-    DPT_CHECK_GOTO(dpt__session_alloc_mom(&s), st, done);
+    DPT_CHECK_GOTO(dpt__session_alloc_mom(&s, &cfg->sgd), st, done);
     dpt_rng_t r;
     dpt_rng_init(&r, cfg->seed, 99);
     for (size_t i = 0; i < n_in; i++)

@@ -66,7 +66,7 @@ dpt_status_t dpt__state_to_device(session_t *s)
     size_t np;
     dpt_model_params(s->model, &np);
     DPT_CHECK(dpt_model_params_to_device(s->model));
-    DPT_CHECK(dpt_backend_memcpy(s->ops, s->be, s->mom, s->h_mom, np * sizeof(float),
+    DPT_CHECK(dpt_backend_memcpy(s->ops, s->be, s->mom, s->h_mom, s->n_state * sizeof(float),
                                  DPT_COPY_H2D));
     return dpt_backend_sync(s->ops, s->be);
 }
@@ -78,9 +78,7 @@ dpt_status_t dpt__state_to_host(session_t *s, int with_mom)
     DPT_CHECK(dpt_model_params_to_host(s->model));
     if (!with_mom)
         return DPT_OK;
-    size_t np;
-    dpt_model_params(s->model, &np);
-    DPT_CHECK(dpt_backend_memcpy(s->ops, s->be, s->h_mom, s->mom, np * sizeof(float),
+    DPT_CHECK(dpt_backend_memcpy(s->ops, s->be, s->h_mom, s->mom, s->n_state * sizeof(float),
                                  DPT_COPY_D2H));
     return dpt_backend_sync(s->ops, s->be);
 }
@@ -178,12 +176,22 @@ dpt_status_t dpt__optimizer_step(session_t *s, const dpt_sgd_config_t *sgd, floa
     float *params = dpt_model_params(s->model, &np);
     int n_segs;
     const dpt_param_segment_t *segs = dpt_model_segments(s->model, &n_segs);
+    (void)inv_scale;   /* host backends compute in fp32: no loss scale to undo */
+    if (sgd->optimizer == DPT_OPTIM_ADAMW) {
+        const uint64_t t = ++s->adam_t;   /* only applied steps reach here */
+#if DPT_HAVE_CUDA
+        if (s->dev)
+            return dpt_adamw_step_device(sgd, lr, inv_scale, t, params, s->grads, s->mom,
+                                         s->mom + np, segs, n_segs, s->stream);
+#endif
+        dpt_adamw_step(sgd, lr, t, params, s->grads, s->mom, s->mom + np, segs, n_segs);
+        return DPT_OK;
+    }
 #if DPT_HAVE_CUDA
     if (s->dev)
         return dpt_sgd_step_device(sgd, lr, inv_scale, params, s->grads, s->mom, segs, n_segs,
                                    s->stream);
 #endif
-    (void)inv_scale;   /* host backends compute in fp32: no loss scale to undo */
     dpt_sgd_step(sgd, lr, params, s->grads, s->mom, segs, n_segs);
     return DPT_OK;
 }

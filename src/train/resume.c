@@ -27,6 +27,8 @@ dpt_status_t dpt__resume(session_t *s, const dpt_train_config_t *cfg, uint32_t c
     *found = 0;
     cs->codec = s->codec_n ? s->codec_all : NULL;   /* the codecs' residuals, every rank's */
     cs->codec_n = s->codec_n;
+    const int k = dpt_optim_state_per_param(&cfg->sgd);
+    cs->optim_k = k;
     if (s->dist.rank == 0) {
         if (!strcmp(cfg->resume, "auto")) {
             if (!cfg->checkpoint_dir)
@@ -46,6 +48,11 @@ dpt_status_t dpt__resume(session_t *s, const dpt_train_config_t *cfg, uint32_t c
                                (unsigned long long)cfg->seed);
         if (st == DPT_OK && *found && cs->flags[0])   /* version-1 files: the hash, below */
             st = dpt__compare_run_flags(path, cs->flags, s->run_text, cfg->resume_ignore);
+        if (st == DPT_OK && *found && cs->optim_k != k)   /* even with --resume-ignore */
+            st = dpt_error_set(DPT_ERR_INVALID_ARG, "--resume: %s holds the state of another "
+                               "--optimizer (%s), this run uses %s: the optimizer cannot change "
+                               "on a resume", path, cs->optim_k == 2 ? "adamw" : "sgd or lars",
+                               k == 2 ? "adamw" : "sgd or lars");
     }
     DPT_CHECK(dpt__dist_agree(&s->dist, st, collective));
     if (s->coll) {
@@ -60,10 +67,12 @@ dpt_status_t dpt__resume(session_t *s, const dpt_train_config_t *cfg, uint32_t c
         DPT_CHECK(dpt_coll_broadcast(s->coll, params, np * sizeof(float), 0));
         DPT_CHECK(dpt_coll_broadcast(s->coll, s->buf_all,
                                      (size_t)s->dist.size * nb * sizeof(float), 0));
-        DPT_CHECK(dpt_coll_broadcast(s->coll, s->h_mom, np * sizeof(float), 0));
+        DPT_CHECK(dpt_coll_broadcast(s->coll, s->h_mom, s->n_state * sizeof(float), 0));
     }
-    if (*found)
+    if (*found) {
         memcpy(buffers, s->buf_all + (size_t)s->dist.rank * nb, nb * sizeof(float));
+        s->adam_t = cs->optim_t;
+    }
     if (*found && s->codec_n)
         dpt_bucketer_state(s->bk, s->codec_all + (size_t)s->dist.rank * s->codec_n, 1);
     if (*found && s->dist.rank == 0) {
@@ -122,7 +131,9 @@ dpt_status_t dpt__checkpoint(session_t *s, const dpt_train_config_t *cfg, uint32
             *cs = (dpt_ckpt_state_t){.step = (uint64_t)step, .epoch = epoch,
                                      .epoch_step = epoch_step, .ranks = s->dist.size,
                                      .seed = cfg->seed, .config_hash = config_hash,
-                                     .codec = s->codec_all, .codec_n = s->codec_n};
+                                     .codec = s->codec_all, .codec_n = s->codec_n,
+                                     .optim_k = dpt_optim_state_per_param(&cfg->sgd),
+                                     .optim_t = s->adam_t};
             snprintf(cs->flags, sizeof cs->flags, "%s", s->run_text);
             memcpy(cs->counters, g, sizeof g);
             st = dpt_ckpt_save(cfg->checkpoint_dir, cfg->keep_checkpoints, cs, params, np,

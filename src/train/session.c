@@ -64,7 +64,7 @@ dpt_status_t dpt__session_model(session_t *s, const dpt_train_config_t *cfg)
         if (cfg->accum > 1)
             return dpt_error_set(DPT_ERR_UNSUPPORTED, "--accum %d: not supported with --device "
                                  "%s yet", cfg->accum, s->ops->name);
-        if (cfg->sgd.lars)
+        if (cfg->sgd.optimizer == DPT_OPTIM_LARS)
             return dpt_error_set(DPT_ERR_UNSUPPORTED, "--optimizer lars: not supported with "
                                  "--device %s yet", s->ops->name);
         DPT_CHECK(dpt__device_pick(s));
@@ -98,11 +98,12 @@ dpt_status_t dpt__session_model(session_t *s, const dpt_train_config_t *cfg)
     return DPT_OK;
 }
 
-dpt_status_t dpt__session_alloc_mom(session_t *s)
+dpt_status_t dpt__session_alloc_mom(session_t *s, const dpt_sgd_config_t *sgd)
 {
     size_t np;
     dpt_model_params(s->model, &np);
-    size_t bytes = (np ? np : 1) * sizeof(float);
+    s->n_state = np * (size_t)dpt_optim_state_per_param(sgd);
+    size_t bytes = (s->n_state ? s->n_state : 1) * sizeof(float);
     if (!s->dev) {
         s->mom = s->h_mom = dpt_calloc(bytes);
         return s->mom ? DPT_OK : dpt_error_set(DPT_ERR_NOMEM, "out of memory for optimizer state");
@@ -220,7 +221,7 @@ static dpt_status_t setup_local(session_t *s, dpt_train_config_t *cfg)
                              s->accum, s->train->n, s->train->name);
     size_t np, nbuf;
     dpt_model_params(s->model, &np);
-    DPT_CHECK(dpt__session_alloc_mom(s));
+    DPT_CHECK(dpt__session_alloc_mom(s, &cfg->sgd));
     if (s->accum > 1)
         s->acc = dpt_calloc((np ? np : 1) * sizeof(float));
     dpt_model_buffers(s->model, &nbuf);
@@ -264,7 +265,8 @@ static dpt_status_t setup_parallel(session_t *s, const dpt_train_config_t *cfg, 
                               .stream = s->dev ? s->stream : NULL, .device = s->device,
                               .compress = cfg->compress,
                               .compress_start = cfg->compress_start};
-    if (dpt_codec_owns_momentum(cfg->compress)) {   /* top-k: DGC's momentum correction */
+    /* top-k: DGC's momentum correction (an SGD technique: with AdamW plain error feedback) */
+    if (dpt_codec_owns_momentum(cfg->compress) && cfg->sgd.optimizer != DPT_OPTIM_ADAMW) {
         bc.compress_momentum = cfg->sgd.momentum;
         bc.compress_nesterov = cfg->sgd.nesterov;
     }

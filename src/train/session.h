@@ -41,7 +41,9 @@ struct session {
     dpt_loader_t *train_ld, *test_ld;
     dpt__forward_fn forward_next;
     void *input_ctx;         /* the forward_next source's own state (bench train's batch) */
-    float *mom;
+    float *mom;              /* optimizer state: n_state floats (SGD: momentum; AdamW: m, v) */
+    size_t n_state;          /* np x dpt_optim_state_per_param */
+    uint64_t adam_t;         /* AdamW: the updates applied so far (skipped steps do not count) */
     char model_path[4096];
     /* data parallel */
     dpt_dist_t dist;
@@ -86,8 +88,9 @@ struct session {
 void dpt__session_fini(session_t *s);
 /* Backend, model (with the step's callbacks) and loss scaler, for train, eval and bench. */
 dpt_status_t dpt__session_model(session_t *s, const dpt_train_config_t *cfg);
-/* The momentum arena (zeros) and its host mirror. */
-dpt_status_t dpt__session_alloc_mom(session_t *s);
+/* The optimizer-state arena (zeros: n_state floats, sgd's momentum or AdamW's m and v) and its
+ * host mirror. */
+dpt_status_t dpt__session_alloc_mom(session_t *s, const dpt_sgd_config_t *sgd);
 /* The test split, sharded over ranks (the tail padded, padding not counted). */
 dpt_status_t dpt__session_open_test(session_t *s, const dpt_train_config_t *cfg);
 /* dpt_train's setup: every rank's local part, agreed on, then the data-parallel part (several

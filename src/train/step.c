@@ -137,7 +137,8 @@ dpt_status_t dpt__train_step(session_t *s, const dpt_train_config_t *cfg, double
     /* The codec applied the momentum, from its first compressed step on; before that the plain
      * all-reduce ran and the optimizer's momentum applies (the codec's starts from 0 at the
      * switch, the optimizer's is no longer used). */
-    if (s->bk && dpt_codec_owns_momentum(cfg->compress) && step >= s->compress_start) {
+    if (s->bk && dpt_codec_owns_momentum(cfg->compress) && step >= s->compress_start
+        && sgd.optimizer != DPT_OPTIM_ADAMW) {
         sgd.momentum = 0;
         sgd.nesterov = 0;
     }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Checkpoints and resume (issues 6, 13):
+# Checkpoints and resume (issues 6, 13, 17):
 #  - bit-exact resume: a run resumed from its checkpoint of step 1, 4 (mid-epoch), 16 (epoch end)
 #    or 32 (the last: a completed run) ends with the same bits as the straight run (np 2: every
-#    rank's BN statistics are in the checkpoint), and so does a --max-steps run;
+#    rank's BN statistics are in the checkpoint), and so does a --max-steps run, and an AdamW run
+#    (another --optimizer's file is refused);
 #  - a stop signal during the final step: the run completes and exits 0;
 #  - SIGUSR1 to the ranks: finish the step, checkpoint, exit 75; --resume auto finishes the run
 #    with the straight run's bits; two signals at once: immediate exit 128 + 10;
@@ -40,6 +41,23 @@ timeout 300 "${MPI[@]}" "$DPT" train "${args[@]}" --max-steps 20 --checkpoint-di
   --resume auto --save "$TMP/m2.dpt" > "$TMP/m2.txt" 2>&1 || bad "--max-steps resume: $(tail -3 "$TMP/m2.txt")"
 grep -q "resumed from .*ckpt-20.dpt: step 20" "$TMP/m2.txt" && ok || bad "no resume from ckpt-20: $(head -3 "$TMP/m2.txt")"
 r=$("$CMP" "$TMP/m1.dpt" "$TMP/m2.dpt" --exact) && ok || bad "resume at --max-steps is not bit-exact: $r"
+
+# AdamW (its m, v and update count in the checkpoint): a resume from mid-epoch ends with the
+# straight run's bits; resuming its checkpoint as an sgd run is refused naming the optimizer,
+# even when the flag comparison is told to ignore it
+adam=("${args[@]}" --epochs 1 --optimizer adamw --lr 0.002 --weight-decay 0.05)
+timeout 300 "${MPI[@]}" "$DPT" train "${adam[@]}" --checkpoint-dir "$TMP/adam" --checkpoint-every 1 \
+  --keep-checkpoints 100 --save "$TMP/adam.dpt" > "$TMP/adam.txt" 2>&1 || bad "adamw run: $(tail -3 "$TMP/adam.txt")"
+timeout 300 "${MPI[@]}" "$DPT" train "${adam[@]}" --resume "$TMP/adam/ckpt-5.dpt" --save "$TMP/adam5.dpt" \
+  > "$TMP/adam5.txt" 2>&1 || bad "adamw resume: $(tail -3 "$TMP/adam5.txt")"
+r=$("$CMP" "$TMP/adam.dpt" "$TMP/adam5.dpt" --exact) && ok || bad "adamw resume from step 5 is not bit-exact: $r"
+r=$("$CMP" "$TMP/adam.dpt" "$TMP/res32.dpt" 2>&1) && bad "adamw and sgd runs gave the same weights" || ok
+out=$(timeout 300 "$DPT" train "${args[@]}" --batch 64 --epochs 1 --lr 0.002 --weight-decay 0.05 \
+      --resume "$TMP/adam/ckpt-5.dpt" 2>&1) && bad "an adamw checkpoint resumed as sgd" || true
+[[ $out == *optimizer*adamw* && $out == *ckpt-5.dpt* ]] && ok || bad "sgd resume of adamw: $(tail -3 <<< "$out")"
+out=$(timeout 300 "$DPT" train "${args[@]}" --batch 64 --epochs 1 --lr 0.002 --weight-decay 0.05 \
+      --resume "$TMP/adam/ckpt-5.dpt" --resume-ignore optimizer 2>&1) && bad "adamw resumed as sgd (ignored)" || true
+[[ $out == *"cannot change on a resume"* ]] && ok || bad "sgd resume of adamw, ignored: $(tail -3 <<< "$out")"
 
 # ranks of the job whose command line holds $1 (the checkpoint dir), and a signal to all of them
 ranks() { pgrep -f -- "^$DPT train .*--checkpoint-dir $1 "; }

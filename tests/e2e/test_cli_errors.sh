@@ -18,7 +18,10 @@ expect_fail 2 "--nesterov: 'maybe' is not a boolean" -- "$DPT" train --nesterov=
 expect_fail 2 "flag '--weights' does not apply here" -- "$DPT" train --weights x
 expect_fail 2 "--weights FILE is required" -- "$DPT" eval
 expect_fail 2 "unknown command 'frobnicate'" -- "$DPT" frobnicate
-expect_fail 2 "--optimizer: 'adam' is not one of sgd|lars" -- "$DPT" train --optimizer adam
+expect_fail 2 "--optimizer: 'adam' is not one of sgd|lars|adamw" -- "$DPT" train --optimizer adam
+expect_fail 2 "--momentum: not used by --optimizer adamw" -- "$DPT" train --optimizer adamw --momentum 0.8
+printf 'optimizer = adamw\nnesterov = 0\n' > "$TMP/adamw.conf"
+expect_fail 2 "--nesterov: not used by --optimizer adamw" -- "$DPT" train --config "$TMP/adamw.conf"
 expect_fail 1 "--backend: unknown backend 'tpu'" -- "$DPT" train --backend tpu --data synthetic:64:1:28:28:10
 printf 'epochs = 2\nfrob = 1\n' > "$TMP/bad.conf"
 expect_fail 2 "bad.conf:2: unknown flag 'frob'" -- "$DPT" train --config "$TMP/bad.conf"

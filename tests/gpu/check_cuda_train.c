@@ -1,5 +1,6 @@
 /* check_cuda_train.c: the trainer-side device code against its host counterparts: the device SGD
- * step (src/optim/sgd_cuda.cu) against dpt_sgd_step, with loss-scale unscaling; the non-finite
+ * step (src/optim/sgd_cuda.cu) against dpt_sgd_step, with loss-scale unscaling, and the AdamW
+ * step (adamw_cuda.cu) against dpt_adamw_step; the non-finite
  * scan; the device input pipeline (src/data/gpu_input.cu: pinned staging, copy stream, crop/flip
  * kernel) against the CPU loader's augmented batches, bit for bit; the model's device arenas and
  * host mirrors (dpt_model_params_to_host/_to_device) on the cuda backend.
@@ -77,9 +78,58 @@ START_TEST(sgd_matches_host)
             dpt_free(gs);
             dpt_free(out);
         }
-    dpt_sgd_config_t lars = {.momentum = 0.9f, .lars = 1};
+    dpt_sgd_config_t lars = {.momentum = 0.9f, .optimizer = DPT_OPTIM_LARS};
     ck_assert_int_eq(dpt_sgd_step_device(&lars, 0.1f, 1.0f, NULL, NULL, NULL, segs, 3, NULL),
                      DPT_ERR_UNSUPPORTED);
+}
+END_TEST
+
+/* The device AdamW step (src/optim/adamw_cuda.cu) against dpt_adamw_step over 4 steps, with a
+ * loss scale to undo and a changing learning rate. */
+START_TEST(adamw_matches_host)
+{
+    const size_t n = 10007;
+    dpt_param_segment_t segs[3] = {{0, 5000, 1, 0, 1}, {5000, 7, 0, 0, 1}, {5007, 5000, 1, 1, 1}};
+    const float scale = 1024.0f;
+    dpt_rng_t r;
+    dpt_rng_init(&r, 4, 1);
+    float *p = dpt_malloc(n * sizeof(float)), *g = dpt_malloc(n * sizeof(float));
+    float *gs = dpt_malloc(n * sizeof(float)), *out = dpt_malloc(n * sizeof(float));
+    float *m = dpt_calloc(n * sizeof(float)), *v = dpt_calloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        p[i] = dpt_rng_normal(&r);
+        g[i] = 0.01f * dpt_rng_normal(&r);
+        gs[i] = g[i] * scale;
+    }
+    float *dp = dev_copy(p, n), *dg = dev_copy(gs, n), *dm = dev_copy(m, n), *dv = dev_copy(v, n);
+    dpt_sgd_config_t cfg = {.optimizer = DPT_OPTIM_ADAMW, .weight_decay = 0.05f,
+                            .adam_beta1 = 0.9f, .adam_beta2 = 0.999f, .adam_eps = 1e-8f};
+    for (uint64_t t = 1; t <= 4; t++) {
+        float lr = 1e-3f * (float)t;
+        dpt_adamw_step(&cfg, lr, t, p, g, m, v, segs, 3);
+        ck_assert_int_eq(dpt_adamw_step_device(&cfg, lr, 1.0f / scale, t, dp, dg, dm, dv, segs, 3,
+                                               NULL), DPT_OK);
+    }
+    CU(cudaDeviceSynchronize());
+    const float *host[3] = {p, m, v};
+    float *dev[3] = {dp, dm, dv};
+    for (int k = 0; k < 3; k++) {
+        CU(cudaMemcpy(out, dev[k], n * sizeof(float), cudaMemcpyDeviceToHost));
+        double worst = 0;
+        for (size_t i = 0; i < n; i++)
+            worst = fmax(worst, fabs((double)out[i] - host[k][i])
+                                    / fmax(1e-6, fabs((double)host[k][i])));
+        ck_assert_msg(worst < 1e-5, "adamw %s: relative difference %g", k ? (k == 1 ? "m" : "v")
+                      : "params", worst);
+        cudaFree(dev[k]);
+    }
+    cudaFree(dg);
+    dpt_free(p);
+    dpt_free(g);
+    dpt_free(gs);
+    dpt_free(out);
+    dpt_free(m);
+    dpt_free(v);
 }
 END_TEST
 
@@ -226,6 +276,7 @@ static Suite *cuda_train_suite(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, sgd_matches_host);
+    tcase_add_test(tc, adamw_matches_host);
     tcase_add_test(tc, nonfinite_scan);
     tcase_add_test(tc, input_pipeline_matches_loader);
     tcase_add_test(tc, model_mirrors);

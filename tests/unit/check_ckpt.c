@@ -2,14 +2,19 @@
  * comes back exactly; a checkpoint of 2 ranks read by 2 gives each rank its own BN buffers and
  * read by 1 their average; a truncated file, a flipped byte and a model of another size are
  * refused naming the file; DIR keeps the newest K, `latest` names the newest, and --resume auto
- * skips a corrupt newest; DIR/best is read back only up to the step resumed from. */
+ * skips a corrupt newest; DIR/best is read back only up to the step resumed from; AdamW's two
+ * moments and update count come back (version 4), another optimizer's file is read without its
+ * state, and a version-3 file (momentum, no count) still resumes. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <zstd.h>
+
 #include "check_main.h"
+#include "core/internal.h"
 #include "dptrain/checkpoint.h"
 
 enum { NP = 1000, NB = 24 };
@@ -154,6 +159,88 @@ START_TEST(test_codec_state)
 }
 END_TEST
 
+/* Version 4: AdamW's m and v (2 x np floats, sized by the file's --optimizer=adamw flag) and its
+ * update count come back; a reader of another optimizer gets the file (not an error that would
+ * make --resume auto skip it) with optim_k saying whose state it holds and its mom untouched. */
+START_TEST(test_adamw_state)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/a.dpt", dir);
+    static float mv[2 * NP], back[2 * NP], p2[NP], b2[2 * NB];
+    for (int i = 0; i < 2 * NP; i++)
+        mv[i] = (float)i * 1e-3f - 0.5f;
+    dpt_ckpt_state_t s = state(9);
+    snprintf(s.flags, sizeof s.flags, "--lr=0.1\n--optimizer=adamw\n--global-batch=64\n");
+    s.optim_k = 2;
+    s.optim_t = 123456789012ull;
+    ck_assert_int_eq(dpt_ckpt_write(path, &s, params, NP, buffers, NB, mv), DPT_OK);
+    dpt_ckpt_state_t r = {.optim_k = 2};
+    ck_assert_int_eq(dpt_ckpt_read(path, 2, &r, p2, NP, b2, NB, back), DPT_OK);
+    ck_assert(!memcmp(back, mv, sizeof mv) && !memcmp(p2, params, sizeof p2));
+    ck_assert_int_eq(r.optim_k, 2);
+    ck_assert_uint_eq(r.optim_t, 123456789012ull);
+    memset(back, 0x7f, sizeof back);
+    r = (dpt_ckpt_state_t){.optim_k = 1};   /* an sgd run resuming it: refused by its flags */
+    ck_assert_int_eq(dpt_ckpt_read(path, 2, &r, p2, NP, b2, NB, back), DPT_OK);
+    ck_assert_int_eq(r.optim_k, 2);
+    for (int i = 0; i < 2 * NP; i++)
+        ck_assert_uint_eq(((unsigned char *)back)[4 * i], 0x7f);
+    ck_assert_int_eq(dpt_ckpt_load_weights(path, p2, NP, b2, NB), DPT_OK);   /* eval: any */
+    ck_assert(!memcmp(p2, params, sizeof p2));
+    s.optim_k = 1;   /* a writer whose state disagrees with its flags is a bug, caught */
+    ck_assert_int_ne(dpt_ckpt_write(path, &s, params, NP, buffers, NB, mom), DPT_OK);
+}
+END_TEST
+
+/* A version-3 file as dptrain wrote it before AdamW (header, flags, one zstd frame of params,
+ * buffers, momentum; no update count): still read, momentum and all. */
+START_TEST(test_version3)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/v3.dpt", dir);
+    const char flags[] = "--lr=0.1\n";
+    const size_t fl = sizeof flags - 1, raw_n = (2 * NP + 2 * NB) * sizeof(float);
+    static float raw[2 * NP + 2 * NB], p2[NP], b2[2 * NB], m2[NP];
+    static unsigned char z[2 * (2 * NP + 2 * NB) * sizeof(float) + 1024];
+    memcpy(raw, params, sizeof params);
+    memcpy(raw + NP, buffers, sizeof buffers);
+    memcpy(raw + NP + 2 * NB, mom, sizeof mom);
+    size_t zn = ZSTD_compress(z, sizeof z, raw, raw_n, 1);
+    ck_assert(!ZSTD_isError(zn));
+    unsigned char h[128] = "DPTCKPT1";
+    uint32_t u32;
+    uint64_t u64;
+#define PUT(off, v) memcpy(h + (off), &(v), sizeof(v))
+    u32 = 3, PUT(8, u32);
+    u32 = 2, PUT(12, u32);
+    u64 = 11, PUT(16, u64);
+    u64 = 42, PUT(24, u64);
+    u32 = (uint32_t)fl, PUT(44, u32);
+    u64 = NP, PUT(48, u64);
+    u64 = NB, PUT(56, u64);
+    u64 = 0, PUT(64, u64);
+    u64 = zn, PUT(72, u64);
+    u32 = dpt__crc32(0, z, zn), PUT(112, u32);
+    u32 = dpt__crc32(0, raw, raw_n), PUT(116, u32);
+    u32 = dpt__crc32(0, flags, fl), PUT(120, u32);
+    u32 = dpt__crc32(0, h, 124), PUT(124, u32);
+#undef PUT
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(h, 1, sizeof h, f) + fwrite(flags, 1, fl, f) + fwrite(z, 1, zn, f),
+                      sizeof h + fl + zn);
+    fclose(f);
+    dpt_ckpt_state_t r = {.optim_k = 1};
+    ck_assert_msg(dpt_ckpt_read(path, 2, &r, p2, NP, b2, NB, m2) == DPT_OK, "%s",
+                  dpt_error_get());
+    ck_assert(!memcmp(p2, params, sizeof p2) && !memcmp(m2, mom, sizeof m2));
+    ck_assert(!memcmp(b2, buffers, sizeof b2));
+    ck_assert_int_eq(r.step, 11);
+    ck_assert_int_eq(r.optim_k, 1);
+    ck_assert_uint_eq(r.optim_t, 0);
+}
+END_TEST
+
 START_TEST(test_directory)
 {
     static float p2[NP], b2[2 * NB], m2[NP];
@@ -213,6 +300,8 @@ static Suite *ckpt_suite(void)
     tcase_add_test(tc, test_weights);
     tcase_add_test(tc, test_checkpoint);
     tcase_add_test(tc, test_codec_state);
+    tcase_add_test(tc, test_adamw_state);
+    tcase_add_test(tc, test_version3);
     tcase_add_test(tc, test_directory);
     tcase_add_test(tc, test_best);
     suite_add_tcase(s, tc);

@@ -1,7 +1,7 @@
 /* check_optim.c: the optimizer's pieces against references written here in float64: the
  * learning-rate schedules (warmup, each kind's shape at its landmarks), SGD with momentum,
  * Nesterov and per-segment weight decay, LARS trust ratios (decayed segments only, 1 for a zero
- * norm), and the fp16 loss scaler's halving, growth and bounds. */
+ * norm), AdamW (torch's formulas, decoupled decay on decayed segments only), and the fp16 loss scaler's halving, growth and bounds. */
 #include <check.h>
 #include <math.h>
 #include <string.h>
@@ -91,7 +91,7 @@ static void reference_step(const dpt_sgd_config_t *c, double lr, double *p, cons
     for (int s = 0; s < 2; s++) {
         double wd = segs[s].decay ? c->weight_decay : 0, t = 1;
         size_t o = segs[s].offset, n = segs[s].count;
-        if (c->lars && segs[s].decay) {
+        if (c->optimizer == DPT_OPTIM_LARS && segs[s].decay) {
             double pp = 0, gg = 0;
             for (size_t i = o; i < o + n; i++) {
                 pp += p[i] * p[i];
@@ -112,7 +112,7 @@ static void reference_step(const dpt_sgd_config_t *c, double lr, double *p, cons
 START_TEST(test_sgd)
 {
     dpt_sgd_config_t c = {.momentum = 0.9f, .nesterov = _i & 1, .weight_decay = 5e-4f,
-                          .lars = _i >> 1, .lars_eta = 0.02f};
+                          .optimizer = _i >> 1, .lars_eta = 0.02f};
     float p[N], g[N], v[N] = {0};
     double pd[N], gd[N], vd[N] = {0};
     for (int i = 0; i < N; i++)
@@ -133,13 +133,56 @@ END_TEST
 START_TEST(test_lars_zero_norm)
 {
     /* zero weights: the trust ratio is 1, so the step is plain SGD on the weights */
-    dpt_sgd_config_t c = {.momentum = 0, .lars = 1, .lars_eta = 0.001f};
+    dpt_sgd_config_t c = {.momentum = 0, .optimizer = DPT_OPTIM_LARS, .lars_eta = 0.001f};
     float p[N] = {0}, g[N], v[N] = {0};
     for (int i = 0; i < N; i++)
         g[i] = 1.0f;
     dpt_sgd_step(&c, 0.5f, p, g, v, segs, 2);
     for (int i = 0; i < N; i++)
         ck_assert_float_eq(p[i], -0.5f);
+}
+END_TEST
+
+/* AdamW against torch.optim.AdamW's formulas in float64 over 25 steps with a changing learning
+ * rate (decay on the first segment only), and the first step's closed form: mhat = g,
+ * vhat = g^2, so p1 = p0 * (1 - lr*wd) - lr * g / (|g| + eps). */
+START_TEST(test_adamw)
+{
+    enum { NA = 37, STEPS = 25 };
+    dpt_param_segment_t asegs[2] = {{.offset = 0, .count = 20, .decay = 1},
+                                   {.offset = 20, .count = NA - 20, .decay = 0}};
+    dpt_sgd_config_t c = {.optimizer = DPT_OPTIM_ADAMW, .weight_decay = 0.05f,
+                          .adam_beta1 = 0.9f, .adam_beta2 = 0.98f, .adam_eps = 1e-6f};
+    ck_assert_int_eq(dpt_optim_state_per_param(&c), 2);
+    float p[NA], g[NA], m[NA] = {0}, v[NA] = {0};
+    double rp[NA], rm[NA] = {0}, rv[NA] = {0};
+    for (int i = 0; i < NA; i++)
+        rp[i] = p[i] = (float)sin(0.7 * i + 0.3);
+    for (int t = 1; t <= STEPS; t++) {
+        const float lr = 1e-3f * (float)(1 + t % 4);
+        for (int i = 0; i < NA; i++)
+            g[i] = (float)(cos(1.3 * i * t + 0.1) * (i % 5 + 1) * 0.01);
+        dpt_adamw_step(&c, lr, (uint64_t)t, p, g, m, v, asegs, 2);
+        for (int i = 0; i < NA; i++) {
+            const double b1 = c.adam_beta1, b2 = c.adam_beta2, gi = g[i];
+            if (i < 20)
+                rp[i] *= 1.0 - (double)lr * c.weight_decay;
+            rm[i] = b1 * rm[i] + (1 - b1) * gi;
+            rv[i] = b2 * rv[i] + (1 - b2) * gi * gi;
+            double mh = rm[i] / (1 - pow(b1, t)), vh = rv[i] / (1 - pow(b2, t));
+            rp[i] -= lr * mh / (sqrt(vh) + c.adam_eps);
+            if (t == 1)
+                NEAR(p[i], (double)(float)sin(0.7 * i + 0.3) * (i < 20 ? 1 - lr * 0.05 : 1)
+                               - lr * gi / (fabs(gi) + 1e-6), 1e-6);
+        }
+    }
+    for (int i = 0; i < NA; i++) {
+        NEAR(p[i], rp[i], 2e-6);
+        NEAR(m[i], rm[i], 1e-5);
+        NEAR(v[i], rv[i], 1e-5);
+    }
+    dpt_sgd_config_t sgd = {.optimizer = DPT_OPTIM_LARS};
+    ck_assert_int_eq(dpt_optim_state_per_param(&sgd), 1);
 }
 END_TEST
 
@@ -174,6 +217,7 @@ static Suite *optim_suite(void)
     tcase_add_test(tc, test_names);
     tcase_add_loop_test(tc, test_sgd, 0, 4);
     tcase_add_test(tc, test_lars_zero_norm);
+    tcase_add_test(tc, test_adamw);
     tcase_add_test(tc, test_loss_scaler);
     suite_add_tcase(s, tc);
     return s;

@@ -14,6 +14,13 @@
  *                 taken in NCHW order (flatten order)
  *      batchnorm: gamma (C), then beta (C); running mean (C) and running var (C) live in the
  *                 separate "buffers" arena (not trained, part of checkpoints and param_crc)
+ *      layernorm: gamma (C), then beta (C) (no weight decay)
+ *      linear:    weight (OUT, C) row-major, then bias (OUT) if has_bias (weights decayed)
+ *      tokens:    the class token (C) if cls_token, then the position embedding (C, T) in NCHW
+ *                 order (pos[c * T + t]) if pos_embed (no weight decay)
+ *  - Transformer tensors ("tokens") are (N, D, 1, T): channels are the embedding, positions the
+ *    tokens, so that the NCHW machinery (layouts, add, gelu, gap) carries them; a backend may
+ *    keep them in a layout of its own (cpu: nhwc, i.e. (N, T, D) row-major).
  *  - backward() overwrites dW (it never accumulates) and writes dX when dx is non-NULL.
  *  - Activations may be in a backend-private layout; op_create() reports the output layout and
  *    byte size it wants, and the gradient of a tensor always has the tensor's own layout.
@@ -42,6 +49,19 @@ typedef enum {
     DPT_OP_SILU,         /* y = x sigmoid(x) (swish) */
     DPT_OP_GELU,         /* y = x Phi(x), erf form; tanh approximation when gelu_tanh */
     DPT_OP_SIGMOID,      /* y = 1 / (1 + exp(-x)) */
+    DPT_OP_LAYERNORM,    /* over the C channels of each (n, h, w): y = gamma (x - mean) /
+                            sqrt(var + eps) + beta, biased variance, eps = bn_eps (PyTorch's
+                            nn.LayerNorm(C) on (N, T, C) tokens) */
+    DPT_OP_LINEAR,       /* per position over channels: (N,C,H,W) -> (N,OUT,H,W), y[n,:,h,w] =
+                            W x[n,:,h,w] + b (a 1x1 convolution; nn.Linear on tokens) */
+    DPT_OP_ATTENTION,    /* multi-head self-attention core on a fused QKV tensor (N, 3D, 1, T):
+                            channels [0, D) q, [D, 2D) k, [2D, 3D) v; head h of `heads` uses
+                            channels [h D/heads, (h+1) D/heads) of each; output (N, D, 1, T):
+                            y_h = v_h softmax_over_keys(k_h^T q_h / sqrt(D/heads)); no params */
+    DPT_OP_TOKENS,       /* (N,C,H,W) -> (N, C, 1, T) tokens, T = H W (+1 with the class token
+                            first): flatten the positions, prepend a learned class token when
+                            cls_token, add a learned position embedding when pos_embed */
+    DPT_OP_TOKEN_SELECT, /* (N, C, 1, T) -> (N, C, 1, 1): the first token (the class token) */
     DPT_OP_COUNT_
 } dpt_op_kind_t;
 
@@ -72,6 +92,10 @@ typedef struct dpt_op_desc {
                              approximate='tanh': 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
     /* xent */
     float label_smoothing;
+    /* attention: heads, dividing D = in channels / 3 */
+    int heads;
+    /* tokens: prepend a class token; add a position embedding */
+    int cls_token, pos_embed;
 } dpt_op_desc_t;
 
 /* Groups of a conv2d descriptor: its `groups`, or 1 when that is 0 (unset). */

@@ -74,7 +74,9 @@ const char *dpt_op_kind_name(dpt_op_kind_t k)
         [DPT_OP_CELU] = "celu",     [DPT_OP_MAXPOOL] = "maxpool",     [DPT_OP_GAP] = "gap",
         [DPT_OP_FC] = "fc",         [DPT_OP_ADD] = "add",             [DPT_OP_FLATTEN] = "flatten",
         [DPT_OP_SCALE] = "scale",   [DPT_OP_XENT] = "softmax_xent",   [DPT_OP_SILU] = "silu",
-        [DPT_OP_GELU] = "gelu",     [DPT_OP_SIGMOID] = "sigmoid",
+        [DPT_OP_GELU] = "gelu",     [DPT_OP_SIGMOID] = "sigmoid",     [DPT_OP_LAYERNORM] = "layernorm",
+        [DPT_OP_LINEAR] = "linear", [DPT_OP_ATTENTION] = "attention", [DPT_OP_TOKENS] = "tokens",
+        [DPT_OP_TOKEN_SELECT] = "token_select",
     };
     return (unsigned)k < DPT_OP_COUNT_ ? names[k] : "?";
 }

@@ -8,6 +8,9 @@
  * and forward FLOPs, exactly as the ref backend defines them. Backends with private layouts
  * start from this and then adjust info->out.layout and info->out.nbytes. */
 dpt_status_t dpt__op_shape(const dpt_op_desc_t *d, dpt_op_info_t *info);
+/* The part of it for layernorm, linear, attention, tokens and token_select (op_shape_tokens.c);
+ * DPT_ERR_UNSUPPORTED for a kind it does not know. */
+dpt_status_t dpt__op_shape_tokens(const dpt_op_desc_t *d, dpt_op_info_t *info);
 
 /* One op kind in a backend: how it is built and run. Every backend dispatches from a table of
  * these indexed by dpt_op_kind_t (designated initializers), so that a new op is one row per

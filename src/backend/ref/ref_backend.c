@@ -4,21 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "backend/internal.h"
+#include "backend/ref/ref_internal.h"
 #include "backend/ref/ref_kernels.h"
 #include "dptrain/alloc.h"
-#include "dptrain/backend.h"
-
-struct dpt_backend {
-    int unused;
-};
-
-struct dpt_op {
-    dpt_op_desc_t d;
-    dpt_op_info_t info;
-    float *save;        /* BN: batch mean (C) then var (C); XENT: probabilities (N*K) */
-    int32_t *argmax;    /* MAXPOOL */
-};
 
 static dpt_status_t ref_create(const dpt_backend_config_t *cfg, dpt_backend_t **out)
 {
@@ -130,7 +118,7 @@ static dpt_status_t ref_op_shape(const dpt_op_desc_t *d, dpt_op_info_t *info)
         info->flops_fwd = 3.0 * n * c;
         break;
     default:
-        return dpt_error_set(DPT_ERR_UNSUPPORTED, "unknown op kind %d", (int)d->kind);
+        return dpt__op_shape_tokens(d, info);   /* the transformer ops (op_shape_tokens.c) */
     }
     return DPT_OK;
 }

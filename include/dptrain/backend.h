@@ -62,8 +62,17 @@ typedef enum {
                             first): flatten the positions, prepend a learned class token when
                             cls_token, add a learned position embedding when pos_embed */
     DPT_OP_TOKEN_SELECT, /* (N, C, 1, T) -> (N, C, 1, 1): the first token (the class token) */
+    DPT_OP_MUL,          /* channel gate: y = x0 * x1, x1 (N, C, 1, 1) broadcast over x0's
+                            positions (squeeze-excitation); backward: dx0 = dy x1,
+                            dx1 = sum over positions of dy x0 */
+    DPT_OP_DROPOUT,      /* training: each element kept with probability 1 - drop_rate and
+                            scaled by 1 / (1 - drop_rate), else 0; inference: y = x */
+    DPT_OP_DROP_PATH,    /* stochastic depth: the same per sample (the whole sample kept or 0) */
     DPT_OP_COUNT_
 } dpt_op_kind_t;
+
+/* Inputs of an op kind: 2 for add and mul, else 1. */
+static inline int dpt_op_n_inputs(dpt_op_kind_t k) { return k == DPT_OP_ADD || k == DPT_OP_MUL ? 2 : 1; }
 
 /* Name of an op kind ("conv2d"). */
 const char *dpt_op_kind_name(dpt_op_kind_t k);
@@ -72,7 +81,7 @@ const char *dpt_op_kind_name(dpt_op_kind_t k);
 typedef struct dpt_op_desc {
     dpt_op_kind_t kind;
     dpt_tensor_t in[2];
-    int n_in;             /* 2 for ADD, else 1 */
+    int n_in;             /* dpt_op_n_inputs(kind) */
     /* conv2d */
     int out_c, kh, kw, stride, pad;
     int groups;           /* conv2d: G, dividing in and out channels; 0 or 1 = one group;
@@ -96,6 +105,10 @@ typedef struct dpt_op_desc {
     int heads;
     /* tokens: prepend a class token; add a position embedding */
     int cls_token, pos_embed;
+    /* dropout, drop_path: the rate in [0, 1), and the layer's number in the masks' hash
+     * (src/backend/drop_mask.h: a mask depends only on the seed, layer, sample and element) */
+    float drop_rate;
+    uint32_t rng_layer;
 } dpt_op_desc_t;
 
 /* Groups of a conv2d descriptor: its `groups`, or 1 when that is 0 (unset). */
@@ -147,6 +160,8 @@ typedef struct dpt_op_args {
     int training;               /* BN: batch statistics + update running stats when 1 */
     float loss_scale;           /* XENT backward: the logits' gradient is multiplied by it
                                    (dynamic loss scaling of fp16 training); 0 means 1 */
+    uint64_t rng_seed;          /* dropout, drop_path: the run's seed, and the position in the */
+    uint64_t rng_sample0;       /* run of this batch's first sample (drop_mask.h) */
 } dpt_op_args_t;
 
 typedef struct dpt_backend dpt_backend_t;   /* opaque, per backend */

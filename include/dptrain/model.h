@@ -8,7 +8,9 @@
  * (`approximate = none|tanh`), sigmoid, maxpool, gap, fc, add, flatten, scale, softmax_xent.
  * Every layer may set `name =` and `input =` (the name of
  * an earlier layer; default: the previous layer); `add` takes `inputs = a, b`. A softmax_xent
- * layer is appended when the file has none. See docs/MODELS.md for every key. */
+ * layer is appended when the file has none. `[block NAME]` ... `[end]` defines a run of sections
+ * and `[use NAME]` (repeat = N, name = PREFIX, other keys: $variables) pastes it N times, its
+ * layers named PREFIX.R.NAME. See docs/MODELS.md for every key. */
 #ifndef DPT_MODEL_H
 #define DPT_MODEL_H
 
@@ -86,6 +88,11 @@ dpt_tensor_t *dpt_model_input_tensor(dpt_model_t *m);
 /* Loss scale for the following backwards (fp16 training): the gradient of the loss is multiplied
  * by it, so every parameter gradient comes out scaled too; 0 or 1 = none (the default). */
 void dpt_model_set_loss_scale(dpt_model_t *m, float scale);
+/* Dropout and drop path masks of the next forward and backward (src/backend/drop_mask.h): the
+ * run's seed and the position in the run of the batch's first sample, (epoch * steps per epoch
+ * + step) * global batch + rank * batch, so that a sample's mask does not depend on the rank
+ * count. */
+void dpt_model_set_rng(dpt_model_t *m, uint64_t seed, uint64_t sample0);
 const dpt_param_segment_t *dpt_model_segments(const dpt_model_t *m, int *n);
 
 /* Input shape (C, H, W), class count, and forward FLOPs for one batch. */

@@ -63,7 +63,8 @@ typedef struct dpt_bench_result {
     double img_s_median, img_s_min, img_s_max, gflops;
     int steps;
     int profile;          /* in: time every layer (adds two clock reads per op) */
-    char report[4096];    /* out, when profile: per-layer table (dpt_model_profile_report) */
+    char report[1 << 17]; /* out, when profile: per-layer table (dpt_model_profile_report;
+                             about 80 characters per layer, up to 1024 layers) */
 } dpt_bench_result_t;
 dpt_status_t dpt_bench_train(const dpt_train_config_t *cfg, int warmup, int steps,
                              dpt_bench_result_t *res);

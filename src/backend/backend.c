@@ -76,7 +76,8 @@ const char *dpt_op_kind_name(dpt_op_kind_t k)
         [DPT_OP_SCALE] = "scale",   [DPT_OP_XENT] = "softmax_xent",   [DPT_OP_SILU] = "silu",
         [DPT_OP_GELU] = "gelu",     [DPT_OP_SIGMOID] = "sigmoid",     [DPT_OP_LAYERNORM] = "layernorm",
         [DPT_OP_LINEAR] = "linear", [DPT_OP_ATTENTION] = "attention", [DPT_OP_TOKENS] = "tokens",
-        [DPT_OP_TOKEN_SELECT] = "token_select",
+        [DPT_OP_TOKEN_SELECT] = "token_select", [DPT_OP_MUL] = "mul",
+        [DPT_OP_DROPOUT] = "dropout", [DPT_OP_DROP_PATH] = "drop_path",
     };
     return (unsigned)k < DPT_OP_COUNT_ ? names[k] : "?";
 }

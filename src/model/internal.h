@@ -5,10 +5,16 @@
 #include "dptrain/backend.h"
 #include "dptrain/model.h"
 
+/* Layers in one model (the parser keeps one slot for an appended softmax_xent), and the size
+ * of a layer name with its NUL (names from blocks read PREFIX.R.NAME, e.g. stage3.5.conv2). */
+#define DPT__MODEL_MAX_LAYERS 1024
+#define DPT__MODEL_NAME_MAX 64
+
 typedef struct dpt_layer_spec {
     dpt_op_kind_t kind;
-    char name[32];
+    char name[DPT__MODEL_NAME_MAX];
     int line;                 /* line of the section header, for messages */
+    int use_line, rep;        /* from a block: the [use] line and repetition (use_line 0: none) */
     int inputs[2];            /* earlier layer indices; -1 = model input */
     int n_inputs;
     int filters, size, stride, pad, bias;   /* conv (filters), fc (filters = outputs), maxpool */
@@ -16,6 +22,9 @@ typedef struct dpt_layer_spec {
     float eps, momentum;      /* batchnorm */
     float alpha;              /* celu, scale */
     int gelu_tanh;            /* gelu: approximate = tanh (1) or none (0, the default) */
+    int heads;                /* attention */
+    int cls_token, pos_embed; /* tokens */
+    float drop_rate;          /* dropout, drop_path */
     float smoothing;          /* softmax_xent */
     int fuse_relu;            /* batchnorm followed by a fused relu */
 } dpt_layer_spec_t;
@@ -31,6 +40,36 @@ typedef struct dpt_model_spec {
 dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
                               dpt_model_spec_t *out);
 void dpt__model_spec_free(dpt_model_spec_t *s);
+
+/* model_expand.c: a model file's lines as the parser reads them: comments stripped, trimmed,
+ * empty lines dropped, `[block NAME]` ... `[end]` definitions removed and every `[use NAME]`
+ * replaced by its expansion (docs/MODELS.md, "Blocks and repetition"). text: the line; line: its
+ * line in the file (for expanded text, the body line's); use_line: the [use] line it came from
+ * (0: none); rep: its repetition (0-based, as in the layer names PREFIX.R.NAME).
+ * Returns an error only when the file cannot be read or memory runs out. A bad line (its
+ * message names path:line) ends the lines there and is kept in st and msg: the parser reports
+ * it only if the lines before it have no error, so the first error in the file wins, as when
+ * the parser read the file itself. truncated: the expansion stopped at the
+ * DPT__MODEL_MAX_LAYERS-th layer section, which the parser refuses. n_file_lines: lines read.
+ * Free with dpt__mlines_free. */
+typedef struct dpt__mline {
+    char *text;
+    int line;
+    int use_line;
+    int rep;
+} dpt__mline_t;
+typedef struct dpt__mlines {
+    dpt__mline_t *v;
+    int n, cap;
+    int truncated;
+    int n_file_lines;
+    dpt_status_t st;
+    char msg[1024];
+} dpt__mlines_t;
+dpt_status_t dpt__model_expand(const char *path, dpt__mlines_t *out);
+void dpt__mlines_free(dpt__mlines_t *m);
+/* " (in the block used at line U, repeat R)" when use_line > 0, else "": the tail of messages. */
+void dpt__mline_where(char *buf, size_t cap, int use_line, int rep);
 
 /* sync_bn.c: synchronized batch norm on plain NCHW arrays (see the file). `sum` replaces n
  * floats by their sum over ranks; tmp holds 2 * c + 1 floats. */

@@ -42,6 +42,7 @@ struct dpt_model {
     float *h_params, *h_buffers;       /* host mirrors (the arenas themselves on host backends) */
     int on_device;
     float loss_scale;                  /* XENT backward multiplies the logits' gradient (0 = 1) */
+    uint64_t rng_seed, rng_sample0;    /* dropout masks (dpt_model_set_rng) */
     size_t n_params, n_buffers;
     dpt_param_segment_t *segs;
     int n_segs;
@@ -80,6 +81,10 @@ static void spec_to_desc(const dpt_layer_spec_t *s, dpt_op_desc_t *d)
     d->fuse_relu = s->fuse_relu;
     d->alpha = s->alpha;
     d->gelu_tanh = s->gelu_tanh;
+    d->heads = s->heads;
+    d->cls_token = s->cls_token;
+    d->drop_rate = s->drop_rate;
+    d->pos_embed = s->pos_embed;
     d->label_smoothing = s->smoothing;
 }
 
@@ -120,20 +125,25 @@ static dpt_status_t build(dpt_model_t *m, const dpt_model_spec_t *spec)
         node_t *nd = &m->nodes[i];
         dpt_op_desc_t d;
         spec_to_desc(&nd->spec, &d);
+        d.rng_layer = (uint32_t)i;
         d.n_in = nd->n_in;
         for (int k = 0; k < nd->n_in; k++) {
             d.in[k] = *node_input(m, nd, k);
             d.in[k].data = NULL;
         }
         dpt_status_t st = m->ops->op_create(m->be, &d, &nd->op, &nd->info);
-        if (st != DPT_OK)
-            return dpt_error_prefix(st, "%s:%d: layer '%s' (%s): ", spec->path, nd->spec.line,
-                                    nd->spec.name, dpt_op_kind_name(nd->spec.kind));
+        if (st != DPT_OK) {
+            char where[96];
+            dpt__mline_where(where, sizeof where, nd->spec.use_line, nd->spec.rep);
+            return dpt_error_prefix(st, "%s:%d: layer '%s' (%s)%s: ", spec->path, nd->spec.line,
+                                    nd->spec.name, dpt_op_kind_name(nd->spec.kind), where);
+        }
         nd->p_off = p_off;
         nd->b_off = b_off;
         /* weights as a matrix, one row per output channel (compression views them so) */
         size_t rows = d.kind == DPT_OP_CONV2D ? (size_t)d.out_c
-                      : d.kind == DPT_OP_FC   ? (size_t)d.out_features : 1;
+                      : d.kind == DPT_OP_FC || d.kind == DPT_OP_LINEAR ? (size_t)d.out_features
+                                                                        : 1;
         if (!rows || nd->info.n_weights % rows)
             rows = 1;
         if (nd->info.n_weights)
@@ -383,6 +393,19 @@ void dpt_model_init_params(dpt_model_t *m, uint64_t seed)
             float bound = (float)(1.0 / sqrt(fan_in));
             for (size_t k = 0; k < nd->info.n_params; k++)
                 p[k] = bound * (2.0f * dpt_rng_uniform(&r) - 1.0f);
+        } else if (nd->spec.kind == DPT_OP_LINEAR) {   /* nn.Linear's bound 1/sqrt(in) */
+            float bound = (float)(1.0 / sqrt((double)nd->info.n_weights / nd->spec.filters));
+            for (size_t k = 0; k < nd->info.n_params; k++)
+                p[k] = bound * (2.0f * dpt_rng_uniform(&r) - 1.0f);
+        } else if (nd->spec.kind == DPT_OP_TOKENS) {   /* timm: class token, pos ~ N(0, 0.02) */
+            for (size_t k = 0; k < nd->info.n_params; k++)
+                p[k] = 0.02f * dpt_rng_normal(&r);
+        } else if (nd->spec.kind == DPT_OP_LAYERNORM) {
+            int c = nd->info.out.c;
+            for (int k = 0; k < c; k++) {
+                p[k] = 1.0f;
+                p[c + k] = 0.0f;
+            }
         } else if (nd->spec.kind == DPT_OP_BATCHNORM) {
             int c = nd->info.out.c;
             float *b = m->h_buffers + nd->b_off;
@@ -422,6 +445,11 @@ float *dpt_model_host_buffers(dpt_model_t *m) { return m->h_buffers; }
 int dpt_model_on_device(const dpt_model_t *m) { return m->on_device; }
 dpt_tensor_t *dpt_model_input_tensor(dpt_model_t *m) { return &m->input; }
 void dpt_model_set_loss_scale(dpt_model_t *m, float scale) { m->loss_scale = scale; }
+void dpt_model_set_rng(dpt_model_t *m, uint64_t seed, uint64_t sample0)
+{
+    m->rng_seed = seed;
+    m->rng_sample0 = sample0;
+}
 
 dpt_status_t dpt_model_params_to_host(dpt_model_t *m)
 {
@@ -483,6 +511,8 @@ dpt_status_t dpt_model_forward(dpt_model_t *m, const float *x, const int32_t *la
             .correct = correct,
             .n_valid = n_valid,
             .training = training,
+            .rng_seed = m->rng_seed,
+            .rng_sample0 = m->rng_sample0,
         };
         double t0 = m->profile ? dpt__now() : 0;
         if (training && m->opt.bn_sum && nd->spec.kind == DPT_OP_BATCHNORM)
@@ -519,6 +549,8 @@ dpt_status_t dpt_model_backward(dpt_model_t *m)
             .n_valid = m->n_valid,
             .training = 1,
             .loss_scale = m->loss_scale,
+            .rng_seed = m->rng_seed,
+            .rng_sample0 = m->rng_sample0,
         };
         for (int k = 0; k < nd->n_in; k++) {
             if (nd->in[k] < 0)

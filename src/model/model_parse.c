@@ -1,6 +1,7 @@
 /* model_parse.c: reads the text model files of models/ ([type] sections of key = value lines)
  * into a dpt_model_spec_t: layer kinds, hyper-parameters and input wiring, with BN+ReLU fusion.
- * Every error names the file and line. */
+ * The lines come from model_expand.c (comments stripped, blocks expanded). Every error names the
+ * file and line, and for a line from a block the [use] line and repetition. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -10,7 +11,8 @@
 #include "dptrain/alloc.h"
 #include "model/internal.h"
 
-#define MAX_LAYERS 256
+#define MAX_LAYERS DPT__MODEL_MAX_LAYERS
+#define LAYER_NAME_MAX DPT__MODEL_NAME_MAX
 
 static const struct {
     const char *name;
@@ -20,14 +22,18 @@ static const struct {
     {"celu", DPT_OP_CELU},     {"maxpool", DPT_OP_MAXPOOL},     {"gap", DPT_OP_GAP},
     {"fc", DPT_OP_FC},         {"add", DPT_OP_ADD},             {"flatten", DPT_OP_FLATTEN},
     {"scale", DPT_OP_SCALE},   {"softmax_xent", DPT_OP_XENT},   {"silu", DPT_OP_SILU},
-    {"gelu", DPT_OP_GELU},     {"sigmoid", DPT_OP_SIGMOID},
+    {"gelu", DPT_OP_GELU},     {"sigmoid", DPT_OP_SIGMOID},     {"layernorm", DPT_OP_LAYERNORM},
+    {"linear", DPT_OP_LINEAR}, {"attention", DPT_OP_ATTENTION}, {"tokens", DPT_OP_TOKENS},
+    {"token_select", DPT_OP_TOKEN_SELECT}, {"mul", DPT_OP_MUL}, {"dropout", DPT_OP_DROPOUT},
+    {"drop_path", DPT_OP_DROP_PATH},
 };
 
 typedef struct parser {
     const char *path;
     int line;
+    int use_line, rep;            /* where line came from: a [use] (0: none) and its repetition */
     dpt_model_spec_t *spec;
-    char (*input_names)[2][32];   /* unresolved input names per layer */
+    char (*input_names)[2][LAYER_NAME_MAX];   /* unresolved input names per layer */
     int have_net;
     struct { char key[32]; int line; } seen[16];   /* the keys of the current section */
     int n_seen;
@@ -45,9 +51,10 @@ static char *trim(char *s)
 
 static dpt_status_t perr(const parser_t *p, const char *fmt, const char *a, const char *b)
 {
-    char msg[384];
+    char msg[384], where[96];
     snprintf(msg, sizeof msg, fmt, a, b);
-    return dpt_error_set(DPT_ERR_FORMAT, "%s:%d: %s", p->path, p->line, msg);
+    dpt__mline_where(where, sizeof where, p->use_line, p->rep);
+    return dpt_error_set(DPT_ERR_FORMAT, "%s:%d: %s%s", p->path, p->line, msg, where);
 }
 
 static dpt_status_t parse_int(const parser_t *p, const char *key, const char *v, int lo, int hi,
@@ -77,16 +84,25 @@ static dpt_status_t parse_float(const parser_t *p, const char *key, const char *
 }
 
 /* "a, b" -> up to 2 names. */
-static dpt_status_t parse_names(const parser_t *p, const char *v, char names[2][32], int *n)
+static dpt_status_t parse_names(const parser_t *p, const char *v, char names[2][LAYER_NAME_MAX],
+                               int *n)
 {
-    char tmp[128];
+    char tmp[1024];
+    *n = 0;
+    if (strlen(v) >= sizeof tmp)
+        return perr(p, "input list longer than %s characters%s", "1023", "");
     snprintf(tmp, sizeof tmp, "%s", v);
     *n = 0;
     for (char *tok = strtok(tmp, ","); tok; tok = strtok(NULL, ",")) {
         tok = trim(tok);
-        if (*n == 2 || !*tok || strlen(tok) >= 32)
+        if (*n == 2 || !*tok)
             return perr(p, "bad input list '%s'%s", v, "");
-        snprintf(names[(*n)++], 32, "%s", tok);
+        if (strlen(tok) >= LAYER_NAME_MAX) {
+            char lim[16];
+            snprintf(lim, sizeof lim, "%d", LAYER_NAME_MAX - 1);
+            return perr(p, "input name '%s' is longer than %s characters", tok, lim);
+        }
+        snprintf(names[(*n)++], LAYER_NAME_MAX, "%s", tok);
     }
     return DPT_OK;
 }
@@ -114,15 +130,18 @@ static dpt_status_t set_key(parser_t *p, dpt_layer_spec_t *l, int li, const char
 {
     dpt_op_kind_t k = l->kind;
     if (!strcmp(key, "name")) {
-        if (strlen(v) >= sizeof l->name || !*v)
-            return perr(p, "name '%s' is empty or longer than 31 characters%s", v, "");
+        if (strlen(v) >= sizeof l->name || !*v) {
+            char lim[16];
+            snprintf(lim, sizeof lim, "%d", (int)sizeof l->name - 1);
+            return perr(p, "name '%s' is empty or longer than %s characters", v, lim);
+        }
         snprintf(l->name, sizeof l->name, "%s", v);
         return DPT_OK;
     }
     if (!strcmp(key, "input") || !strcmp(key, "inputs")) {
         int n;
         DPT_CHECK(parse_names(p, v, p->input_names[li], &n));
-        int want = k == DPT_OP_ADD ? 2 : 1;
+        int want = dpt_op_n_inputs(k);
         if (n != want)
             return perr(p, "%s takes %s input(s)", key, want == 2 ? "two" : "one");
         l->n_inputs = n;
@@ -130,7 +149,7 @@ static dpt_status_t set_key(parser_t *p, dpt_layer_spec_t *l, int li, const char
     }
     if (!strcmp(key, "filters") && k == DPT_OP_CONV2D)
         return parse_int(p, key, v, 1, 1 << 16, &l->filters);
-    if (!strcmp(key, "output") && k == DPT_OP_FC)
+    if (!strcmp(key, "output") && (k == DPT_OP_FC || k == DPT_OP_LINEAR))
         return parse_int(p, key, v, 1, 1 << 20, &l->filters);
     if (!strcmp(key, "size") && (k == DPT_OP_CONV2D || k == DPT_OP_MAXPOOL))
         return parse_int(p, key, v, 1, 64, &l->size);
@@ -140,9 +159,9 @@ static dpt_status_t set_key(parser_t *p, dpt_layer_spec_t *l, int li, const char
         return parse_int(p, key, v, 0, 64, &l->pad);
     if (!strcmp(key, "groups") && k == DPT_OP_CONV2D)
         return parse_int(p, key, v, 1, 1 << 16, &l->groups);
-    if (!strcmp(key, "bias") && (k == DPT_OP_CONV2D || k == DPT_OP_FC))
+    if (!strcmp(key, "bias") && (k == DPT_OP_CONV2D || k == DPT_OP_FC || k == DPT_OP_LINEAR))
         return parse_int(p, key, v, 0, 1, &l->bias);
-    if (!strcmp(key, "eps") && k == DPT_OP_BATCHNORM)
+    if (!strcmp(key, "eps") && (k == DPT_OP_BATCHNORM || k == DPT_OP_LAYERNORM))
         return parse_float(p, key, v, &l->eps);
     if (!strcmp(key, "momentum") && k == DPT_OP_BATCHNORM)
         return parse_float(p, key, v, &l->momentum);
@@ -154,6 +173,17 @@ static dpt_status_t set_key(parser_t *p, dpt_layer_spec_t *l, int li, const char
         l->gelu_tanh = !strcmp(v, "tanh");
         return DPT_OK;
     }
+    if (!strcmp(key, "rate") && (k == DPT_OP_DROPOUT || k == DPT_OP_DROP_PATH)) {
+        DPT_CHECK(parse_float(p, key, v, &l->drop_rate));
+        return l->drop_rate >= 0 && l->drop_rate < 1
+                   ? DPT_OK : perr(p, "rate: '%s' is not in [0, 1)%s", v, "");
+    }
+    if (!strcmp(key, "heads") && k == DPT_OP_ATTENTION)
+        return parse_int(p, key, v, 1, 1024, &l->heads);
+    if (!strcmp(key, "class_token") && k == DPT_OP_TOKENS)
+        return parse_int(p, key, v, 0, 1, &l->cls_token);
+    if (!strcmp(key, "pos_embed") && k == DPT_OP_TOKENS)
+        return parse_int(p, key, v, 0, 1, &l->pos_embed);
     if (!strcmp(key, "factor") && k == DPT_OP_SCALE)
         return parse_float(p, key, v, &l->alpha);
     if (!strcmp(key, "label_smoothing") && k == DPT_OP_XENT)
@@ -180,13 +210,15 @@ static dpt_status_t set_net_key(parser_t *p, const char *key, const char *v)
     return perr(p, "unknown key '%s' in [net]%s", key, "");
 }
 
-static void layer_defaults(dpt_layer_spec_t *l, const char *type, dpt_op_kind_t kind, int line,
-                           int idx, const dpt_model_options_t *opt)
+static void layer_defaults(dpt_layer_spec_t *l, const char *type, dpt_op_kind_t kind,
+                           const parser_t *p, int idx, const dpt_model_options_t *opt)
 {
     memset(l, 0, sizeof *l);
     l->kind = kind;
-    l->line = line;
-    l->n_inputs = kind == DPT_OP_ADD ? 2 : 1;
+    l->line = p->line;
+    l->use_line = p->use_line;
+    l->rep = p->rep;
+    l->n_inputs = dpt_op_n_inputs(kind);
     l->size = kind == DPT_OP_MAXPOOL ? 2 : 3;
     l->stride = -1;   /* resolved after parsing: conv 1, maxpool = size */
     l->pad = -1;      /* conv: size / 2 ("same"), maxpool: 0 */
@@ -195,6 +227,8 @@ static void layer_defaults(dpt_layer_spec_t *l, const char *type, dpt_op_kind_t 
     l->eps = 1e-5f;
     l->momentum = 0.1f;
     l->alpha = kind == DPT_OP_SCALE ? 0.0f : 1.0f;
+    l->heads = 1;
+    l->pos_embed = 1;   /* tokens: a learned position embedding, no class token (mean pool) */
     l->smoothing = opt->label_smoothing;
     snprintf(l->name, sizeof l->name, "%s%d", type, idx);
 }
@@ -214,14 +248,16 @@ static dpt_status_t finish(parser_t *p, const dpt_model_options_t *opt)
     for (int i = 0; i < s->n_layers; i++) {
         dpt_layer_spec_t *l = &s->layers[i];
         p->line = l->line;
+        p->use_line = l->use_line;
+        p->rep = l->rep;
         if (l->stride < 0)
             l->stride = l->kind == DPT_OP_MAXPOOL ? l->size : 1;
         if (l->pad < 0)
             l->pad = l->kind == DPT_OP_CONV2D ? l->size / 2 : 0;
         if (l->kind == DPT_OP_CONV2D && l->filters == 0)
             return perr(p, "conv needs 'filters'%s%s", "", "");
-        if (l->kind == DPT_OP_FC && l->filters == 0)
-            return perr(p, "fc needs 'output'%s%s", "", "");
+        if ((l->kind == DPT_OP_FC || l->kind == DPT_OP_LINEAR) && l->filters == 0)
+            return perr(p, "%s needs 'output'%s", dpt_op_kind_name(l->kind), "");
         if (l->kind == DPT_OP_SCALE && l->alpha == 0.0f)
             return perr(p, "scale needs a non-zero 'factor'%s%s", "", "");
         if (l->kind == DPT_OP_XENT && i != s->n_layers - 1)
@@ -232,8 +268,8 @@ static dpt_status_t finish(parser_t *p, const dpt_model_options_t *opt)
             const char *nm = p->input_names[i][k];
             if (!nm[0]) {
                 l->inputs[k] = i - 1;   /* previous layer, or -1 = model input */
-                if (l->kind == DPT_OP_ADD)
-                    return perr(p, "add needs 'inputs = a, b'%s%s", "", "");
+                if (l->n_inputs == 2)
+                    return perr(p, "%s needs 'inputs = a, b'%s", dpt_op_kind_name(l->kind), "");
                 continue;
             }
             l->inputs[k] = !strcmp(nm, "data") ? -1 : find_layer(s, i, nm);
@@ -283,31 +319,24 @@ dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
 {
     memset(s, 0, sizeof *s);
     snprintf(s->path, sizeof s->path, "%s", path);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return dpt_error_set(DPT_ERR_IO, "%s: %s", path, strerror(errno));
+    dpt__mlines_t lines;
+    dpt_status_t st = dpt__model_expand(path, &lines);   /* I/O, memory: nothing to free */
+    if (st != DPT_OK)
+        return st;
     parser_t p = {.path = s->path, .spec = s};
     s->layers = dpt_calloc(MAX_LAYERS * sizeof *s->layers);
     p.input_names = dpt_calloc(MAX_LAYERS * sizeof *p.input_names);
-    dpt_status_t st = DPT_OK;
     if (!s->layers || !p.input_names) {
         st = dpt_error_set(DPT_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
-    char raw[1024];
     int cur = -2;   /* -2 = before any section, -1 = [net], >= 0 = layer index */
-    while (fgets(raw, sizeof raw, f)) {
-        p.line++;
-        if (!strchr(raw, '\n') && !feof(f)) {
-            st = perr(&p, "line longer than %s characters%s", "1023", "");
-            goto done;
-        }
-        char *hash = strchr(raw, '#');
-        if (hash)
-            *hash = '\0';
-        char *line = trim(raw);
-        if (!*line)
-            continue;
+    for (int li = 0; li < lines.n; li++) {
+        const dpt__mline_t *ml = &lines.v[li];
+        p.line = ml->line;
+        p.use_line = ml->use_line;
+        p.rep = ml->rep;
+        char *line = ml->text;   /* comment-free, trimmed, not empty */
         if (*line == '[') {
             char *end = strchr(line, ']');
             if (!end || end[1]) {
@@ -340,11 +369,13 @@ dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
                 goto done;
             }
             if (s->n_layers == MAX_LAYERS - 1) {
-                st = perr(&p, "more than %s layers%s", "254", "");
+                char lim[16];
+                snprintf(lim, sizeof lim, "%d", MAX_LAYERS - 1);
+                st = perr(&p, "more than %s layers%s", lim, "");
                 goto done;
             }
             cur = s->n_layers++;
-            layer_defaults(&s->layers[cur], layer_types[t].name, layer_types[t].kind, p.line, cur, opt);
+            layer_defaults(&s->layers[cur], layer_types[t].name, layer_types[t].kind, &p, cur, opt);
             continue;
         }
         char *eq = strchr(line, '=');
@@ -370,10 +401,16 @@ dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
         if (st != DPT_OK)
             goto done;
     }
-    if (ferror(f)) {
-        st = dpt_error_set(DPT_ERR_IO, "%s: read error", path);
+    if (lines.st != DPT_OK) {   /* a bad line after the ones above */
+        st = dpt_error_set(lines.st, "%s", lines.msg);
         goto done;
     }
+    if (lines.truncated) {   /* the expansion stops at a layer the loop above refuses */
+        st = dpt_error_set(DPT_ERR_INTERNAL, "%s: model expansion stopped early", path);
+        goto done;
+    }
+    p.line = lines.n_file_lines;   /* an appended softmax_xent: the end of the file */
+    p.use_line = p.rep = 0;
     if (!p.have_net || s->in_c == 0 || s->classes == 0) {
         st = dpt_error_set(DPT_ERR_FORMAT, "%s: missing [net] section with input = C,H,W and "
                            "classes = K", path);
@@ -385,11 +422,11 @@ dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
     }
     if (s->layers[s->n_layers - 1].kind != DPT_OP_XENT) {
         int i = s->n_layers++;
-        layer_defaults(&s->layers[i], "softmax_xent", DPT_OP_XENT, p.line, i, opt);
+        layer_defaults(&s->layers[i], "softmax_xent", DPT_OP_XENT, &p, i, opt);
     }
     st = finish(&p, opt);
 done:
-    fclose(f);
+    dpt__mlines_free(&lines);
     dpt_free(p.input_names);
     if (st != DPT_OK)
         dpt__model_spec_free(s);

@@ -92,6 +92,7 @@ static dpt_status_t gin_fetch(session_t *s)
     const dpt_batch_t *b;
     DPT_CHECK(dpt_loader_next(s->train_ld, &b));
     s->gin_fetched++;
+    s->staged_pos = dpt__batch_pos(s, b->epoch, b->step);
     return dpt_gpu_input_stage(s->gin, b);
 }
 
@@ -104,6 +105,7 @@ static dpt_status_t gin_forward(session_t *s, float *loss, int32_t *hits, int *n
         DPT_CHECK(gin_fetch(s));
     const int32_t *labels;
     DPT_CHECK(dpt_gpu_input_take(s->gin, s->d_in, &labels, n_valid));
+    dpt__set_masks(s, s->staged_pos);   /* the taken batch's: the next one is staged below */
     DPT_CHECK(dpt_cuda_import_device(s->be, s->d_in, dpt_model_input_tensor(s->model)));
     DPT_CHECK(gin_fetch(s));
     return dpt_model_forward(s->model, NULL, labels, *n_valid, 1, loss, hits);

@@ -172,11 +172,14 @@ static dpt_status_t check_save_path(const char *path)
 void dpt__session_hashes(const session_t *s, uint32_t h[3])
 {
     h[0] = dpt__crc32(0, s->run_text, strlen(s->run_text));
-    char summary[8192];
-    dpt_model_summary(s->model, summary, sizeof summary);
+    enum { SUMMARY_BYTES = 1 << 18 };   /* ~90 characters per layer, up to 1024 layers */
+    char *summary = dpt_malloc(SUMMARY_BYTES);
+    if (summary)
+        dpt_model_summary(s->model, summary, SUMMARY_BYTES);
     size_t np;
     dpt_model_params((dpt_model_t *)s->model, &np);
-    h[1] = dpt__crc32(0, summary, strlen(summary));
+    h[1] = summary ? dpt__crc32(0, summary, strlen(summary)) : 0;
+    dpt_free(summary);
     h[1] = dpt__crc32(h[1], &np, sizeof np);
     const dpt_dataset_t *d = s->train;
     int dims[5] = {d->n, d->c, d->h, d->w, d->n_classes};
@@ -194,6 +197,7 @@ static dpt_status_t setup_local(session_t *s, dpt_train_config_t *cfg)
     if (rank == 0 && cfg->checkpoint_dir)   /* one job per directory, never another's */
         DPT_CHECK(dpt__claim_checkpoint_dir(cfg, &s->lock_fd));
     DPT_CHECK(dpt__session_model(s, cfg));
+    s->seed = cfg->seed;
     s->accum = cfg->accum > 0 ? cfg->accum : 1;
     s->inv_accum = 1.0f / (float)s->accum;
     DPT_CHECK(dpt_dataset_open(cfg->data_spec, 1, cfg->seed, &s->train));

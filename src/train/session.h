@@ -44,6 +44,8 @@ struct session {
     float *mom;              /* optimizer state: n_state floats (SGD: momentum; AdamW: m, v) */
     size_t n_state;          /* np x dpt_optim_state_per_param */
     uint64_t adam_t;         /* AdamW: the updates applied so far (skipped steps do not count) */
+    uint64_t seed;           /* --seed: dropout masks (dpt__set_masks) */
+    uint64_t staged_pos;     /* device input: dpt__set_masks's position of the staged batch */
     char model_path[4096];
     /* data parallel */
     dpt_dist_t dist;
@@ -91,6 +93,12 @@ dpt_status_t dpt__session_model(session_t *s, const dpt_train_config_t *cfg);
 /* The optimizer-state arena (zeros: n_state floats, sgd's momentum or AdamW's m and v) and its
  * host mirror. */
 dpt_status_t dpt__session_alloc_mom(session_t *s, const dpt_sgd_config_t *sgd);
+
+/* The position in the run of this rank's first sample of training batch (epoch, step):
+ * ((epoch * steps + step) * ranks + rank) * batch; dpt__set_masks gives it and the seed to
+ * the model for its dropout masks (the same for a sample whatever the rank count). */
+uint64_t dpt__batch_pos(const session_t *s, int epoch, int step);
+void dpt__set_masks(session_t *s, uint64_t pos);
 /* The test split, sharded over ranks (the tail padded, padding not counted). */
 dpt_status_t dpt__session_open_test(session_t *s, const dpt_train_config_t *cfg);
 /* dpt_train's setup: every rank's local part, agreed on, then the data-parallel part (several

@@ -49,11 +49,24 @@ dpt_status_t dpt__on_bn_sum(void *ctx, float *buf, size_t n)
     return st;
 }
 
+uint64_t dpt__batch_pos(const session_t *s, int epoch, int step)
+{
+    const uint64_t steps = (uint64_t)dpt_loader_steps(s->train_ld);
+    return (((uint64_t)epoch * steps + (uint64_t)step) * (uint64_t)s->dist.size
+            + (uint64_t)s->dist.rank) * (uint64_t)dpt_model_batch(s->model);
+}
+
+void dpt__set_masks(session_t *s, uint64_t pos)
+{
+    dpt_model_set_rng(s->model, s->seed, pos);
+}
+
 dpt_status_t dpt__forward_loader(session_t *s, float *loss, int32_t *hits, int *n_valid)
 {
     const dpt_batch_t *b;
     DPT_CHECK(dpt_loader_next(s->train_ld, &b));
     *n_valid = b->n_valid;
+    dpt__set_masks(s, dpt__batch_pos(s, b->epoch, b->step));
     return dpt_model_forward(s->model, b->x, b->y, b->n_valid, 1, loss, hits);
 }
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dptrain/alloc.h"
 #include "train/session.h"
 
 void dpt_train_config_default(dpt_train_config_t *c)
@@ -96,8 +97,10 @@ static void print_header(run_t *r)
 {
     const dpt_train_config_t *cfg = r->cfg;
     session_t *s = &r->s;
-    char summary[8192];
-    dpt_model_summary(s->model, summary, sizeof summary);
+    enum { SUMMARY_BYTES = 1 << 18 };   /* ~90 characters per layer, up to 1024 layers */
+    char *summary = dpt_malloc(SUMMARY_BYTES);
+    if (summary)
+        dpt_model_summary(s->model, summary, SUMMARY_BYTES);
     char acc[32] = "";
     if (s->accum > 1)
         snprintf(acc, sizeof acc, " x accum %d", s->accum);
@@ -114,7 +117,8 @@ static void print_header(run_t *r)
            "%s = global batch %ld, %d epochs x %d steps%s\n%s", s->model_path, s->train->name,
            s->train->n, s->test ? s->test->n : 0, cfg->backend, dev, r->nranks,
            r->nranks == 1 ? "" : "s", cfg->batch, acc, r->global_batch, cfg->epochs,
-           r->steps_per_epoch, limit, summary);
+           r->steps_per_epoch, limit, summary ? summary : "(no memory for the layer summary)\n");
+    dpt_free(summary);
     if (s->bk)
         dpt__session_print_buckets(s, cfg->compress);
     fflush(stdout);

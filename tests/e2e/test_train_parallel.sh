@@ -2,6 +2,7 @@
 # Data-parallel training under mpirun (issue 4):
 #  - np 2 x batch 64 gives the parameters of np 1 x batch 128 (same data order, no BN; float32
 #    reduction-order tolerance), and so does np 1 x batch 64 x --accum 2, and np 2 x 32 x accum 2;
+#    the same with dropout and drop path (their masks do not depend on the rank count);
 #    with batch norm, --sync-bn does (and local statistics do not);
 #  - with --deterministic every all-reduce algorithm gives the same bits;
 #  - --compress fp16 / bf16 keeps the replicas identical and stays near the fp32 result; topk and
@@ -42,6 +43,15 @@ same "$TMP/ref.dpt" "$TMP/acc.dpt" 1e-5 "np 1 x 64 x accum 2 vs np 1 x 128"
 train 2 "$TMP/np2acc.dpt" "${nobn[@]}" --batch 32 --accum 2 --no-overlap
 same "$TMP/ref.dpt" "$TMP/np2acc.dpt" 1e-5 "np 2 x 32 x accum 2 (no overlap) vs np 1 x 128"
 grep -q "global batch 128" "$TMP/np2acc.txt" && ok || bad "np 2 x 32 x accum 2 does not say global batch 128"
+# dropout and drop path: a sample's masks depend only on the seed, layer and its position in the
+# run, so the equivalences hold with them too; and they change the result (the masks act)
+drop=(--model "$SRC/tests/models/small-dropout.cfg" "${args[@]:2}")
+train 1 "$TMP/drop1.dpt" "${drop[@]}" --batch 128
+train 2 "$TMP/drop2.dpt" "${drop[@]}" --batch 64
+same "$TMP/drop1.dpt" "$TMP/drop2.dpt" 1e-5 "dropout: np 2 x 64 vs np 1 x 128"
+train 2 "$TMP/drop2acc.dpt" "${drop[@]}" --batch 32 --accum 2 --no-overlap
+same "$TMP/drop1.dpt" "$TMP/drop2acc.dpt" 1e-5 "dropout: np 2 x 32 x accum 2 vs np 1 x 128"
+"$CMP" "$TMP/ref.dpt" "$TMP/drop1.dpt" 1e-3 > /dev/null && bad "dropout: the parameters of the same model without it" || ok
 # with batch norm: --sync-bn makes np 2 x 64 equal np 1 x 128 (one step: early BN training
 # amplifies float rounding quickly); local BN statistics differ by design (the control)
 train 1 "$TMP/bn1.dpt" "${args[@]}" --batch 128 --sync-bn --max-steps 1

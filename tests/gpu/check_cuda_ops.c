@@ -24,198 +24,10 @@
 #include "dptrain/cuda.h"
 #include "dptrain/rng.h"
 
-/* ---- one comparison ------------------------------------------------------------------------ */
-typedef struct mode {
-    dpt_precision_t prec;
-    int in_fp32;         /* 16-bit modes: give the op float32 NCHW inputs (the model's input) */
-    int n_valid;         /* xent */
-    float loss_scale;    /* xent backward */
-} op_mode_t;
-
-static void compare(const dpt_op_desc_t *desc, const op_mode_t *m, uint64_t seed)
-{
-    const char *kind = dpt_op_kind_name(desc->kind), *pn = dpt_precision_name(m->prec);
-    double tol = tol_of(m->prec);
-    dpt_backend_t *gb = cuda_be(m->prec), *rb;
-    ck_assert_int_eq(R->create(&(dpt_backend_config_t){0}, &rb), DPT_OK);
-    int n_in = desc->kind == DPT_OP_ADD ? 2 : 1;
-    int lay = m->in_fp32 ? DPT_LAYOUT_NCHW : dpt_cuda_layout(m->prec);
-
-    dpt_op_desc_t dg = *desc;
-    for (int i = 0; i < n_in; i++)
-        dg.in[i] = with_layout(desc->in[i], lay);
-    dpt_op_t *rop, *gop;
-    dpt_op_info_t ri, gi;
-    ck_assert_msg(R->op_create(rb, desc, &rop, &ri) == DPT_OK, "ref %s: %s", kind,
-                  dpt_error_get());
-    dpt_status_t st = G->op_create(gb, &dg, &gop, &gi);
-    ck_assert_msg(st == DPT_OK, "cuda op_create %s (%s): %s", kind, pn, dpt_error_get());
-    ck_assert_int_eq(gi.out.n, ri.out.n);
-    ck_assert_int_eq(gi.out.c, ri.out.c);
-    ck_assert_int_eq(gi.out.h, ri.out.h);
-    ck_assert_int_eq(gi.out.w, ri.out.w);
-    ck_assert_int_eq(gi.out.layout, dpt_cuda_layout(m->prec));
-    ck_assert_uint_eq(gi.n_params, ri.n_params);
-    ck_assert_uint_eq(gi.n_weights, ri.n_weights);
-    ck_assert_uint_eq(gi.n_buffers, ri.n_buffers);
-
-    dpt_rng_t rng;
-    dpt_rng_init(&rng, seed, (uint64_t)desc->kind * 8 + (uint64_t)m->prec);
-    size_t np = ri.n_params, nb = ri.n_buffers;
-    size_t nx = dpt_tensor_count(&desc->in[0]), ny = dpt_tensor_count(&ri.out);
-    int N = desc->in[0].n;
-
-    /* host data, rounded to the device type where the op stores it in that type */
-    float *w = randv(&rng, np, 0.5f, 0.0f);
-    if (desc->kind == DPT_OP_BATCHNORM)      /* gamma around 1 */
-        for (size_t i = 0; i < np / 2; i++)
-            w[i] += 1.0f;
-    if (desc->kind == DPT_OP_CONV2D || desc->kind == DPT_OP_FC)
-        quantize(gb, m->prec, w, ri.n_weights);
-    float *buf = randv(&rng, nb, 0.2f, 0.0f);
-    for (size_t i = nb / 2; i < nb; i++)     /* running var > 0 */
-        buf[i] += 1.0f;
-    float *x[2] = {NULL, NULL};
-    for (int i = 0; i < n_in; i++) {
-        x[i] = randv(&rng, nx, 2.0f, 0.3f);
-        quantize(gb, m->prec, x[i], nx);
-    }
-    float *dy = randv(&rng, ny, 1.0f, 0.0f);
-    quantize(gb, m->prec, dy, ny);
-    int32_t *labels = dpt_malloc((size_t)N * sizeof(int32_t));
-    for (int i = 0; i < N; i++)
-        labels[i] = (int32_t)dpt_rng_below(&rng, (uint32_t)desc->in[0].c);
-    float *garbage = dpt_malloc(((nx > ny ? nx : ny) + np + 1) * sizeof(float));
-    for (size_t i = 0; i < (nx > ny ? nx : ny) + np; i++)
-        garbage[i] = 7.0f;
-
-    /* ref side: host memory */
-    dpt_tensor_t rx[2], rdx[2], ry = ri.out, rdy = ri.out;
-    for (int i = 0; i < n_in; i++) {
-        rx[i] = rdx[i] = desc->in[i];
-        rx[i].data = R->alloc(rb, rx[i].nbytes);
-        rdx[i].data = R->alloc(rb, rdx[i].nbytes);
-        memcpy(rx[i].data, x[i], nx * sizeof(float));
-    }
-    ry.data = R->alloc(rb, ry.nbytes);
-    rdy.data = R->alloc(rb, rdy.nbytes);
-    memcpy(rdy.data, dy, ny * sizeof(float));
-    float *rw = dpt_malloc((np + 1) * sizeof(float)), *rdw = dpt_calloc((np + 1) * sizeof(float));
-    float *rbuf = dpt_malloc((nb + 1) * sizeof(float));
-    memcpy(rw, w, np * sizeof(float));
-    memcpy(rbuf, buf, nb * sizeof(float));
-
-    /* cuda side: device memory */
-    dpt_tensor_t gx[2], gdx[2], gy = dev_tensor(gb, gi.out), gdy = dev_tensor(gb, gi.out);
-    for (int i = 0; i < n_in; i++) {
-        gx[i] = dev_tensor(gb, dg.in[i]);
-        gdx[i] = dev_tensor(gb, dg.in[i]);
-        import_t(gb, x[i], &gx[i]);
-    }
-    import_t(gb, dy, &gdy);
-    float *gw = dev_floats(gb, w, np), *gdw = dev_floats(gb, NULL, np);
-    float *gbuf = dev_floats(gb, buf, nb);
-
-    float *got = dpt_malloc(((nx > ny ? nx : ny) + np + nb + 1) * sizeof(float));
-    float rloss = -1, gloss = -2;
-    int32_t rcorrect = -1, gcorrect = -2;
-    for (int training = 1; training >= 0; training--) {
-        if (desc->kind == DPT_OP_XENT && !training)
-            break;
-        dpt_op_args_t ra = {.x = {&rx[0], n_in > 1 ? &rx[1] : NULL}, .y = &ry, .dy = &rdy,
-                            .dx = {&rdx[0], n_in > 1 ? &rdx[1] : NULL}, .w = rw, .dw = rdw,
-                            .buf = rbuf, .labels = labels, .loss = &rloss, .correct = &rcorrect,
-                            .n_valid = m->n_valid, .training = training};
-        dpt_op_args_t ga = {.x = {&gx[0], n_in > 1 ? &gx[1] : NULL}, .y = &gy, .dy = &gdy,
-                            .dx = {&gdx[0], n_in > 1 ? &gdx[1] : NULL}, .w = gw, .dw = gdw,
-                            .buf = gbuf, .labels = labels, .loss = &gloss, .correct = &gcorrect,
-                            .n_valid = m->n_valid, .training = training,
-                            .loss_scale = m->loss_scale};
-        ck_assert_int_eq(R->forward(rop, &ra), DPT_OK);
-        st = G->forward(gop, &ga);
-        ck_assert_msg(st == DPT_OK, "%s %s fwd: %s", kind, pn, dpt_error_get());
-        export_t(gb, &gy, got);
-        double e = rel_err(got, ry.data, ny);
-        ck_assert_msg(e < tol, "%s %s fwd (training %d): rel err %g", kind, pn, training, e);
-        if (nb) {
-            to_host(gb, got, gbuf, nb);
-            e = rel_err(got, rbuf, nb);
-            ck_assert_msg(e < tol, "%s %s running stats (training %d): rel err %g", kind, pn,
-                          training, e);
-        }
-        if (desc->kind == DPT_OP_XENT) {
-            ck_assert_msg(fabsf(gloss - rloss) < 1e-4f * fmaxf(1.0f, fabsf(rloss)),
-                          "xent %s loss %g vs ref %g", pn, gloss, rloss);
-            ck_assert_int_eq(gcorrect, rcorrect);
-        }
-        if (!training)
-            break;
-
-        /* backward twice: with input gradients, then without (dW must not depend on it) */
-        for (int with_dx = 1; with_dx >= 0; with_dx--) {
-            if (!with_dx && !np)
-                break;
-            for (int i = 0; i < n_in; i++) {
-                import_t(gb, garbage, &gdx[i]);
-                if (!with_dx)
-                    ga.dx[i] = NULL, ra.dx[i] = NULL;
-            }
-            if (np)
-                ck_assert_int_eq(G->memcpy(gb, gdw, garbage, np * sizeof(float), DPT_COPY_H2D),
-                                 DPT_OK);
-            ck_assert_int_eq(R->backward(rop, &ra), DPT_OK);
-            st = G->backward(gop, &ga);
-            ck_assert_msg(st == DPT_OK, "%s %s bwd: %s", kind, pn, dpt_error_get());
-            if (with_dx)
-                for (int i = 0; i < n_in; i++) {
-                    float s = desc->kind == DPT_OP_XENT && m->loss_scale != 0 ? m->loss_scale : 1;
-                    for (size_t k = 0; k < nx; k++)
-                        rdx[i].data[k] *= s;
-                    export_t(gb, &gdx[i], got);
-                    e = rel_err(got, rdx[i].data, nx);
-                    ck_assert_msg(e < tol, "%s %s dx%d: rel err %g", kind, pn, i, e);
-                }
-            if (np) {
-                to_host(gb, got, gdw, np);
-                e = rel_err(got, rdw, np);
-                ck_assert_msg(e < tol, "%s %s dW (dx %s): rel err %g", kind, pn,
-                              with_dx ? "on" : "off", e);
-            }
-        }
-    }
-
-    for (int i = 0; i < n_in; i++) {
-        R->free(rb, rx[i].data);
-        R->free(rb, rdx[i].data);
-        G->free(gb, gx[i].data);
-        G->free(gb, gdx[i].data);
-        dpt_free(x[i]);
-    }
-    R->free(rb, ry.data);
-    R->free(rb, rdy.data);
-    G->free(gb, gy.data);
-    G->free(gb, gdy.data);
-    G->free(gb, gw);
-    G->free(gb, gdw);
-    G->free(gb, gbuf);
-    dpt_free(rw);
-    dpt_free(rdw);
-    dpt_free(rbuf);
-    dpt_free(w);
-    dpt_free(buf);
-    dpt_free(dy);
-    dpt_free(labels);
-    dpt_free(garbage);
-    dpt_free(got);
-    R->op_destroy(rop);
-    G->op_destroy(gop);
-    R->destroy(rb);
-}
-
 static void compare_p(const dpt_op_desc_t *d, int prec, uint64_t seed)
 {
-    op_mode_t m = {.prec = (dpt_precision_t)prec};
-    compare(d, &m, seed);
+    cuda_op_mode_t m = {.prec = (dpt_precision_t)prec};
+    cuda_compare_op(d, &m, seed);
 }
 
 /* ---- the cases (_i of every loop test is the precision) ------------------------------------- */
@@ -248,8 +60,8 @@ START_TEST(test_conv)
     }
     if (_i != DPT_PREC_FP32) {   /* the first layer: float32 input in a 16-bit backend */
         dpt_op_desc_t d = conv(2, 3, 9, 7, 5, 3, 1, 1, 1);
-        op_mode_t m = {.prec = (dpt_precision_t)_i, .in_fp32 = 1};
-        compare(&d, &m, 150);
+        cuda_op_mode_t m = {.prec = (dpt_precision_t)_i, .in_fp32 = 1};
+        cuda_compare_op(&d, &m, 150);
     }
 }
 END_TEST
@@ -326,9 +138,9 @@ START_TEST(test_xent)
                                    .label_smoothing = smoothing[sm]};
                 int n = 7 + 5 * sm, k = 10 + 37 * sm;   /* K = 84 spans several warp passes */
                 d.in[0] = dpt_tensor_shape(n, k, 1, 1);
-                op_mode_t m = {.prec = (dpt_precision_t)_i, .n_valid = v ? n - 2 : 0,
+                cuda_op_mode_t m = {.prec = (dpt_precision_t)_i, .n_valid = v ? n - 2 : 0,
                             .loss_scale = scales[sc]};
-                compare(&d, &m, 1000 + (uint64_t)(sm * 6 + v * 3 + sc));
+                cuda_compare_op(&d, &m, 1000 + (uint64_t)(sm * 6 + v * 3 + sc));
             }
 }
 END_TEST

@@ -8,6 +8,7 @@
 
 #include <check.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "dptrain/backend.h"
 #include "dptrain/cuda.h"
@@ -40,6 +41,21 @@ void import_t(dpt_backend_t *be, const float *in, dpt_tensor_t *t);
 
 /* Round n host floats to what precision p stores (identity for fp32). */
 void quantize(dpt_backend_t *be, dpt_precision_t p, float *v, size_t n);
+
+/* One op on cuda against ref: the same (rounded) parameters, buffers, inputs and output
+ * gradient on both; outputs, running statistics, loss, input gradients (with dx pre-filled with
+ * garbage) and parameter gradients (also from a backward without dx) agree within tol_of(prec)
+ * of the largest ref magnitude, in training and in inference. Conv, fc and linear weights are
+ * rounded to the storage type (the backend casts them); batch and layer norm gammas are
+ * around 1. */
+typedef struct cuda_op_mode {
+    dpt_precision_t prec;
+    int in_fp32;         /* 16-bit modes: give the op float32 NCHW inputs (the model's input) */
+    int n_valid;         /* xent */
+    float loss_scale;    /* xent backward */
+    int bwd_no_dx;       /* ops without parameters: a backward without dx too (must succeed) */
+} cuda_op_mode_t;
+void cuda_compare_op(const dpt_op_desc_t *desc, const cuda_op_mode_t *m, uint64_t seed);
 
 /* main(): without a CUDA device prints "SKIP: no CUDA device (<reason>)" and returns 77 (CTest:
  * skipped); else runs make_suite()'s suite in CK_NOFORK mode (never fork after CUDA is

@@ -26,7 +26,7 @@ static const int shape_cases[][4] = {{4, 3, 5, 5}, {2, 16, 7, 9}, {5, 20, 3, 3},
 static inline dpt_op_desc_t shaped(dpt_op_kind_t kind, int i)
 {
     const int *s = shape_cases[i];
-    dpt_op_desc_t d = {.kind = kind, .n_in = kind == DPT_OP_ADD ? 2 : 1, .bn_eps = 1e-5f,
+    dpt_op_desc_t d = {.kind = kind, .n_in = dpt_op_n_inputs(kind), .bn_eps = 1e-5f,
                        .bn_momentum = 0.1f, .alpha = 0.7f, .pool_k = 2, .pool_stride = 2,
                        .out_features = 11, .has_bias = 1};
     d.in[0] = d.in[1] = dpt_tensor_shape(s[0], s[1], s[2], s[3]);

@@ -1,7 +1,9 @@
-/* check_files.h: fixtures of the unit tests that work on files (check_data.c, check_shard.c): a
- * per-test mkdtemp folder, paths in it, whole-file reads, and the "right status and a message
- * naming the file" assertion. Each test executable is one translation unit, so the folder name
- * lives in a static here. Include after defining _GNU_SOURCE. */
+/* check_files.h: fixtures of the unit tests that work on files (check_data.c, check_shard.c,
+ * check_mul.c, check_model_vit.c): a per-test mkdtemp folder (make_tmpdir / remove_tmpdir, also
+ * usable as a checked fixture), paths in it, writing a text file there, whole-file reads, and
+ * the "right status and a message naming the file" assertion. Each test executable is one
+ * translation unit, so the folder name lives in a static here. Include after defining
+ * _GNU_SOURCE. */
 #ifndef DPT_CHECK_FILES_H
 #define DPT_CHECK_FILES_H
 
@@ -42,6 +44,18 @@ static inline const char *tmp_path(const char *name)
     char *p = bufs[next++ % 8];
     snprintf(p, 512, "%s/%s", tmpdir, name);
     return p;
+}
+
+/* tmpdir/name (make_tmpdir first) now holding `text`; returns its tmp_path. */
+static inline const char *write_tmp_file(const char *name, const char *text)
+{
+    ck_assert_msg(tmpdir[0] != '\0', "write_tmp_file(%s) before make_tmpdir", name);
+    const char *path = tmp_path(name);
+    FILE *f = fopen(path, "w");
+    ck_assert_msg(f != NULL, "cannot create %s", path);
+    ck_assert_int_ge(fputs(text, f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+    return path;
 }
 
 /* The whole file into *out (malloc'd, one spare byte); returns its size. */

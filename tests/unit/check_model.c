@@ -1,5 +1,6 @@
 /* check_model.c: model files (the shipped ones build with the expected parameter counts; every
- * kind of bad file gives DPT_ERR_* with a message naming file:line), gradient routing through a
+ * kind of bad file gives DPT_ERR_* with a message naming file:line; [block]/[use] expansion
+ * builds the same model as the file written out by hand), gradient routing through a
  * residual graph (model backward vs finite differences of the model loss), BN+ReLU fusion
  * equivalence, and "no allocation inside a training step". Runs on the ref backend. */
 #include <check.h>
@@ -65,8 +66,16 @@ START_TEST(test_shipped_models)
         {"models/fmnist-cnn.cfg", 468010},
         /* the myrtle.ai ResNet-9: 6,573,120 parameters (fc without bias) */
         {"models/resnet9.cfg", 6573120},
+        /* ResNet-50 with a 3x3 CIFAR stem, from [block]/[use]: torchvision's resnet50
+         * (num_classes=10) 23,528,522 - 3*64*49 + 3*64*9 */
+        {"models/resnet50.cfg", 23520842},
+        /* the ImageNet stem (7x7/2 conv, max-pool), 1000 classes: torchvision's resnet50() */
+        {"models/resnet50-imagenet.cfg", 25557032},
+        /* EfficientNet-B0 (MBConv + squeeze-excitation blocks) with a stride-1 stem: torchvision's
+         * efficientnet_b0(num_classes=10), 5,288,548 - 1280*1000-1000 + 1280*10+10 */
+        {"models/efficientnet-b0.cfg", 4020358},
     };
-    for (int i = 0; i < 2; i++) {
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         dpt_backend_t *be;
         dpt_model_t *m = NULL;
         dpt_status_t st = build(src_path(models[i].file), 2, 1, &be, &m);
@@ -184,6 +193,178 @@ START_TEST(test_activation_layers)
     }
     ck_assert_msg(fabsf(loss[0] - loss[1]) > 1e-5f * loss[0],   /* ~100 float32 ulps */
                   "gelu approximate= did not reach the op (losses %.8g, %.8g)", loss[0], loss[1]);
+}
+END_TEST
+
+/* [block]/[use] (model_expand.c): the expanded file and the same model written out by hand parse
+ * to the same layers (kinds, names, wiring) and build the same model (parameter count, initial
+ * parameters, forward loss). Covers $var and ${var}, $in per repetition (the previous
+ * repetition's last layer, a default name here), inputs naming body layers, the default prefix
+ * (block name + use count), a block defined before [net], comments and blank lines. */
+static const char *expand_model =
+    "[block res]   # residual: conv, BN, ReLU, add the block's input\n"
+    "[conv]\nfilters = $w\nbias = 0\n\n"
+    "[batchnorm]\nname = bn\n[relu]\nname = act\n"
+    "[add]\ninputs = act, $in\n"
+    "[end]\n"
+    "[net]\ninput=2,6,6\nclasses=4\n"
+    "[conv]\nfilters=4\n"
+    "[use res]\nrepeat = 3\nw = 4\n"
+    "[block down]\n[conv]\nfilters = ${c}\nstride = $s\n[end]\n"
+    "[use down]\nname = d\nc = 5\ns = 2\n"
+    "[use res]\nw = 5\n"
+    "[gap]\n[fc]\noutput=4\n";
+static const char *expand_by_hand =
+    "[net]\ninput=2,6,6\nclasses=4\n"
+    "[conv]\nfilters=4\n"
+    "[conv]\nfilters=4\nbias=0\n[batchnorm]\nname=res1.0.bn\n[relu]\nname=res1.0.act\n"
+    "[add]\ninputs=res1.0.act, conv0\n"
+    "[conv]\nfilters=4\nbias=0\n[batchnorm]\nname=res1.1.bn\n[relu]\nname=res1.1.act\n"
+    "[add]\ninputs=res1.1.act, add4\n"
+    "[conv]\nfilters=4\nbias=0\n[batchnorm]\nname=res1.2.bn\n[relu]\nname=res1.2.act\n"
+    "[add]\ninputs=res1.2.act, add8\n"
+    "[conv]\nfilters=5\nstride=2\n"
+    "[conv]\nfilters=5\nbias=0\n[batchnorm]\nname=res2.0.bn\n[relu]\nname=res2.0.act\n"
+    "[add]\ninputs=res2.0.act, conv13\n"
+    "[gap]\n[fc]\noutput=4\n";
+
+START_TEST(test_expand_equivalent)
+{
+    const char *paths[2];
+    char path0[512];
+    snprintf(path0, sizeof path0, "%s", write_model("expand.cfg", expand_model));
+    paths[0] = path0;
+    paths[1] = write_model("by_hand.cfg", expand_by_hand);
+    dpt_model_spec_t spec[2];
+    dpt_model_options_t o = {.batch = 3, .fuse_bn_relu = 0};
+    for (int f = 0; f < 2; f++)
+        ck_assert_msg(dpt__model_parse(paths[f], &o, &spec[f]) == DPT_OK, "%s", dpt_error_get());
+    ck_assert_int_eq(spec[0].n_layers, 21);   /* 1 + 3 * 4 + 1 + 4 + gap, fc, softmax_xent */
+    ck_assert_int_eq(spec[0].n_layers, spec[1].n_layers);
+    for (int i = 0; i < spec[0].n_layers; i++) {
+        const dpt_layer_spec_t *a = &spec[0].layers[i], *b = &spec[1].layers[i];
+        ck_assert_int_eq(a->kind, b->kind);
+        ck_assert_str_eq(a->name, b->name);
+        ck_assert_int_eq(a->n_inputs, b->n_inputs);
+        for (int k = 0; k < a->n_inputs; k++)
+            ck_assert_int_eq(a->inputs[k], b->inputs[k]);
+        ck_assert_int_eq(a->filters, b->filters);
+        ck_assert_int_eq(a->stride, b->stride);
+        ck_assert_int_eq(a->bias, b->bias);
+        ck_assert_int_eq(b->use_line, 0);
+    }
+    /* where the lines came from: the first body layer of the 2nd repetition of the first [use] */
+    ck_assert_int_eq(spec[0].layers[5].line, 2);
+    ck_assert_int_eq(spec[0].layers[5].use_line, 18);
+    ck_assert_int_eq(spec[0].layers[5].rep, 1);
+    for (int f = 0; f < 2; f++)
+        dpt__model_spec_free(&spec[f]);
+
+    dpt_backend_t *be[2];
+    dpt_model_t *m[2];
+    float x[3 * 2 * 6 * 6], loss[2];
+    int32_t y[3] = {0, 3, 1};
+    dpt_rng_t r;
+    dpt_rng_init(&r, 9, 0);
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = dpt_rng_normal(&r);
+    for (int f = 0; f < 2; f++) {
+        ck_assert_msg(build(paths[f], 3, 1, &be[f], &m[f]) == DPT_OK, "%s", dpt_error_get());
+        dpt_model_init_params(m[f], 13);
+        ck_assert_int_eq(dpt_model_forward(m[f], x, y, 0, 1, &loss[f], NULL), DPT_OK);
+    }
+    size_t n0, n1;
+    const float *p0 = dpt_model_params(m[0], &n0), *p1 = dpt_model_params(m[1], &n1);
+    ck_assert_uint_eq(n0, n1);
+    ck_assert_int_eq(memcmp(p0, p1, n0 * sizeof(float)), 0);
+    ck_assert_float_eq(loss[0], loss[1]);
+    ck_assert(isfinite(loss[0]));
+    for (int f = 0; f < 2; f++)
+        teardown(be[f], m[f]);
+}
+END_TEST
+
+/* 1,021 layers from one [use] (the limit is 1,023 before the appended softmax_xent) parse and
+ * build; 1,024 do not, and the message says where. */
+START_TEST(test_expand_many_layers)
+{
+    static const char *fmt =
+        "[net]\ninput=1,2,2\nclasses=3\n"
+        "[block s]\n[scale]\nfactor=1\n[scale]\nfactor=1\n[scale]\nfactor=1\n[scale]\nfactor=1\n"
+        "[end]\n[use s]\nrepeat=%d\n[fc]\noutput=3\n";
+    char text[512];
+    snprintf(text, sizeof text, fmt, 255);
+    dpt_backend_t *be;
+    dpt_model_t *m = NULL;
+    ck_assert_msg(build(write_model("many.cfg", text), 1, 1, &be, &m) == DPT_OK, "%s",
+                  dpt_error_get());
+    size_t n;
+    dpt_model_params(m, &n);
+    ck_assert_uint_eq(n, 4 * 3 + 3);
+    teardown(be, m);
+    snprintf(text, sizeof text, fmt, 256);
+    const char *path = write_model("too_many.cfg", text);
+    ck_assert_int_eq(build(path, 1, 1, &be, &m), DPT_ERR_FORMAT);
+    ck_assert_ptr_null(m);
+    ck_assert_msg(strstr(dpt_error_get(), ":11: more than 1023 layers (in the block used at line "
+                                          "14, repeat 255)") != NULL, "%s", dpt_error_get());
+    teardown(be, NULL);
+}
+END_TEST
+
+#define NET "[net]\ninput=1,8,8\nclasses=3\n"   /* lines 1-3 */
+#define BLK "[block b]\n[conv]\nfilters=$w\n[end]\n"   /* lines 4-7 */
+static const struct {
+    const char *text;
+    const char *expect;   /* substring of the message */
+    dpt_status_t st;
+} bad_expansions[] = {
+    {NET "[use nope]\nrepeat=2\n", ":4: [use nope]: no block named 'nope'", DPT_ERR_FORMAT},
+    {NET BLK "[use b]\nw=2\nrepeat=0\n", ":10: repeat: '0' is not an integer in [1, 256]", DPT_ERR_FORMAT},
+    {NET BLK "[use b]\nw=2\nrepeat=300\n", ":10: repeat: '300' is not an integer in [1, 256]", DPT_ERR_FORMAT},
+    {NET BLK "[use b]\nrepeat=two\nw=2\n", ":9: repeat: 'two' is not an integer in [1, 256]", DPT_ERR_FORMAT},
+    {NET BLK "[use b]\nw=2\nwidth=4\n", ":10: [use b]: key 'width' is not used by block 'b' (its body has no $width)", DPT_ERR_FORMAT},
+    {NET BLK "[use b]\nrepeat=2\n[fc]\noutput=3\n", ":8: [use b]: block 'b' uses $w (line 6) but this [use] does not set w", DPT_ERR_FORMAT},
+    {NET "[block b]\n[conv]\nfilters=4\n", ":4: [block b] has no [end]", DPT_ERR_FORMAT},
+    {NET "[block b]\n[conv]\nfilters=4\n[block c]\n[relu]\n[end]\n[end]\n", ":7: [block] inside [block b] (line 4): blocks do not nest", DPT_ERR_FORMAT},
+    {NET "[block b]\n[conv]\nfilters=4\n[use b]\n[end]\n", ":7: [use] inside [block b] (line 4): blocks do not nest", DPT_ERR_FORMAT},
+    {NET "[conv]\nfilters=4\n[end]\n", ":6: [end] without a [block NAME] before it", DPT_ERR_FORMAT},
+    {NET BLK "filters=3\n", ":8: 'filters=3' after [end]: start a [section] first", DPT_ERR_FORMAT},
+    {NET "[block b]\nfilters=3\n[conv]\n[end]\n", ":5: 'filters=3': the body of [block b] must start with a [section]", DPT_ERR_FORMAT},
+    {NET BLK "[use b]\nw=2\nw=3\n", ":10: duplicate key 'w' in [use b] (first given on line 9)", DPT_ERR_FORMAT},
+    {NET BLK BLK, ":8: block 'b' is already defined (line 4)", DPT_ERR_FORMAT},
+    {NET "[conv]\nfilters=$w\n", ":5: 'filters=$w': $ references work only inside a [block] body", DPT_ERR_FORMAT},
+    {NET "[block b]\n[conv]\nfilters=$\n[end]\n", ":6: bad $ reference in 'filters=$'", DPT_ERR_FORMAT},
+    /* errors of the parser and of the build inside an expansion name the body line and the use */
+    {NET BLK "[use b]\nrepeat=2\nw=abc\n", ":6: filters: 'abc' is not an integer in [1, 65536] (in the block used at line 8, repeat 0)", DPT_ERR_FORMAT},
+    {NET "[block b]\n[conv]\nfilters=4\nsize=$k\npad=0\n[end]\n[use b]\nrepeat=4\nk=3\n[fc]\noutput=3\n",
+     ":5: layer 'conv3' (conv2d) (in the block used at line 10, repeat 3): conv2d: kernel 3x3 larger", DPT_ERR_INVALID_ARG},
+    {NET "[block b]\n[conv]\nfilters=4\nname=c\ninput=nothere\n[end]\n[use b]\n", ":5: input 'nothere' is not the name of an earlier layer (or 'data') (in the block used at line 10, repeat 0)", DPT_ERR_FORMAT},
+    /* a name longer than 63 characters is an error, never cut (63 are fine: repeats 0-9) */
+    {NET "[block b]\n[conv]\nfilters=4\nname=conv\n[end]\n[use b]\nname=prefix_of_56_chars_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\nrepeat=11\n",
+     ":7: name 'prefix_of_56_chars_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.10.conv' is empty or longer than 63 characters (in the block used at line 9, repeat 10)", DPT_ERR_FORMAT},
+    {NET "[conv]\nfilters=4\nname=layer_name_of_64_chars_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
+     ":6: name 'layer_name_of_64_chars_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' is empty or longer than 63 characters", DPT_ERR_FORMAT},
+    {NET "[conv]\nfilters=4\n[relu]\ninput=layer_name_of_64_chars_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
+     ":7: input name 'layer_name_of_64_chars_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' is longer than 63 characters", DPT_ERR_FORMAT},
+};
+#undef NET
+#undef BLK
+
+START_TEST(test_bad_expansion)
+{
+    char name[32];
+    snprintf(name, sizeof name, "badx%d.cfg", _i);
+    const char *path = write_model(name, bad_expansions[_i].text);
+    dpt_backend_t *be;
+    dpt_model_t *m = NULL;
+    dpt_status_t st = build(path, 2, 1, &be, &m);
+    const char *msg = dpt_error_get();
+    ck_assert_msg(st == bad_expansions[_i].st, "status %d: %s", st, msg);
+    ck_assert_ptr_null(m);
+    ck_assert_msg(strstr(msg, path) != NULL, "message does not name the file: %s", msg);
+    ck_assert_msg(strstr(msg, bad_expansions[_i].expect) != NULL, "got: %s", msg);
+    teardown(be, NULL);
 }
 END_TEST
 
@@ -315,6 +496,10 @@ static Suite *model_suite(void)
     tcase_add_test(tc, test_shipped_models);
     tcase_add_loop_test(tc, test_bad_model, 0, (int)(sizeof bad_models / sizeof bad_models[0]));
     tcase_add_test(tc, test_activation_layers);
+    tcase_add_test(tc, test_expand_equivalent);
+    tcase_add_test(tc, test_expand_many_layers);
+    tcase_add_loop_test(tc, test_bad_expansion, 0,
+                        (int)(sizeof bad_expansions / sizeof bad_expansions[0]));
     tcase_add_test(tc, test_missing_model);
     tcase_add_test(tc, test_residual_gradients);
     tcase_add_test(tc, test_fusion_equivalent);

@@ -7,50 +7,13 @@
 #include <string.h>
 
 #include "backend/ref/ref_kernels.h"
+#include "check_fd.h"
 #include "check_main.h"
 #include "dptrain/alloc.h"
 #include "dptrain/backend.h"
 #include "dptrain/rng.h"
 
-#define H_STEP 1e-5
 #define TOL 1e-6
-
-static double *randv(dpt_rng_t *r, long n, double scale)
-{
-    double *v = dpt_malloc((size_t)n * sizeof(double));
-    for (long i = 0; i < n; i++)
-        v[i] = scale * (2.0 * dpt_rng_uniform(r) - 1.0);
-    return v;
-}
-
-static double *zeros(long n) { return dpt_calloc((size_t)n * sizeof(double)); }
-
-static double dot(const double *a, const double *b, long n)
-{
-    double s = 0;
-    for (long i = 0; i < n; i++)
-        s += a[i] * b[i];
-    return s;
-}
-
-/* Largest relative error between finite differences of loss() w.r.t. var and grad. */
-static double fd_error(double (*loss)(void *), void *ctx, double *var, long n, const double *grad)
-{
-    double worst = 0;
-    for (long i = 0; i < n; i++) {
-        double save = var[i];
-        var[i] = save + H_STEP;
-        double lp = loss(ctx);
-        var[i] = save - H_STEP;
-        double lm = loss(ctx);
-        var[i] = save;
-        double num = (lp - lm) / (2 * H_STEP);
-        double err = fabs(num - grad[i]) / fmax(1e-3, fabs(num) + fabs(grad[i]));
-        if (err > worst)
-            worst = err;
-    }
-    return worst;
-}
 
 /* ---- conv2d ---------------------------------------------------------------------------- */
 typedef struct conv_case {
@@ -77,7 +40,7 @@ static double conv_loss(void *p)
     dpt__ref_conv_fwd_f64(c->x, c->w, c->k.bias ? c->b : NULL, c->y, c->k.N, c->k.C, c->k.H,
                           c->k.W, c->k.O, c->k.K, c->k.K, c->k.stride, c->k.pad, c->k.G, c->OH,
                           c->OW);
-    return dot(c->y, c->r, (long)c->k.N * c->k.O * c->OH * c->OW);
+    return fd_dot(c->y, c->r, (long)c->k.N * c->k.O * c->OH * c->OW);
 }
 
 START_TEST(test_conv_grad)
@@ -90,12 +53,12 @@ START_TEST(test_conv_grad)
     dpt_rng_init(&r, 7, (uint64_t)_i);
     long nx = (long)k->N * k->C * k->H * k->W, nw = (long)k->O * (k->C / k->G) * k->K * k->K;
     long ny = (long)k->N * k->O * c.OH * c.OW;
-    c.x = randv(&r, nx, 1);
-    c.w = randv(&r, nw, 1);
-    c.b = randv(&r, k->O, 1);
-    c.y = zeros(ny);
-    c.r = randv(&r, ny, 1);
-    double *dx = zeros(nx), *dw = zeros(nw), *db = zeros(k->O);
+    c.x = fd_rand(&r, nx, 1, 0);
+    c.w = fd_rand(&r, nw, 1, 0);
+    c.b = fd_rand(&r, k->O, 1, 0);
+    c.y = fd_zeros(ny);
+    c.r = fd_rand(&r, ny, 1, 0);
+    double *dx = fd_zeros(nx), *dw = fd_zeros(nw), *db = fd_zeros(k->O);
     dpt__ref_conv_bwd_f64(c.x, c.w, c.r, dx, dw, k->bias ? db : NULL, k->N, k->C, k->H, k->W,
                           k->O, k->K, k->K, k->stride, k->pad, k->G, c.OH, c.OW);
     ck_assert_double_lt(fd_error(conv_loss, &c, c.x, nx, dx), TOL);
@@ -121,9 +84,9 @@ START_TEST(test_conv_groups_split)
     const long wg = (long)OG * CG * k->K * k->K;
     dpt_rng_t r;
     dpt_rng_init(&r, 9, (uint64_t)_i);
-    double *x = randv(&r, (long)k->N * k->C * HW, 1), *w = randv(&r, wg * k->G, 1);
-    double *b = randv(&r, k->O, 1), *y = zeros((long)k->N * k->O * OH * OW);
-    double *xs = zeros((long)k->N * CG * HW), *ys = zeros((long)k->N * OG * OH * OW);
+    double *x = fd_rand(&r, (long)k->N * k->C * HW, 1, 0), *w = fd_rand(&r, wg * k->G, 1, 0);
+    double *b = fd_rand(&r, k->O, 1, 0), *y = fd_zeros((long)k->N * k->O * OH * OW);
+    double *xs = fd_zeros((long)k->N * CG * HW), *ys = fd_zeros((long)k->N * OG * OH * OW);
     dpt__ref_conv_fwd_f64(x, w, b, y, k->N, k->C, k->H, k->W, k->O, k->K, k->K, k->stride, k->pad,
                           k->G, OH, OW);
     for (int g = 0; g < k->G; g++) {
@@ -152,7 +115,7 @@ static double bn_loss(void *p)
     bn_ctx_t *c = p;
     dpt__ref_bn_fwd_train_f64(c->x, c->g, c->b, c->y, c->mean, c->var, c->N, c->C, c->HW, 1e-5,
                               c->relu);
-    return dot(c->y, c->r, (long)c->N * c->C * c->HW);
+    return fd_dot(c->y, c->r, (long)c->N * c->C * c->HW);
 }
 
 START_TEST(test_bn_grad)
@@ -163,14 +126,14 @@ START_TEST(test_bn_grad)
     dpt_rng_t r;
     dpt_rng_init(&r, 8, (uint64_t)_i);
     long n = (long)c.N * c.C * c.HW;
-    c.x = randv(&r, n, 2);
-    c.g = randv(&r, c.C, 1.5);
-    c.b = randv(&r, c.C, 1);
-    c.y = zeros(n);
-    c.r = randv(&r, n, 1);
-    c.mean = zeros(c.C);
-    c.var = zeros(c.C);
-    double *dx = zeros(n), *dg = zeros(c.C), *dbeta = zeros(c.C);
+    c.x = fd_rand(&r, n, 2, 0);
+    c.g = fd_rand(&r, c.C, 1.5, 0);
+    c.b = fd_rand(&r, c.C, 1, 0);
+    c.y = fd_zeros(n);
+    c.r = fd_rand(&r, n, 1, 0);
+    c.mean = fd_zeros(c.C);
+    c.var = fd_zeros(c.C);
+    double *dx = fd_zeros(n), *dg = fd_zeros(c.C), *dbeta = fd_zeros(c.C);
     bn_loss(&c);
     dpt__ref_bn_bwd_f64(c.x, c.g, c.mean, c.var, c.y, c.r, dx, dg, dbeta, c.N, c.C, c.HW, 1e-5,
                         c.relu);
@@ -197,7 +160,7 @@ static double elt_loss(void *p)
         dpt__ref_celu_fwd_f64(c->x, c->y, c->n, c->alpha);
     else
         dpt__ref_relu_fwd_f64(c->x, c->y, c->n);
-    return dot(c->y, c->r, c->n);
+    return fd_dot(c->y, c->r, c->n);
 }
 
 START_TEST(test_eltwise_grad)
@@ -205,10 +168,10 @@ START_TEST(test_eltwise_grad)
     elt_ctx_t c = {.n = 37, .celu = _i > 0, .alpha = _i == 2 ? 0.3 : 1.0};
     dpt_rng_t r;
     dpt_rng_init(&r, 9, (uint64_t)_i);
-    c.x = randv(&r, c.n, 3);
-    c.y = zeros(c.n);
-    c.r = randv(&r, c.n, 1);
-    double *dx = zeros(c.n);
+    c.x = fd_rand(&r, c.n, 3, 0);
+    c.y = fd_zeros(c.n);
+    c.r = fd_rand(&r, c.n, 1, 0);
+    double *dx = fd_zeros(c.n);
     elt_loss(&c);
     if (c.celu)
         dpt__ref_celu_bwd_f64(c.x, c.r, dx, c.n, c.alpha);
@@ -235,7 +198,7 @@ static double act_loss(void *p)
         dpt__ref_gelu_fwd_f64(c->x, c->y, c->n, c->act == 2);
     else
         dpt__ref_sigmoid_fwd_f64(c->x, c->y, c->n);
-    return dot(c->y, c->r, c->n);
+    return fd_dot(c->y, c->r, c->n);
 }
 
 /* Random inputs in +-3, then fixed ones: around 0 (where the curvature is largest) and large
@@ -247,11 +210,11 @@ START_TEST(test_act_grad)
     act_ctx_t c = {.n = 29 + nf, .act = _i};
     dpt_rng_t r;
     dpt_rng_init(&r, 19, (uint64_t)_i);
-    c.x = randv(&r, c.n, 3);
+    c.x = fd_rand(&r, c.n, 3, 0);
     memcpy(c.x + c.n - nf, fixed, sizeof fixed);
-    c.y = zeros(c.n);
-    c.r = randv(&r, c.n, 1);
-    double *dx = zeros(c.n);
+    c.y = fd_zeros(c.n);
+    c.r = fd_rand(&r, c.n, 1, 0);
+    double *dx = fd_zeros(c.n);
     act_loss(&c);
     if (c.act == 0)
         dpt__ref_silu_bwd_f64(c.x, c.r, dx, c.n);
@@ -293,7 +256,7 @@ static double pool_loss(void *p)
     pool_ctx_t *c = p;
     dpt__ref_maxpool_fwd_f64(c->x, c->y, c->am, c->N, c->C, c->H, c->W, c->K, c->S, c->P, c->OH,
                              c->OW);
-    return dot(c->y, c->r, (long)c->N * c->C * c->OH * c->OW);
+    return fd_dot(c->y, c->r, (long)c->N * c->C * c->OH * c->OW);
 }
 
 START_TEST(test_maxpool_grad)
@@ -308,11 +271,11 @@ START_TEST(test_maxpool_grad)
     dpt_rng_t r;
     dpt_rng_init(&r, 10, (uint64_t)_i);
     long nx = (long)c.N * c.C * c.H * c.W, ny = (long)c.N * c.C * c.OH * c.OW;
-    c.x = randv(&r, nx, 1);
-    c.y = zeros(ny);
-    c.r = randv(&r, ny, 1);
+    c.x = fd_rand(&r, nx, 1, 0);
+    c.y = fd_zeros(ny);
+    c.r = fd_rand(&r, ny, 1, 0);
     c.am = dpt_calloc((size_t)ny * sizeof(int32_t));
-    double *dx = zeros(nx);
+    double *dx = fd_zeros(nx);
     pool_loss(&c);
     dpt__ref_maxpool_bwd_f64(c.am, c.r, dx, c.N, c.C, c.H, c.W, c.OH, c.OW);
     ck_assert_double_lt(fd_error(pool_loss, &c, c.x, nx, dx), TOL);
@@ -330,7 +293,7 @@ static double gap_loss(void *p)
 {
     gap_ctx_t *c = p;
     dpt__ref_gap_fwd_f64(c->x, c->y, c->N, c->C, c->HW);
-    return dot(c->y, c->r, (long)c->N * c->C);
+    return fd_dot(c->y, c->r, (long)c->N * c->C);
 }
 
 START_TEST(test_gap_grad)
@@ -339,10 +302,10 @@ START_TEST(test_gap_grad)
     dpt_rng_t r;
     dpt_rng_init(&r, 11, 0);
     long nx = (long)c.N * c.C * c.HW;
-    c.x = randv(&r, nx, 1);
-    c.y = zeros(c.N * c.C);
-    c.r = randv(&r, c.N * c.C, 1);
-    double *dx = zeros(nx);
+    c.x = fd_rand(&r, nx, 1, 0);
+    c.y = fd_zeros(c.N * c.C);
+    c.r = fd_rand(&r, c.N * c.C, 1, 0);
+    double *dx = fd_zeros(nx);
     dpt__ref_gap_bwd_f64(c.r, dx, c.N, c.C, c.HW);
     ck_assert_double_lt(fd_error(gap_loss, &c, c.x, nx, dx), TOL);
     dpt_free(c.x); dpt_free(c.y); dpt_free(c.r); dpt_free(dx);
@@ -359,7 +322,7 @@ static double fc_loss(void *p)
 {
     fc_ctx_t *c = p;
     dpt__ref_fc_fwd_f64(c->x, c->w, c->bias ? c->b : NULL, c->y, c->N, c->IN, c->OUT);
-    return dot(c->y, c->r, (long)c->N * c->OUT);
+    return fd_dot(c->y, c->r, (long)c->N * c->OUT);
 }
 
 START_TEST(test_fc_grad)
@@ -367,12 +330,13 @@ START_TEST(test_fc_grad)
     fc_ctx_t c = {.N = 3 + _i, .IN = 11 + 4 * _i, .OUT = 7 - _i, .bias = _i != 1};
     dpt_rng_t r;
     dpt_rng_init(&r, 12, (uint64_t)_i);
-    c.x = randv(&r, (long)c.N * c.IN, 1);
-    c.w = randv(&r, (long)c.OUT * c.IN, 1);
-    c.b = randv(&r, c.OUT, 1);
-    c.y = zeros((long)c.N * c.OUT);
-    c.r = randv(&r, (long)c.N * c.OUT, 1);
-    double *dx = zeros((long)c.N * c.IN), *dw = zeros((long)c.OUT * c.IN), *db = zeros(c.OUT);
+    c.x = fd_rand(&r, (long)c.N * c.IN, 1, 0);
+    c.w = fd_rand(&r, (long)c.OUT * c.IN, 1, 0);
+    c.b = fd_rand(&r, c.OUT, 1, 0);
+    c.y = fd_zeros((long)c.N * c.OUT);
+    c.r = fd_rand(&r, (long)c.N * c.OUT, 1, 0);
+    double *dx = fd_zeros((long)c.N * c.IN), *dw = fd_zeros((long)c.OUT * c.IN);
+    double *db = fd_zeros(c.OUT);
     dpt__ref_fc_bwd_f64(c.x, c.w, c.r, dx, dw, c.bias ? db : NULL, c.N, c.IN, c.OUT);
     ck_assert_double_lt(fd_error(fc_loss, &c, c.x, (long)c.N * c.IN, dx), TOL);
     ck_assert_double_lt(fd_error(fc_loss, &c, c.w, (long)c.OUT * c.IN, dw), TOL);
@@ -403,12 +367,12 @@ START_TEST(test_xent_grad)
     dpt_rng_t r;
     dpt_rng_init(&r, 13, (uint64_t)_i);
     long n = (long)c.N * c.K;
-    c.z = randv(&r, n, 3);
-    c.p = zeros(n);
+    c.z = fd_rand(&r, n, 3, 0);
+    c.p = fd_zeros(n);
     c.labels = dpt_malloc((size_t)c.N * sizeof(int32_t));
     for (int i = 0; i < c.N; i++)
         c.labels[i] = (int32_t)dpt_rng_below(&r, (uint32_t)c.K);
-    double *dz = zeros(n);
+    double *dz = fd_zeros(n);
     xent_loss(&c);
     dpt__ref_xent_bwd_f64(c.p, c.labels, dz, c.N, c.K, c.n_valid, c.smoothing);
     ck_assert_double_lt(fd_error(xent_loss, &c, c.z, n, dz), TOL);
@@ -427,7 +391,7 @@ START_TEST(test_linear_ops_grad)
     const dpt_backend_ops_t *ops = dpt_backend_find("ref");
     dpt_backend_t *be;
     ck_assert_int_eq(ops->create(&(dpt_backend_config_t){0}, &be), DPT_OK);
-    dpt_op_desc_t d = {.kind = kinds[_i], .n_in = kinds[_i] == DPT_OP_ADD ? 2 : 1, .alpha = 0.37f};
+    dpt_op_desc_t d = {.kind = kinds[_i], .n_in = dpt_op_n_inputs(kinds[_i]), .alpha = 0.37f};
     d.in[0] = d.in[1] = dpt_tensor_shape(2, 3, 4, 5);
     dpt_op_t *op;
     dpt_op_info_t info;

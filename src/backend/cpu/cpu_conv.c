@@ -2,6 +2,7 @@
  * weights reordered to and from the formats the primitives want), forward and backward.
  * Weights stay OIHW in the arenas; when a primitive wants blocked weights the op keeps a private
  * blocked copy (reordered each forward) and reorders diff weights back. */
+#include <stdio.h>
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
@@ -133,6 +134,13 @@ dpt_status_t dpt__cpu_conv_create(dpt_backend_t *be, dpt_op_t *op)
     }
     DPT_CHECK_GOTO(dpt__cpu_make_prim(be, &wd, fpd, &op->bwd_w, &wpd), st, done);
     DPT_CHECK_GOTO(conv_bwd_w_plain(be, op, &wd, fpd, &wpd), st, done);
+    const char *wimpl = NULL;
+    if (dnnl_primitive_desc_query(wpd, dnnl_query_impl_info_str, 0, &wimpl) == dnnl_success
+        && dpt__cpu_dw_bwd_w_wanted(op, wimpl)) {
+        op->dw_own = 1;
+        size_t len = strlen(op->info.impl);
+        snprintf(op->info.impl + len, sizeof op->info.impl - len, "+dw_bwd_w:c");
+    }
     dnnl_memory_desc_t dwf = *dpt__cpu_query(wpd, dnnl_query_diff_weights_md);
 
     DPT_CHECK_GOTO(dpt__cpu_mem(be, &op->src_md, &op->m_src), st, done);
@@ -199,6 +207,8 @@ dpt_status_t dpt__cpu_conv_backward(dpt_op_t *op, const dpt_op_args_t *a)
                         {DNNL_ARG_DIFF_SRC, op->m_dsrc, a->dx[0]->data}};
         DPT_CHECK(dpt__cpu_run(be, &op->bwd_data, args, 3));
     }
+    if (op->dw_own)
+        return dpt__cpu_dw_bwd_w(op, a);
     float *dw = op->dw_blk ? op->dw_blk : a->dw;
     dnnl_memory_t ddm = op->m_ddst;
     void *ddst = a->dy->data;

@@ -67,6 +67,22 @@ dpt_status_t dpt__cpu_set_layout(dpt_backend_t *be, const dnnl_memory_desc_t *md
     return DPT_OK;
 }
 
+dpt_status_t dpt__cpu_access(const dnnl_memory_desc_t *md, const char *what,
+                             dpt__cpu_access_t *a)
+{
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    if (md->format_kind != dnnl_blocked || b->inner_nblks > 1
+        || (b->inner_nblks == 1 && b->inner_idxs[0] != 1) || md->ndims != 4
+        || b->strides[2] != md->dims[3] * b->strides[3])
+        return dpt_error_set(DPT_ERR_UNSUPPORTED, "cpu backend: %s in a layout it cannot "
+                             "address", what);
+    a->sn = (long)b->strides[0];
+    a->sc = (long)b->strides[1];
+    a->sp = (long)b->strides[3];
+    a->blk = b->inner_nblks ? (int)b->inner_blks[0] : 1;
+    return DPT_OK;
+}
+
 dpt_status_t dpt__cpu_mem(dpt_backend_t *be, const dnnl_memory_desc_t *md, dnnl_memory_t *out)
 {
     DN(dnnl_memory_create(out, md, be->engine, DNNL_MEMORY_NONE), "memory_create");
@@ -176,7 +192,7 @@ static dpt_status_t cpu_create(const dpt_backend_config_t *cfg, dpt_backend_t **
     be->winograd = cfg->conv_winograd;
     if (cfg->threads > 0)
         omp_set_num_threads(cfg->threads);
-    openblas_set_num_threads(1);   /* par_sgemm splits the work over OpenMP threads */
+    openblas_set_num_threads(1);   /* dpt__cpu_par_sgemm splits the work over OpenMP threads */
     if (dnnl_engine_create(&be->engine, dnnl_cpu, 0) != dnnl_success ||
         dnnl_stream_create(&be->stream, be->engine, dnnl_stream_default_flags) != dnnl_success) {
         if (be->engine)
@@ -247,6 +263,11 @@ static void cpu_op_destroy(dpt_op_t *op)
     dpt_free(op->x_plain);
     dpt_free(op->dx_plain);
     dpt_free(op->prob);
+    reorder_fini(&op->to_nhwc);
+    reorder_fini(&op->from_nhwc);
+    dpt_free(op->x_nhwc);
+    dpt_free(op->dx_nhwc);
+    dpt_free(op->pos_tc);
     dpt_free(op);
 }
 
@@ -295,6 +316,17 @@ static const dpt__op_impl_t cpu_ops[DPT_OP_COUNT_] = {
     [DPT_OP_SILU] = {dpt__cpu_act_create, dpt__cpu_act_forward, dpt__cpu_act_backward},
     [DPT_OP_GELU] = {dpt__cpu_act_create, dpt__cpu_act_forward, dpt__cpu_act_backward},
     [DPT_OP_SIGMOID] = {dpt__cpu_act_create, dpt__cpu_act_forward, dpt__cpu_act_backward},
+    [DPT_OP_LAYERNORM] = {dpt__cpu_layernorm_create, dpt__cpu_layernorm_forward,
+                          dpt__cpu_layernorm_backward},
+    [DPT_OP_LINEAR] = {dpt__cpu_linear_create, dpt__cpu_linear_forward, dpt__cpu_linear_backward},
+    [DPT_OP_ATTENTION] = {dpt__cpu_attention_create, dpt__cpu_attention_forward,
+                          dpt__cpu_attention_backward},
+    [DPT_OP_TOKENS] = {dpt__cpu_tokens_create, dpt__cpu_tokens_forward, dpt__cpu_tokens_backward},
+    [DPT_OP_TOKEN_SELECT] = {dpt__cpu_tokens_create, dpt__cpu_token_select_forward,
+                             dpt__cpu_token_select_backward},
+    [DPT_OP_MUL] = {dpt__cpu_mul_create, dpt__cpu_mul_forward, dpt__cpu_mul_backward},
+    [DPT_OP_DROPOUT] = {dpt__cpu_drop_create, dpt__cpu_drop_forward, dpt__cpu_drop_backward},
+    [DPT_OP_DROP_PATH] = {dpt__cpu_drop_create, dpt__cpu_drop_forward, dpt__cpu_drop_backward},
 };
 
 static dpt_status_t cpu_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dpt_op_t **out,
@@ -308,7 +340,7 @@ static dpt_status_t cpu_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dpt
         return dpt_error_set(DPT_ERR_INVALID_ARG, "add: inputs in different layouts");
     if (d->kind == DPT_OP_XENT && d->in[0].layout != DPT_LAYOUT_NCHW)
         return dpt_error_set(DPT_ERR_INVALID_ARG, "softmax_xent: input must be plain");
-    for (int i = 0; i < (d->kind == DPT_OP_ADD ? 2 : 1); i++)
+    for (int i = 0; i < dpt_op_n_inputs(d->kind); i++)
         if (d->in[i].layout < 0 || d->in[i].layout > be->n_layouts)
             return dpt_error_set(DPT_ERR_INVALID_ARG, "cpu backend: unknown layout %d",
                                  d->in[i].layout);

@@ -65,7 +65,15 @@ struct dpt_op {
      * diff_dst (first layer, 1 channel, without AVX-512): plain diff_dst, gemm kernel */
     reorder_t ddst_to_plain;
     float *ddst_plain;
+    int dw_own;             /* depthwise conv: our weight gradient (cpu_dwconv.c), not oneDNN's */
     float *prob;            /* xent */
+    /* tokens, token_select (cpu_embed.c): the input in nhwc when it comes in another layout,
+     * and its gradient on the way back; tokens: the position embedding as (T, C) */
+    reorder_t to_nhwc, from_nhwc;
+    float *x_nhwc, *dx_nhwc, *pos_tc;
+    /* attention (cpu_attention.c): the OpenMP team size its per-thread dP buffers (ws) were
+     * sized for; the probabilities are in prob, the nhwc copies in x_nhwc / dx_nhwc */
+    int attn_threads;
 };
 
 /* One execution argument of a primitive: `m` (skipped when NULL) is pointed at `ptr`. */
@@ -137,6 +145,26 @@ void dpt__cpu_set_impl(const_dnnl_primitive_desc_t pd, dpt_op_info_t *info);
 void dpt__cpu_pds_destroy(dnnl_primitive_desc_t f, dnnl_primitive_desc_t b,
                           dnnl_primitive_desc_t w);
 
+/* How logical (n, c, p) of a tensor maps into its buffer, for the ops that loop over elements
+ * themselves in any layout the backend makes (plain, nhwc, nChw8c/16c): offset =
+ * n sn + (c / blk) sc + c % blk + p sp, p = h W + w. dpt__cpu_access fails (naming `what`) for
+ * a layout it cannot describe so (two blocked dimensions, positions not one stride). */
+typedef struct dpt__cpu_access {
+    long sn, sc, sp;
+    int blk;
+} dpt__cpu_access_t;
+dpt_status_t dpt__cpu_access(const dnnl_memory_desc_t *md, const char *what,
+                             dpt__cpu_access_t *a);
+static inline long dpt__cpu_at(const dpt__cpu_access_t *a, int n, int c)
+{
+    return n * a->sn + (c / a->blk) * a->sc + c % a->blk;
+}
+
+/* C[M,N] = op(A)[M,K] op(B)[K,N], row-major, with the rows of C split across the OpenMP team
+ * and each slice one single-threaded OpenBLAS call (cpu_ops.c; fc and linear use it). */
+void dpt__cpu_par_sgemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                        const float *B, int ldb, float *C, int ldc);
+
 /* ---- rows of the op table (cpu_conv.c, cpu_ops.c) ---------------------------------------- *
  * Each create builds what its kind needs beyond the common part of cpu_op_create (which has
  * validated the descriptor, filled op->d, op->info and op->src_md) and sets op->info.out's
@@ -145,6 +173,10 @@ void dpt__cpu_pds_destroy(dnnl_primitive_desc_t f, dnnl_primitive_desc_t b,
 dpt_status_t dpt__cpu_conv_create(dpt_backend_t *be, dpt_op_t *op);
 dpt_status_t dpt__cpu_conv_forward(dpt_op_t *op, const dpt_op_args_t *a);
 dpt_status_t dpt__cpu_conv_backward(dpt_op_t *op, const dpt_op_args_t *a);
+/* cpu_dwconv.c: a depthwise convolution's weight (and bias) gradient, for when oneDNN's
+ * backward-weights implementation `impl` is a reference kernel (wanted says so) */
+int dpt__cpu_dw_bwd_w_wanted(const dpt_op_t *op, const char *impl);
+dpt_status_t dpt__cpu_dw_bwd_w(dpt_op_t *op, const dpt_op_args_t *a);
 
 dpt_status_t dpt__cpu_bn_create(dpt_backend_t *be, dpt_op_t *op);
 dpt_status_t dpt__cpu_bn_forward(dpt_op_t *op, const dpt_op_args_t *a);
@@ -177,6 +209,48 @@ dpt_status_t dpt__cpu_add_backward(dpt_op_t *op, const dpt_op_args_t *a);
 dpt_status_t dpt__cpu_act_create(dpt_backend_t *be, dpt_op_t *op);
 dpt_status_t dpt__cpu_act_forward(dpt_op_t *op, const dpt_op_args_t *a);
 dpt_status_t dpt__cpu_act_backward(dpt_op_t *op, const dpt_op_args_t *a);
+
+/* dropout and drop_path (cpu_drop.c): output in the input's layout */
+dpt_status_t dpt__cpu_drop_create(dpt_backend_t *be, dpt_op_t *op);
+dpt_status_t dpt__cpu_drop_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cpu_drop_backward(dpt_op_t *op, const dpt_op_args_t *a);
+
+/* mul (cpu_mul.c): output in x0's layout, any layout of either input */
+dpt_status_t dpt__cpu_mul_create(dpt_backend_t *be, dpt_op_t *op);
+dpt_status_t dpt__cpu_mul_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cpu_mul_backward(dpt_op_t *op, const dpt_op_args_t *a);
+
+/* Transformer ops read their input in nhwc (cpu_embed.c): nhwc_in (at create) makes the
+ * reorders and buffers (to_nhwc, from_nhwc, x_nhwc, dx_nhwc) unless the input already is nhwc;
+ * nhwc_x gives the input in nhwc (the tensor, or the reordered copy); nhwc_dx where the nhwc
+ * input gradient goes (dx itself or dx_nhwc; NULL when the caller wants none), and
+ * nhwc_dx_done reorders it into the caller's dx when it went aside. */
+dpt_status_t dpt__cpu_nhwc_in(dpt_backend_t *be, dpt_op_t *op);
+dpt_status_t dpt__cpu_nhwc_x(dpt_op_t *op, const dpt_op_args_t *a, const float **x);
+float *dpt__cpu_nhwc_dx(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cpu_nhwc_dx_done(dpt_op_t *op, const dpt_op_args_t *a);
+
+/* tokens and token_select (cpu_embed.c): tokens out in nhwc ((N, T, C) row-major), the class
+ * token's features out plain */
+dpt_status_t dpt__cpu_tokens_create(dpt_backend_t *be, dpt_op_t *op);
+dpt_status_t dpt__cpu_tokens_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cpu_tokens_backward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cpu_token_select_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cpu_token_select_backward(dpt_op_t *op, const dpt_op_args_t *a);
+
+/* layernorm, linear (cpu_tokens.c): nhwc in (any other layout is reordered, and the input
+ * gradient reordered back), nhwc out; layer norm on oneDNN, linear on OpenBLAS sgemm */
+dpt_status_t dpt__cpu_layernorm_create(dpt_backend_t *be, dpt_op_t *op);
+dpt_status_t dpt__cpu_layernorm_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cpu_layernorm_backward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cpu_linear_create(dpt_backend_t *be, dpt_op_t *op);
+dpt_status_t dpt__cpu_linear_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cpu_linear_backward(dpt_op_t *op, const dpt_op_args_t *a);
+
+/* attention (cpu_attention.c): nhwc tokens in (any other layout is reordered), nhwc out */
+dpt_status_t dpt__cpu_attention_create(dpt_backend_t *be, dpt_op_t *op);
+dpt_status_t dpt__cpu_attention_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cpu_attention_backward(dpt_op_t *op, const dpt_op_args_t *a);
 
 dpt_status_t dpt__cpu_xent_create(dpt_backend_t *be, dpt_op_t *op);
 dpt_status_t dpt__cpu_xent_forward(dpt_op_t *op, const dpt_op_args_t *a);

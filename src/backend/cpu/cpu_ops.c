@@ -195,8 +195,8 @@ dpt_status_t dpt__cpu_plain_io_create(dpt_backend_t *be, dpt_op_t *op)
 /* C[M,N] = op(A)[M,K] op(B)[K,N], row-major, with the rows of C split across the OpenMP team and
  * each slice one single-threaded OpenBLAS call: one thread pool for the whole backend (OpenBLAS's
  * own pthreads spinning next to oneDNN's OpenMP threads cost 2x on the fc layers at 2 threads). */
-static void par_sgemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
-                      const float *B, int ldb, float *C, int ldc)
+void dpt__cpu_par_sgemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                        const float *B, int ldb, float *C, int ldc)
 {
     int team = omp_get_max_threads();
     if (team > M)
@@ -230,7 +230,7 @@ dpt_status_t dpt__cpu_fc_forward(dpt_op_t *op, const dpt_op_args_t *a)
         DPT_CHECK(dpt__cpu_run_reorder(op->be, &op->x_to_plain, xp, op->x_plain));
         xp = op->x_plain;
     }
-    par_sgemm(0, 1, N, OUT, IN, xp, IN, a->w, IN, a->y->data, OUT);
+    dpt__cpu_par_sgemm(0, 1, N, OUT, IN, xp, IN, a->w, IN, a->y->data, OUT);
     if (op->d.has_bias)
         fc_bias_rows(a->y->data, a->w + op->info.n_weights, N, OUT);
     return DPT_OK;
@@ -242,7 +242,7 @@ dpt_status_t dpt__cpu_fc_backward(dpt_op_t *op, const dpt_op_args_t *a)
     int N = x->n, IN = x->c * x->h * x->w, OUT = op->d.out_features;
     const float *xp = op->x_plain ? op->x_plain : a->x[0]->data;   /* x_plain: from forward */
     const float *dy = a->dy->data;
-    par_sgemm(1, 0, OUT, IN, N, dy, OUT, xp, IN, a->dw, IN);
+    dpt__cpu_par_sgemm(1, 0, OUT, IN, N, dy, OUT, xp, IN, a->dw, IN);
     if (op->d.has_bias) {
         float *db = a->dw + op->info.n_weights;
         for (int o = 0; o < OUT; o++)
@@ -253,7 +253,7 @@ dpt_status_t dpt__cpu_fc_backward(dpt_op_t *op, const dpt_op_args_t *a)
     }
     if (a->dx[0]) {
         float *dx = op->dx_plain ? op->dx_plain : a->dx[0]->data;
-        par_sgemm(0, 0, N, IN, OUT, dy, OUT, a->w, IN, dx, IN);
+        dpt__cpu_par_sgemm(0, 0, N, IN, OUT, dy, OUT, a->w, IN, dx, IN);
         if (op->dx_plain)
             DPT_CHECK(dpt__cpu_run_reorder(op->be, &op->plain_to_dx, op->dx_plain,
                                            a->dx[0]->data));

@@ -338,6 +338,21 @@ static const dpt__op_impl_t cuda_ops[DPT_OP_COUNT_] = {
     [DPT_OP_SILU] = {.forward = dpt__cuda_act_forward, .backward = dpt__cuda_act_backward},
     [DPT_OP_GELU] = {.forward = dpt__cuda_act_forward, .backward = dpt__cuda_act_backward},
     [DPT_OP_SIGMOID] = {.forward = dpt__cuda_act_forward, .backward = dpt__cuda_act_backward},
+    [DPT_OP_LAYERNORM] = {.create = dpt__cuda_layernorm_create,
+                          .forward = dpt__cuda_layernorm_forward,
+                          .backward = dpt__cuda_layernorm_backward},
+    [DPT_OP_LINEAR] = {.create = dpt__cuda_linear_create,
+                       .forward = dpt__cuda_linear_forward,
+                       .backward = dpt__cuda_linear_backward},
+    [DPT_OP_ATTENTION] = {.create = dpt__cuda_attention_create,
+                          .forward = dpt__cuda_attention_forward,
+                          .backward = dpt__cuda_attention_backward},
+    [DPT_OP_TOKENS] = {.forward = dpt__cuda_tokens_forward, .backward = dpt__cuda_tokens_backward},
+    [DPT_OP_TOKEN_SELECT] = {.forward = dpt__cuda_token_select_forward,
+                             .backward = dpt__cuda_token_select_backward},
+    [DPT_OP_MUL] = {.forward = dpt__cuda_mul_forward, .backward = dpt__cuda_mul_backward},
+    [DPT_OP_DROPOUT] = {.forward = dpt__cuda_drop_forward, .backward = dpt__cuda_drop_backward},
+    [DPT_OP_DROP_PATH] = {.forward = dpt__cuda_drop_forward, .backward = dpt__cuda_drop_backward},
 };
 
 /* ---- op creation ----------------------------------------------------------------------------- */
@@ -345,7 +360,7 @@ static dpt_status_t cuda_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dp
                                    dpt_op_info_t *info)
 {
     *out = NULL;
-    int n_in = d->kind == DPT_OP_ADD ? 2 : 1;
+    int n_in = dpt_op_n_inputs(d->kind);
     for (int i = 0; i < n_in; i++) {
         int p = prec_of_layout(d->in[i].layout);
         if (p != DPT_PREC_FP32 && p != (int)be->prec)
@@ -400,7 +415,7 @@ static dpt_status_t cuda_forward(dpt_op_t *op, const dpt_op_args_t *a)
     const dpt_op_desc_t *d = &op->d;
     cudaStream_t s = be->stream;
     const void *x[2] = {NULL, NULL};
-    for (int i = 0; i < (d->kind == DPT_OP_ADD ? 2 : 1); i++) {
+    for (int i = 0; i < (dpt_op_n_inputs(d->kind)); i++) {
         x[i] = a->x[i]->data;
         if (op->in_cast[i])
             DPT_CHECK(CU(dpt__cuda_cast_launch(op->xc[i], op->dt, x[i], DPT_PREC_FP32,
@@ -416,7 +431,7 @@ static dpt_status_t cuda_backward(dpt_op_t *op, const dpt_op_args_t *a)
 {
     const dpt_op_desc_t *d = &op->d;
     cudaStream_t s = op->be->stream;
-    int n_in = d->kind == DPT_OP_ADD ? 2 : 1;
+    int n_in = dpt_op_n_inputs(d->kind);
     const dpt__op_impl_t *impl = dpt__op_row(cuda_ops, d->kind);
     if (!impl || !impl->backward)
         return dpt__op_unsupported("cuda", d->kind);

@@ -130,6 +130,33 @@ cudaError_t dpt__cuda_xent_bwd_launch(const float *prob, const int32_t *labels, 
                                       dpt_precision_t t, int N, int K, int n_valid,
                                       float smoothing, float scale, cudaStream_t s);
 
+/* Attention softmax (cuda_kernels_attention.cu), on `rows` contiguous float32 rows of length T:
+ * forward p = softmax(p) in place (shifted by the row maximum); backward dp = p (dp - sum_j dp p)
+ * in place. In the 16-bit modes (t) p16 / ds16 (may be NULL) also get the result in type t. */
+cudaError_t dpt__cuda_attn_softmax_fwd_launch(float *p, void *p16, dpt_precision_t t, long rows,
+                                              int T, cudaStream_t s);
+cudaError_t dpt__cuda_attn_softmax_bwd_launch(const float *p, float *dp, void *ds16,
+                                              dpt_precision_t t, long rows, int T,
+                                              cudaStream_t s);
+
+/* Layer norm (cuda_kernels_tokens.cu) over the C channels of each of the N*HW positions p of
+ * x (N, C, HW): y = gamma (x - mean) rstd + beta, saving mean[p] and rstd[p] = 1/sqrt(biased
+ * var + eps); backward: dx = rstd (g - mean_c(g) - xhat mean_c(g xhat)) with g = gamma dy and
+ * xhat = (x - mean) rstd, and the parameter gradients dgamma[c] = sum_p dy xhat,
+ * dbeta[c] = sum_p dy (float32, overwritten). */
+cudaError_t dpt__cuda_layernorm_fwd_launch(const void *x, void *y, dpt_precision_t t,
+                                           const float *gamma, const float *beta, float *mean,
+                                           float *rstd, int N, int C, long HW, float eps,
+                                           cudaStream_t s);
+cudaError_t dpt__cuda_layernorm_bwd_dx_launch(const void *x, const void *dy, void *dx,
+                                              dpt_precision_t t, const float *gamma,
+                                              const float *mean, const float *rstd, int N, int C,
+                                              long HW, cudaStream_t s);
+cudaError_t dpt__cuda_layernorm_bwd_params_launch(const void *x, const void *dy,
+                                                  dpt_precision_t t, const float *mean,
+                                                  const float *rstd, float *dgamma, float *dbeta,
+                                                  int N, int C, long HW, cudaStream_t s);
+
 /* ---- the C side (cuda_backend.c, cuda_conv.c, cuda_ops.c) ----------------------------------- */
 
 struct dpt_backend {
@@ -180,6 +207,33 @@ struct dpt_op {
     int32_t *correct_d;        /* (1) */
 };
 
+/* Dropout / drop path (cuda_kernels_drop.cu): y = x (N, E) masked per element (per_sample 0)
+ * or per sample (1) by drop_mask.h's hash at rate p and scaled by 1 / (1 - p). */
+cudaError_t dpt__cuda_drop_launch(const void *x, void *y, dpt_precision_t t, int N, long E,
+                                  float p, int per_sample, uint64_t seed, uint32_t layer,
+                                  uint64_t sample0, cudaStream_t s);
+
+/* Channel gate (cuda_kernels_mul.cu): y = x (N, C, P) times g (N, C); backward dx = dy g and
+ * dg = sum over P of dy x (either may be NULL). */
+cudaError_t dpt__cuda_mul_fwd_launch(const void *x, const void *g, void *y, dpt_precision_t t,
+                                     int N, int C, long P, cudaStream_t s);
+cudaError_t dpt__cuda_mul_bwd_launch(const void *x, const void *g, const void *dy, void *dx,
+                                     void *dg, dpt_precision_t t, int N, int C, long P,
+                                     cudaStream_t s);
+
+/* Token embedding (cuda_kernels_embed.cu): tokens y (N, C, 1, P + cls) from x (N, C, P), the
+ * class token cls_tok (C) first when cls, plus pos (C, P + cls) when non-NULL; backward: dx
+ * (optional) and the batch sums into dcls / dpos (either may be NULL). token_select: y (N, C)
+ * = x[:, :, 0] of x (N, C, TT); backward = 1: x is dy (N, C), y the zeroed dx (N, C, TT). */
+cudaError_t dpt__cuda_tokens_fwd_launch(const void *x, const float *cls_tok, const float *pos,
+                                        void *y, dpt_precision_t t, int N, int C, int P, int cls,
+                                        cudaStream_t s);
+cudaError_t dpt__cuda_tokens_bwd_launch(const void *dy, void *dx, float *dcls, float *dpos,
+                                        dpt_precision_t t, int N, int C, int P, int cls,
+                                        cudaStream_t s);
+cudaError_t dpt__cuda_token_select_launch(const void *x, void *y, dpt_precision_t t, int N, int C,
+                                          int TT, int backward, cudaStream_t s);
+
 /* Status translation (cuda_backend.c): DPT_OK, or DPT_ERR_CUDA naming `what` and the error. */
 dpt_status_t dpt__cuda_st(cudaError_t e, const char *what);
 dpt_status_t dpt__cuda_dnn_st(cudnnStatus_t e, const char *what);
@@ -229,6 +283,20 @@ static inline const void *dpt__cuda_bwd_dy(const dpt_op_args_t *a)
  * are set); forward runs after the input casts; backward before the input gradients are cast
  * back. */
 
+/* cuda_drop.c: dropout and drop path. */
+dpt_status_t dpt__cuda_drop_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_drop_backward(dpt_op_t *op, const dpt_op_args_t *a);
+
+/* cuda_mul.c: the channel gate. */
+dpt_status_t dpt__cuda_mul_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_mul_backward(dpt_op_t *op, const dpt_op_args_t *a);
+
+/* cuda_embed.c: tokens and token_select. */
+dpt_status_t dpt__cuda_tokens_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_tokens_backward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_token_select_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_token_select_backward(dpt_op_t *op, const dpt_op_args_t *a);
+
 /* cuda_conv.c: convolution with cuDNN. */
 dpt_status_t dpt__cuda_conv_create(dpt_backend_t *be, dpt_op_t *op);
 dpt_status_t dpt__cuda_conv_forward(dpt_op_t *op, const dpt_op_args_t *a);
@@ -262,6 +330,21 @@ dpt_status_t dpt__cuda_gap_backward(dpt_op_t *op, const dpt_op_args_t *a);
 dpt_status_t dpt__cuda_xent_create(dpt_backend_t *be, dpt_op_t *op);
 dpt_status_t dpt__cuda_xent_forward(dpt_op_t *op, const dpt_op_args_t *a);
 dpt_status_t dpt__cuda_xent_backward(dpt_op_t *op, const dpt_op_args_t *a);
+
+/* cuda_attention.c: the attention core (cuBLAS strided-batched products over the heads);
+ * op->save holds the probabilities and the backward's scratch. */
+dpt_status_t dpt__cuda_attention_create(dpt_backend_t *be, dpt_op_t *op);
+dpt_status_t dpt__cuda_attention_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_attention_backward(dpt_op_t *op, const dpt_op_args_t *a);
+
+/* cuda_tokens.c: layernorm (our kernels; op->save holds mean and 1/std per position) and
+ * linear (cuBLAS, strided-batched over the samples). */
+dpt_status_t dpt__cuda_layernorm_create(dpt_backend_t *be, dpt_op_t *op);
+dpt_status_t dpt__cuda_layernorm_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_layernorm_backward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_linear_create(dpt_backend_t *be, dpt_op_t *op);
+dpt_status_t dpt__cuda_linear_forward(dpt_op_t *op, const dpt_op_args_t *a);
+dpt_status_t dpt__cuda_linear_backward(dpt_op_t *op, const dpt_op_args_t *a);
 
 #ifdef __cplusplus
 }

@@ -282,7 +282,7 @@ dpt_status_t dpt__cuda_flatten_forward(dpt_op_t *op, const dpt_op_args_t *a)
 dpt_status_t dpt__cuda_copy_backward(dpt_op_t *op, const dpt_op_args_t *a)
 {
     cudaStream_t s = op->be->stream;
-    int n_in = op->d.kind == DPT_OP_ADD ? 2 : 1;
+    int n_in = dpt_op_n_inputs(op->d.kind);
     const void *dy = dpt__cuda_bwd_dy(a);
     void *dx[2] = {NULL, NULL};
     for (int i = 0; i < n_in; i++)

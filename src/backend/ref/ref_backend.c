@@ -104,6 +104,24 @@ static dpt_status_t ref_op_shape(const dpt_op_desc_t *d, dpt_op_info_t *info)
         info->flops_fwd = (double)n * c * hw;
         break;
     }
+    case DPT_OP_DROPOUT:
+    case DPT_OP_DROP_PATH:
+        if (!(d->drop_rate >= 0 && d->drop_rate < 1))
+            return dpt_error_set(DPT_ERR_INVALID_ARG, "%s: rate %g not in [0, 1)",
+                                 dpt_op_kind_name(d->kind), (double)d->drop_rate);
+        info->out = dpt_tensor_shape(n, c, h, w);
+        info->flops_fwd = (double)n * c * hw;
+        break;
+    case DPT_OP_MUL: {
+        const dpt_tensor_t *g = &d->in[1];
+        if (d->n_in != 2 || g->n != n || g->c != c || g->h != 1 || g->w != 1)
+            return dpt_error_set(DPT_ERR_INVALID_ARG, "mul: the gate must be (N, C, 1, 1) of the "
+                                 "input %dx%dx%dx%d, got %dx%dx%dx%d", n, c, h, w, g->n, g->c,
+                                 g->h, g->w);
+        info->out = dpt_tensor_shape(n, c, h, w);
+        info->flops_fwd = (double)n * c * hw;
+        break;
+    }
     case DPT_OP_FLATTEN:
         info->out = dpt_tensor_shape(n, c * h * w, 1, 1);
         break;
@@ -423,6 +441,16 @@ static const dpt__op_impl_t ref_ops[DPT_OP_COUNT_] = {
     [DPT_OP_SILU] = {NULL, act_forward, act_backward},
     [DPT_OP_GELU] = {NULL, act_forward, act_backward},
     [DPT_OP_SIGMOID] = {NULL, act_forward, act_backward},
+    [DPT_OP_LAYERNORM] = {dpt__ref_layernorm_create, dpt__ref_layernorm_forward,
+                          dpt__ref_layernorm_backward},
+    [DPT_OP_LINEAR] = {NULL, dpt__ref_linear_forward, dpt__ref_linear_backward},
+    [DPT_OP_ATTENTION] = {dpt__ref_attention_create, dpt__ref_attention_forward,
+                          dpt__ref_attention_backward},
+    [DPT_OP_TOKENS] = {NULL, dpt__ref_tokens_forward, dpt__ref_tokens_backward},
+    [DPT_OP_TOKEN_SELECT] = {NULL, dpt__ref_token_select_forward, dpt__ref_token_select_backward},
+    [DPT_OP_MUL] = {NULL, dpt__ref_mul_forward, dpt__ref_mul_backward},
+    [DPT_OP_DROPOUT] = {NULL, dpt__ref_drop_forward, dpt__ref_drop_backward},
+    [DPT_OP_DROP_PATH] = {NULL, dpt__ref_drop_forward, dpt__ref_drop_backward},
 };
 
 static void ref_op_destroy(dpt_op_t *op)
@@ -437,7 +465,7 @@ static void ref_op_destroy(dpt_op_t *op)
 static dpt_status_t ref_op_create(dpt_backend_t *be, const dpt_op_desc_t *d, dpt_op_t **out,
                                   dpt_op_info_t *info)
 {
-    for (int i = 0; i < (d->kind == DPT_OP_ADD ? 2 : 1); i++)
+    for (int i = 0; i < dpt_op_n_inputs(d->kind); i++)
         if (d->in[i].layout != DPT_LAYOUT_NCHW)
             return dpt_error_set(DPT_ERR_UNSUPPORTED, "ref backend: %s input must be plain NCHW",
                                  dpt_op_kind_name(d->kind));

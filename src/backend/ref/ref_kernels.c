@@ -9,11 +9,15 @@
 #define T float
 #define S f32
 #include "backend/ref/ref_kernels.inc"
+#include "backend/ref/ref_kernels_attention.inc"
+#include "backend/ref/ref_kernels_tokens.inc"
 #undef T
 #undef S
 
 #define T double
 #define S f64
 #include "backend/ref/ref_kernels.inc"
+#include "backend/ref/ref_kernels_attention.inc"
+#include "backend/ref/ref_kernels_tokens.inc"
 #undef T
 #undef S

@@ -48,4 +48,32 @@
 DPT_REF_DECLARE(float, f32)
 DPT_REF_DECLARE(double, f64)
 
+/* Multi-head self-attention core (ref_kernels_attention.inc): x (N, 3D, 1, L) fused q, k, v ->
+ * y (N, D, 1, L); p receives the probabilities (N, heads, L, L), query-major; backward
+ * overwrites dx (all of dq, dk, dv) from the p of forward. */
+#define DPT_REF_DECLARE_ATTENTION(T, S)                                                           \
+    void dpt__ref_attention_fwd_##S(const T *x, T *y, T *p, int N, int D, int heads, int L);     \
+    void dpt__ref_attention_bwd_##S(const T *x, const T *p, const T *dy, T *dx, int N, int D,    \
+                                    int heads, int L);
+
+DPT_REF_DECLARE_ATTENTION(float, f32)
+DPT_REF_DECLARE_ATTENTION(double, f64)
+
+/* layernorm and linear (ref_kernels_tokens.inc) on NCHW (N, C, HW): per position, over channels.
+ * layernorm saves mean and rstd = 1/sqrt(var + eps) per position (N*HW each, may be NULL);
+ * NULL outputs of the backwards are skipped; b may be NULL (no bias). */
+#define DPT_REF_DECLARE_TOKENS(T, S)                                                              \
+    void dpt__ref_layernorm_fwd_##S(const T *x, const T *gamma, const T *beta, T *y, T *mean,    \
+                                    T *rstd, int N, int C, int HW, T eps);                        \
+    void dpt__ref_layernorm_bwd_##S(const T *x, const T *gamma, const T *mean, const T *rstd,    \
+                                    const T *dy, T *dx, T *dgamma, T *dbeta, int N, int C,        \
+                                    int HW);                                                      \
+    void dpt__ref_linear_fwd_##S(const T *x, const T *w, const T *b, T *y, int N, int C, int HW, \
+                                 int OUT);                                                        \
+    void dpt__ref_linear_bwd_##S(const T *x, const T *w, const T *dy, T *dx, T *dw, T *db, int N, \
+                                 int C, int HW, int OUT);
+
+DPT_REF_DECLARE_TOKENS(float, f32)
+DPT_REF_DECLARE_TOKENS(double, f64)
+
 #endif

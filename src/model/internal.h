@@ -1,4 +1,5 @@
-/* internal.h: the parsed form of a model file, shared by model_parse.c and model.c. */
+/* internal.h: the parsed form of a model file, shared by model_parse.c, model_expand*.c and the
+ * model (model.c, model_init.c, model_report.c through model_private.h). */
 #ifndef DPT_MODEL_INTERNAL_H
 #define DPT_MODEL_INTERNAL_H
 

@@ -1,60 +1,13 @@
 /* model.c: builds the layer graph from a parsed model file (model_parse.c) on one backend, owns
  * the flat parameter / gradient / buffer arenas and the activation tensors, and runs forward and
- * backward through the backend's ops. Nothing here allocates after dpt_model_create. */
-#include <math.h>
-#include <stdio.h>
+ * backward through the backend's ops (including the synchronized BN path, sync_bn.c). Nothing
+ * here allocates after dpt_model_create. The private types live in model_private.h; the initial
+ * parameter values are in model_init.c and the summary / profile tables in model_report.c. */
 #include <string.h>
-#include <time.h>
 
 #include "dptrain/alloc.h"
-#include "dptrain/rng.h"
 #include "core/internal.h"
-#include "model/internal.h"
-
-typedef struct node {
-    dpt_layer_spec_t spec;
-    dpt_op_t *op;
-    dpt_op_info_t info;
-    int in[2];                 /* producer node index, -1 = the model input */
-    int n_in;
-    dpt_tensor_t out;          /* activation */
-    dpt_tensor_t grad;         /* gradient of out (same layout) */
-    dpt_tensor_t extra[3];     /* extra gradient buffers, one per extra consumer */
-    int n_extra;
-    dpt_op_t *sum_op;          /* ADD op summing extra gradients into grad */
-    int n_consumers;
-    int edge_slot[2];          /* where this node's backward writes dx[i]: -1 = producer's grad,
-                                  k >= 0 = producer's extra[k] */
-    size_t p_off, b_off;       /* offsets into params/grads and buffers arenas */
-    double t_fwd, t_bwd;       /* profiling: accumulated seconds */
-    float *sx, *smean, *sinvstd;   /* synchronized BN: plain input copy and batch statistics */
-} node_t;
-
-struct dpt_model {
-    const dpt_backend_ops_t *ops;
-    dpt_backend_t *be;
-    dpt_model_options_t opt;
-    int in_c, in_h, in_w, classes;
-    dpt_tensor_t input;
-    node_t *nodes;
-    int n_nodes;
-    float *params, *grads, *buffers;   /* the arenas: device memory when ops->on_device */
-    float *h_params, *h_buffers;       /* host mirrors (the arenas themselves on host backends) */
-    int on_device;
-    float loss_scale;                  /* XENT backward multiplies the logits' gradient (0 = 1) */
-    uint64_t rng_seed, rng_sample0;    /* dropout masks (dpt_model_set_rng) */
-    size_t n_params, n_buffers;
-    dpt_param_segment_t *segs;
-    int n_segs;
-    int32_t *labels;           /* copy of the last forward's labels (the XENT backward reads them) */
-    int n_valid;
-    double flops;
-    int profile;               /* accumulate per-layer times (dpt_model_set_profile) */
-    long profile_steps;
-    float *s_a, *s_b, *s_tmp;  /* synchronized BN: plain scratch shared by the BN layers */
-};
-
-
+#include "model/model_private.h"
 
 static dpt_tensor_t *node_input(dpt_model_t *m, node_t *nd, int i)
 {
@@ -375,50 +328,6 @@ void dpt_model_destroy(dpt_model_t *m)
     dpt_free(m);
 }
 
-void dpt_model_init_params(dpt_model_t *m, uint64_t seed)
-{
-    /* One RNG stream per parameterized layer, numbered in order, so the values do not depend
-     * on parameter-free layers (e.g. a ReLU fused away). */
-    uint64_t ordinal = 0;
-    for (int i = 0; i < m->n_nodes; i++) {
-        node_t *nd = &m->nodes[i];
-        float *p = m->h_params + nd->p_off;
-        dpt_rng_t r;
-        dpt_rng_init(&r, seed, ((uint64_t)DPT_RNG_STREAM_INIT << 32) | ordinal);
-        ordinal += nd->info.n_params > 0;
-        if (nd->spec.kind == DPT_OP_CONV2D || nd->spec.kind == DPT_OP_FC) {
-            size_t fan_out = nd->spec.kind == DPT_OP_CONV2D ? (size_t)nd->spec.filters
-                                                             : (size_t)nd->info.out.c;
-            double fan_in = (double)nd->info.n_weights / (double)fan_out;
-            float bound = (float)(1.0 / sqrt(fan_in));
-            for (size_t k = 0; k < nd->info.n_params; k++)
-                p[k] = bound * (2.0f * dpt_rng_uniform(&r) - 1.0f);
-        } else if (nd->spec.kind == DPT_OP_LINEAR) {   /* nn.Linear's bound 1/sqrt(in) */
-            float bound = (float)(1.0 / sqrt((double)nd->info.n_weights / nd->spec.filters));
-            for (size_t k = 0; k < nd->info.n_params; k++)
-                p[k] = bound * (2.0f * dpt_rng_uniform(&r) - 1.0f);
-        } else if (nd->spec.kind == DPT_OP_TOKENS) {   /* timm: class token, pos ~ N(0, 0.02) */
-            for (size_t k = 0; k < nd->info.n_params; k++)
-                p[k] = 0.02f * dpt_rng_normal(&r);
-        } else if (nd->spec.kind == DPT_OP_LAYERNORM) {
-            int c = nd->info.out.c;
-            for (int k = 0; k < c; k++) {
-                p[k] = 1.0f;
-                p[c + k] = 0.0f;
-            }
-        } else if (nd->spec.kind == DPT_OP_BATCHNORM) {
-            int c = nd->info.out.c;
-            float *b = m->h_buffers + nd->b_off;
-            for (int k = 0; k < c; k++) {
-                p[k] = 1.0f;
-                p[c + k] = 0.0f;
-                b[k] = 0.0f;
-                b[c + k] = 1.0f;
-            }
-        }
-    }
-}
-
 float *dpt_model_params(dpt_model_t *m, size_t *count)
 {
     if (count)
@@ -576,46 +485,4 @@ void dpt_model_set_profile(dpt_model_t *m, int on)
     m->profile_steps = 0;
     for (int i = 0; i < m->n_nodes; i++)
         m->nodes[i].t_fwd = m->nodes[i].t_bwd = 0;
-}
-
-void dpt_model_profile_report(const dpt_model_t *m, char *buf, size_t len)
-{
-    double total = 0;
-    for (int i = 0; i < m->n_nodes; i++)
-        total += m->nodes[i].t_fwd + m->nodes[i].t_bwd;
-    long steps = m->profile_steps ? m->profile_steps : 1;
-    int w = snprintf(buf, len, "  %-14s %-12s %10s %10s %7s  %s (ms per step over %ld steps)\n",
-                     "layer", "op", "forward", "backward", "share", "implementation", steps);
-    size_t used = w > 0 ? (size_t)w : 0;
-    for (int i = 0; i < m->n_nodes && used < len; i++) {
-        const node_t *nd = &m->nodes[i];
-        w = snprintf(buf + used, len - used, "  %-14s %-12s %10.3f %10.3f %6.1f%%  %s\n",
-                     nd->spec.name, dpt_op_kind_name(nd->spec.kind), 1e3 * nd->t_fwd / steps,
-                     1e3 * nd->t_bwd / steps,
-                     total > 0 ? 100.0 * (nd->t_fwd + nd->t_bwd) / total : 0.0, nd->info.impl);
-        if (w < 0)
-            break;
-        used += (size_t)w;
-    }
-    if (used < len)
-        snprintf(buf + used, len - used, "  total %.3f ms per step\n", 1e3 * total / steps);
-}
-
-void dpt_model_summary(const dpt_model_t *m, char *buf, size_t len)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < m->n_nodes && used < len; i++) {
-        const node_t *nd = &m->nodes[i];
-        const dpt_tensor_t *o = &nd->info.out;
-        int w = snprintf(buf + used, len - used, "  %-12s %-12s -> %4d x %3d x %3d  params %8zu%s\n",
-                         nd->spec.name, dpt_op_kind_name(nd->spec.kind), o->c, o->h, o->w,
-                         nd->info.n_params, nd->spec.fuse_relu ? "  (+relu fused)" : "");
-        if (w < 0)
-            break;
-        used += (size_t)w;
-    }
-    if (used < len)
-        snprintf(buf + used, len - used, "  total parameters %zu, forward %.1f MFLOP per sample\n",
-                 m->n_params, m->flops / m->opt.batch / 1e6);
 }

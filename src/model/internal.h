@@ -16,6 +16,9 @@ typedef struct dpt_layer_spec {
     char name[DPT__MODEL_NAME_MAX];
     int line;                 /* line of the section header, for messages */
     int use_line, rep;        /* from a block: the [use] line and repetition (use_line 0: none) */
+    const char *file;         /* the file of `line` when [include]d (NULL: the model file) */
+    const char *use_file;     /* the file of `use_line` (NULL: the model file); both point into
+                                 the spec's files, valid until dpt__model_spec_free */
     int inputs[2];            /* earlier layer indices; -1 = model input */
     int n_inputs;
     int filters, size, stride, pad, bias;   /* conv (filters), fc (filters = outputs), maxpool */
@@ -35,7 +38,14 @@ typedef struct dpt_model_spec {
     int in_c, in_h, in_w, classes;
     dpt_layer_spec_t *layers;
     int n_layers;
+    char **files;             /* the [include]d files' paths (the layers' file, use_file) */
+    int n_files;
 } dpt_model_spec_t;
+
+/* The file a layer's line is in, and the tail of its messages (dpt__mline_where). */
+const char *dpt__layer_file(const dpt_model_spec_t *s, const dpt_layer_spec_t *l);
+void dpt__layer_where(char *buf, size_t cap, const dpt_model_spec_t *s,
+                      const dpt_layer_spec_t *l);
 
 /* Parse a model file; errors name path:line. Free with dpt__model_spec_free. */
 dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
@@ -51,26 +61,35 @@ void dpt__model_spec_free(dpt_model_spec_t *s);
  * message names path:line) ends the lines there and is kept in st and msg: the parser reports
  * it only if the lines before it have no error, so the first error in the file wins, as when
  * the parser read the file itself. truncated: the expansion stopped at the
- * DPT__MODEL_MAX_LAYERS-th layer section, which the parser refuses. n_file_lines: lines read.
- * Free with dpt__mlines_free. */
+ * DPT__MODEL_MAX_LAYERS-th layer section, which the parser refuses. n_file_lines: lines read
+ * (of the model file itself). `[include FILE]` reads FILE's lines in place: file (and use_file,
+ * for use_line) name the file of a line read from an included file (NULL: the model file);
+ * they point into `files`, the included paths, owned by the lines until the parser takes them
+ * (dpt__model_spec_t.files). Free with dpt__mlines_free. */
 typedef struct dpt__mline {
     char *text;
     int line;
     int use_line;
     int rep;
+    const char *file, *use_file;
 } dpt__mline_t;
 typedef struct dpt__mlines {
     dpt__mline_t *v;
     int n, cap;
     int truncated;
     int n_file_lines;
+    char **files;
+    int n_files, cap_files;
     dpt_status_t st;
     char msg[1024];
 } dpt__mlines_t;
 dpt_status_t dpt__model_expand(const char *path, dpt__mlines_t *out);
 void dpt__mlines_free(dpt__mlines_t *m);
-/* " (in the block used at line U, repeat R)" when use_line > 0, else "": the tail of messages. */
-void dpt__mline_where(char *buf, size_t cap, int use_line, int rep);
+/* " (in the block used at line U, repeat R)" when use_line > 0, else "": the tail of messages.
+ * file and use_file: the files of the line and of the [use] (never NULL); when they differ
+ * (a block of an [include]d file), " (in the block used at USE_FILE:U, repeat R)". */
+void dpt__mline_where(char *buf, size_t cap, const char *file, const char *use_file,
+                      int use_line, int rep);
 
 /* sync_bn.c: synchronized batch norm on plain NCHW arrays (see the file). `sum` replaces n
  * floats by their sum over ranks; tmp holds 2 * c + 1 floats. */

@@ -86,9 +86,10 @@ static dpt_status_t build(dpt_model_t *m, const dpt_model_spec_t *spec)
         }
         dpt_status_t st = m->ops->op_create(m->be, &d, &nd->op, &nd->info);
         if (st != DPT_OK) {
-            char where[96];
-            dpt__mline_where(where, sizeof where, nd->spec.use_line, nd->spec.rep);
-            return dpt_error_prefix(st, "%s:%d: layer '%s' (%s)%s: ", spec->path, nd->spec.line,
+            char where[640];
+            dpt__layer_where(where, sizeof where, spec, &nd->spec);
+            return dpt_error_prefix(st, "%s:%d: layer '%s' (%s)%s: ",
+                                    dpt__layer_file(spec, &nd->spec), nd->spec.line,
                                     nd->spec.name, dpt_op_kind_name(nd->spec.kind), where);
         }
         nd->p_off = p_off;
@@ -136,7 +137,8 @@ static dpt_status_t build(dpt_model_t *m, const dpt_model_spec_t *spec)
                 continue;
             if (p->n_extra == 3) {
                 st = dpt_error_set(DPT_ERR_UNSUPPORTED, "%s:%d: layer '%s' feeds more than 4 "
-                                   "layers", spec->path, p->spec.line, p->spec.name);
+                                   "layers", dpt__layer_file(spec, &p->spec), p->spec.line,
+                                   p->spec.name);
                 break;
             }
             nd->edge_slot[k] = p->n_extra;
@@ -271,6 +273,8 @@ dpt_status_t dpt_model_create(const char *path, const dpt_backend_ops_t *ops, dp
     if (st == DPT_OK)
         st = build(m, &spec);
     dpt__model_spec_free(&spec);
+    for (int i = 0; m->nodes && i < m->n_nodes; i++)   /* they pointed into spec.files */
+        m->nodes[i].spec.file = m->nodes[i].spec.use_file = NULL;
     if (st == DPT_OK && opt->bn_sum)
         st = alloc_sync_bn(m);
     if (st != DPT_OK) {

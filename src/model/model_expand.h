@@ -1,6 +1,6 @@
 /* model_expand.h: private to the block expander, which is split in two by responsibility:
- * model_expand.c reads the file, records [block] definitions, drives the expansion and owns
- * the output (dpt__mx_emit); model_expand_use.c handles the [use] side (its keys, $variable
+ * model_expand.c reads the files (following [include]s), records [block] definitions, drives the
+ * expansion and owns the output (dpt__mx_emit); model_expand_use.c handles the [use] side (its keys, $variable
  * substitution, renaming body layers, building the expanded lines it emits). This header holds
  * the state both halves work on and the few helpers both call (dpt__mx_*); everything else
  * stays static in its file. Not public: the rest of the model code sees only dpt__model_expand
@@ -15,10 +15,12 @@
 #define MAX_VARS 32              /* $variables of one [use] */
 #define MAX_IDENT 64             /* block, variable and prefix names, with the NUL */
 #define MAX_TEXT 4096            /* an expanded line, with the NUL */
+#define MAX_INCLUDE_DEPTH 4      /* [include]s nest this deep (the model file is depth 0) */
 
 typedef struct bline {
     char *text;
     int line;
+    const char *file;            /* its file: NULL (the model file) or an [include]d one */
 } bline_t;
 
 typedef struct var {
@@ -30,6 +32,7 @@ typedef struct var {
 typedef struct block {
     char name[MAX_IDENT];
     int line;                    /* of [block NAME] */
+    const char *file;            /* of the definition (the body's; NULL: the model file) */
     int uses;
     bline_t *body;
     int n_body, cap_body;
@@ -49,8 +52,20 @@ typedef struct use {
     int n_vars;
 } use_t;
 
+/* A file being read: the model file (frames[0]) or an [include]d one. */
+typedef struct frame {
+    const char *file;            /* NULL: the model file; else its path in out->files */
+    int inc_line;                /* the line of the includer's [include] */
+    int has_id;                  /* dev, ino known (stat worked) */
+    unsigned long long dev, ino; /* to find include cycles */
+} frame_t;
+
 typedef struct expander {
-    const char *path;
+    const char *path;            /* the model file */
+    const char *file;            /* the file being read (frames[depth].file) */
+    frame_t frames[MAX_INCLUDE_DEPTH + 1];
+    int depth;
+    int open_failed;             /* an [include]d file could not be opened (DPT_ERR_IO) */
     dpt__mlines_t *out;
     block_t *blocks;
     int n_blocks, cap_blocks;
@@ -62,13 +77,22 @@ typedef struct expander {
 /* model_expand.c: shared helpers, the block table and the output. */
 char *dpt__mx_dup_str(const char *s);
 char *dpt__mx_trim(char *s);
-/* A format error at file:line (and, for expanded text, the [use] line and repetition). */
+/* A format error at line of the file being read. */
 dpt_status_t dpt__mx_err(const expander_t *x, int line, int use_line, int rep, const char *fmt,
                          ...) __attribute__((format(printf, 5, 6)));
+/* The same at line of `file` (expanded text: the body's file; NULL: the model file), with the
+ * [use] line and repetition (the [use] in the file being read). */
+dpt_status_t dpt__mx_err_in(const expander_t *x, const char *file, int line, int use_line,
+                            int rep, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* "line N" when file is the file being read, else "FILE:N", into buf. */
+const char *dpt__mx_at(const expander_t *x, const char *file, int line, char *buf, size_t cap);
 dpt_status_t dpt__mx_nomem(const expander_t *x);
 int dpt__mx_is_label(const char *s);
 block_t *dpt__mx_find_block(expander_t *x, const char *name);
-dpt_status_t dpt__mx_emit(expander_t *x, const char *text, int line, int use_line, int rep);
+/* text at line of file (NULL: the model file); from a [use] at use_line (0: none) of the file
+ * being read, repetition rep. */
+dpt_status_t dpt__mx_emit(expander_t *x, const char *text, const char *file, int line,
+                          int use_line, int rep);
 
 /* model_expand_use.c: $references and the [use] side, called by the driver. */
 size_t dpt__mx_var_ref(const char *s, char name[MAX_IDENT]);

@@ -226,11 +226,13 @@ static int expand_line(const block_t *b, const use_t *u, const char *prefix, int
 dpt_status_t dpt__mx_flush_use(expander_t *x, use_t *u)
 {
     block_t *b = dpt__mx_find_block(x, u->block);
+    char at[600];
     for (int i = 0; i < b->n_vars; i++)
         if (!dpt__mx_find_var(u->vars, u->n_vars, b->vars[i].name))
-            return dpt__mx_err(x, u->line, 0, 0, "[use %s]: block '%s' uses $%s (line %d) but "
+            return dpt__mx_err(x, u->line, 0, 0, "[use %s]: block '%s' uses $%s (%s) but "
                                "this [use] does not set %s", u->block, b->name, b->vars[i].name,
-                               b->vars[i].line, b->vars[i].name);
+                               dpt__mx_at(x, b->file, b->vars[i].line, at, sizeof at),
+                               b->vars[i].name);
     b->uses++;
     char prefix[MAX_IDENT + 16];
     if (u->prefix[0])
@@ -244,9 +246,9 @@ dpt_status_t dpt__mx_flush_use(expander_t *x, use_t *u)
             const bline_t *bl = &b->body[i];
             char text[MAX_TEXT];
             if (expand_line(b, u, prefix, r, in_name, bl->text, text))
-                return dpt__mx_err(x, bl->line, u->line, r, "line longer than %d characters "
-                                   "after substitution", MAX_TEXT - 1);
-            DPT_CHECK(dpt__mx_emit(x, text, bl->line, u->line, r));
+                return dpt__mx_err_in(x, bl->file, bl->line, u->line, r, "line longer than %d "
+                                      "characters after substitution", MAX_TEXT - 1);
+            DPT_CHECK(dpt__mx_emit(x, text, bl->file, bl->line, u->line, r));
             if (x->out->truncated)
                 return DPT_OK;
         }

@@ -32,6 +32,7 @@ typedef struct parser {
     const char *path;
     int line;
     int use_line, rep;            /* where line came from: a [use] (0: none) and its repetition */
+    const char *file, *use_file;  /* the files of line and use_line when [include]d (NULL: path) */
     dpt_model_spec_t *spec;
     char (*input_names)[2][LAYER_NAME_MAX];   /* unresolved input names per layer */
     int have_net;
@@ -51,10 +52,24 @@ static char *trim(char *s)
 
 static dpt_status_t perr(const parser_t *p, const char *fmt, const char *a, const char *b)
 {
-    char msg[384], where[96];
+    char msg[384], where[640];
+    const char *file = p->file ? p->file : p->path;
     snprintf(msg, sizeof msg, fmt, a, b);
-    dpt__mline_where(where, sizeof where, p->use_line, p->rep);
-    return dpt_error_set(DPT_ERR_FORMAT, "%s:%d: %s%s", p->path, p->line, msg, where);
+    dpt__mline_where(where, sizeof where, file, p->use_file ? p->use_file : p->path,
+                     p->use_line, p->rep);
+    return dpt_error_set(DPT_ERR_FORMAT, "%s:%d: %s%s", file, p->line, msg, where);
+}
+
+const char *dpt__layer_file(const dpt_model_spec_t *s, const dpt_layer_spec_t *l)
+{
+    return l->file ? l->file : s->path;
+}
+
+void dpt__layer_where(char *buf, size_t cap, const dpt_model_spec_t *s,
+                      const dpt_layer_spec_t *l)
+{
+    dpt__mline_where(buf, cap, dpt__layer_file(s, l), l->use_file ? l->use_file : s->path,
+                     l->use_line, l->rep);
 }
 
 static dpt_status_t parse_int(const parser_t *p, const char *key, const char *v, int lo, int hi,
@@ -218,6 +233,8 @@ static void layer_defaults(dpt_layer_spec_t *l, const char *type, dpt_op_kind_t 
     l->line = p->line;
     l->use_line = p->use_line;
     l->rep = p->rep;
+    l->file = p->file;
+    l->use_file = p->use_file;
     l->n_inputs = dpt_op_n_inputs(kind);
     l->size = kind == DPT_OP_MAXPOOL ? 2 : 3;
     l->stride = -1;   /* resolved after parsing: conv 1, maxpool = size */
@@ -250,6 +267,8 @@ static dpt_status_t finish(parser_t *p, const dpt_model_options_t *opt)
         p->line = l->line;
         p->use_line = l->use_line;
         p->rep = l->rep;
+        p->file = l->file;
+        p->use_file = l->use_file;
         if (l->stride < 0)
             l->stride = l->kind == DPT_OP_MAXPOOL ? l->size : 1;
         if (l->pad < 0)
@@ -323,6 +342,10 @@ dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
     dpt_status_t st = dpt__model_expand(path, &lines);   /* I/O, memory: nothing to free */
     if (st != DPT_OK)
         return st;
+    s->files = lines.files;   /* the layers' file names point into them */
+    s->n_files = lines.n_files;
+    lines.files = NULL;
+    lines.n_files = lines.cap_files = 0;
     parser_t p = {.path = s->path, .spec = s};
     s->layers = dpt_calloc(MAX_LAYERS * sizeof *s->layers);
     p.input_names = dpt_calloc(MAX_LAYERS * sizeof *p.input_names);
@@ -336,6 +359,8 @@ dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
         p.line = ml->line;
         p.use_line = ml->use_line;
         p.rep = ml->rep;
+        p.file = ml->file;
+        p.use_file = ml->use_file;
         char *line = ml->text;   /* comment-free, trimmed, not empty */
         if (*line == '[') {
             char *end = strchr(line, ']');
@@ -411,6 +436,7 @@ dpt_status_t dpt__model_parse(const char *path, const dpt_model_options_t *opt,
     }
     p.line = lines.n_file_lines;   /* an appended softmax_xent: the end of the file */
     p.use_line = p.rep = 0;
+    p.file = p.use_file = NULL;
     if (!p.have_net || s->in_c == 0 || s->classes == 0) {
         st = dpt_error_set(DPT_ERR_FORMAT, "%s: missing [net] section with input = C,H,W and "
                            "classes = K", path);
@@ -436,6 +462,10 @@ done:
 void dpt__model_spec_free(dpt_model_spec_t *s)
 {
     dpt_free(s->layers);
+    for (int i = 0; i < s->n_files; i++)
+        dpt_free(s->files[i]);
+    dpt_free(s->files);
     s->layers = NULL;
-    s->n_layers = 0;
+    s->files = NULL;
+    s->n_layers = s->n_files = 0;
 }

@@ -74,6 +74,10 @@ START_TEST(test_shipped_models)
         /* EfficientNet-B0 (MBConv + squeeze-excitation blocks) with a stride-1 stem: torchvision's
          * efficientnet_b0(num_classes=10), 5,288,548 - 1280*1000-1000 + 1280*10+10 */
         {"models/efficientnet-b0.cfg", 4020358},
+        /* Fashion-MNIST (1x28x28), the same [include]d stages: the stem conv reads 1 channel,
+         * 64*1*9 weights instead of 64*3*9 (resnet50), 32*1*9 instead of 32*3*9 (effnet) */
+        {"models/resnet50-fmnist.cfg", 23520842 - 64 * 2 * 9},
+        {"models/efficientnet-b0-fmnist.cfg", 4020358 - 32 * 2 * 9},
     };
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         dpt_backend_t *be;

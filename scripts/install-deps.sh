@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # install-deps.sh: installs what dptrain needs on Debian 12, only the packages that are missing.
 # Idempotent; uses apt-get as root or through sudo. Usage: scripts/install-deps.sh [--bench] [--fuzz]
-#   --bench  also install what the benchmarks need: python3-torch, and libtorch-dev and pybind11-dev
-#            (the C++ headers Horovod's build needs, benchmarks/netns_compress.sh HOROVOD=try)
+#   --bench  also install what the benchmarks need: python3-torch and python3-torchvision (the
+#            model-zoo twins of benchmarks/torch_models.py use torchvision's resnet50 and
+#            efficientnet_b0), python3-venv (benchmarks/models_vs_torch.sh makes benchmarks/.venv
+#            with PyPI's current torch), and libtorch-dev and pybind11-dev (the C++ headers
+#            Horovod's build needs, benchmarks/netns_compress.sh HOROVOD=try)
 #   --fuzz   also install clang (libFuzzer) for tests/fuzz
 # It says which packages it installs and why; apt-get's own output goes to a log file
 # (${TMPDIR:-/tmp}/dptrain-install-deps.XXXXXX.log, named on the terminal), and on failure the
@@ -21,7 +24,7 @@ declare -A why=(
 declare -A members=(
   [base]="build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev libdnnl-dev
           libzstd-dev zlib1g-dev libturbojpeg0-dev check dataset-fashion-mnist gnuplot-nox tmux"
-  [bench]="python3-torch libtorch-dev pybind11-dev"
+  [bench]="python3-torch python3-torchvision python3-venv libtorch-dev pybind11-dev"
   [fuzz]="clang"
   [extra]="${DPT_DEPS_EXTRA:-}"
 )

@@ -1,4 +1,7 @@
-/* options.c: the flag registry (see options.h) and the parser over it. */
+/* options.c: the flag registry (see options.h) and the parser over it: the command line and
+ * --config files into dpt_cli_opts_t, with the range, choice and combination checks. Printing
+ * the registry back (--help, the flag texts ranks compare and checkpoints record) is in
+ * options_text.c. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -14,39 +17,15 @@
 #include "dptrain/config.h"
 #include "dptrain/optim.h"
 
-typedef dpt_cli_opts_t opts_t;
+#include "cli/option_table.h"
 
-/* T_ENUM: an int, the index of the value among the row's `arg`, "a|b|c" */
-enum { T_INT, T_LONG, T_U64, T_DOUBLE, T_FLOAT, T_STR, T_BOOL, T_ENUM, T_SCHED, T_SIZE, T_PREC,
-       T_LSCALE };
-
-typedef struct option_def {
-    const char *name;
-    int type;
-    size_t off;          /* offset into opts_t */
-    double lo, hi;       /* numeric range */
-    int cmds;            /* subcommands that accept it, and its scope (LOCAL, CONTROL) */
-    const char *arg;     /* argument name in --help */
-    const char *help;
-} option_def_t;
-
-#define C(field) offsetof(opts_t, cfg.field)
-#define O(field) offsetof(opts_t, field)
-#define ALL (CMD_TRAIN | CMD_EVAL | CMD_BENCH)
-/* Scope of a train flag across ranks (dpt_cli_flag_text). Unmarked: the run's identity, every
- * rank must agree and checkpoints record it, so that a new flag is compared unless its row says
- * otherwise. CONTROL: ranks must agree (it decides which collectives run) but a resumed run may
- * differ. LOCAL: a rank's own (threads, output files, a rank's kernels: replicas stay identical
- * whatever each rank computes its gradients with, since they are averaged). */
-#define LOCAL (1 << 8)
-#define CONTROL (1 << 9)
 
 /* The train configuration's rows (train_flags.h), then the other commands' own. */
 #define ROW(ctype, field, def, name, type, lo, hi, cmds, arg, help) \
     {name, type, C(field), lo, hi, cmds, arg, help},
 #define SGD_ROW(ctype, field, def, name, type, lo, hi, cmds, arg, help) \
     {name, type, C(sgd.field), lo, hi, cmds, arg, help},
-static const option_def_t options[] = {
+const option_def_t dpt__cli_options[] = {
     DPT_TRAIN_FLAGS(ROW)
     DPT_SGD_FLAGS(SGD_ROW)
     {"weights", T_STR, O(weights), 0, 0, CMD_EVAL, "FILE", "weights written by train --save (required)"},
@@ -76,7 +55,9 @@ static const option_def_t options[] = {
     {"config", T_STR, O(config_file), 0, 0, ALL | CMD_BENCH_AR | CMD_PREPARE | LOCAL, "FILE", "read flags from FILE (lines 'name = value'); command-line flags win"},
     {"help", T_BOOL, O(help), 0, 0, ALL | CMD_BENCH_AR | CMD_PREPARE | LOCAL, NULL, "this help"},
 };
-#define N_OPTIONS (sizeof options / sizeof options[0])
+#define N_OPTIONS (sizeof dpt__cli_options / sizeof dpt__cli_options[0])
+#define options dpt__cli_options   /* the table, by its short name in this file */
+const size_t dpt__cli_n_options = N_OPTIONS;
 
 const char *dpt_cli_cmd_name(int cmd)
 {
@@ -90,32 +71,6 @@ void dpt_cli_usage_error(int cmd, const char *fmt, const char *a, const char *b)
     fprintf(stderr, "dptrain %s: ", dpt_cli_cmd_name(cmd));
     fprintf(stderr, fmt, a, b);
     fprintf(stderr, " (see 'dptrain %s --help')\n", dpt_cli_cmd_name(cmd));
-}
-
-static void default_text(const option_def_t *d, char *buf, size_t n);
-
-void dpt_cli_print_help(int cmd)
-{
-    static const char *what[] = {
-        [CMD_TRAIN] = "train a model: one process, or one rank per process under mpirun / srun\n"
-                       "  (launch/dptrain-run, launch/slurm/dptrain.sbatch; docs/USAGE.md)",
-        [CMD_EVAL] = "evaluate saved weights on the test split",
-        [CMD_BENCH] = "time training steps on a fixed synthetic batch (img/s, GFLOP/s)",
-        [CMD_BENCH_AR] = "every all-reduce algorithm and MPI_Allreduce side by side, verified\n"
-                         "  (run under mpirun: mpirun -np 4 build/dptrain bench allreduce)",
-        [CMD_PREPARE] = "turn a folder of JPEGs into zstd shards for --data shards:DIR\n"
-                        "  (bad files are reported and skipped; an unchanged re-run does nothing)",
-    };
-    printf("usage: dptrain %s [flags]\n  %s\n\nflags:\n", dpt_cli_cmd_name(cmd), what[cmd]);
-    for (size_t i = 0; i < N_OPTIONS; i++) {
-        const option_def_t *o = &options[i];
-        if (!(o->cmds & cmd))
-            continue;
-        char left[64], def[128] = "";   /* " (default " + 96 + ")" */
-        snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
-        default_text(o, def, sizeof def);
-        printf("  %-26s %s%s\n", left, o->help, def);
-    }
 }
 
 /* The index of `val` in the '|'-separated `choices`, or -1. */
@@ -451,7 +406,7 @@ static int parse_config_file(opts_t *o, int cmd, const char *path)
     return rc;
 }
 
-static void set_defaults(opts_t *o)
+void dpt__cli_set_defaults(opts_t *o)
 {
     memset(o, 0, sizeof *o);
     dpt_train_config_default(&o->cfg);   /* the registry's defaults (train_flags.h) */
@@ -481,7 +436,7 @@ static int check_combinations(const opts_t *o, int cmd)
 
 int dpt_cli_parse(opts_t *o, int cmd, int argc, char **argv)
 {
-    set_defaults(o);
+    dpt__cli_set_defaults(o);
     /* The config file first, so that command-line flags win. */
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -501,112 +456,4 @@ int dpt_cli_parse(opts_t *o, int cmd, int argc, char **argv)
     }
     int rc = parse_args(o, cmd, argc, argv);
     return rc ? rc : check_combinations(o, cmd);
-}
-
-/* The k-th name of a '|'-separated list, into buf. */
-static const char *choice_name(const char *choices, int k, char *buf, size_t n)
-{
-    const char *c = choices;
-    for (; k > 0 && *c; k--)
-        c += strcspn(c, "|") + (c[strcspn(c, "|")] == '|');
-    size_t len = strcspn(c, "|");
-    snprintf(buf, n, "%.*s", (int)len, c);
-    return buf;
-}
-
-/* The shortest %g text that reads back as v (0.1, not 0.10000000000000001). */
-static void format_double(double v, int max_digits, char *buf, size_t n)
-{
-    for (int digits = 6; digits <= max_digits; digits++) {
-        snprintf(buf, n, "%.*g", digits, v);
-        double back = strtod(buf, NULL);
-        if (max_digits <= 9 ? (float)back == (float)v : back == v)
-            return;
-    }
-}
-
-/* One flag's effective value as text (the inverse of set_option, up to number formatting). */
-static void format_value(const opts_t *o, const option_def_t *d, char *buf, size_t n)
-{
-    const void *p = (const char *)o + d->off;
-    char tmp[64];
-    switch (d->type) {
-    case T_INT:
-        if (d->lo == -1 && *(const int *)p == -1) {
-            snprintf(buf, n, "auto");
-            break;
-        }
-        /* fall through */
-    case T_BOOL: snprintf(buf, n, "%d", *(const int *)p); break;
-    case T_ENUM: snprintf(buf, n, "%s", choice_name(d->arg, *(const int *)p, tmp, sizeof tmp)); break;
-    case T_LONG: snprintf(buf, n, "%ld", *(const long *)p); break;
-    case T_U64: snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)p); break;
-    case T_DOUBLE:
-    case T_LSCALE: format_double(*(const double *)p, 17, buf, n); break;
-    case T_FLOAT: format_double((double)*(const float *)p, 9, buf, n); break;
-    case T_STR: snprintf(buf, n, "%s", *(const char *const *)p ? *(const char *const *)p : ""); break;
-    case T_SCHED: snprintf(buf, n, "%s", dpt_schedule_name(*(const dpt_sched_kind_t *)p)); break;
-    case T_SIZE: snprintf(buf, n, "%zu", *(const size_t *)p); break;
-    case T_PREC: snprintf(buf, n, "%s", dpt_precision_name(*(const dpt_precision_t *)p)); break;
-    default: snprintf(buf, n, "?"); break;
-    }
-}
-
-/* " (default X)" for a row of the registry (a field of the train config) whose help does not
- * explain its default itself: X read off the defaults, as --help and the flag texts print it. */
-static void default_text(const option_def_t *d, char *buf, size_t n)
-{
-    buf[0] = '\0';
-    if (d->off >= sizeof(dpt_train_config_t) || strstr(d->help, "default"))
-        return;
-    static opts_t def;
-    static int have;
-    if (!have)
-        set_defaults(&def);
-    have = 1;
-    char val[96];
-    format_value(&def, d, val, sizeof val);
-    if (d->type == T_BOOL && *(const int *)((const char *)&def + d->off))
-        snprintf(val, sizeof val, "on; --no-%s", d->name);
-    else if (d->type == T_BOOL)
-        snprintf(val, sizeof val, "off");
-    if (*val)
-        snprintf(buf, n, " (default %s)", val);
-}
-
-size_t dpt_cli_flag_text(const opts_t *o, int scope, char *buf, size_t n)
-{
-    size_t len = 0;
-    if (n)
-        buf[0] = '\0';
-    for (size_t i = 0; i < N_OPTIONS; i++) {
-        const option_def_t *d = &options[i];
-        if (!(d->cmds & CMD_TRAIN) || (scope != DPT_SCOPE_ALL && (d->cmds & LOCAL))
-            || (scope == DPT_SCOPE_RUN && (d->cmds & CONTROL)) || d->off == O(help))
-            continue;
-        int alias = 0;   /* --device is --backend: once */
-        for (size_t j = 0; j < i && !alias; j++)
-            alias = (options[j].cmds & CMD_TRAIN) && options[j].off == d->off;
-        if (alias)
-            continue;
-        char val[4096];
-        format_value(o, d, val, sizeof val);
-        int w = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0, "--%s=%s\n",
-                         d->name, val);
-        if (w > 0)
-            len += (size_t)w;
-    }
-    return len;
-}
-
-void dpt_cli_print_choices(FILE *out)
-{
-    for (size_t i = 0; i < N_OPTIONS; i++)
-        if (options[i].type == T_ENUM && (options[i].cmds & CMD_TRAIN)) {
-            fprintf(out, "  --%s\n   ", options[i].name);
-            char name[64];
-            for (int k = 0; *choice_name(options[i].arg, k, name, sizeof name); k++)
-                fprintf(out, " %s", name);
-            fprintf(out, "\n");
-        }
 }
